@@ -1,0 +1,51 @@
+# edgegate developer entry points. `make demo` and `make test` work on a fresh
+# machine: every target that needs the environment builds it first.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SETUP_STAMP := $(VENV)/.setup-stamp
+PROTOS_STAMP := libs/protos/edgegate_protos/.generated-stamp
+PROTO_FILES := $(shell find protos -name '*.proto')
+DISTRIBUTIONS := libs/protos libs/common libs/cli services/gateway 'services/inference[cpu]' \
+                 services/taskstore services/security operator
+PYTEST_ARGS ?=
+
+.PHONY: setup protos lint test demo bench clean
+
+setup: $(SETUP_STAMP) $(PROTOS_STAMP)
+
+$(SETUP_STAMP): pyproject.toml constraints.txt $(wildcard libs/*/pyproject.toml services/*/pyproject.toml operator/pyproject.toml) deploy/tools/install_k8s_binaries.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --group dev \
+		$(addprefix --editable ,$(DISTRIBUTIONS))
+	$(BIN)/python deploy/tools/install_k8s_binaries.py --dest $(BIN)
+	touch $@
+
+protos: $(PROTOS_STAMP)
+
+$(PROTOS_STAMP): $(SETUP_STAMP) $(PROTO_FILES) libs/protos/generate.py
+	$(BIN)/python libs/protos/generate.py
+	touch $@
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/edgegate up --once
+
+bench: setup
+	$(BIN)/python bench/bus.py
+
+clean:
+	rm -rf $(VENV) .edgegate .mypy_cache .ruff_cache .pytest_cache bench/results
+	find libs/protos/edgegate_protos -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
+	rm -f $(PROTOS_STAMP)
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,6 @@
+"""The NATS bus: protobuf request/reply with deadlines, tracing and typed errors."""
+
+from edgegate_common.bus.client import Bus, Handler, RequestContext
+from edgegate_common.bus.tls import client_tls_context
+
+__all__ = ["Bus", "Handler", "RequestContext", "client_tls_context"]

@@ -1,0 +1,233 @@
+"""`Bus`: protobuf request/reply, publishing and JetStream access over NATS.
+
+A thin layer over nats-py that adds what every edgegate call needs: protobuf
+bodies, a deadline, W3C trace context, and errors that cross process
+boundaries as typed exceptions. Anything else, use `bus.nc` / `bus.js`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+import nats
+import nats.errors
+from google.protobuf.message import DecodeError, Message
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from opentelemetry import trace
+
+from edgegate_common import telemetry
+from edgegate_common.bus import headers as hdr
+from edgegate_common.errors import (
+    DeadlineExceeded,
+    EdgegateError,
+    Internal,
+    InvalidArgument,
+    NoResponders,
+    Unavailable,
+)
+from edgegate_common.logging import get_logger
+from edgegate_common.metrics import BusMetrics
+
+Req = TypeVar("Req", bound=Message)
+Rep = TypeVar("Rep", bound=Message)
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """What a handler knows about the request besides its body."""
+
+    subject: str
+    headers: Mapping[str, str]
+    deadline_s: float | None  # absolute, epoch seconds
+
+    def remaining_s(self) -> float | None:
+        return None if self.deadline_s is None else self.deadline_s - time.time()
+
+
+Handler = Callable[[Req, RequestContext], Awaitable[Rep]]
+ConnectionListener = Callable[[bool], None]
+
+
+class Bus:
+    """One NATS connection, shared by everything in a process."""
+
+    def __init__(self, nc: NATS, *, metrics: BusMetrics | None = None) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self._metrics = metrics
+        self._tracer = trace.get_tracer("edgegate.bus")
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    async def connect(
+        cls,
+        *,
+        servers: list[str],
+        name: str,
+        connect_timeout_s: float = 30.0,
+        tls: ssl.SSLContext | None = None,
+        on_connection_change: ConnectionListener | None = None,
+        metrics: BusMetrics | None = None,
+    ) -> Bus:
+        """Connect, retrying until `connect_timeout_s`; afterwards reconnect forever."""
+
+        async def disconnected() -> None:
+            log.warning("nats disconnected")
+            if on_connection_change:
+                on_connection_change(False)
+
+        async def reconnected() -> None:
+            log.info("nats reconnected", url=str(nc.connected_url.geturl() if nc.connected_url else ""))
+            if on_connection_change:
+                on_connection_change(True)
+
+        async def error(exc: Exception) -> None:
+            log.debug("nats connection error", error=repr(exc))
+
+        nc = NATS()
+        give_up_at = time.monotonic() + connect_timeout_s
+        delay_s = 0.1
+        while True:
+            try:
+                await nc.connect(
+                    servers=servers,
+                    name=name,
+                    tls=tls,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    connect_timeout=min(2.0, connect_timeout_s),
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                    error_cb=error,
+                )
+                break
+            except (OSError, nats.errors.Error) as exc:
+                if time.monotonic() + delay_s > give_up_at:
+                    raise Unavailable(f"cannot reach NATS at {', '.join(servers)}: {exc!r}") from exc
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 2.0)
+        log.info("nats connected", url=servers)
+        if on_connection_change:
+            on_connection_change(True)
+        return cls(nc, metrics=metrics)
+
+    # -- request / reply -------------------------------------------------
+
+    async def request(
+        self, subject: str, message: Message, reply_type: type[Rep], *, timeout_s: float = 5.0
+    ) -> Rep:
+        """Send `message`, wait for one reply of `reply_type`; raise typed errors."""
+        if not self.nc.is_connected:
+            raise Unavailable(f"not connected to NATS; cannot send to {subject}")
+        with self._tracer.start_as_current_span(
+            f"send {subject}", kind=trace.SpanKind.CLIENT, attributes={"messaging.destination.name": subject}
+        ):
+            headers = {hdr.DEADLINE: hdr.encode_deadline(time.time() + timeout_s)}
+            telemetry.inject(headers)
+            try:
+                msg = await self.nc.request(
+                    subject, message.SerializeToString(), timeout=timeout_s, headers=headers
+                )
+            except nats.errors.NoRespondersError:
+                raise NoResponders(f"no service is listening on {subject}") from None
+            except nats.errors.TimeoutError:
+                raise DeadlineExceeded(f"no reply on {subject} within {timeout_s:g}s") from None
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
+                raise Unavailable(f"NATS connection lost while calling {subject}") from exc
+            remote_error = hdr.decode_error(msg.headers)
+            if remote_error is not None:
+                raise remote_error
+            try:
+                return reply_type.FromString(msg.data)
+            except DecodeError as exc:
+                raise Internal(f"unreadable {reply_type.__name__} reply from {subject}") from exc
+
+    async def serve(
+        self,
+        subject: str,
+        request_type: type[Req],
+        handler: Handler[Req, Rep],
+        *,
+        queue: str = "",
+    ) -> Subscription:
+        """Answer requests on `subject` with `handler`; each runs in its own task."""
+
+        async def on_message(msg: Msg) -> None:
+            task = asyncio.create_task(self._handle(msg, request_type, handler))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+        return await self.nc.subscribe(subject, queue=queue, cb=on_message)
+
+    async def _handle(self, msg: Msg, request_type: type[Req], handler: Handler[Req, Rep]) -> None:
+        started = time.perf_counter()
+        parent = telemetry.extract(msg.headers)
+        with self._tracer.start_as_current_span(
+            f"process {msg.subject}",
+            context=parent,
+            kind=trace.SpanKind.SERVER,
+            attributes={"messaging.destination.name": msg.subject},
+        ):
+            ctx = RequestContext(
+                subject=msg.subject,
+                headers=msg.headers or {},
+                deadline_s=hdr.decode_deadline(msg.headers),
+            )
+            body, reply_headers = await self._run_handler(msg.data, ctx, request_type, handler)
+            code = reply_headers.get(hdr.ERROR_CODE, "OK")
+            log.debug("nats request handled", subject=msg.subject, code=code)
+            if msg.reply:
+                await self.nc.publish(msg.reply, body, headers=reply_headers or None)
+        if self._metrics:
+            self._metrics.observe_handled(msg.subject, code, time.perf_counter() - started)
+
+    @staticmethod
+    async def _run_handler(
+        data: bytes, ctx: RequestContext, request_type: type[Req], handler: Handler[Req, Rep]
+    ) -> tuple[bytes, dict[str, str]]:
+        remaining_s = ctx.remaining_s()
+        try:
+            if remaining_s is not None and remaining_s <= 0:
+                raise DeadlineExceeded(f"deadline passed before {ctx.subject} was handled")
+            try:
+                request = request_type.FromString(data)
+            except DecodeError:
+                raise InvalidArgument(f"{ctx.subject} expects a {request_type.DESCRIPTOR.full_name}") from None
+            async with asyncio.timeout(remaining_s):
+                reply = await handler(request, ctx)
+            return reply.SerializeToString(), {}
+        except EdgegateError as exc:
+            return b"", hdr.encode_error(exc)
+        except TimeoutError:
+            return b"", hdr.encode_error(DeadlineExceeded(f"{ctx.subject} ran past its deadline"))
+        except Exception:
+            log.exception("nats handler failed", subject=ctx.subject)
+            return b"", hdr.encode_error(Internal(f"{ctx.subject} failed; see the service log"))
+
+    # -- lifecycle -------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.nc.is_connected)
+
+    async def close(self) -> None:
+        """Drain: stop taking requests, finish those in flight, flush, disconnect."""
+        if self.nc.is_closed:
+            return
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=5.0)
+        try:
+            await self.nc.drain()
+        except (nats.errors.Error, asyncio.TimeoutError):
+            await self.nc.close()

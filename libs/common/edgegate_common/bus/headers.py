@@ -1,0 +1,53 @@
+"""The headers edgegate puts on NATS messages, and their pure encode/decode.
+
+- `traceparent` / `tracestate`: W3C trace context (see edgegate_common.telemetry).
+- `Edgegate-Deadline`: absolute deadline, Unix epoch milliseconds.
+- `Edgegate-Error-Code` / `Edgegate-Error-Message`: set on a reply instead of
+  a body when the handler failed; the caller re-raises the typed error.
+- `Nats-Msg-Id`: JetStream de-duplication id, on anything durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from edgegate_common.errors import Code, EdgegateError, Internal, error_for
+
+DEADLINE = "Edgegate-Deadline"
+ERROR_CODE = "Edgegate-Error-Code"
+ERROR_MESSAGE = "Edgegate-Error-Message"
+MSG_ID = "Nats-Msg-Id"
+
+_MAX_ERROR_MESSAGE = 1024
+
+
+def encode_deadline(deadline_s: float) -> str:
+    return str(int(deadline_s * 1000))
+
+
+def decode_deadline(headers: Mapping[str, str] | None) -> float | None:
+    """The deadline as epoch seconds, or None if absent or unreadable."""
+    raw = (headers or {}).get(DEADLINE)
+    if raw is None:
+        return None
+    try:
+        return int(raw) / 1000
+    except ValueError:
+        return None
+
+
+def encode_error(error: EdgegateError) -> dict[str, str]:
+    # Header values cannot hold line breaks; keep them short too.
+    message = " ".join(error.message.split())[:_MAX_ERROR_MESSAGE]
+    return {ERROR_CODE: error.code.name, ERROR_MESSAGE: message}
+
+
+def decode_error(headers: Mapping[str, str] | None) -> EdgegateError | None:
+    """The typed error a reply carries, or None for a successful reply."""
+    if not headers or ERROR_CODE not in headers:
+        return None
+    code = headers[ERROR_CODE]
+    message = headers.get(ERROR_MESSAGE, "")
+    if code == Code.OK.name:
+        return Internal(f"reply marked as an error with code OK: {message}")
+    return error_for(code, message)

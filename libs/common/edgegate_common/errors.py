@@ -1,0 +1,119 @@
+"""One exception root for edgegate, with a subclass per status code.
+
+Domain code raises these and nothing else. They carry no transport: the gRPC
+bootstrap maps them to status codes in one interceptor, and the NATS bus
+carries them across processes in reply headers, so a caller in another
+service gets the same typed exception back.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+
+class Code(enum.IntEnum):
+    """The canonical gRPC status codes (same numbers as `edgegate.common.v1.ErrorCode`)."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+class EdgegateError(Exception):
+    """Root of every error edgegate raises on purpose."""
+
+    code: ClassVar[Code] = Code.UNKNOWN
+
+    def __init__(self, message: str, *, details: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = dict(details or {})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class Cancelled(EdgegateError):
+    code = Code.CANCELLED
+
+
+class InvalidArgument(EdgegateError):
+    code = Code.INVALID_ARGUMENT
+
+
+class DeadlineExceeded(EdgegateError):
+    code = Code.DEADLINE_EXCEEDED
+
+
+class NotFound(EdgegateError):
+    code = Code.NOT_FOUND
+
+
+class AlreadyExists(EdgegateError):
+    code = Code.ALREADY_EXISTS
+
+
+class PermissionDenied(EdgegateError):
+    code = Code.PERMISSION_DENIED
+
+
+class ResourceExhausted(EdgegateError):
+    code = Code.RESOURCE_EXHAUSTED
+
+
+class FailedPrecondition(EdgegateError):
+    code = Code.FAILED_PRECONDITION
+
+
+class Unimplemented(EdgegateError):
+    code = Code.UNIMPLEMENTED
+
+
+class Internal(EdgegateError):
+    code = Code.INTERNAL
+
+
+class Unavailable(EdgegateError):
+    code = Code.UNAVAILABLE
+
+
+class Unauthenticated(EdgegateError):
+    code = Code.UNAUTHENTICATED
+
+
+class NoResponders(Unavailable):
+    """Nobody serves the NATS subject a request was sent to."""
+
+
+_BY_CODE: dict[Code, type[EdgegateError]] = {
+    cls.code: cls
+    for cls in (
+        Cancelled, InvalidArgument, DeadlineExceeded, NotFound, AlreadyExists,
+        PermissionDenied, ResourceExhausted, FailedPrecondition, Unimplemented,
+        Internal, Unavailable, Unauthenticated,
+    )
+}
+
+
+def error_for(code: Code | int | str, message: str) -> EdgegateError:
+    """Rebuild a typed error from a code received over the wire."""
+    try:
+        parsed = Code[code] if isinstance(code, str) else Code(code)
+    except (KeyError, ValueError):
+        return EdgegateError(f"{message} (unknown error code {code!r})")
+    return _BY_CODE.get(parsed, EdgegateError)(message)

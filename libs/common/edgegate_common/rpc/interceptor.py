@@ -1,0 +1,140 @@
+"""The one server interceptor: tracing, metrics and domain errors → status codes.
+
+Servicers hold no try/except for domain errors: they raise `EdgegateError`
+subclasses and this interceptor turns them into the matching gRPC status with
+the error's message. Anything unexpected becomes INTERNAL with a generic
+message (the traceback goes to the log, never to the caller).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc.aio import AbortError
+from opentelemetry import trace
+
+from edgegate_common import telemetry
+from edgegate_common.errors import Code, EdgegateError
+from edgegate_common.logging import get_logger
+from edgegate_common.metrics import RpcMetrics
+
+log = get_logger(__name__)
+
+STATUS_FOR_CODE: dict[Code, grpc.StatusCode] = {code: grpc.StatusCode[code.name] for code in Code}
+
+
+def status_code(error: EdgegateError) -> grpc.StatusCode:
+    return STATUS_FOR_CODE[error.code]
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, *, metrics: RpcMetrics | None = None) -> None:
+        self._metrics = metrics
+        self._tracer = trace.get_tracer("edgegate.rpc")
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method
+        service, _, name = method.lstrip("/").rpartition("/")
+        metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
+        call = _Call(self, service=service, method=name, metadata=metadata)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                call.wrap_unary(handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                call.wrap_unary(handler.stream_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                call.wrap_stream(handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            call.wrap_stream(handler.stream_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class _Call:
+    """One intercepted method: opens the span, records metrics, maps errors."""
+
+    def __init__(
+        self, owner: ServiceInterceptor, *, service: str, method: str, metadata: dict[str, str]
+    ) -> None:
+        self._owner = owner
+        self._service = service
+        self._method = method
+        self._metadata = metadata
+
+    def wrap_unary(self, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            with self._span() as span:
+                started = time.perf_counter()
+                try:
+                    return await behavior(request, context)
+                except Exception as exc:
+                    await self._fail(exc, context, span)
+                    raise  # unreachable: _fail aborts or re-raises
+                finally:
+                    self._record(context, started)
+
+        return wrapped
+
+    def wrap_stream(self, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            with self._span() as span:
+                started = time.perf_counter()
+                try:
+                    async for response in behavior(request, context):
+                        yield response
+                except Exception as exc:
+                    await self._fail(exc, context, span)
+                finally:
+                    self._record(context, started)
+
+        return wrapped
+
+    def _span(self) -> Any:
+        return self._owner._tracer.start_as_current_span(
+            f"{self._service}/{self._method}",
+            context=telemetry.extract(self._metadata),
+            kind=trace.SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": self._service, "rpc.method": self._method},
+        )
+
+    async def _fail(self, exc: Exception, context: grpc.aio.ServicerContext, span: trace.Span) -> None:
+        if isinstance(exc, AbortError):
+            raise exc  # the servicer already chose a status
+        if isinstance(exc, EdgegateError):
+            span.set_status(trace.StatusCode.ERROR, exc.message)
+            await context.abort(status_code(exc), exc.message)
+        span.record_exception(exc)
+        span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
+        log.exception("grpc handler failed", method=f"{self._service}/{self._method}")
+        await context.abort(grpc.StatusCode.INTERNAL, f"{self._method} failed; see the service log")
+
+    def _record(self, context: grpc.aio.ServicerContext, started: float) -> None:
+        metrics = self._owner._metrics
+        if metrics is None:
+            return
+        code = context.code() or grpc.StatusCode.OK
+        name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+        metrics.handled.labels(self._service, self._method, name).inc()
+        metrics.handling.labels(self._service, self._method).observe(time.perf_counter() - started)

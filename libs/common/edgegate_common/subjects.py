@@ -1,0 +1,74 @@
+"""Every NATS subject, stream and KV bucket name edgegate uses, in one place.
+
+Subjects are versioned (`edgegate.<service>.v1.<operation>`) so that a v2 can
+run beside v1 during an upgrade. Nothing else in the code base spells a subject.
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "edgegate"
+
+SERVICES = ("gateway", "inference", "taskstore", "security")
+
+# Queue group shared by all replicas of one service: a request reaches one of them.
+def queue_group(service: str) -> str:
+    return f"{PREFIX}.{service}"
+
+
+def status(service: str) -> str:
+    """Each service answers `StatusRequest` here (any replica)."""
+    return f"{PREFIX}.{service}.v1.status"
+
+
+# inference
+def inference_infer(model: str, version: str) -> str:
+    """Replicas of one model version share a queue group on this subject."""
+    return f"{PREFIX}.inference.v1.infer.{token(model)}.{token(version)}"
+
+
+def inference_metrics(model: str, version: str) -> str:
+    return f"{PREFIX}.inference.v1.metrics.{token(model)}.{token(version)}"
+
+
+INFERENCE_METRICS_ALL = f"{PREFIX}.inference.v1.metrics.>"
+
+# security
+SECURITY_ADMIT = f"{PREFIX}.security.v1.admit"
+SECURITY_AUTHENTICATE = f"{PREFIX}.security.v1.authenticate"
+SECURITY_AUTHORIZE = f"{PREFIX}.security.v1.authorize"
+SECURITY_INSPECT = f"{PREFIX}.security.v1.inspect"
+
+
+# taskstore
+def taskstore_events(tenant: str, user: str) -> str:
+    return f"{PREFIX}.taskstore.v1.events.{token(tenant)}.{token(user)}"
+
+
+TASKSTORE_SUBMIT = f"{PREFIX}.taskstore.v1.submit"
+
+# gateway
+GATEWAY_BREAKER_EVENTS = f"{PREFIX}.gateway.v1.breaker"
+
+# JetStream streams and KV buckets
+STREAM_TASKS = "EDGEGATE_TASKS"
+STREAM_TASKS_DEAD = "EDGEGATE_TASKS_DEAD"
+STREAM_AUDIT = "EDGEGATE_AUDIT"
+KV_TASKS = "edgegate-tasks"
+KV_ROUTES = "edgegate-routes"
+KV_QUOTAS = "edgegate-quotas"
+KV_BREAKERS = "edgegate-breakers"
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def token(value: str) -> str:
+    """Make one subject token from a free-form name (model, tenant, user).
+
+    NATS tokens may not contain `.`, `*`, `>` or whitespace; those become `_`.
+    An empty value is refused rather than producing an empty token.
+    """
+    if not value:
+        raise ValueError("a subject token cannot be empty")
+    return _UNSAFE.sub("_", value)
