@@ -31,10 +31,23 @@ def _python_package(proto_package: str) -> str:
     return PACKAGE_MAP[proto_package]
 
 
-def rewrite(source: str, *, is_stub: bool) -> str:
-    """Point generated imports at edgegate_protos; leave descriptors alone."""
+def rewrite(source: str, *, is_stub: bool, private_pool: bool = False) -> str:
+    """Point generated imports at edgegate_protos; leave descriptors alone.
+
+    With `private_pool`, descriptors go to `edgegate_protos.INFERENCE_POOL`
+    instead of the default pool (see that package's docstring for why).
+    """
     source = _IMPORT_RE.sub(lambda m: f"{m[1]} {_python_package(m[2])}{m[3]}", source)
     source = _MODULE_NAME_RE.sub(lambda m: f"'{_python_package(m[1])}.{m[2]}'", source)
+    if private_pool:
+        source = source.replace(
+            "_descriptor_pool.Default().AddSerializedFile(",
+            "_edgegate_protos.INFERENCE_POOL.AddSerializedFile(",
+        ).replace(
+            "from google.protobuf import descriptor_pool as _descriptor_pool\n",
+            "from google.protobuf import descriptor_pool as _descriptor_pool\n"
+            "import edgegate_protos as _edgegate_protos\n",
+        )
     if is_stub:
         # mypy-protobuf stubs name types by module path (edgegate.common.v1.envelope_pb2.X).
         def _ref(m: re.Match[str]) -> str:
@@ -84,7 +97,10 @@ def _install(generated: Path, out_root: Path) -> list[Path]:
         # edgegate/common/v1/x_pb2.py -> common/v1/x_pb2.py; inference/... stays.
         dest = out_root.joinpath(*rest) if top == "edgegate" else out_root.joinpath(top, *rest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(rewrite(src.read_text(), is_stub=src.suffix == ".pyi"))
+        source = rewrite(src.read_text(), is_stub=src.suffix == ".pyi", private_pool=top == "inference")
+        if top == "inference" and src.suffix == ".py" and "INFERENCE_POOL" not in source and "_pb2.py" in src.name:
+            raise SystemExit(f"{src.name}: could not move its descriptors to INFERENCE_POOL")
+        dest.write_text(source)
         written.append(dest)
     for directory in {p.parent for p in written}:
         while directory != out_root:

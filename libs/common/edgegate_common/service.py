@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import CollectorRegistry
 
@@ -50,14 +51,23 @@ class ServiceRuntime:
     Create it inside a running event loop (grpc.aio binds to the loop).
     """
 
-    def __init__(self, settings: ServiceSettings, *, version: str, requires_nats: bool = True) -> None:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        version: str,
+        requires_nats: bool = True,
+        descriptor_pool: DescriptorPool | None = None,
+    ) -> None:
         self.settings = settings
         self.name = settings.service_name
         self.version = version
         self.instance = f"{socket.gethostname()}-{os.getpid()}"
         self.registry = CollectorRegistry()
         self._bus_metrics = BusMetrics(self.registry)
-        self.grpc = GrpcServer(settings, metrics=RpcMetrics(self.registry))
+        self.grpc = GrpcServer(
+            settings, metrics=RpcMetrics(self.registry), descriptor_pool=descriptor_pool
+        )
         self.metrics_server: MetricsServer | None = None
         self._bus: Bus | None = None
         self._requires_nats = requires_nats

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edgegate_common.service import ServiceRuntime
+from edgegate_protos import INFERENCE_POOL
 from edgegate_protos.inference import grpc_service_pb2, grpc_service_pb2_grpc
 
 from edgegate_inference import __version__
@@ -10,7 +11,8 @@ from edgegate_inference.config import InferenceSettings
 
 
 def build(settings: InferenceSettings) -> ServiceRuntime:
-    runtime = ServiceRuntime(settings, version=__version__)
+    # Our OIP descriptors live in a private pool (see edgegate_protos); reflection reads it.
+    runtime = ServiceRuntime(settings, version=__version__, descriptor_pool=INFERENCE_POOL)
     # The generated base servicer answers UNIMPLEMENTED for every method; the
     # method bodies arrive with the inference service's own issue.
     runtime.grpc.add(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, grpc_service_pb2_grpc.GRPCInferenceServiceServicer(), service_name=grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name)

@@ -95,11 +95,11 @@ class Bus:
             log.debug("nats connection error", error=repr(exc))
 
         nc = NATS()
-        give_up_at = time.monotonic() + connect_timeout_s
-        delay_s = 0.1
-        while True:
-            try:
-                await nc.connect(
+        try:
+            # With unlimited reconnects nats-py keeps retrying the first connect
+            # too; bound the whole attempt instead.
+            await asyncio.wait_for(
+                nc.connect(
                     servers=servers,
                     name=name,
                     tls=tls,
@@ -110,13 +110,14 @@ class Bus:
                     disconnected_cb=disconnected,
                     reconnected_cb=reconnected,
                     error_cb=error,
-                )
-                break
-            except (OSError, nats.errors.Error) as exc:
-                if time.monotonic() + delay_s > give_up_at:
-                    raise Unavailable(f"cannot reach NATS at {', '.join(servers)}: {exc!r}") from exc
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, 2.0)
+                ),
+                timeout=connect_timeout_s,
+            )
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            await nc.close()
+            raise Unavailable(
+                f"cannot reach NATS at {', '.join(servers)} within {connect_timeout_s:g}s"
+            ) from exc
         log.info("nats connected", url=servers)
         if on_connection_change:
             on_connection_change(True)

@@ -10,7 +10,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
+from google.protobuf.descriptor_pool import DescriptorPool
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from edgegate_common.config import ServiceSettings
 from edgegate_common.logging import get_logger
@@ -35,8 +36,15 @@ class GrpcServer:
     stop sending before the server stops accepting.
     """
 
-    def __init__(self, settings: ServiceSettings, *, metrics: RpcMetrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        metrics: RpcMetrics | None = None,
+        descriptor_pool: DescriptorPool | None = None,
+    ) -> None:
         self._settings = settings
+        self._pool = descriptor_pool
         limit = settings.grpc_max_message_bytes
         self.server = grpc.aio.server(
             interceptors=[ServiceInterceptor(metrics=metrics)],
@@ -64,7 +72,16 @@ class GrpcServer:
 
     async def start(self) -> int:
         names = [*self._service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
-        reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], self.server)
+        if self._pool is not None:
+            # Reflection answers from one pool: give a private pool the standard services too.
+            for file in (health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
+                try:
+                    self._pool.FindFileByName(file.name)
+                except KeyError:
+                    self._pool.AddSerializedFile(file.serialized_pb)
+        reflection.enable_server_reflection(
+            [*names, reflection.SERVICE_NAME], self.server, pool=self._pool
+        )
         s = self._settings
         if s.grpc_tls_cert is not None and s.grpc_tls_key is not None:
             self._socket_dir = tempfile.TemporaryDirectory(prefix="edgegate-grpc-")

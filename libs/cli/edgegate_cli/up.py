@@ -1,0 +1,109 @@
+"""`edgegate up`: the whole suite on one machine, no Kubernetes needed.
+
+Starts a real nats-server with JetStream (store under the data folder), then
+each service as its own process, exactly as in its container. Default ports
+are the ones the Helm chart uses; a port already taken is replaced by a free
+one and the table says which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from edgegate_common import subjects
+from edgegate_common.bus import Bus
+from edgegate_common.errors import EdgegateError
+from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port, health_status, port_is_free
+from edgegate_protos.common.v1 import status_pb2
+
+
+@dataclass(frozen=True)
+class Ports:
+    grpc: int
+    metrics: int
+
+
+# Started in this order: what others call first.
+DEFAULT_PORTS = {
+    "security": Ports(grpc=50052, metrics=9102),
+    "inference": Ports(grpc=8001, metrics=8002),
+    "taskstore": Ports(grpc=50053, metrics=9103),
+    "gateway": Ports(grpc=50051, metrics=9101),
+}
+
+
+def _available(port: int) -> int:
+    return port if port_is_free(port) else free_port()
+
+
+async def run(*, data_dir: Path, nats_port: int, once: bool, timeout_s: float, out: TextIO = sys.stdout) -> int:
+    data_dir = data_dir.resolve()
+    nats = LocalNatsServer(store_dir=data_dir / "nats", port=_available(nats_port))
+    nats.start()
+    print(f"nats-server  {nats.url}  JetStream store {nats.store_dir}", file=out)
+    processes = [
+        ServiceProcess(
+            name,
+            nats_url=nats.url,
+            grpc_port=_available(ports.grpc),
+            metrics_port=_available(ports.metrics),
+            log_file=data_dir / "logs" / f"{name}.log",
+        )
+        for name, ports in DEFAULT_PORTS.items()
+    ]
+    try:
+        for proc in processes:
+            proc.start()
+        await asyncio.gather(*(p.wait_serving(timeout_s=timeout_s) for p in processes))
+        healthy = await report(processes, nats_url=nats.url, out=out)
+        if once:
+            return 0 if healthy else 1
+        print("running; Ctrl-C stops everything", file=out)
+        await _until_signalled()
+        return 0
+    except EdgegateError as exc:
+        print(f"edgegate up failed: {exc.message}", file=out)
+        return 1
+    finally:
+        codes = {p.service: p.stop() for p in reversed(processes)}
+        nats.stop()
+        print("stopped: " + ", ".join(f"{name} (exit {code})" for name, code in codes.items()), file=out)
+
+
+async def report(processes: list[ServiceProcess], *, nats_url: str, out: TextIO) -> bool:
+    """Print each service's gRPC health and its answer over NATS; True if all serve."""
+    bus = await Bus.connect(servers=[nats_url], name="edgegate-cli", connect_timeout_s=5)
+    healthy = True
+    print(f"{'service':<10} {'grpc':<16} {'metrics':<8} {'grpc health':<12} nats status", file=out)
+    try:
+        for proc in processes:
+            health = await health_status(proc.target)
+            started = time.perf_counter()
+            try:
+                status = await bus.request(
+                    subjects.status(proc.service), status_pb2.StatusRequest(), status_pb2.ServiceStatus,
+                    timeout_s=2.0,
+                )
+                rtt_ms = (time.perf_counter() - started) * 1000
+                nats = f"{'serving' if status.serving else 'NOT serving'} v{status.version} {status.instance} ({rtt_ms:.1f} ms)"
+            except EdgegateError as exc:
+                nats, status = f"no answer: {exc.message}", None
+            healthy &= health == "SERVING" and status is not None and status.serving
+            print(f"{proc.service:<10} {proc.target:<16} {proc.metrics_port:<8} {health:<12} {nats}", file=out)
+    finally:
+        await bus.close()
+    return healthy
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -1,0 +1,136 @@
+"""The NATS wrapper against a real nats-server: replies, typed errors, deadlines, traces."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from edgegate_common.bus import Bus, RequestContext
+from edgegate_common.local import free_port
+from edgegate_common.errors import (
+    DeadlineExceeded,
+    Internal,
+    NoResponders,
+    NotFound,
+    Unavailable,
+)
+from edgegate_protos.common.v1 import status_pb2
+from harness import NatsLike
+
+Status = status_pb2.ServiceStatus
+Ask = status_pb2.StatusRequest
+
+
+async def test_request_reply_carries_protobuf_both_ways(bus: Bus) -> None:
+    async def answer(_: status_pb2.StatusRequest, ctx: RequestContext) -> status_pb2.ServiceStatus:
+        return Status(service="echo", instance=ctx.subject, serving=True)
+
+    await bus.serve("test.bus.echo", Ask, answer)
+    reply = await bus.request("test.bus.echo", Ask(), Status, timeout_s=2)
+    assert reply == Status(service="echo", instance="test.bus.echo", serving=True)
+
+
+async def test_a_subject_nobody_serves_fails_fast_with_a_typed_error(bus: Bus) -> None:
+    started = time.monotonic()
+    with pytest.raises(NoResponders, match="no service is listening on edgegate.nobody.v1.ping"):
+        await bus.request("edgegate.nobody.v1.ping", Ask(), Status, timeout_s=10)
+    assert time.monotonic() - started < 1.0  # an answer from the server, not a timeout
+
+
+async def test_remote_domain_errors_come_back_typed(bus: Bus) -> None:
+    async def missing(_: Ask, __: RequestContext) -> Status:
+        raise NotFound("model 'm' version '7' is not loaded")
+
+    await bus.serve("test.bus.missing", Ask, missing)
+    with pytest.raises(NotFound, match="model 'm' version '7' is not loaded"):
+        await bus.request("test.bus.missing", Ask(), Status, timeout_s=2)
+
+
+async def test_unexpected_handler_failures_are_internal_without_details(bus: Bus) -> None:
+    async def broken(_: Ask, __: RequestContext) -> Status:
+        raise RuntimeError("secret connection string")
+
+    await bus.serve("test.bus.broken", Ask, broken)
+    with pytest.raises(Internal) as info:
+        await bus.request("test.bus.broken", Ask(), Status, timeout_s=2)
+    assert "secret" not in info.value.message
+
+
+async def test_garbage_bytes_get_invalid_argument(bus: Bus) -> None:
+    async def never(_: Status, __: RequestContext) -> Status:
+        raise AssertionError("handler must not run on undecodable input")
+
+    await bus.serve("test.bus.strict", Status, never)
+    reply = await bus.nc.request("test.bus.strict", b"\xff\xff\xff", timeout=2)
+    assert reply.headers is not None
+    assert reply.headers["Edgegate-Error-Code"] == "INVALID_ARGUMENT"
+    assert "edgegate.common.v1.ServiceStatus" in reply.headers["Edgegate-Error-Message"]
+
+
+async def test_the_deadline_reaches_the_handler_and_stops_slow_work(bus: Bus) -> None:
+    seen: list[float | None] = []
+    finished = asyncio.Event()
+
+    async def slow(_: Ask, ctx: RequestContext) -> Status:
+        seen.append(ctx.remaining_s())
+        await asyncio.sleep(5)
+        finished.set()
+        return Status()
+
+    await bus.serve("test.bus.slow", Ask, slow)
+    with pytest.raises(DeadlineExceeded, match=r"no reply on test.bus.slow within 0.3s"):
+        await bus.request("test.bus.slow", Ask(), Status, timeout_s=0.3)
+    assert seen and seen[0] is not None and 0 < seen[0] <= 0.3
+    await asyncio.sleep(0.2)
+    assert not finished.is_set()  # the handler was cancelled at its deadline
+
+
+async def test_many_requests_are_handled_concurrently(bus: Bus) -> None:
+    async def pause(_: Ask, __: RequestContext) -> Status:
+        await asyncio.sleep(0.2)
+        return Status(serving=True)
+
+    await bus.serve("test.bus.pause", Ask, pause)
+    started = time.monotonic()
+    replies = await asyncio.gather(*(bus.request("test.bus.pause", Ask(), Status) for _ in range(20)))
+    assert all(r.serving for r in replies)
+    assert time.monotonic() - started < 1.5  # 20 × 0.2 s would be 4 s one at a time
+
+
+async def test_one_trace_spans_caller_and_handler(bus: Bus, spans: InMemorySpanExporter) -> None:
+    async def answer(_: Ask, __: RequestContext) -> Status:
+        return Status()
+
+    await bus.serve("test.bus.traced", Ask, answer)
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("caller") as caller:
+        await bus.request("test.bus.traced", Ask(), Status, timeout_s=2)
+    await asyncio.sleep(0.05)
+    by_name = {s.name: s for s in spans.get_finished_spans()}
+    server, client = by_name["process test.bus.traced"], by_name["send test.bus.traced"]
+    trace_id = caller.get_span_context().trace_id
+    assert server.context.trace_id == client.context.trace_id == trace_id
+    assert server.parent is not None and server.parent.span_id == client.context.span_id
+
+
+async def test_requests_fail_fast_while_disconnected(nats_server: NatsLike) -> None:
+    bus = await Bus.connect(servers=[nats_server.url], name="test", connect_timeout_s=5)
+    try:
+        nats_server.kill()
+        for _ in range(100):
+            if not bus.connected:
+                break
+            await asyncio.sleep(0.02)
+        with pytest.raises(Unavailable, match="not connected to NATS"):
+            await bus.request("test.bus.any", Ask(), Status, timeout_s=5)
+    finally:
+        await bus.nc.close()
+
+
+async def test_connect_gives_up_with_a_clear_error() -> None:
+    with pytest.raises(Unavailable, match="cannot reach NATS"):
+        await Bus.connect(servers=[f"nats://127.0.0.1:{free_port()}"], name="test", connect_timeout_s=0.5)
+

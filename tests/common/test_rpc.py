@@ -1,0 +1,143 @@
+"""The gRPC bootstrap: domain errors → status codes, traces, metrics, TLS 1.3 only."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+
+from certs import make_certs
+from edgegate_common import telemetry
+from edgegate_common.errors import NotFound, ResourceExhausted
+from edgegate_common.local import free_port, health_status
+from edgegate_common.metrics import RpcMetrics
+from edgegate_common.rpc import GrpcServer
+from edgegate_gateway.config import GatewaySettings
+from edgegate_protos.common.v1 import envelope_pb2
+from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+GATEWAY = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
+
+
+class Behaviours(gateway_pb2_grpc.GatewayServicer):
+    """Send answers according to the envelope id; Converse acks once, then runs out of room."""
+
+    async def Send(self, request: gateway_pb2.SendRequest, context: object) -> gateway_pb2.SendResponse:
+        match request.envelope.id:
+            case "missing":
+                raise NotFound("no route for channel 'fax'")
+            case "crash":
+                raise RuntimeError("password=hunter2")
+        return gateway_pb2.SendResponse(reply=envelope_pb2.Reply(envelope_id=request.envelope.id))
+
+    async def Converse(
+        self, request_iterator: AsyncIterator[gateway_pb2.ConverseRequest], context: object
+    ) -> AsyncIterator[gateway_pb2.ConverseResponse]:
+        async for _ in request_iterator:
+            yield gateway_pb2.ConverseResponse(sequence=1, ack=gateway_pb2.Ack(envelope_id="e1"))
+            raise ResourceExhausted("conversation queue is full")
+
+
+async def _serve(tmp_path: Path, **tls: Path) -> tuple[GrpcServer, CollectorRegistry]:
+    registry = CollectorRegistry()
+    settings = GatewaySettings(grpc_host="127.0.0.1", grpc_port=free_port(), metrics_port=0, **tls)
+    server = GrpcServer(settings, metrics=RpcMetrics(registry))
+    server.add(gateway_pb2_grpc.add_GatewayServicer_to_server, Behaviours(), service_name=GATEWAY)
+    await server.start()
+    await server.set_serving(True)
+    return server, registry
+
+
+@pytest.fixture
+async def plain(tmp_path: Path) -> AsyncIterator[tuple[gateway_pb2_grpc.GatewayStub, CollectorRegistry]]:
+    server, registry = await _serve(tmp_path)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield gateway_pb2_grpc.GatewayStub(channel), registry
+    await server.stop(grace_s=1)
+
+
+def _send(envelope_id: str) -> gateway_pb2.SendRequest:
+    return gateway_pb2.SendRequest(envelope=envelope_pb2.Envelope(id=envelope_id))
+
+
+async def test_domain_errors_become_their_status_code(plain: tuple[gateway_pb2_grpc.GatewayStub, CollectorRegistry]) -> None:
+    stub, registry = plain
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Send(_send("missing"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert info.value.details() == "no route for channel 'fax'"
+    labels = {"grpc_service": GATEWAY, "grpc_method": "Send", "grpc_code": "NOT_FOUND"}
+    assert registry.get_sample_value("edgegate_grpc_server_handled_total", labels) == 1
+
+
+async def test_unexpected_errors_are_internal_and_leak_nothing(plain: tuple[gateway_pb2_grpc.GatewayStub, CollectorRegistry]) -> None:
+    stub, _ = plain
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Send(_send("crash"))
+    assert info.value.code() == grpc.StatusCode.INTERNAL
+    assert "hunter2" not in (info.value.details() or "")
+
+
+async def test_streams_map_errors_after_their_last_message(plain: tuple[gateway_pb2_grpc.GatewayStub, CollectorRegistry]) -> None:
+    stub, _ = plain
+    call = stub.Converse(iter([gateway_pb2.ConverseRequest(envelope=envelope_pb2.Envelope(id="e1"))]))
+    received = []
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for response in call:
+            received.append(response)
+    assert [r.ack.envelope_id for r in received] == ["e1"]
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_traceparent_metadata_continues_the_callers_trace(
+    plain: tuple[gateway_pb2_grpc.GatewayStub, CollectorRegistry], spans: InMemorySpanExporter
+) -> None:
+    stub, _ = plain
+    with trace.get_tracer("test").start_as_current_span("caller") as caller:
+        metadata: dict[str, str] = {}
+        telemetry.inject(metadata)
+        await stub.Send(_send("ok"), metadata=tuple(metadata.items()))
+    await asyncio.sleep(0.05)
+    caller_ctx = caller.get_span_context()
+    in_trace = [s for s in spans.get_finished_spans() if s.context.trace_id == caller_ctx.trace_id]
+    server_span = next(s for s in in_trace if s.name == f"{GATEWAY}/Send")
+    assert server_span.parent is not None and server_span.parent.span_id == caller_ctx.span_id
+
+
+async def test_tls_serves_tls13_and_refuses_tls12(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path / "certs")
+    server, _ = await _serve(tmp_path, grpc_tls_cert=certs.cert, grpc_tls_key=certs.key)
+    try:
+        credentials = grpc.ssl_channel_credentials(root_certificates=certs.ca.read_bytes())
+        async with grpc.aio.secure_channel(f"localhost:{server.port}", credentials) as channel:
+            reply = await gateway_pb2_grpc.GatewayStub(channel).Send(_send("ok"), timeout=5)
+        assert reply.reply.envelope_id == "ok"
+
+        # The same raw client handshakes when it may use TLS 1.3, and fails when capped at 1.2.
+        client = ssl.create_default_context(cafile=str(certs.ca))
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=client, server_hostname="localhost")
+        assert writer.get_extra_info("ssl_object").version() == "TLSv1.3"
+        writer.close()
+        client.maximum_version = ssl.TLSVersion.TLSv1_2
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            await asyncio.open_connection("127.0.0.1", server.port, ssl=client, server_hostname="localhost")
+        # Plain-text gRPC against the TLS port is refused too.
+        assert await health_status(f"127.0.0.1:{server.port}") == "UNREACHABLE"
+    finally:
+        await server.stop(grace_s=1)
+
+
+async def test_drain_reports_not_serving(tmp_path: Path) -> None:
+    server, _ = await _serve(tmp_path)
+    target = f"127.0.0.1:{server.port}"
+    assert await health_status(target, service=GATEWAY) == "SERVING"
+    await server.health.enter_graceful_shutdown()
+    assert await health_status(target, service=GATEWAY) == "NOT_SERVING"
+    await server.stop(grace_s=1)

@@ -1,0 +1,69 @@
+"""Pure pieces: error codes, NATS headers, subject names."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgegate_common import subjects
+from edgegate_common.bus import headers as hdr
+from edgegate_common.errors import (
+    Code,
+    DeadlineExceeded,
+    EdgegateError,
+    NotFound,
+    ResourceExhausted,
+    error_for,
+)
+from edgegate_protos.common.v1 import envelope_pb2
+
+
+def test_codes_match_the_proto_error_codes() -> None:
+    # Code is what domain code raises; ErrorCode is what travels in Reply.error.
+    for code in Code:
+        assert envelope_pb2.ErrorCode.Value(f"ERROR_CODE_{code.name}") == code.value
+
+
+@pytest.mark.parametrize("code", [Code.NOT_FOUND, "NOT_FOUND", 5])
+def test_error_for_rebuilds_the_typed_error(code: Code | str | int) -> None:
+    error = error_for(code, "no model m")
+    assert isinstance(error, NotFound)
+    assert error.message == "no model m"
+
+
+def test_error_for_an_unknown_code_keeps_the_message() -> None:
+    error = error_for("NO_SUCH_CODE", "boom")
+    assert type(error) is EdgegateError
+    assert "boom" in error.message and "NO_SUCH_CODE" in error.message
+
+
+def test_error_headers_round_trip_and_stay_on_one_line() -> None:
+    encoded = hdr.encode_error(ResourceExhausted("queue full\r\nretry later"))
+    assert encoded[hdr.ERROR_CODE] == "RESOURCE_EXHAUSTED"
+    assert "\n" not in encoded[hdr.ERROR_MESSAGE] and "\r" not in encoded[hdr.ERROR_MESSAGE]
+    decoded = hdr.decode_error(encoded)
+    assert isinstance(decoded, ResourceExhausted)
+    assert decoded.message == "queue full retry later"
+
+
+def test_a_reply_without_error_headers_is_a_success() -> None:
+    assert hdr.decode_error(None) is None
+    assert hdr.decode_error({"traceparent": "00-abc"}) is None
+
+
+def test_deadline_header_round_trips_to_the_millisecond() -> None:
+    encoded = hdr.encode_deadline(1_700_000_000.1234)
+    assert hdr.decode_deadline({hdr.DEADLINE: encoded}) == pytest.approx(1_700_000_000.123)
+    assert hdr.decode_deadline({hdr.DEADLINE: "soon"}) is None
+    assert hdr.decode_deadline({}) is None
+
+
+def test_subjects_are_versioned_and_tokens_are_safe() -> None:
+    assert subjects.inference_infer("all-MiniLM-L6-v2", "3") == "edgegate.inference.v1.infer.all-MiniLM-L6-v2.3"
+    assert subjects.taskstore_events("acme corp", "a.b>*") == "edgegate.taskstore.v1.events.acme_corp.a_b__"
+    assert subjects.status("gateway") == "edgegate.gateway.v1.status"
+    with pytest.raises(ValueError, match="empty"):
+        subjects.token("")
+
+
+def test_deadline_exceeded_is_an_edgegate_error_with_its_code() -> None:
+    assert DeadlineExceeded("late").code is Code.DEADLINE_EXCEEDED

