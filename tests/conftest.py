@@ -66,10 +66,13 @@ async def bus(shared_nats: NatsLike) -> AsyncIterator[Bus]:
     await connected.close()
 
 
-def start_services(
+async def start_services(
     names: list[str], *, nats_url: str, log_dir: Path, extra_args: tuple[str, ...] = ()
 ) -> list[ServiceProcess]:
-    """Start service processes and wait until each reports SERVING over gRPC health."""
+    """Start service processes and wait until each reports SERVING over gRPC health.
+
+    From synchronous code: `asyncio.run(start_services(...))`.
+    """
     procs = [
         ServiceProcess(
             name,
@@ -84,13 +87,9 @@ def start_services(
     for proc in procs:
         proc.start()
     try:
-        asyncio.run(_wait_all(procs))
+        await asyncio.gather(*(p.wait_serving(timeout_s=60) for p in procs))
     except BaseException:
         for proc in procs:
             proc.kill()
         raise
     return procs
-
-
-async def _wait_all(procs: list[ServiceProcess]) -> None:
-    await asyncio.gather(*(p.wait_serving(timeout_s=60) for p in procs))

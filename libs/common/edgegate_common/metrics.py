@@ -41,9 +41,19 @@ class BusMetrics:
             "edgegate_nats_connected", "1 while connected to NATS.", registry=registry
         )
 
+        # Label lookups cost microseconds on the request path: keep the children.
+        self._handled_children: dict[tuple[str, str], Counter] = {}
+        self._handling_children: dict[str, Histogram] = {}
+
     def observe_handled(self, subject: str, code: str, seconds: float) -> None:
-        self.handled.labels(subject, code).inc()
-        self.handling.labels(subject).observe(seconds)
+        counter = self._handled_children.get((subject, code))
+        if counter is None:
+            counter = self._handled_children[(subject, code)] = self.handled.labels(subject, code)
+        histogram = self._handling_children.get(subject)
+        if histogram is None:
+            histogram = self._handling_children[subject] = self.handling.labels(subject)
+        counter.inc()
+        histogram.observe(seconds)
 
 
 class RpcMetrics:

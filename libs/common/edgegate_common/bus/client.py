@@ -21,6 +21,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from edgegate_common import telemetry
@@ -82,6 +83,8 @@ class Bus:
         """Connect, retrying until `connect_timeout_s`; afterwards reconnect forever."""
 
         async def disconnected() -> None:
+            if nc.is_closed or nc.is_draining:
+                return  # our own close(), not an outage
             log.warning("nats disconnected")
             if on_connection_change:
                 on_connection_change(False)
@@ -131,28 +134,38 @@ class Bus:
         """Send `message`, wait for one reply of `reply_type`; raise typed errors."""
         if not self.nc.is_connected:
             raise Unavailable(f"not connected to NATS; cannot send to {subject}")
+        if telemetry.in_unsampled_trace():
+            # Nobody records this trace: carry its ids on, skip building a span.
+            return await self._request(subject, message, reply_type, timeout_s)
         with self._tracer.start_as_current_span(
-            f"send {subject}", kind=trace.SpanKind.CLIENT, attributes={"messaging.destination.name": subject}
+            f"send {subject}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"messaging.destination.name": subject},
         ):
-            headers = {hdr.DEADLINE: hdr.encode_deadline(time.time() + timeout_s)}
-            telemetry.inject(headers)
-            try:
-                msg = await self.nc.request(
-                    subject, message.SerializeToString(), timeout=timeout_s, headers=headers
-                )
-            except nats.errors.NoRespondersError:
-                raise NoResponders(f"no service is listening on {subject}") from None
-            except nats.errors.TimeoutError:
-                raise DeadlineExceeded(f"no reply on {subject} within {timeout_s:g}s") from None
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
-                raise Unavailable(f"NATS connection lost while calling {subject}") from exc
-            remote_error = hdr.decode_error(msg.headers)
-            if remote_error is not None:
-                raise remote_error
-            try:
-                return reply_type.FromString(msg.data)
-            except DecodeError as exc:
-                raise Internal(f"unreadable {reply_type.__name__} reply from {subject}") from exc
+            return await self._request(subject, message, reply_type, timeout_s)
+
+    async def _request(
+        self, subject: str, message: Message, reply_type: type[Rep], timeout_s: float
+    ) -> Rep:
+        headers = {hdr.DEADLINE: hdr.encode_deadline(time.time() + timeout_s)}
+        telemetry.inject(headers)
+        try:
+            msg = await self.nc.request(
+                subject, message.SerializeToString(), timeout=timeout_s, headers=headers
+            )
+        except nats.errors.NoRespondersError:
+            raise NoResponders(f"no service is listening on {subject}") from None
+        except nats.errors.TimeoutError:
+            raise DeadlineExceeded(f"no reply on {subject} within {timeout_s:g}s") from None
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
+            raise Unavailable(f"NATS connection lost while calling {subject}") from exc
+        remote_error = hdr.decode_error(msg.headers)
+        if remote_error is not None:
+            raise remote_error
+        try:
+            return reply_type.FromString(msg.data)
+        except DecodeError as exc:
+            raise Internal(f"unreadable {reply_type.__name__} reply from {subject}") from exc
 
     async def serve(
         self,
@@ -162,59 +175,83 @@ class Bus:
         *,
         queue: str = "",
     ) -> Subscription:
-        """Answer requests on `subject` with `handler`; each runs in its own task."""
+        """Answer requests on `subject` with `handler`; each runs in its own task.
+
+        Replicas that pass the same `queue` share the load: each request
+        reaches one of them. A request's task is cancelled at its deadline:
+        the caller has stopped waiting, so the work stops too.
+        """
+        loop = asyncio.get_running_loop()
 
         async def on_message(msg: Msg) -> None:
-            task = asyncio.create_task(self._handle(msg, request_type, handler))
+            deadline_s = hdr.decode_deadline(msg.headers)
+            task = loop.create_task(self._handle(msg, deadline_s, request_type, handler))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
+            if deadline_s is not None:
+                timer = loop.call_later(max(0.0, deadline_s - time.time()), task.cancel)
+                task.add_done_callback(lambda _: timer.cancel())
 
-        return await self.nc.subscribe(subject, queue=queue, cb=on_message)
+        subscription = await self.nc.subscribe(subject, queue=queue, cb=on_message)
+        # Once serve() returns, a request from any connection must reach us.
+        await self.nc.flush()
+        return subscription
 
-    async def _handle(self, msg: Msg, request_type: type[Req], handler: Handler[Req, Rep]) -> None:
+    async def _handle(
+        self, msg: Msg, deadline_s: float | None, request_type: type[Req], handler: Handler[Req, Rep]
+    ) -> None:
         started = time.perf_counter()
         parent = telemetry.extract(msg.headers)
-        with self._tracer.start_as_current_span(
-            f"process {msg.subject}",
-            context=parent,
-            kind=trace.SpanKind.SERVER,
-            attributes={"messaging.destination.name": msg.subject},
-        ):
-            ctx = RequestContext(
-                subject=msg.subject,
-                headers=msg.headers or {},
-                deadline_s=hdr.decode_deadline(msg.headers),
-            )
-            body, reply_headers = await self._run_handler(msg.data, ctx, request_type, handler)
-            code = reply_headers.get(hdr.ERROR_CODE, "OK")
-            log.debug("nats request handled", subject=msg.subject, code=code)
-            if msg.reply:
-                await self.nc.publish(msg.reply, body, headers=reply_headers or None)
+        code = "DEADLINE_EXCEEDED"
+        try:
+            if telemetry.in_unsampled_trace(parent):
+                # Nobody records this trace: adopt the caller's context (logs
+                # carry its trace id) without building a span of our own.
+                token = otel_context.attach(parent)
+                try:
+                    code = await self._respond(msg, deadline_s, request_type, handler)
+                finally:
+                    otel_context.detach(token)
+            else:
+                with self._tracer.start_as_current_span(
+                    f"process {msg.subject}",
+                    context=parent,
+                    kind=trace.SpanKind.SERVER,
+                    attributes={"messaging.destination.name": msg.subject},
+                ):
+                    code = await self._respond(msg, deadline_s, request_type, handler)
+        except asyncio.CancelledError:
+            # Our own task, cancelled at the request's deadline (or by close()):
+            # the caller has given up, so there is nobody to answer.
+            log.debug("nats request abandoned at its deadline", subject=msg.subject)
         if self._metrics:
             self._metrics.observe_handled(msg.subject, code, time.perf_counter() - started)
 
-    @staticmethod
-    async def _run_handler(
-        data: bytes, ctx: RequestContext, request_type: type[Req], handler: Handler[Req, Rep]
-    ) -> tuple[bytes, dict[str, str]]:
-        remaining_s = ctx.remaining_s()
+    async def _respond(
+        self, msg: Msg, deadline_s: float | None, request_type: type[Req], handler: Handler[Req, Rep]
+    ) -> str:
+        """Run the handler and publish its reply; return the result code."""
+        ctx = RequestContext(subject=msg.subject, headers=msg.headers or {}, deadline_s=deadline_s)
+        reply_headers: dict[str, str] | None = None
         try:
-            if remaining_s is not None and remaining_s <= 0:
-                raise DeadlineExceeded(f"deadline passed before {ctx.subject} was handled")
+            if deadline_s is not None and deadline_s <= time.time():
+                raise DeadlineExceeded(f"deadline passed before {msg.subject} was handled")
             try:
-                request = request_type.FromString(data)
+                request = request_type.FromString(msg.data)
             except DecodeError:
-                raise InvalidArgument(f"{ctx.subject} expects a {request_type.DESCRIPTOR.full_name}") from None
-            async with asyncio.timeout(remaining_s):
-                reply = await handler(request, ctx)
-            return reply.SerializeToString(), {}
+                raise InvalidArgument(
+                    f"{msg.subject} expects a {request_type.DESCRIPTOR.full_name}"
+                ) from None
+            body = (await handler(request, ctx)).SerializeToString()
         except EdgegateError as exc:
-            return b"", hdr.encode_error(exc)
-        except TimeoutError:
-            return b"", hdr.encode_error(DeadlineExceeded(f"{ctx.subject} ran past its deadline"))
+            body, reply_headers = b"", hdr.encode_error(exc)
         except Exception:
-            log.exception("nats handler failed", subject=ctx.subject)
-            return b"", hdr.encode_error(Internal(f"{ctx.subject} failed; see the service log"))
+            log.exception("nats handler failed", subject=msg.subject)
+            error = Internal(f"{msg.subject} failed; see the service log")
+            body, reply_headers = b"", hdr.encode_error(error)
+        if msg.reply:
+            await self.nc.publish(msg.reply, body, headers=reply_headers)
+        return reply_headers[hdr.ERROR_CODE] if reply_headers else "OK"
 
     # -- lifecycle -------------------------------------------------------
 

@@ -125,6 +125,12 @@ class _Call:
         if isinstance(exc, EdgegateError):
             span.set_status(trace.StatusCode.ERROR, exc.message)
             await context.abort(status_code(exc), exc.message)
+        chosen = context.code()
+        if isinstance(chosen, grpc.StatusCode) and chosen != grpc.StatusCode.OK:
+            # Set on the context before raising, as generated base servicers do
+            # for UNIMPLEMENTED: the servicer's choice stands.
+            span.set_status(trace.StatusCode.ERROR, chosen.name)
+            await context.abort(chosen, context.details() or chosen.name)
         span.record_exception(exc)
         span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
         log.exception("grpc handler failed", method=f"{self._service}/{self._method}")

@@ -1,0 +1,75 @@
+"""Services ride out a NATS crash: NOT_SERVING while it is down, serving again after, no restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import start_services
+from edgegate_common import subjects
+from edgegate_common.bus import Bus
+from edgegate_common.local import ServiceProcess, health_status
+from edgegate_protos.common.v1 import status_pb2
+from harness import NatsLike
+
+pytestmark = pytest.mark.slow
+
+
+async def _wait_health(proc: ServiceProcess, want: str, *, timeout_s: float) -> str:
+    give_up_at = time.monotonic() + timeout_s
+    status = ""
+    while time.monotonic() < give_up_at:
+        status = await health_status(proc.target)
+        if status == want:
+            break
+        await asyncio.sleep(0.1)
+    return status
+
+
+async def test_services_reconnect_after_nats_is_killed_and_restarted(nats_server: NatsLike, tmp_path: Path) -> None:
+    procs = await start_services(["security", "taskstore"], nats_url=nats_server.url, log_dir=tmp_path)
+    try:
+        pids = [p.pid for p in procs]
+        nats_server.kill()
+        for proc in procs:
+            assert await _wait_health(proc, "NOT_SERVING", timeout_s=10) == "NOT_SERVING"
+
+        nats_server.start()
+        for proc in procs:
+            assert await _wait_health(proc, "SERVING", timeout_s=20) == "SERVING"
+        assert [p.pid for p in procs] == pids and all(p.returncode is None for p in procs)
+
+        bus = await Bus.connect(servers=[nats_server.url], name="test", connect_timeout_s=5)
+        try:
+            for proc in procs:
+                reply = await bus.request(
+                    subjects.status(proc.service), status_pb2.StatusRequest(), status_pb2.ServiceStatus, timeout_s=5
+                )
+                assert reply.serving and reply.instance.endswith(f"-{proc.pid}")
+        finally:
+            await bus.close()
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def test_a_service_without_nats_exits_with_a_clear_error(tmp_path: Path) -> None:
+    from edgegate_common.local import free_port
+
+    proc = ServiceProcess(
+        "gateway",
+        nats_url=f"nats://127.0.0.1:{free_port()}",
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        log_file=tmp_path / "gateway.log",
+        extra_args=("--nats-connect-timeout-s", "1"),
+    )
+    proc.start()
+    give_up_at = time.monotonic() + 20
+    while proc.returncode is None and time.monotonic() < give_up_at:
+        time.sleep(0.1)
+    assert proc.returncode == 1
+    assert "cannot reach NATS" in proc.log_file.read_text()
