@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from harness import NatsLike, docker_available, start_container_nats
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from edgegate_common.bus import Bus
 from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
 from edgegate_common.telemetry import configure_tracing
-from harness import NatsLike, docker_available, start_container_nats
 
 
 def _use_docker() -> bool:

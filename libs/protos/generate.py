@@ -81,8 +81,7 @@ def generate(*, proto_root: Path, out_root: Path) -> list[Path]:
         ]
         if protoc.main(args) != 0:
             raise SystemExit("protoc failed")
-        written = _install(Path(tmp), out_root)
-    return written
+        return _install(Path(tmp), out_root)
 
 
 def _install(generated: Path, out_root: Path) -> list[Path]:
@@ -97,8 +96,15 @@ def _install(generated: Path, out_root: Path) -> list[Path]:
         # edgegate/common/v1/x_pb2.py -> common/v1/x_pb2.py; inference/... stays.
         dest = out_root.joinpath(*rest) if top == "edgegate" else out_root.joinpath(top, *rest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        source = rewrite(src.read_text(), is_stub=src.suffix == ".pyi", private_pool=top == "inference")
-        if top == "inference" and src.suffix == ".py" and "INFERENCE_POOL" not in source and "_pb2.py" in src.name:
+        source = rewrite(
+            src.read_text(), is_stub=src.suffix == ".pyi", private_pool=top == "inference"
+        )
+        if (
+            top == "inference"
+            and src.suffix == ".py"
+            and "INFERENCE_POOL" not in source
+            and "_pb2.py" in src.name
+        ):
             raise SystemExit(f"{src.name}: could not move its descriptors to INFERENCE_POOL")
         dest.write_text(source)
         written.append(dest)

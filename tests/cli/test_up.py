@@ -16,14 +16,27 @@ pytestmark = pytest.mark.slow
 def test_up_once_starts_everything_and_reports_four_serving(tmp_path: Path) -> None:
     edgegate = Path(sys.executable).parent / "edgegate"
     result = subprocess.run(
-        [str(edgegate), "up", "--once", "--data-dir", str(tmp_path), "--nats-port", str(free_port())],
-        capture_output=True, text=True, timeout=120,
+        [
+            str(edgegate),
+            "up",
+            "--once",
+            "--data-dir",
+            str(tmp_path),
+            "--nats-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.split()}
     for service in ("gateway", "inference", "taskstore", "security"):
         assert "SERVING" in rows[service] and "serving v0.1.0" in rows[service], result.stdout
-    assert "stopped: gateway (exit 0), taskstore (exit 0), inference (exit 0), security (exit 0)" in result.stdout
+    assert (
+        "stopped: gateway (exit 0), taskstore (exit 0), inference (exit 0), security (exit 0)"
+        in result.stdout
+    )
     assert (tmp_path / "nats" / "jetstream").is_dir()  # the JetStream store is where we said
 
 
@@ -31,7 +44,9 @@ def test_up_fails_loudly_when_a_service_cannot_start(tmp_path: Path) -> None:
     edgegate = Path(sys.executable).parent / "edgegate"
     result = subprocess.run(
         [str(edgegate), "up", "--once", "--data-dir", str(tmp_path), "--timeout-s", "0.01"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1
     assert "edgegate up failed" in result.stdout

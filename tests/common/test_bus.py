@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+
 import pytest
+from harness import NatsLike
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from edgegate_common.bus import Bus, RequestContext
-from edgegate_common.local import free_port
 from edgegate_common.errors import (
     DeadlineExceeded,
     Internal,
@@ -17,8 +18,8 @@ from edgegate_common.errors import (
     NotFound,
     Unavailable,
 )
+from edgegate_common.local import free_port
 from edgegate_protos.common.v1 import status_pb2
-from harness import NatsLike
 
 Status = status_pb2.ServiceStatus
 Ask = status_pb2.StatusRequest
@@ -35,7 +36,9 @@ async def test_request_reply_carries_protobuf_both_ways(bus: Bus) -> None:
 
 async def test_a_subject_nobody_serves_fails_fast_with_a_typed_error(bus: Bus) -> None:
     started = time.monotonic()
-    with pytest.raises(NoResponders, match="no service is listening on edgegate.nobody.v1.ping"):
+    with pytest.raises(
+        NoResponders, match=r"no service is listening on edgegate\.nobody\.v1\.ping"
+    ):
         await bus.request("edgegate.nobody.v1.ping", Ask(), Status, timeout_s=10)
     assert time.monotonic() - started < 1.0  # an answer from the server, not a timeout
 
@@ -95,9 +98,11 @@ async def test_many_requests_are_handled_concurrently(bus: Bus) -> None:
 
     await bus.serve("test.bus.pause", Ask, pause)
     started = time.monotonic()
-    replies = await asyncio.gather(*(bus.request("test.bus.pause", Ask(), Status) for _ in range(20)))
+    replies = await asyncio.gather(
+        *(bus.request("test.bus.pause", Ask(), Status) for _ in range(20))
+    )
     assert all(r.serving for r in replies)
-    assert time.monotonic() - started < 1.5  # 20 × 0.2 s would be 4 s one at a time
+    assert time.monotonic() - started < 1.5  # 20 x 0.2 s would be 4 s one at a time
 
 
 async def test_one_trace_spans_caller_and_handler(bus: Bus, spans: InMemorySpanExporter) -> None:
@@ -132,5 +137,6 @@ async def test_requests_fail_fast_while_disconnected(nats_server: NatsLike) -> N
 
 async def test_connect_gives_up_with_a_clear_error() -> None:
     with pytest.raises(Unavailable, match="cannot reach NATS"):
-        await Bus.connect(servers=[f"nats://127.0.0.1:{free_port()}"], name="test", connect_timeout_s=0.5)
-
+        await Bus.connect(
+            servers=[f"nats://127.0.0.1:{free_port()}"], name="test", connect_timeout_s=0.5
+        )

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from certs import make_certs
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from certs import make_certs
 from edgegate_common import telemetry
 from edgegate_common.errors import NotFound, ResourceExhausted
 from edgegate_common.local import free_port, health_status
@@ -29,7 +29,9 @@ GATEWAY = gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name
 class Behaviours(gateway_pb2_grpc.GatewayServicer):
     """Send answers according to the envelope id; Converse acks once, then runs out of room."""
 
-    async def Send(self, request: gateway_pb2.SendRequest, context: object) -> gateway_pb2.SendResponse:
+    async def Send(
+        self, request: gateway_pb2.SendRequest, context: object
+    ) -> gateway_pb2.SendResponse:
         match request.envelope.id:
             case "missing":
                 raise NotFound("no route for channel 'fax'")
@@ -56,7 +58,9 @@ async def _serve(tmp_path: Path, **tls: Path) -> tuple[GrpcServer, CollectorRegi
 
 
 @pytest.fixture
-async def plain(tmp_path: Path) -> AsyncIterator[tuple[gateway_pb2_grpc.GatewayStub, CollectorRegistry]]:
+async def plain(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[gateway_pb2_grpc.GatewayStub, CollectorRegistry]]:
     server, registry = await _serve(tmp_path)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield gateway_pb2_grpc.GatewayStub(channel), registry
@@ -67,7 +71,9 @@ def _send(envelope_id: str) -> gateway_pb2.SendRequest:
     return gateway_pb2.SendRequest(envelope=envelope_pb2.Envelope(id=envelope_id))
 
 
-async def test_domain_errors_become_their_status_code(plain: tuple[gateway_pb2_grpc.GatewayStub, CollectorRegistry]) -> None:
+async def test_domain_errors_become_their_status_code(
+    plain: tuple[gateway_pb2_grpc.GatewayStub, CollectorRegistry],
+) -> None:
     stub, registry = plain
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.Send(_send("missing"))
@@ -77,7 +83,9 @@ async def test_domain_errors_become_their_status_code(plain: tuple[gateway_pb2_g
     assert registry.get_sample_value("edgegate_grpc_server_handled_total", labels) == 1
 
 
-async def test_unexpected_errors_are_internal_and_leak_nothing(plain: tuple[gateway_pb2_grpc.GatewayStub, CollectorRegistry]) -> None:
+async def test_unexpected_errors_are_internal_and_leak_nothing(
+    plain: tuple[gateway_pb2_grpc.GatewayStub, CollectorRegistry],
+) -> None:
     stub, _ = plain
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.Send(_send("crash"))
@@ -85,13 +93,21 @@ async def test_unexpected_errors_are_internal_and_leak_nothing(plain: tuple[gate
     assert "hunter2" not in (info.value.details() or "")
 
 
-async def test_streams_map_errors_after_their_last_message(plain: tuple[gateway_pb2_grpc.GatewayStub, CollectorRegistry]) -> None:
+async def test_streams_map_errors_after_their_last_message(
+    plain: tuple[gateway_pb2_grpc.GatewayStub, CollectorRegistry],
+) -> None:
     stub, _ = plain
-    call = stub.Converse(iter([gateway_pb2.ConverseRequest(envelope=envelope_pb2.Envelope(id="e1"))]))
+    call = stub.Converse(
+        iter([gateway_pb2.ConverseRequest(envelope=envelope_pb2.Envelope(id="e1"))])
+    )
     received = []
-    with pytest.raises(grpc.aio.AioRpcError) as info:
+
+    async def drain() -> None:
         async for response in call:
             received.append(response)
+
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await drain()
     assert [r.ack.envelope_id for r in received] == ["e1"]
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -122,12 +138,16 @@ async def test_tls_serves_tls13_and_refuses_tls12(tmp_path: Path) -> None:
 
         # The same raw client handshakes when it may use TLS 1.3, and fails when capped at 1.2.
         client = ssl.create_default_context(cafile=str(certs.ca))
-        _, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=client, server_hostname="localhost")
+        _, writer = await asyncio.open_connection(
+            "127.0.0.1", server.port, ssl=client, server_hostname="localhost"
+        )
         assert writer.get_extra_info("ssl_object").version() == "TLSv1.3"
         writer.close()
         client.maximum_version = ssl.TLSVersion.TLSv1_2
         with pytest.raises((ssl.SSLError, ConnectionResetError)):
-            await asyncio.open_connection("127.0.0.1", server.port, ssl=client, server_hostname="localhost")
+            await asyncio.open_connection(
+                "127.0.0.1", server.port, ssl=client, server_hostname="localhost"
+            )
         # Plain-text gRPC against the TLS port is refused too.
         assert await health_status(f"127.0.0.1:{server.port}") == "UNREACHABLE"
     finally:

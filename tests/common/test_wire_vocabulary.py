@@ -58,8 +58,14 @@ def test_deadline_header_round_trips_to_the_millisecond() -> None:
 
 
 def test_subjects_are_versioned_and_tokens_are_safe() -> None:
-    assert subjects.inference_infer("all-MiniLM-L6-v2", "3") == "edgegate.inference.v1.infer.all-MiniLM-L6-v2.3"
-    assert subjects.taskstore_events("acme corp", "a.b>*") == "edgegate.taskstore.v1.events.acme_corp.a_b__"
+    assert (
+        subjects.inference_infer("all-MiniLM-L6-v2", "3")
+        == "edgegate.inference.v1.infer.all-MiniLM-L6-v2.3"
+    )
+    assert (
+        subjects.taskstore_events("acme corp", "a.b>*")
+        == "edgegate.taskstore.v1.events.acme_corp.a_b__"
+    )
     assert subjects.status("gateway") == "edgegate.gateway.v1.status"
     with pytest.raises(ValueError, match="empty"):
         subjects.token("")

@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import start_services
+from harness import NatsLike
+
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
 from edgegate_common.local import ServiceProcess, health_status
 from edgegate_protos.common.v1 import status_pb2
-from harness import NatsLike
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +29,12 @@ async def _wait_health(proc: ServiceProcess, want: str, *, timeout_s: float) -> 
     return status
 
 
-async def test_services_reconnect_after_nats_is_killed_and_restarted(nats_server: NatsLike, tmp_path: Path) -> None:
-    procs = await start_services(["security", "taskstore"], nats_url=nats_server.url, log_dir=tmp_path)
+async def test_services_reconnect_after_nats_is_killed_and_restarted(
+    nats_server: NatsLike, tmp_path: Path
+) -> None:
+    procs = await start_services(
+        ["security", "taskstore"], nats_url=nats_server.url, log_dir=tmp_path
+    )
     try:
         pids = [p.pid for p in procs]
         nats_server.kill()
@@ -46,7 +50,10 @@ async def test_services_reconnect_after_nats_is_killed_and_restarted(nats_server
         try:
             for proc in procs:
                 reply = await bus.request(
-                    subjects.status(proc.service), status_pb2.StatusRequest(), status_pb2.ServiceStatus, timeout_s=5
+                    subjects.status(proc.service),
+                    status_pb2.StatusRequest(),
+                    status_pb2.ServiceStatus,
+                    timeout_s=5,
                 )
                 assert reply.serving and reply.instance.endswith(f"-{proc.pid}")
         finally:

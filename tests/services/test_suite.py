@@ -14,15 +14,15 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import start_services
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from harness import NatsLike
 from opentelemetry import trace
 
-from conftest import start_services
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
 from edgegate_common.local import ServiceProcess, health_status
 from edgegate_protos.common.v1 import status_pb2
-from harness import NatsLike
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +35,17 @@ SERVICES = {
 
 
 @pytest.fixture(scope="module")
-def suite(shared_nats: NatsLike, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServiceProcess]]:
+def suite(
+    shared_nats: NatsLike, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, ServiceProcess]]:
     log_dir = tmp_path_factory.mktemp("suite-logs")
     procs = asyncio.run(
-        start_services(list(SERVICES), nats_url=shared_nats.url, log_dir=log_dir, extra_args=("--log-level", "debug"))
+        start_services(
+            list(SERVICES),
+            nats_url=shared_nats.url,
+            log_dir=log_dir,
+            extra_args=("--log-level", "debug"),
+        )
     )
     yield {p.service: p for p in procs}
     for proc in procs:
@@ -53,7 +60,9 @@ async def test_each_service_reports_serving(suite: dict[str, ServiceProcess], se
     assert await health_status(proc.target, service="no.such.Service") == "SERVICE_UNKNOWN"
 
 
-async def _reflect(target: str, request: reflection_pb2.ServerReflectionRequest) -> reflection_pb2.ServerReflectionResponse:
+async def _reflect(
+    target: str, request: reflection_pb2.ServerReflectionRequest
+) -> reflection_pb2.ServerReflectionResponse:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         async for response in stub.ServerReflectionInfo(iter([request])):
@@ -62,18 +71,30 @@ async def _reflect(target: str, request: reflection_pb2.ServerReflectionRequest)
 
 
 @pytest.mark.parametrize("service", SERVICES)
-async def test_reflection_lists_and_describes_each_service(suite: dict[str, ServiceProcess], service: str) -> None:
+async def test_reflection_lists_and_describes_each_service(
+    suite: dict[str, ServiceProcess], service: str
+) -> None:
     target = suite[service].target
     listed = await _reflect(target, reflection_pb2.ServerReflectionRequest(list_services=""))
     names = {s.name for s in listed.list_services_response.service}
-    assert {SERVICES[service], "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
-    described = await _reflect(target, reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICES[service]))
+    assert {
+        SERVICES[service],
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= names
+    described = await _reflect(
+        target, reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICES[service])
+    )
     assert described.file_descriptor_response.file_descriptor_proto, described
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_metrics_endpoint_serves_prometheus_text(suite: dict[str, ServiceProcess], service: str) -> None:
-    with urllib.request.urlopen(f"http://127.0.0.1:{suite[service].metrics_port}/metrics", timeout=5) as reply:
+def test_metrics_endpoint_serves_prometheus_text(
+    suite: dict[str, ServiceProcess], service: str
+) -> None:
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{suite[service].metrics_port}/metrics", timeout=5
+    ) as reply:
         body = reply.read().decode()
     assert "edgegate_nats_connected 1.0" in body
     assert "edgegate_grpc_server_handled_total" in body
@@ -106,7 +127,10 @@ async def test_a_nats_request_keeps_one_trace_id_across_processes(
     try:
         with trace.get_tracer("test").start_as_current_span("caller") as span:
             reply = await bus.request(
-                subjects.status(service), status_pb2.StatusRequest(), status_pb2.ServiceStatus, timeout_s=5
+                subjects.status(service),
+                status_pb2.StatusRequest(),
+                status_pb2.ServiceStatus,
+                timeout_s=5,
             )
         trace_id = format(span.get_span_context().trace_id, "032x")
     finally:
@@ -116,12 +140,13 @@ async def test_a_nats_request_keeps_one_trace_id_across_processes(
     give_up_at = time.monotonic() + 5
     while time.monotonic() < give_up_at:
         handled = [
-            line for line in _log_lines(suite[service].log_file)
+            line
+            for line in _log_lines(suite[service].log_file)
             if line.get("event") == "status requested" and line.get("trace_id") == trace_id
         ]
         if handled:
             break
-        time.sleep(0.05)
+        await asyncio.sleep(0.05)
     assert handled, f"no log line of {service} carries trace {trace_id}"
     assert handled[0]["span_id"] != format(span.get_span_context().span_id, "016x")  # its own span
 

@@ -17,13 +17,25 @@ from edgegate_cli import up
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgegate", description="edgegate, the self-hosted AI gateway")
+    parser = argparse.ArgumentParser(
+        prog="edgegate", description="edgegate, the self-hosted AI gateway"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    p_up = commands.add_parser("up", help="run the whole suite locally: nats-server and the four services")
-    p_up.add_argument("--data-dir", type=Path, default=Path(".edgegate"), help="NATS store and logs")
-    p_up.add_argument("--nats-port", type=int, default=4222, help="taken: a free port is used instead")
-    p_up.add_argument("--once", action="store_true", help="print health and stop instead of running")
-    p_up.add_argument("--timeout-s", type=float, default=60.0, help="how long services may take to start")
+    p_up = commands.add_parser(
+        "up", help="run the whole suite locally: nats-server and the four services"
+    )
+    p_up.add_argument(
+        "--data-dir", type=Path, default=Path(".edgegate"), help="NATS store and logs"
+    )
+    p_up.add_argument(
+        "--nats-port", type=int, default=4222, help="taken: a free port is used instead"
+    )
+    p_up.add_argument(
+        "--once", action="store_true", help="print health and stop instead of running"
+    )
+    p_up.add_argument(
+        "--timeout-s", type=float, default=60.0, help="how long services may take to start"
+    )
     return parser
 
 
@@ -31,6 +43,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "up":
         code = asyncio.run(
-            up.run(data_dir=args.data_dir, nats_port=args.nats_port, once=args.once, timeout_s=args.timeout_s)
+            up.run(
+                data_dir=args.data_dir,
+                nats_port=args.nats_port,
+                once=args.once,
+                timeout_s=args.timeout_s,
+            )
         )
         raise SystemExit(code)

@@ -19,7 +19,13 @@ from typing import TextIO
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
 from edgegate_common.errors import EdgegateError
-from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port, health_status, port_is_free
+from edgegate_common.local import (
+    LocalNatsServer,
+    ServiceProcess,
+    free_port,
+    health_status,
+    port_is_free,
+)
 from edgegate_protos.common.v1 import status_pb2
 
 
@@ -42,8 +48,9 @@ def _available(port: int) -> int:
     return port if port_is_free(port) else free_port()
 
 
-async def run(*, data_dir: Path, nats_port: int, once: bool, timeout_s: float, out: TextIO = sys.stdout) -> int:
-    data_dir = data_dir.resolve()
+async def run(
+    *, data_dir: Path, nats_port: int, once: bool, timeout_s: float, out: TextIO = sys.stdout
+) -> int:
     nats = LocalNatsServer(store_dir=data_dir / "nats", port=_available(nats_port))
     nats.start()
     print(f"nats-server  {nats.url}  JetStream store {nats.store_dir}", file=out)
@@ -73,7 +80,10 @@ async def run(*, data_dir: Path, nats_port: int, once: bool, timeout_s: float, o
     finally:
         codes = {p.service: p.stop() for p in reversed(processes)}
         nats.stop()
-        print("stopped: " + ", ".join(f"{name} (exit {code})" for name, code in codes.items()), file=out)
+        print(
+            "stopped: " + ", ".join(f"{name} (exit {code})" for name, code in codes.items()),
+            file=out,
+        )
 
 
 async def report(processes: list[ServiceProcess], *, nats_url: str, out: TextIO) -> bool:
@@ -87,15 +97,21 @@ async def report(processes: list[ServiceProcess], *, nats_url: str, out: TextIO)
             started = time.perf_counter()
             try:
                 status = await bus.request(
-                    subjects.status(proc.service), status_pb2.StatusRequest(), status_pb2.ServiceStatus,
+                    subjects.status(proc.service),
+                    status_pb2.StatusRequest(),
+                    status_pb2.ServiceStatus,
                     timeout_s=2.0,
                 )
                 rtt_ms = (time.perf_counter() - started) * 1000
-                nats = f"{'serving' if status.serving else 'NOT serving'} v{status.version} {status.instance} ({rtt_ms:.1f} ms)"
+                state = "serving" if status.serving else "NOT serving"
+                nats = f"{state} v{status.version} {status.instance} ({rtt_ms:.1f} ms)"
             except EdgegateError as exc:
                 nats, status = f"no answer: {exc.message}", None
             healthy &= health == "SERVING" and status is not None and status.serving
-            print(f"{proc.service:<10} {proc.target:<16} {proc.metrics_port:<8} {health:<12} {nats}", file=out)
+            print(
+                f"{proc.service:<10} {proc.target:<16} {proc.metrics_port:<8} {health:<12} {nats}",
+                file=out,
+            )
     finally:
         await bus.close()
     return healthy

@@ -71,5 +71,6 @@ class ServiceSettings(BaseSettings):
     def from_args(cls, argv: Sequence[str] | None = None) -> Self:
         """Build settings from the environment plus `--field` flags in `argv`."""
         return cls(
-            _cli_parse_args=list(argv or []), _cli_prog_name=f"python -m edgegate_{cls.service_name}"
+            _cli_parse_args=list(argv or []),
+            _cli_prog_name=f"python -m edgegate_{cls.service_name}",
         )

@@ -103,9 +103,18 @@ class NoResponders(Unavailable):
 _BY_CODE: dict[Code, type[EdgegateError]] = {
     cls.code: cls
     for cls in (
-        Cancelled, InvalidArgument, DeadlineExceeded, NotFound, AlreadyExists,
-        PermissionDenied, ResourceExhausted, FailedPrecondition, Unimplemented,
-        Internal, Unavailable, Unauthenticated,
+        Cancelled,
+        InvalidArgument,
+        DeadlineExceeded,
+        NotFound,
+        AlreadyExists,
+        PermissionDenied,
+        ResourceExhausted,
+        FailedPrecondition,
+        Unimplemented,
+        Internal,
+        Unavailable,
+        Unauthenticated,
     )
 }
 

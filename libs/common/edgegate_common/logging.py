@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -17,7 +18,7 @@ from opentelemetry import trace
 from edgegate_common.config import LogLevel
 
 
-def add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: add the current span's ids, if there is one."""
     ctx = trace.get_current_span().get_span_context()
     if ctx.is_valid:
@@ -26,7 +27,9 @@ def add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def configure_logging(*, service: str, level: LogLevel = "info", stream: TextIO | None = None) -> None:
+def configure_logging(
+    *, service: str, level: LogLevel = "info", stream: TextIO | None = None
+) -> None:
     """Route structlog and the standard library's logging to JSON lines on `stream`."""
     numeric = logging.getLevelNamesMapping()[level.upper()]
     shared: list[structlog.types.Processor] = [

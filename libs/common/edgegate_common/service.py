@@ -90,7 +90,9 @@ class ServiceRuntime:
         s = self.settings
         self._started_at.GetCurrentTime()
         if s.metrics_port:
-            self.metrics_server = MetricsServer(self.registry, host=s.grpc_host, port=s.metrics_port)
+            self.metrics_server = MetricsServer(
+                self.registry, host=s.grpc_host, port=s.metrics_port
+            )
             self.metrics_server.start()
         self._bus = await Bus.connect(
             servers=s.nats_servers,

@@ -12,6 +12,7 @@ PREFIX = "edgegate"
 
 SERVICES = ("gateway", "inference", "taskstore", "security")
 
+
 # Queue group shared by all replicas of one service: a request reaches one of them.
 def queue_group(service: str) -> str:
     return f"{PREFIX}.{service}"

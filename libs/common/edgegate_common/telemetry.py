@@ -11,8 +11,7 @@ from collections.abc import Mapping, MutableMapping
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -41,7 +40,9 @@ def configure_tracing(
     exporting = bool(otlp_endpoint or exporter or processor)
     root: Sampler = TraceIdRatioBased(sample_ratio) if exporting else ALWAYS_OFF
     provider = TracerProvider(
-        resource=Resource.create({"service.name": f"edgegate-{service}", "service.version": version}),
+        resource=Resource.create(
+            {"service.name": f"edgegate-{service}", "service.version": version}
+        ),
         sampler=ParentBased(root=root),
     )
     if otlp_endpoint:
@@ -87,7 +88,11 @@ def _parse_traceparent_v00(header: str) -> trace.SpanContext | None:
     if len(header) != 55 or not header.startswith("00-") or header[35] != "-" or header[52] != "-":
         return None
     trace_hex, span_hex, flags_hex = header[3:35], header[36:52], header[53:55]
-    if not _HEX.issuperset(trace_hex) or not _HEX.issuperset(span_hex) or not _HEX.issuperset(flags_hex):
+    if (
+        not _HEX.issuperset(trace_hex)
+        or not _HEX.issuperset(span_hex)
+        or not _HEX.issuperset(flags_hex)
+    ):
         return None
     trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
     if trace_id == 0 or span_id == 0:

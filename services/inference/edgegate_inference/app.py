@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from edgegate_common.service import ServiceRuntime
-from edgegate_protos import INFERENCE_POOL
-from edgegate_protos.inference import grpc_service_pb2, grpc_service_pb2_grpc
-
 from edgegate_inference import __version__
 from edgegate_inference.config import InferenceSettings
+from edgegate_protos import INFERENCE_POOL
+from edgegate_protos.inference import grpc_service_pb2, grpc_service_pb2_grpc
 
 
 def build(settings: InferenceSettings) -> ServiceRuntime:
@@ -15,5 +14,9 @@ def build(settings: InferenceSettings) -> ServiceRuntime:
     runtime = ServiceRuntime(settings, version=__version__, descriptor_pool=INFERENCE_POOL)
     # The generated base servicer answers UNIMPLEMENTED for every method; the
     # method bodies arrive with the inference service's own issue.
-    runtime.grpc.add(grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, grpc_service_pb2_grpc.GRPCInferenceServiceServicer(), service_name=grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name)
+    runtime.grpc.add(
+        grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
+        grpc_service_pb2_grpc.GRPCInferenceServiceServicer(),  # type: ignore[abstract]
+        service_name=grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+    )
     return runtime

@@ -17,7 +17,7 @@ from typing import TypeVar
 import nats
 import nats.errors
 from google.protobuf.message import DecodeError, Message
-from nats.aio.client import Client as NATS
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
@@ -62,7 +62,7 @@ ConnectionListener = Callable[[bool], None]
 class Bus:
     """One NATS connection, shared by everything in a process."""
 
-    def __init__(self, nc: NATS, *, metrics: BusMetrics | None = None) -> None:
+    def __init__(self, nc: NatsClient, *, metrics: BusMetrics | None = None) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self._metrics = metrics
@@ -90,14 +90,16 @@ class Bus:
                 on_connection_change(False)
 
         async def reconnected() -> None:
-            log.info("nats reconnected", url=str(nc.connected_url.geturl() if nc.connected_url else ""))
+            log.info(
+                "nats reconnected", url=str(nc.connected_url.geturl() if nc.connected_url else "")
+            )
             if on_connection_change:
                 on_connection_change(True)
 
         async def error(exc: Exception) -> None:
             log.debug("nats connection error", error=repr(exc))
 
-        nc = NATS()
+        nc = NatsClient()
         try:
             # With unlimited reconnects nats-py keeps retrying the first connect
             # too; bound the whole attempt instead.
@@ -108,8 +110,9 @@ class Bus:
                     tls=tls,
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    connect_timeout=min(2.0, connect_timeout_s),
+                    # nats-py annotates these as int; it takes seconds as floats.
+                    reconnect_time_wait=0.5,  # type: ignore[arg-type]
+                    connect_timeout=min(2.0, connect_timeout_s),  # type: ignore[arg-type]
                     disconnected_cb=disconnected,
                     reconnected_cb=reconnected,
                     error_cb=error,
@@ -198,7 +201,11 @@ class Bus:
         return subscription
 
     async def _handle(
-        self, msg: Msg, deadline_s: float | None, request_type: type[Req], handler: Handler[Req, Rep]
+        self,
+        msg: Msg,
+        deadline_s: float | None,
+        request_type: type[Req],
+        handler: Handler[Req, Rep],
     ) -> None:
         started = time.perf_counter()
         parent = telemetry.extract(msg.headers)
@@ -228,7 +235,11 @@ class Bus:
             self._metrics.observe_handled(msg.subject, code, time.perf_counter() - started)
 
     async def _respond(
-        self, msg: Msg, deadline_s: float | None, request_type: type[Req], handler: Handler[Req, Rep]
+        self,
+        msg: Msg,
+        deadline_s: float | None,
+        request_type: type[Req],
+        handler: Handler[Req, Rep],
     ) -> str:
         """Run the handler and publish its reply; return the result code."""
         ctx = RequestContext(subject=msg.subject, headers=msg.headers or {}, deadline_s=deadline_s)
@@ -267,5 +278,5 @@ class Bus:
             await asyncio.wait(set(self._inflight), timeout=5.0)
         try:
             await self.nc.drain()
-        except (nats.errors.Error, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.Error):
             await self.nc.close()

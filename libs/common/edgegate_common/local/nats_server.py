@@ -64,14 +64,24 @@ class LocalNatsServer:
             return
         self.store_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            self.binary, "-a", self.host, "-p", str(self.port),
-            "-js", "-sd", str(self.store_dir), "-l", str(self.log_file),
+            self.binary,
+            "-a",
+            self.host,
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            str(self.store_dir),
+            "-l",
+            str(self.log_file),
             *self.extra_args,
         ]
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         if not wait_for_port(self.port, host=self.host, timeout_s=timeout_s):
             self.stop()
-            raise Unavailable(f"nats-server did not listen on {self.url} within {timeout_s}s; see {self.log_file}")
+            raise Unavailable(
+                f"nats-server did not listen on {self.url} within {timeout_s}s; see {self.log_file}"
+            )
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no flush, no goodbye to clients."""

@@ -26,7 +26,9 @@ async def health_status(target: str, *, service: str = "", timeout_s: float = 1.
     async with grpc.aio.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+            reply = await stub.Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
+            )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return "SERVICE_UNKNOWN"
@@ -53,11 +55,17 @@ class ServiceProcess:
         self.metrics_port = metrics_port
         self.log_file = log_file
         self.args = [
-            sys.executable, "-m", f"edgegate_{service}",
-            "--nats-url", nats_url,
-            "--grpc-host", "127.0.0.1",
-            "--grpc-port", str(grpc_port),
-            "--metrics-port", str(metrics_port),
+            sys.executable,
+            "-m",
+            f"edgegate_{service}",
+            "--nats-url",
+            nats_url,
+            "--grpc-host",
+            "127.0.0.1",
+            "--grpc-port",
+            str(grpc_port),
+            "--metrics-port",
+            str(metrics_port),
             *extra_args,
         ]
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -79,7 +87,11 @@ class ServiceProcess:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             self._proc = subprocess.Popen(
-                self.args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env
+                self.args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
             )
 
     async def wait_serving(self, *, timeout_s: float = 30.0) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc.aio import AbortError
@@ -25,24 +25,36 @@ log = get_logger(__name__)
 
 STATUS_FOR_CODE: dict[Code, grpc.StatusCode] = {code: grpc.StatusCode[code.name] for code in Code}
 
+# Behaviours as grpc.aio calls them: (request or request iterator, context) -> reply or stream.
+Behavior = Callable[..., Any]
+
+if TYPE_CHECKING:  # grpc's classes are generic only in their stubs
+    Context = grpc.aio.ServicerContext[Any, Any]
+    Handler = grpc.RpcMethodHandler[Any, Any]
+    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    Context = grpc.aio.ServicerContext
+    Handler = grpc.RpcMethodHandler
+    _Interceptor = grpc.aio.ServerInterceptor
+
 
 def status_code(error: EdgegateError) -> grpc.StatusCode:
     return STATUS_FOR_CODE[error.code]
 
 
-class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class ServiceInterceptor(_Interceptor):
     def __init__(self, *, metrics: RpcMetrics | None = None) -> None:
         self._metrics = metrics
         self._tracer = trace.get_tracer("edgegate.rpc")
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None:
-            return None
+    ) -> Handler:
+        handler: Handler | None = await continuation(details)
+        if handler is None:  # no such method: grpc answers UNIMPLEMENTED
+            return None  # type: ignore[return-value]
         method: str = details.method
         service, _, name = method.lstrip("/").rpartition("/")
         metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
@@ -65,6 +77,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
+        if handler.stream_stream is None:
+            return handler
         return grpc.stream_stream_rpc_method_handler(
             call.wrap_stream(handler.stream_stream),
             request_deserializer=handler.request_deserializer,
@@ -83,8 +97,8 @@ class _Call:
         self._method = method
         self._metadata = metadata
 
-    def wrap_unary(self, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    def wrap_unary(self, behavior: Behavior) -> Behavior:
+        async def wrapped(request: Any, context: Context) -> Any:
             with self._span() as span:
                 started = time.perf_counter()
                 try:
@@ -97,8 +111,8 @@ class _Call:
 
         return wrapped
 
-    def wrap_stream(self, behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    def wrap_stream(self, behavior: Behavior) -> Behavior:
+        async def wrapped(request: Any, context: Context) -> AsyncIterator[Any]:
             with self._span() as span:
                 started = time.perf_counter()
                 try:
@@ -116,10 +130,14 @@ class _Call:
             f"{self._service}/{self._method}",
             context=telemetry.extract(self._metadata),
             kind=trace.SpanKind.SERVER,
-            attributes={"rpc.system": "grpc", "rpc.service": self._service, "rpc.method": self._method},
+            attributes={
+                "rpc.system": "grpc",
+                "rpc.service": self._service,
+                "rpc.method": self._method,
+            },
         )
 
-    async def _fail(self, exc: Exception, context: grpc.aio.ServicerContext, span: trace.Span) -> None:
+    async def _fail(self, exc: Exception, context: Context, span: trace.Span) -> None:
         if isinstance(exc, AbortError):
             raise exc  # the servicer already chose a status
         if isinstance(exc, EdgegateError):
@@ -136,11 +154,11 @@ class _Call:
         log.exception("grpc handler failed", method=f"{self._service}/{self._method}")
         await context.abort(grpc.StatusCode.INTERNAL, f"{self._method} failed; see the service log")
 
-    def _record(self, context: grpc.aio.ServicerContext, started: float) -> None:
+    def _record(self, context: Context, started: float) -> None:
         metrics = self._owner._metrics
         if metrics is None:
             return
-        code = context.code() or grpc.StatusCode.OK
-        name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+        code: grpc.StatusCode | None = context.code()
+        name = code.name if isinstance(code, grpc.StatusCode) else "OK"
         metrics.handled.labels(self._service, self._method, name).inc()
         metrics.handling.labels(self._service, self._method).observe(time.perf_counter() - started)

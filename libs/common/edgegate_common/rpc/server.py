@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
 from google.protobuf.descriptor_pool import DescriptorPool
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from edgegate_common.config import ServiceSettings
@@ -88,13 +88,19 @@ class GrpcServer:
             backend = Path(self._socket_dir.name) / "grpc.sock"
             self.server.add_insecure_port(f"unix:{backend}")
             await self.server.start()
-            ctx = server_tls_context(cert=s.grpc_tls_cert, key=s.grpc_tls_key, client_ca=s.grpc_tls_client_ca)
-            self._tls = TlsTerminator(ssl_context=ctx, host=s.grpc_host, port=s.grpc_port, backend=backend)
+            ctx = server_tls_context(
+                cert=s.grpc_tls_cert, key=s.grpc_tls_key, client_ca=s.grpc_tls_client_ca
+            )
+            self._tls = TlsTerminator(
+                ssl_context=ctx, host=s.grpc_host, port=s.grpc_port, backend=backend
+            )
             self.port = await self._tls.start()
         else:
             self.port = self.server.add_insecure_port(f"{s.grpc_host}:{s.grpc_port}")
             await self.server.start()
-        log.info("grpc serving", port=self.port, tls=self._tls is not None, services=self._service_names)
+        log.info(
+            "grpc serving", port=self.port, tls=self._tls is not None, services=self._service_names
+        )
         return self.port
 
     async def set_serving(self, serving: bool) -> None:
