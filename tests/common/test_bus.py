@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
+from pathlib import Path
 
 import pytest
+from certs import make_certs
 from harness import NatsLike
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from edgegate_common.bus import Bus, RequestContext
+from edgegate_common.bus import Bus, RequestContext, client_tls_context
 from edgegate_common.errors import (
     DeadlineExceeded,
     Internal,
@@ -18,7 +21,7 @@ from edgegate_common.errors import (
     NotFound,
     Unavailable,
 )
-from edgegate_common.local import free_port
+from edgegate_common.local import LocalNatsServer, free_port
 from edgegate_protos.common.v1 import status_pb2
 
 Status = status_pb2.ServiceStatus
@@ -140,3 +143,19 @@ async def test_connect_gives_up_with_a_clear_error() -> None:
         await Bus.connect(
             servers=[f"nats://127.0.0.1:{free_port()}"], name="test", connect_timeout_s=0.5
         )
+
+
+async def test_bus_talks_tls13_to_a_tls_nats_server(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path / "certs")
+    tls_args = ("--tls", "--tlscert", str(certs.cert), "--tlskey", str(certs.key))
+    with LocalNatsServer(store_dir=tmp_path / "nats", extra_args=tls_args) as server:
+        ctx = client_tls_context(ca=certs.ca)
+        assert ctx is not None and ctx.minimum_version == ssl.TLSVersion.TLSv1_3
+        bus = await Bus.connect(servers=[server.url], name="test", connect_timeout_s=5, tls=ctx)
+        try:
+            reply = await bus.nc.request("$JS.API.INFO", b"", timeout=2)  # a round trip over TLS
+            assert b"memory" in reply.data
+        finally:
+            await bus.close()
+        with pytest.raises(Unavailable, match="cannot reach NATS"):
+            await Bus.connect(servers=[server.url], name="test", connect_timeout_s=1)

@@ -16,11 +16,13 @@ from typing import TypeVar
 
 import nats
 import nats.errors
+import nats.js.errors
 from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
@@ -263,6 +265,32 @@ class Bus:
         if msg.reply:
             await self.nc.publish(msg.reply, body, headers=reply_headers)
         return reply_headers[hdr.ERROR_CODE] if reply_headers else "OK"
+
+    # -- durable publishing ----------------------------------------------
+
+    async def publish_durable(
+        self, subject: str, message: Message, *, msg_id: str, timeout_s: float = 5.0
+    ) -> PubAck:
+        """Store `message` in the JetStream stream that captures `subject`.
+
+        `msg_id` goes out as `Nats-Msg-Id`: a retry with the same id inside
+        the stream's duplicate window is stored once (the ack says
+        `duplicate=True`), which makes retrying after a lost ack safe.
+        """
+        if not msg_id:
+            raise InvalidArgument("a durable publish needs a non-empty msg_id")
+        headers = {hdr.MSG_ID: msg_id}
+        telemetry.inject(headers)
+        try:
+            return await self.js.publish(
+                subject, message.SerializeToString(), timeout=timeout_s, headers=headers
+            )
+        except nats.js.errors.NoStreamResponseError:
+            raise NoResponders(f"no JetStream stream captures {subject}") from None
+        except nats.errors.TimeoutError:
+            raise DeadlineExceeded(
+                f"JetStream did not ack {subject} within {timeout_s:g}s"
+            ) from None
 
     # -- lifecycle -------------------------------------------------------
 
