@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgegate_cli import up
+from edgegate_common.logging import configure_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,10 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    # The CLI talks to people: its libraries' info lines would only clutter the output.
+    configure_logging(service="cli", level="warning")
     if args.command == "up":
         code = asyncio.run(
             up.run(
-                data_dir=args.data_dir,
+                data_dir=args.data_dir.resolve(),
                 nats_port=args.nats_port,
                 once=args.once,
                 timeout_s=args.timeout_s,
