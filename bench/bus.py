@@ -108,7 +108,7 @@ async def setup(url: str) -> tuple[dict[str, Call], list[Callable[[], Awaitable[
     # The same two headers every wrapper request carries (traceparent, deadline).
     same_headers = {
         "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
-        "Edgegate-Deadline": str(int((time.time() + 3600) * 1000)),
+        "Edgegate-Timeout-Ms": "5000",
     }
 
     async def raw_with_headers() -> object:

@@ -84,9 +84,9 @@ async def start_services(
         )
         for name in names
     ]
-    for proc in procs:
-        proc.start()
     try:
+        for proc in procs:
+            proc.start()
         await asyncio.gather(*(p.wait_serving(timeout_s=60) for p in procs))
     except BaseException:
         for proc in procs:

@@ -24,7 +24,8 @@ PACKAGE_MAP = {"edgegate": "edgegate_protos", "inference": "edgegate_protos.infe
 
 _IMPORT_RE = re.compile(r"^(from|import) (edgegate|inference)([.\s])", re.MULTILINE)
 _MODULE_NAME_RE = re.compile(r"'(edgegate|inference)\.((?:\w+\.)*\w+_pb2)'")
-_STUB_REF_RE = re.compile(r"\b(edgegate|inference)\.((?:\w+\.)*\w+_pb2(?:_grpc)?)\b")
+# Not after a dot or word character: an already rewritten edgegate_protos.inference... stays.
+_STUB_REF_RE = re.compile(r"(?<![\w.])(edgegate|inference)\.((?:\w+\.)*\w+_pb2(?:_grpc)?)\b")
 
 
 def _python_package(proto_package: str) -> str:

@@ -43,7 +43,17 @@ def test_up_once_starts_everything_and_reports_four_serving(tmp_path: Path) -> N
 def test_up_fails_loudly_when_a_service_cannot_start(tmp_path: Path) -> None:
     edgegate = Path(sys.executable).parent / "edgegate"
     result = subprocess.run(
-        [str(edgegate), "up", "--once", "--data-dir", str(tmp_path), "--timeout-s", "0.01"],
+        [
+            str(edgegate),
+            "up",
+            "--once",
+            "--data-dir",
+            str(tmp_path),
+            "--nats-port",
+            str(free_port()),
+            "--timeout-s",
+            "0.01",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

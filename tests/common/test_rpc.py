@@ -6,6 +6,7 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -37,6 +38,8 @@ class Behaviours(gateway_pb2_grpc.GatewayServicer):
                 raise NotFound("no route for channel 'fax'")
             case "crash":
                 raise RuntimeError("password=hunter2")
+            case "slow":
+                await asyncio.sleep(5)
         return gateway_pb2.SendResponse(reply=envelope_pb2.Reply(envelope_id=request.envelope.id))
 
     async def Converse(
@@ -47,11 +50,29 @@ class Behaviours(gateway_pb2_grpc.GatewayServicer):
             raise ResourceExhausted("conversation queue is full")
 
 
-async def _serve(tmp_path: Path, **tls: Path) -> tuple[GrpcServer, CollectorRegistry]:
+class WriteStyle(gateway_pb2_grpc.GatewayServicer):
+    """Converse that sends with context.write() instead of yielding, as grpc.aio allows."""
+
+    async def Converse(
+        self, request_iterator: AsyncIterator[gateway_pb2.ConverseRequest], context: Any
+    ) -> None:
+        async for request in request_iterator:
+            ack = gateway_pb2.Ack(envelope_id=request.envelope.id)
+            await context.write(gateway_pb2.ConverseResponse(sequence=1, ack=ack))
+        raise ResourceExhausted("written, then full")
+
+
+async def _serve(
+    tmp_path: Path, servicer: gateway_pb2_grpc.GatewayServicer | None = None, **tls: Path
+) -> tuple[GrpcServer, CollectorRegistry]:
     registry = CollectorRegistry()
     settings = GatewaySettings(grpc_host="127.0.0.1", grpc_port=free_port(), metrics_port=0, **tls)
     server = GrpcServer(settings, metrics=RpcMetrics(registry))
-    server.add(gateway_pb2_grpc.add_GatewayServicer_to_server, Behaviours(), service_name=GATEWAY)
+    server.add(
+        gateway_pb2_grpc.add_GatewayServicer_to_server,
+        servicer or Behaviours(),
+        service_name=GATEWAY,
+    )
     await server.start()
     await server.set_serving(True)
     return server, registry
@@ -161,3 +182,62 @@ async def test_drain_reports_not_serving(tmp_path: Path) -> None:
     await server.health.enter_graceful_shutdown()
     assert await health_status(target, service=GATEWAY) == "NOT_SERVING"
     await server.stop(grace_s=1)
+
+
+async def test_write_style_streams_work_and_map_errors(tmp_path: Path) -> None:
+    server, _ = await _serve(tmp_path, WriteStyle())
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            request = gateway_pb2.ConverseRequest(envelope=envelope_pb2.Envelope(id="w1"))
+            call = gateway_pb2_grpc.GatewayStub(channel).Converse(iter([request]))
+            received = []
+
+            async def drain() -> None:
+                async for response in call:
+                    received.append(response)
+
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await drain()
+        assert [r.ack.envelope_id for r in received] == ["w1"]
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        await server.stop(grace_s=1)
+
+
+async def test_calls_the_client_abandons_are_counted_as_cancelled(
+    plain: tuple[gateway_pb2_grpc.GatewayStub, CollectorRegistry],
+) -> None:
+    stub, registry = plain
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Send(_send("slow"), timeout=0.2)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+    def count(code: str) -> float | None:
+        labels = {"grpc_service": GATEWAY, "grpc_method": "Send", "grpc_code": code}
+        return registry.get_sample_value("edgegate_grpc_server_handled_total", labels)
+
+    for _ in range(50):
+        if count("CANCELLED"):
+            break
+        await asyncio.sleep(0.02)
+    assert count("CANCELLED") == 1
+    assert count("OK") is None
+
+
+async def test_tls_client_sees_the_end_when_grpc_closes_its_connection(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path / "certs")
+    server, _ = await _serve(tmp_path, grpc_tls_cert=certs.cert, grpc_tls_key=certs.key)
+    try:
+        client = ssl.create_default_context(cafile=str(certs.ca))
+        client.set_alpn_protocols(["h2"])
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", server.port, ssl=client, server_hostname="localhost"
+        )
+        writer.write(b"this is not an HTTP/2 preface\r\n\r\n")  # gRPC drops the connection
+        # The relay must pass that on (TLS has no half-close): read until EOF.
+        async with asyncio.timeout(3):
+            while await reader.read(65536):
+                pass
+        writer.close()
+    finally:
+        await server.stop(grace_s=0.5)

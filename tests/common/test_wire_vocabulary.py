@@ -50,11 +50,12 @@ def test_a_reply_without_error_headers_is_a_success() -> None:
     assert hdr.decode_error({"traceparent": "00-abc"}) is None
 
 
-def test_deadline_header_round_trips_to_the_millisecond() -> None:
-    encoded = hdr.encode_deadline(1_700_000_000.1234)
-    assert hdr.decode_deadline({hdr.DEADLINE: encoded}) == pytest.approx(1_700_000_000.123)
-    assert hdr.decode_deadline({hdr.DEADLINE: "soon"}) is None
-    assert hdr.decode_deadline({}) is None
+def test_timeout_header_round_trips_to_the_millisecond() -> None:
+    assert hdr.decode_timeout({hdr.TIMEOUT: hdr.encode_timeout(2.5004)}) == 2.5
+    assert hdr.encode_timeout(-1) == "0"  # already late: the receiver refuses at once
+    for unreadable in ("soon", "-5", "1e3", ""):
+        assert hdr.decode_timeout({hdr.TIMEOUT: unreadable}) is None
+    assert hdr.decode_timeout({}) is None
 
 
 def test_subjects_are_versioned_and_tokens_are_safe() -> None:

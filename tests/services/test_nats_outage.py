@@ -12,7 +12,7 @@ from harness import NatsLike
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
-from edgegate_common.local import ServiceProcess, health_status
+from edgegate_common.local import ServiceProcess, free_port, health_status
 from edgegate_protos.common.v1 import status_pb2
 
 pytestmark = pytest.mark.slow
@@ -64,8 +64,6 @@ async def test_services_reconnect_after_nats_is_killed_and_restarted(
 
 
 def test_a_service_without_nats_exits_with_a_clear_error(tmp_path: Path) -> None:
-    from edgegate_common.local import free_port
-
     proc = ServiceProcess(
         "gateway",
         nats_url=f"nats://127.0.0.1:{free_port()}",
@@ -75,8 +73,32 @@ def test_a_service_without_nats_exits_with_a_clear_error(tmp_path: Path) -> None
         extra_args=("--nats-connect-timeout-s", "1"),
     )
     proc.start()
-    give_up_at = time.monotonic() + 20
-    while proc.returncode is None and time.monotonic() < give_up_at:
-        time.sleep(0.1)
-    assert proc.returncode == 1
-    assert "cannot reach NATS" in proc.log_file.read_text()
+    try:
+        give_up_at = time.monotonic() + 20
+        while proc.returncode is None and time.monotonic() < give_up_at:
+            time.sleep(0.1)
+        assert proc.returncode == 1
+        assert "cannot reach NATS" in proc.log_file.read_text()
+    finally:
+        proc.kill()
+
+
+def test_sigterm_while_waiting_for_nats_stops_at_once(tmp_path: Path) -> None:
+    proc = ServiceProcess(
+        "gateway",
+        nats_url=f"nats://127.0.0.1:{free_port()}",
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        log_file=tmp_path / "gateway.log",
+        extra_args=("--nats-connect-timeout-s", "60"),
+    )
+    proc.start()
+    try:
+        time.sleep(2)  # importing and starting to connect
+        assert proc.returncode is None
+        started = time.monotonic()
+        assert proc.stop(timeout_s=10) == 0
+        assert time.monotonic() - started < 3  # not the 60 s connect timeout
+        assert "stop requested while starting" in proc.log_file.read_text()
+    finally:
+        proc.kill()

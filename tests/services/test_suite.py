@@ -18,6 +18,7 @@ from conftest import start_services
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from harness import NatsLike
 from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
@@ -97,7 +98,13 @@ def test_metrics_endpoint_serves_prometheus_text(
     ) as reply:
         body = reply.read().decode()
     assert "edgegate_nats_connected 1.0" in body
-    assert "edgegate_grpc_server_handled_total" in body
+    # start_services polled health until SERVING: those calls were counted.
+    health_checks = (
+        'edgegate_grpc_server_handled_total{grpc_code="OK",grpc_method="Check",'
+        'grpc_service="grpc.health.v1.Health"} '
+    )
+    counted = [line for line in body.splitlines() if line.startswith(health_checks)]
+    assert counted and float(counted[0].rsplit(" ", 1)[1]) >= 1
 
 
 async def test_unimplemented_rpcs_say_so(suite: dict[str, ServiceProcess]) -> None:
@@ -121,7 +128,10 @@ def _log_lines(path: Path) -> list[dict[str, object]]:
 
 @pytest.mark.parametrize("service", SERVICES)
 async def test_a_nats_request_keeps_one_trace_id_across_processes(
-    suite: dict[str, ServiceProcess], shared_nats: NatsLike, spans: object, service: str
+    suite: dict[str, ServiceProcess],
+    shared_nats: NatsLike,
+    spans: InMemorySpanExporter,
+    service: str,
 ) -> None:
     bus = await Bus.connect(servers=[shared_nats.url], name="test", connect_timeout_s=5)
     try:
@@ -148,7 +158,14 @@ async def test_a_nats_request_keeps_one_trace_id_across_processes(
             break
         await asyncio.sleep(0.05)
     assert handled, f"no log line of {service} carries trace {trace_id}"
-    assert handled[0]["span_id"] != format(span.get_span_context().span_id, "016x")  # its own span
+    # The service logged inside a span of its own, a child of our "send" span.
+    ours = {
+        format(s.context.span_id, "016x")
+        for s in spans.get_finished_spans()
+        if format(s.context.trace_id, "032x") == trace_id
+    }
+    assert len(ours) == 2  # "caller" and "send ..." were both recorded here
+    assert handled[0]["span_id"] not in ours
 
 
 def test_sigterm_drains_and_exits_zero(shared_nats: NatsLike, tmp_path: Path) -> None:

@@ -47,6 +47,9 @@ class ServiceSettings(BaseSettings):
     grpc_tls_key: Path | None = Field(default=None, description="server private key")
     grpc_tls_client_ca: Path | None = Field(default=None, description="require client certs")
     drain_timeout_s: float = Field(default=10.0, ge=0, description="SIGTERM grace period")
+    not_serving_delay_s: float = Field(
+        default=0.0, ge=0, description="on SIGTERM, report NOT_SERVING this long before draining"
+    )
 
     # Observability
     metrics_port: int = Field(default=9100, ge=0, le=65535, description="0 disables /metrics")

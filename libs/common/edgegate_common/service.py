@@ -131,7 +131,10 @@ class ServiceRuntime:
     async def stop(self) -> None:
         self._stopping.set()
         log.info("draining", grace_s=self.settings.drain_timeout_s)
-        await self.grpc.stop(grace_s=self.settings.drain_timeout_s)
+        await self.grpc.stop(
+            grace_s=self.settings.drain_timeout_s,
+            not_serving_delay_s=self.settings.not_serving_delay_s,
+        )
         if self._bus is not None:
             await self._bus.close()
         if self.metrics_server is not None:
@@ -144,8 +147,17 @@ class ServiceRuntime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         try:
-            await self.start()
-            await self._stopping.wait()
+            # A SIGTERM while still starting (NATS not reachable yet, say) stops
+            # the start instead of waiting for it: Kubernetes' grace period is short.
+            starting = asyncio.ensure_future(self.start())
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                starting.cancel()
+                log.info("stop requested while starting")
+            else:
+                starting.result()  # a failed start raises here
+            await stopping
         finally:
             await self.stop()
 

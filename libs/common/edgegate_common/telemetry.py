@@ -76,7 +76,10 @@ def extract(carrier: Mapping[str, str] | None) -> context.Context:
     if header is not None and "tracestate" not in carrier:
         span_context = _parse_traceparent_v00(header)
         if span_context is not None:
-            return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+            # A fresh context, as the propagator builds: nothing of ours leaks in.
+            return trace.set_span_in_context(
+                trace.NonRecordingSpan(span_context), context.Context()
+            )
     return _PROPAGATOR.extract(carrier)
 
 
@@ -101,7 +104,7 @@ def _parse_traceparent_v00(header: str) -> trace.SpanContext | None:
         trace_id=trace_id,
         span_id=span_id,
         is_remote=True,
-        trace_flags=trace.TraceFlags(int(flags_hex, 16) & trace.TraceFlags.SAMPLED),
+        trace_flags=trace.TraceFlags(int(flags_hex, 16)),  # all bits pass through
     )
 
 

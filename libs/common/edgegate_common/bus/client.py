@@ -8,6 +8,7 @@ boundaries as typed exceptions. Anything else, use `bus.nc` / `bus.js`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,6 +35,7 @@ from edgegate_common.errors import (
     Internal,
     InvalidArgument,
     NoResponders,
+    ResourceExhausted,
     Unavailable,
 )
 from edgegate_common.logging import get_logger
@@ -70,6 +72,7 @@ class Bus:
         self._metrics = metrics
         self._tracer = trace.get_tracer("edgegate.bus")
         self._inflight: set[asyncio.Task[None]] = set()
+        self._subscriptions: list[Subscription] = []
 
     @classmethod
     async def connect(
@@ -152,7 +155,7 @@ class Bus:
     async def _request(
         self, subject: str, message: Message, reply_type: type[Rep], timeout_s: float
     ) -> Rep:
-        headers = {hdr.DEADLINE: hdr.encode_deadline(time.time() + timeout_s)}
+        headers = {hdr.TIMEOUT: hdr.encode_timeout(timeout_s)}
         telemetry.inject(headers)
         try:
             msg = await self.nc.request(
@@ -189,15 +192,17 @@ class Bus:
         loop = asyncio.get_running_loop()
 
         async def on_message(msg: Msg) -> None:
-            deadline_s = hdr.decode_deadline(msg.headers)
-            task = loop.create_task(self._handle(msg, deadline_s, request_type, handler))
+            timeout_s = hdr.decode_timeout(msg.headers)
+            deadline_s = None if timeout_s is None else time.time() + timeout_s
+            task = loop.create_task(self._handle(msg, subject, deadline_s, request_type, handler))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
-            if deadline_s is not None:
-                timer = loop.call_later(max(0.0, deadline_s - time.time()), task.cancel)
+            if timeout_s is not None:
+                timer = loop.call_later(timeout_s, task.cancel)
                 task.add_done_callback(lambda _: timer.cancel())
 
         subscription = await self.nc.subscribe(subject, queue=queue, cb=on_message)
+        self._subscriptions.append(subscription)
         # Once serve() returns, a request from any connection must reach us.
         await self.nc.flush()
         return subscription
@@ -205,10 +210,13 @@ class Bus:
     async def _handle(
         self,
         msg: Msg,
+        pattern: str,
         deadline_s: float | None,
         request_type: type[Req],
         handler: Handler[Req, Rep],
     ) -> None:
+        # Spans and metrics are named by the subscribed pattern, not the concrete
+        # subject: tokens such as tenant ids must not become label values.
         started = time.perf_counter()
         parent = telemetry.extract(msg.headers)
         code = "DEADLINE_EXCEEDED"
@@ -223,18 +231,18 @@ class Bus:
                     otel_context.detach(token)
             else:
                 with self._tracer.start_as_current_span(
-                    f"process {msg.subject}",
+                    f"process {pattern}",
                     context=parent,
                     kind=trace.SpanKind.SERVER,
                     attributes={"messaging.destination.name": msg.subject},
                 ):
                     code = await self._respond(msg, deadline_s, request_type, handler)
         except asyncio.CancelledError:
-            # Our own task, cancelled at the request's deadline (or by close()):
-            # the caller has given up, so there is nobody to answer.
+            # Our own task, cancelled by its deadline timer (or by the loop
+            # shutting down): the caller has stopped waiting; nobody to answer.
             log.debug("nats request abandoned at its deadline", subject=msg.subject)
         if self._metrics:
-            self._metrics.observe_handled(msg.subject, code, time.perf_counter() - started)
+            self._metrics.observe_handled(pattern, code, time.perf_counter() - started)
 
     async def _respond(
         self,
@@ -262,8 +270,17 @@ class Bus:
             log.exception("nats handler failed", subject=msg.subject)
             error = Internal(f"{msg.subject} failed; see the service log")
             body, reply_headers = b"", hdr.encode_error(error)
+        if len(body) > self.nc.max_payload:
+            too_big = ResourceExhausted(
+                f"reply of {len(body)} bytes exceeds the NATS max payload of {self.nc.max_payload}"
+            )
+            body, reply_headers = b"", hdr.encode_error(too_big)
         if msg.reply:
-            await self.nc.publish(msg.reply, body, headers=reply_headers)
+            try:
+                await self.nc.publish(msg.reply, body, headers=reply_headers)
+            except (nats.errors.Error, OSError) as exc:
+                log.warning("nats reply not delivered", subject=msg.subject, error=repr(exc))
+                return "UNAVAILABLE"
         return reply_headers[hdr.ERROR_CODE] if reply_headers else "OK"
 
     # -- durable publishing ----------------------------------------------
@@ -291,6 +308,8 @@ class Bus:
             raise DeadlineExceeded(
                 f"JetStream did not ack {subject} within {timeout_s:g}s"
             ) from None
+        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError) as exc:
+            raise Unavailable(f"NATS connection lost while storing {subject}") from exc
 
     # -- lifecycle -------------------------------------------------------
 
@@ -298,13 +317,22 @@ class Bus:
     def connected(self) -> bool:
         return bool(self.nc.is_connected)
 
-    async def close(self) -> None:
-        """Drain: stop taking requests, finish those in flight, flush, disconnect."""
+    async def close(self, *, timeout_s: float = 5.0) -> None:
+        """Stop taking requests, finish those in flight, flush, disconnect.
+
+        Subscriptions drain first (messages already received still get their
+        task), then handlers get up to `timeout_s` to reply, then the
+        connection drains its outgoing buffer and closes.
+        """
         if self.nc.is_closed:
             return
+        for subscription in self._subscriptions:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.drain()  # type: ignore[no-untyped-call]
+        self._subscriptions.clear()
         if self._inflight:
-            await asyncio.wait(set(self._inflight), timeout=5.0)
+            await asyncio.wait(set(self._inflight), timeout=timeout_s)
         try:
             await self.nc.drain()
-        except (TimeoutError, nats.errors.Error):
+        except (nats.errors.Error, TimeoutError):
             await self.nc.close()

@@ -1,7 +1,9 @@
 """The headers edgegate puts on NATS messages, and their pure encode/decode.
 
 - `traceparent` / `tracestate`: W3C trace context (see edgegate_common.telemetry).
-- `Edgegate-Deadline`: absolute deadline, Unix epoch milliseconds.
+- `Edgegate-Timeout-Ms`: the time the caller will wait, in milliseconds, as
+  gRPC's `grpc-timeout` does: each host turns it into a deadline on its own
+  clock, so clock skew between hosts cannot expire or extend requests.
 - `Edgegate-Error-Code` / `Edgegate-Error-Message`: set on a reply instead of
   a body when the handler failed; the caller re-raises the typed error.
 - `Nats-Msg-Id`: JetStream de-duplication id, on anything durable.
@@ -13,7 +15,7 @@ from collections.abc import Mapping
 
 from edgegate_common.errors import Code, EdgegateError, Internal, error_for
 
-DEADLINE = "Edgegate-Deadline"
+TIMEOUT = "Edgegate-Timeout-Ms"
 ERROR_CODE = "Edgegate-Error-Code"
 ERROR_MESSAGE = "Edgegate-Error-Message"
 MSG_ID = "Nats-Msg-Id"
@@ -21,19 +23,16 @@ MSG_ID = "Nats-Msg-Id"
 _MAX_ERROR_MESSAGE = 1024
 
 
-def encode_deadline(deadline_s: float) -> str:
-    return str(int(deadline_s * 1000))
+def encode_timeout(timeout_s: float) -> str:
+    return str(max(0, round(timeout_s * 1000)))
 
 
-def decode_deadline(headers: Mapping[str, str] | None) -> float | None:
-    """The deadline as epoch seconds, or None if absent or unreadable."""
-    raw = (headers or {}).get(DEADLINE)
-    if raw is None:
+def decode_timeout(headers: Mapping[str, str] | None) -> float | None:
+    """The caller's timeout in seconds, or None if absent or unreadable."""
+    raw = (headers or {}).get(TIMEOUT)
+    if raw is None or not raw.isdigit():
         return None
-    try:
-        return int(raw) / 1000
-    except ValueError:
-        return None
+    return int(raw) / 1000
 
 
 def encode_error(error: EdgegateError) -> dict[str, str]:

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from edgegate_common.errors import Unavailable
@@ -76,12 +77,20 @@ class LocalNatsServer:
             str(self.log_file),
             *self.extra_args,
         ]
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
-        if not wait_for_port(self.port, host=self.host, timeout_s=timeout_s):
-            self.stop()
-            raise Unavailable(
-                f"nats-server did not listen on {self.url} within {timeout_s}s; see {self.log_file}"
-            )
+        self._proc = proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        give_up_at = time.monotonic() + timeout_s
+        while not wait_for_port(self.port, host=self.host, timeout_s=0.1):
+            if proc.poll() is not None:  # e.g. the port was taken after free_port() chose it
+                self._proc = None
+                raise Unavailable(
+                    f"nats-server exited with code {proc.returncode}; see {self.log_file}"
+                )
+            if time.monotonic() > give_up_at:
+                self.stop()
+                raise Unavailable(
+                    f"nats-server did not listen on {self.url} within {timeout_s}s; "
+                    f"see {self.log_file}"
+                )
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no flush, no goodbye to clients."""

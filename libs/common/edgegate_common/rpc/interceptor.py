@@ -8,6 +8,8 @@ message (the traceback goes to the log, never to the caller).
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -100,28 +102,38 @@ class _Call:
     def wrap_unary(self, behavior: Behavior) -> Behavior:
         async def wrapped(request: Any, context: Context) -> Any:
             with self._span() as span:
-                started = time.perf_counter()
+                started, cancelled = time.perf_counter(), False
                 try:
                     return await behavior(request, context)
+                except asyncio.CancelledError:
+                    cancelled = True  # the client went away or its deadline passed
+                    raise
                 except Exception as exc:
                     await self._fail(exc, context, span)
                     raise  # unreachable: _fail aborts or re-raises
                 finally:
-                    self._record(context, started)
+                    self._record(context, started, cancelled=cancelled)
 
         return wrapped
 
     def wrap_stream(self, behavior: Behavior) -> Behavior:
         async def wrapped(request: Any, context: Context) -> AsyncIterator[Any]:
             with self._span() as span:
-                started = time.perf_counter()
+                started, cancelled = time.perf_counter(), False
                 try:
-                    async for response in behavior(request, context):
-                        yield response
+                    responses = behavior(request, context)
+                    if inspect.isawaitable(responses):
+                        await responses  # a servicer that sends with context.write()
+                    else:
+                        async for response in responses:
+                            yield response
+                except asyncio.CancelledError:
+                    cancelled = True
+                    raise
                 except Exception as exc:
                     await self._fail(exc, context, span)
                 finally:
-                    self._record(context, started)
+                    self._record(context, started, cancelled=cancelled)
 
         return wrapped
 
@@ -154,11 +166,14 @@ class _Call:
         log.exception("grpc handler failed", method=f"{self._service}/{self._method}")
         await context.abort(grpc.StatusCode.INTERNAL, f"{self._method} failed; see the service log")
 
-    def _record(self, context: Context, started: float) -> None:
+    def _record(self, context: Context, started: float, *, cancelled: bool) -> None:
         metrics = self._owner._metrics
         if metrics is None:
             return
         code: grpc.StatusCode | None = context.code()
-        name = code.name if isinstance(code, grpc.StatusCode) else "OK"
+        if isinstance(code, grpc.StatusCode):
+            name = code.name
+        else:
+            name = "CANCELLED" if cancelled else "OK"
         metrics.handled.labels(self._service, self._method, name).inc()
         metrics.handling.labels(self._service, self._method).observe(time.perf_counter() - started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,8 +33,9 @@ class GrpcServer:
 
     Register servicers with `add` before `start`. Health reports SERVING for
     the whole server ("") and for each registered service once `set_serving`
-    says so; draining flips everything to NOT_SERVING first, so load balancers
-    stop sending before the server stops accepting.
+    says so. `stop` flips everything to NOT_SERVING first and keeps accepting
+    for `not_serving_delay_s`, so that load balancers and readiness probes
+    notice before the server stops accepting.
     """
 
     def __init__(
@@ -108,8 +110,11 @@ class GrpcServer:
         for name in ("", *self._service_names):
             await self.health.set(name, status)
 
-    async def stop(self, *, grace_s: float) -> None:
+    async def stop(self, *, grace_s: float, not_serving_delay_s: float = 0.0) -> None:
+        """NOT_SERVING first; after `not_serving_delay_s`, stop accepting; calls get `grace_s`."""
         await self.health.enter_graceful_shutdown()
+        if not_serving_delay_s > 0:
+            await asyncio.sleep(not_serving_delay_s)
         if self._tls is not None:
             self._tls.stop_accepting()
         await self.server.stop(grace_s)

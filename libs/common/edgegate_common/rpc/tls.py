@@ -67,16 +67,27 @@ class TlsTerminator:
         task = asyncio.current_task()
         if task is not None:
             self._relays.add(task)
+        writers = [client_w]
         try:
-            backend_r, backend_w = await asyncio.open_unix_connection(str(self._backend))
-        except OSError as exc:
-            log.warning("tls relay: backend unreachable", error=repr(exc))
-            client_w.close()
-            return
-        try:
-            await asyncio.gather(_pipe(client_r, backend_w), _pipe(backend_r, client_w))
+            try:
+                backend_r, backend_w = await asyncio.open_unix_connection(str(self._backend))
+            except OSError as exc:
+                log.warning("tls relay: backend unreachable", error=repr(exc))
+                return
+            writers.append(backend_w)
+            # HTTP/2 needs no TCP half-close: when either side ends, end both.
+            pipes = [
+                asyncio.ensure_future(_pipe(client_r, backend_w)),
+                asyncio.ensure_future(_pipe(backend_r, client_w)),
+            ]
+            try:
+                await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for pipe in pipes:
+                    pipe.cancel()
+                await asyncio.gather(*pipes, return_exceptions=True)
         finally:
-            for writer in (client_w, backend_w):
+            for writer in writers:
                 writer.close()
             if task is not None:
                 self._relays.discard(task)
@@ -87,6 +98,3 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         while chunk := await reader.read(_CHUNK_BYTES):
             writer.write(chunk)
             await writer.drain()
-    with contextlib.suppress(OSError, RuntimeError):
-        if writer.can_write_eof():
-            writer.write_eof()
