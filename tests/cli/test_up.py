@@ -13,22 +13,15 @@ from edgegate_common.local import free_port
 pytestmark = pytest.mark.slow
 
 
-def test_up_once_starts_everything_and_reports_four_serving(tmp_path: Path) -> None:
+def _edgegate_up_once(data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     edgegate = Path(sys.executable).parent / "edgegate"
-    result = subprocess.run(
-        [
-            str(edgegate),
-            "up",
-            "--once",
-            "--data-dir",
-            str(tmp_path),
-            "--nats-port",
-            str(free_port()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    command = [str(edgegate), "up", "--once", "--data-dir", str(data_dir)]
+    command += ["--nats-port", str(free_port()), *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_up_once_starts_everything_and_reports_four_serving(tmp_path: Path) -> None:
+    result = _edgegate_up_once(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.split()}
     for service in ("gateway", "inference", "taskstore", "security"):
@@ -41,22 +34,6 @@ def test_up_once_starts_everything_and_reports_four_serving(tmp_path: Path) -> N
 
 
 def test_up_fails_loudly_when_a_service_cannot_start(tmp_path: Path) -> None:
-    edgegate = Path(sys.executable).parent / "edgegate"
-    result = subprocess.run(
-        [
-            str(edgegate),
-            "up",
-            "--once",
-            "--data-dir",
-            str(tmp_path),
-            "--nats-port",
-            str(free_port()),
-            "--timeout-s",
-            "0.01",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _edgegate_up_once(tmp_path, "--timeout-s", "0.01")
     assert result.returncode == 1
     assert "edgegate up failed" in result.stdout

@@ -88,6 +88,21 @@ async def plain(
     await server.stop(grace_s=1)
 
 
+async def _converse(
+    stub: gateway_pb2_grpc.GatewayStub, envelope_id: str
+) -> tuple[list[gateway_pb2.ConverseResponse], grpc.aio.AioRpcError]:
+    """Send one envelope on Converse; return what came back before the call failed."""
+    request = gateway_pb2.ConverseRequest(envelope=envelope_pb2.Envelope(id=envelope_id))
+    call = stub.Converse(iter([request]))
+    received = []
+    try:
+        async for response in call:
+            received.append(response)
+    except grpc.aio.AioRpcError as error:
+        return received, error
+    raise AssertionError(f"Converse ended without an error after {received}")
+
+
 def _send(envelope_id: str) -> gateway_pb2.SendRequest:
     return gateway_pb2.SendRequest(envelope=envelope_pb2.Envelope(id=envelope_id))
 
@@ -118,19 +133,9 @@ async def test_streams_map_errors_after_their_last_message(
     plain: tuple[gateway_pb2_grpc.GatewayStub, CollectorRegistry],
 ) -> None:
     stub, _ = plain
-    call = stub.Converse(
-        iter([gateway_pb2.ConverseRequest(envelope=envelope_pb2.Envelope(id="e1"))])
-    )
-    received = []
-
-    async def drain() -> None:
-        async for response in call:
-            received.append(response)
-
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await drain()
+    received, error = await _converse(stub, "e1")
     assert [r.ack.envelope_id for r in received] == ["e1"]
-    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 async def test_traceparent_metadata_continues_the_callers_trace(
@@ -188,18 +193,9 @@ async def test_write_style_streams_work_and_map_errors(tmp_path: Path) -> None:
     server, _ = await _serve(tmp_path, WriteStyle())
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            request = gateway_pb2.ConverseRequest(envelope=envelope_pb2.Envelope(id="w1"))
-            call = gateway_pb2_grpc.GatewayStub(channel).Converse(iter([request]))
-            received = []
-
-            async def drain() -> None:
-                async for response in call:
-                    received.append(response)
-
-            with pytest.raises(grpc.aio.AioRpcError) as info:
-                await drain()
+            received, error = await _converse(gateway_pb2_grpc.GatewayStub(channel), "w1")
         assert [r.ack.envelope_id for r in received] == ["w1"]
-        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
         await server.stop(grace_s=1)
 

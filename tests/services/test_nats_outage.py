@@ -63,16 +63,22 @@ async def test_services_reconnect_after_nats_is_killed_and_restarted(
             proc.stop()
 
 
-def test_a_service_without_nats_exits_with_a_clear_error(tmp_path: Path) -> None:
+def _gateway_without_nats(tmp_path: Path, *, connect_timeout_s: int) -> ServiceProcess:
+    """A gateway pointed at a port where no NATS listens."""
     proc = ServiceProcess(
         "gateway",
         nats_url=f"nats://127.0.0.1:{free_port()}",
         grpc_port=free_port(),
         metrics_port=free_port(),
         log_file=tmp_path / "gateway.log",
-        extra_args=("--nats-connect-timeout-s", "1"),
+        extra_args=("--nats-connect-timeout-s", str(connect_timeout_s)),
     )
     proc.start()
+    return proc
+
+
+def test_a_service_without_nats_exits_with_a_clear_error(tmp_path: Path) -> None:
+    proc = _gateway_without_nats(tmp_path, connect_timeout_s=1)
     try:
         give_up_at = time.monotonic() + 20
         while proc.returncode is None and time.monotonic() < give_up_at:
@@ -84,15 +90,7 @@ def test_a_service_without_nats_exits_with_a_clear_error(tmp_path: Path) -> None
 
 
 def test_sigterm_while_waiting_for_nats_stops_at_once(tmp_path: Path) -> None:
-    proc = ServiceProcess(
-        "gateway",
-        nats_url=f"nats://127.0.0.1:{free_port()}",
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        log_file=tmp_path / "gateway.log",
-        extra_args=("--nats-connect-timeout-s", "60"),
-    )
-    proc.start()
+    proc = _gateway_without_nats(tmp_path, connect_timeout_s=60)
     try:
         time.sleep(2)  # importing and starting to connect
         assert proc.returncode is None
