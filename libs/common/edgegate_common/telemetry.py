@@ -116,8 +116,3 @@ def in_unsampled_trace(ctx: context.Context | None = None) -> bool:
     """
     span_context = trace.get_current_span(ctx).get_span_context()
     return span_context.is_valid and not span_context.trace_flags.sampled
-
-
-def current_trace_id() -> str | None:
-    ctx = trace.get_current_span().get_span_context()
-    return format(ctx.trace_id, "032x") if ctx.is_valid else None

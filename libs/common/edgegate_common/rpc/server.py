@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +67,6 @@ class GrpcServer:
         """Register one servicer, e.g. `add(add_GatewayServicer_to_server, impl, ...)`."""
         registrar(servicer, self.server)
         self._service_names.append(service_name)
-
-    @property
-    def service_names(self) -> Sequence[str]:
-        return tuple(self._service_names)
 
     async def start(self) -> int:
         names = [*self._service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
