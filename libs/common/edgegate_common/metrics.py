@@ -9,6 +9,7 @@ prefix, base units, `_total` for counters.
 from __future__ import annotations
 
 import threading
+from typing import Generic, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -34,6 +35,28 @@ LATENCY_BUCKETS_S = (
 )
 
 
+MetricT = TypeVar("MetricT", Counter, Histogram)
+
+
+class _Children(Generic[MetricT]):
+    """A labelled metric's children, each made once.
+
+    `metric.labels(...)` costs microseconds (validation, a lock, a dict); on
+    request paths that run tens of thousands of times a second we look the
+    child up in a plain dict instead.
+    """
+
+    def __init__(self, metric: MetricT) -> None:
+        self._metric: MetricT = metric
+        self._children: dict[tuple[str, ...], MetricT] = {}
+
+    def __call__(self, *labels: str) -> MetricT:
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self._metric.labels(*labels)
+        return child
+
+
 class BusMetrics:
     """What a service's NATS handlers did."""
 
@@ -54,20 +77,12 @@ class BusMetrics:
         self.connected = Gauge(
             "edgegate_nats_connected", "1 while connected to NATS.", registry=registry
         )
-
-        # Label lookups cost microseconds on the request path: keep the children.
-        self._handled_children: dict[tuple[str, str], Counter] = {}
-        self._handling_children: dict[str, Histogram] = {}
+        self._handled = _Children(self.handled)
+        self._handling = _Children(self.handling)
 
     def observe_handled(self, subject: str, code: str, seconds: float) -> None:
-        counter = self._handled_children.get((subject, code))
-        if counter is None:
-            counter = self._handled_children[(subject, code)] = self.handled.labels(subject, code)
-        histogram = self._handling_children.get(subject)
-        if histogram is None:
-            histogram = self._handling_children[subject] = self.handling.labels(subject)
-        counter.inc()
-        histogram.observe(seconds)
+        self._handled(subject, code).inc()
+        self._handling(subject).observe(seconds)
 
 
 class RpcMetrics:
@@ -87,6 +102,12 @@ class RpcMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=registry,
         )
+        self._handled = _Children(self.handled)
+        self._handling = _Children(self.handling)
+
+    def observe_handled(self, service: str, method: str, code: str, seconds: float) -> None:
+        self._handled(service, method, code).inc()
+        self._handling(service, method).observe(seconds)
 
 
 class MetricsServer:

@@ -175,5 +175,4 @@ class _Call:
             name = code.name
         else:
             name = "CANCELLED" if cancelled else "OK"
-        metrics.handled.labels(self._service, self._method, name).inc()
-        metrics.handling.labels(self._service, self._method).observe(time.perf_counter() - started)
+        metrics.observe_handled(self._service, self._method, name, time.perf_counter() - started)
