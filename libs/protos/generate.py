@@ -20,11 +20,13 @@ from pathlib import Path
 from grpc_tools import protoc
 
 # Top-level proto packages and where their Python modules live.
-PACKAGE_MAP = {"edgegate": "edgegate_protos", "inference": "edgegate_protos.inference"}
+# OIP's proto package is `inference`; its Python home is `oip`, so that
+# edgegate's own `edgegate.inference.v1` can live at `edgegate_protos.inference.v1`.
+PACKAGE_MAP = {"edgegate": "edgegate_protos", "inference": "edgegate_protos.oip"}
 
 _IMPORT_RE = re.compile(r"^(from|import) (edgegate|inference)([.\s])", re.MULTILINE)
 _MODULE_NAME_RE = re.compile(r"'(edgegate|inference)\.((?:\w+\.)*\w+_pb2)'")
-# Not after a dot or word character: an already rewritten edgegate_protos.inference... stays.
+# Not after a dot or word character: an already rewritten edgegate_protos.oip... stays.
 _STUB_REF_RE = re.compile(r"(?<![\w.])(edgegate|inference)\.((?:\w+\.)*\w+_pb2(?:_grpc)?)\b")
 
 
@@ -94,8 +96,8 @@ def _install(generated: Path, out_root: Path) -> list[Path]:
     written = []
     for src in sorted(generated.rglob("*.py*")):
         top, *rest = src.relative_to(generated).parts
-        # edgegate/common/v1/x_pb2.py -> common/v1/x_pb2.py; inference/... stays.
-        dest = out_root.joinpath(*rest) if top == "edgegate" else out_root.joinpath(top, *rest)
+        # edgegate/common/v1/x_pb2.py -> common/v1/x_pb2.py; inference/x_pb2.py -> oip/x_pb2.py.
+        dest = out_root.joinpath(*rest) if top == "edgegate" else out_root.joinpath("oip", *rest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         source = rewrite(
             src.read_text(), is_stub=src.suffix == ".pyi", private_pool=top == "inference"

@@ -20,7 +20,7 @@ from tritonclient.grpc import model_config_pb2 as tc_config  # type: ignore[impo
 from tritonclient.grpc import service_pb2 as tc_service  # type: ignore[import-untyped,unused-ignore]
 
 try:
-    from edgegate_protos.inference import grpc_service_pb2, model_config_pb2
+    from edgegate_protos.oip import grpc_service_pb2, model_config_pb2
 except TypeError as exc:  # protobuf: "duplicate symbol 'inference.…'"
     raise ImportError(
         "edgegate_protos clashes with tritonclient's `inference` package in the default "

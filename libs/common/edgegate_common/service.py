@@ -42,6 +42,7 @@ from edgegate_protos.common.v1 import status_pb2
 log = get_logger(__name__)
 
 StartHook = Callable[[Bus], Awaitable[None]]
+StopHook = Callable[[], Awaitable[None]]
 S = TypeVar("S", bound=ServiceSettings)
 
 
@@ -72,6 +73,7 @@ class ServiceRuntime:
         self._bus: Bus | None = None
         self._requires_nats = requires_nats
         self._start_hooks: list[StartHook] = []
+        self._stop_hooks: list[StopHook] = []
         self._started_at = Timestamp()
         self._stopping = asyncio.Event()
         self._health_updates: set[asyncio.Task[None]] = set()
@@ -85,6 +87,10 @@ class ServiceRuntime:
     def on_start(self, hook: StartHook) -> None:
         """Run `hook(bus)` once NATS is connected, before gRPC starts serving."""
         self._start_hooks.append(hook)
+
+    def on_stop(self, hook: StopHook) -> None:
+        """Run `hook()` once gRPC has drained, before NATS closes (reverse order of adding)."""
+        self._stop_hooks.append(hook)
 
     async def start(self) -> None:
         s = self.settings
@@ -135,6 +141,11 @@ class ServiceRuntime:
             grace_s=self.settings.drain_timeout_s,
             not_serving_delay_s=self.settings.not_serving_delay_s,
         )
+        for hook in reversed(self._stop_hooks):
+            try:
+                await hook()
+            except Exception:
+                log.exception("stop hook failed")
         if self._bus is not None:
             await self._bus.close()
         if self.metrics_server is not None:

@@ -35,6 +35,14 @@ def inference_metrics(model: str, version: str) -> str:
 
 INFERENCE_METRICS_ALL = f"{PREFIX}.inference.v1.metrics.>"
 
+
+def inference_availability(model: str, version: str) -> str:
+    """A replica announces here when it starts or stops serving a model version."""
+    return f"{PREFIX}.inference.v1.availability.{token(model)}.{token(version)}"
+
+
+INFERENCE_AVAILABILITY_ALL = f"{PREFIX}.inference.v1.availability.>"
+
 # security
 SECURITY_ADMIT = f"{PREFIX}.security.v1.admit"
 SECURITY_AUTHENTICATE = f"{PREFIX}.security.v1.authenticate"

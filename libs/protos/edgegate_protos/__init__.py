@@ -2,8 +2,9 @@
 
 `make protos` regenerates everything below this package from `protos/`:
 
-- `edgegate_protos.common.v1`, `.gateway.v1`, `.security.v1`, `.taskstore.v1`
-- `edgegate_protos.inference`: the Open Inference Protocol v2 (Triton's superset)
+- `edgegate_protos.common.v1`, `.gateway.v1`, `.inference.v1`, `.security.v1`, `.taskstore.v1`
+- `edgegate_protos.oip`: the Open Inference Protocol v2 (Triton's superset; proto package
+  `inference`)
 
 The `inference` protos use the same names as Triton's own generated code
 (`inference.ModelInferRequest`, ...), which tritonclient registers in

@@ -13,7 +13,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nats
 import nats.errors
@@ -155,7 +155,10 @@ class Bus:
     async def _request(
         self, subject: str, message: Message, reply_type: type[Rep], timeout_s: float
     ) -> Rep:
-        headers = {hdr.TIMEOUT: hdr.encode_timeout(timeout_s)}
+        headers = {
+            hdr.TIMEOUT: hdr.encode_timeout(timeout_s),
+            hdr.BODY_TYPE: message.DESCRIPTOR.full_name,
+        }
         telemetry.inject(headers)
         try:
             msg = await self.nc.request(
@@ -189,12 +192,31 @@ class Bus:
         reaches one of them. A request's task is cancelled at its deadline:
         the caller has stopped waiting, so the work stops too.
         """
+        return await self.serve_many(subject, {request_type: handler}, queue=queue)
+
+    async def serve_many(
+        self,
+        subject: str,
+        handlers: Mapping[type[Message], Handler[Any, Any]],
+        *,
+        queue: str = "",
+    ) -> Subscription:
+        """Like `serve`, for a subject that accepts several request types.
+
+        The `Edgegate-Body-Type` header (which `request` sets) picks the
+        handler; without it, the first one. A body type the subject does not
+        take is an INVALID_ARGUMENT that names the ones it does.
+        """
         loop = asyncio.get_running_loop()
+        by_name = {t.DESCRIPTOR.full_name: (t, h) for t, h in handlers.items()}
+        default = next(iter(by_name.values()))
 
         async def on_message(msg: Msg) -> None:
             timeout_s = hdr.decode_timeout(msg.headers)
             deadline_s = None if timeout_s is None else time.time() + timeout_s
-            task = loop.create_task(self._handle(msg, subject, deadline_s, request_type, handler))
+            body_type = (msg.headers or {}).get(hdr.BODY_TYPE)
+            chosen = default if body_type is None else by_name.get(body_type)
+            task = loop.create_task(self._handle(msg, subject, deadline_s, chosen, by_name))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
             if timeout_s is not None:
@@ -212,8 +234,8 @@ class Bus:
         msg: Msg,
         pattern: str,
         deadline_s: float | None,
-        request_type: type[Req],
-        handler: Handler[Req, Rep],
+        chosen: tuple[type[Message], Handler[Any, Any]] | None,
+        accepted: Mapping[str, object],
     ) -> None:
         # Spans and metrics are named by the subscribed pattern, not the concrete
         # subject: tokens such as tenant ids must not become label values.
@@ -226,7 +248,7 @@ class Bus:
                 # carry its trace id) without building a span of our own.
                 token = otel_context.attach(parent)
                 try:
-                    code = await self._respond(msg, deadline_s, request_type, handler)
+                    code = await self._respond(msg, deadline_s, chosen, accepted)
                 finally:
                     otel_context.detach(token)
             else:
@@ -236,7 +258,7 @@ class Bus:
                     kind=trace.SpanKind.SERVER,
                     attributes={"messaging.destination.name": msg.subject},
                 ):
-                    code = await self._respond(msg, deadline_s, request_type, handler)
+                    code = await self._respond(msg, deadline_s, chosen, accepted)
         except asyncio.CancelledError:
             # Our own task, cancelled by its deadline timer (or by the loop
             # shutting down): the caller has stopped waiting; nobody to answer.
@@ -248,8 +270,8 @@ class Bus:
         self,
         msg: Msg,
         deadline_s: float | None,
-        request_type: type[Req],
-        handler: Handler[Req, Rep],
+        chosen: tuple[type[Message], Handler[Any, Any]] | None,
+        accepted: Mapping[str, object],
     ) -> str:
         """Run the handler and publish its reply; return the result code."""
         ctx = RequestContext(subject=msg.subject, headers=msg.headers or {}, deadline_s=deadline_s)
@@ -257,6 +279,12 @@ class Bus:
         try:
             if deadline_s is not None and deadline_s <= time.time():
                 raise DeadlineExceeded(f"deadline passed before {msg.subject} was handled")
+            if chosen is None:
+                raise InvalidArgument(
+                    f"{msg.subject} does not take {ctx.headers.get(hdr.BODY_TYPE)}; "
+                    f"it takes {sorted(accepted)}"
+                )
+            request_type, handler = chosen
             try:
                 request = request_type.FromString(msg.data)
             except DecodeError:

@@ -6,6 +6,8 @@
   clock, so clock skew between hosts cannot expire or extend requests.
 - `Edgegate-Error-Code` / `Edgegate-Error-Message`: set on a reply instead of
   a body when the handler failed; the caller re-raises the typed error.
+- `Edgegate-Body-Type`: the full protobuf name of a request's body, so that
+  a subject can take several request types and name a wrong one clearly.
 - `Nats-Msg-Id`: JetStream de-duplication id, on anything durable.
 """
 
@@ -18,6 +20,7 @@ from edgegate_common.errors import Code, EdgegateError, Internal, error_for
 TIMEOUT = "Edgegate-Timeout-Ms"
 ERROR_CODE = "Edgegate-Error-Code"
 ERROR_MESSAGE = "Edgegate-Error-Message"
+BODY_TYPE = "Edgegate-Body-Type"
 MSG_ID = "Nats-Msg-Id"
 
 _MAX_ERROR_MESSAGE = 1024

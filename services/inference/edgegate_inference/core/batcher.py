@@ -1,0 +1,400 @@
+"""The dynamic batcher: many small requests in, few large model calls out.
+
+One batcher serves one model version. Requests wait in one queue per
+priority level (1 is the highest, as in Triton); a scheduler task forms a
+batch whenever a model instance is free:
+
+- the head is the oldest request of the highest non-empty level; the batch
+  takes further requests of the same *key* (the shape bucket: requests whose
+  non-batch dimensions differ cannot share a call) in priority order, as long
+  as the total stays within `max_batch_size`. A request is never split;
+- the batch goes out at once when it is full (or reaches the largest preferred
+  size), else when its head has waited `max_queue_delay_us`;
+- a full level answers RESOURCE_EXHAUSTED at once; a request that outlives its
+  queue timeout answers DEADLINE_EXCEEDED (`reject`) or drops behind every
+  other request (`delay`); a request whose caller left is skipped;
+- if a batch fails, each of its requests is run again alone, so one bad
+  request cannot fail the others;
+- with `preserve_ordering`, responses are released in arrival order.
+
+Model calls run on one thread per instance (ONNX Runtime releases the GIL),
+so the event loop keeps accepting requests while a batch computes.
+
+With batching off (`config=None`) every request is its own model call, through
+the same queue, instances and statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from edgegate_common.errors import (
+    DeadlineExceeded,
+    EdgegateError,
+    Internal,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
+from edgegate_inference.core.spec import DynamicBatching, QueuePolicy
+from edgegate_inference.core.stats import VersionStats
+
+Array = npt.NDArray[np.generic]
+Tensors = Mapping[str, Array]
+# One model instance: inputs with the batch as their first dimension -> outputs.
+Runner = Callable[[Tensors], dict[str, Array]]
+
+_QUEUED, _DISPATCHED, _DROPPED = range(3)
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    inputs: Tensors
+    size: int
+    key: Hashable
+    level: int
+    enqueued_ns: int
+    future: asyncio.Future[dict[str, Array]]
+    state: int = _QUEUED
+    delayed: bool = False
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
+class DynamicBatcher:
+    def __init__(
+        self,
+        *,
+        name: str,
+        runners: Sequence[Runner],
+        max_batch_size: int,
+        config: DynamicBatching | None,
+        stats: VersionStats,
+    ) -> None:
+        if not runners:
+            raise ValueError("a batcher needs at least one runner")
+        self.name = name
+        self._runners = list(runners)
+        self._batching = config is not None and max_batch_size > 0
+        self._max_batch = max(max_batch_size, 1)
+        self._config = config or DynamicBatching()
+        preferred = [s for s in self._config.preferred_batch_sizes if s <= self._max_batch]
+        self._target = max(preferred) if preferred else self._max_batch
+        self._delay_ns = self._config.max_queue_delay_us * 1000
+        self._stats = stats
+        levels = self._config.levels
+        self._queues: dict[int, deque[_Pending]] = {lv: deque() for lv in range(1, levels + 1)}
+        self._queued: dict[int, int] = dict.fromkeys(self._queues, 0)
+        self._delayed: deque[_Pending] = deque()
+        self._executors = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-instance{i}")
+            for i in range(len(self._runners))
+        ]
+        self._free = list(range(len(self._runners)))
+        self._running: set[asyncio.Task[None]] = set()
+        self._order_tail: asyncio.Future[dict[str, Array]] | None = None
+        self._wake = asyncio.Event()
+        self._delay_timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._drained = asyncio.Event()
+        self._scheduler = asyncio.get_running_loop().create_task(self._schedule())
+
+    # -- the caller's side -------------------------------------------------
+
+    async def infer(
+        self,
+        inputs: Tensors,
+        *,
+        size: int,
+        key: Hashable = None,
+        priority: int = 0,
+        timeout_us: int = 0,
+    ) -> dict[str, Array]:
+        """Queue one request (`size` items along the batch dimension); await its outputs."""
+        pending = self._enqueue(
+            inputs, size=size, key=key, priority=priority, timeout_us=timeout_us
+        )
+        started = time.perf_counter()
+        error: str | None = "CANCELLED"
+        try:
+            if self._config.preserve_ordering:
+                result = await self._in_order(pending)
+            else:
+                result = await pending.future
+            error = None
+            return result
+        except EdgegateError as exc:
+            error = exc.code.name
+            raise
+        finally:
+            self._stats.observe_request(seconds=time.perf_counter() - started, error=error)
+
+    def _enqueue(
+        self, inputs: Tensors, *, size: int, key: Hashable, priority: int, timeout_us: int
+    ) -> _Pending:
+        if self._closed:
+            raise Unavailable(f"{self.name} is unloading; retry to reach its successor")
+        if size > self._max_batch:
+            raise InvalidArgument(
+                f"{self.name}: batch of {size} exceeds max_batch_size {self._max_batch}"
+            )
+        level = self._level(priority)
+        policy = self._config.policy(level)
+        if policy.max_queue_size and self._queued[level] >= policy.max_queue_size:
+            raise ResourceExhausted(
+                f"{self.name}: queue full ({policy.max_queue_size} requests waiting at "
+                f"priority {level}); retry later"
+            )
+        loop = asyncio.get_running_loop()
+        pending = _Pending(
+            inputs=inputs,
+            size=size,
+            key=key,
+            level=level,
+            enqueued_ns=time.monotonic_ns(),
+            future=loop.create_future(),
+        )
+        pending.future.add_done_callback(lambda _: self._left(pending))
+        timeout = self._timeout_us(policy, timeout_us)
+        if timeout:
+            pending.timer = loop.call_later(timeout / 1e6, self._expire, pending, policy)
+        self._queues[level].append(pending)
+        self._queued[level] += 1
+        self._wake.set()
+        return pending
+
+    def _level(self, priority: int) -> int:
+        if priority == 0:
+            return self._config.default_level
+        if not 1 <= priority <= self._config.levels:
+            raise InvalidArgument(
+                f"{self.name}: priority {priority} is outside 1..{self._config.levels}"
+            )
+        return priority
+
+    def _timeout_us(self, policy: QueuePolicy, requested_us: int) -> int:
+        if requested_us and policy.allow_timeout_override:
+            return requested_us
+        return policy.default_timeout_us
+
+    async def _in_order(self, pending: _Pending) -> dict[str, Array]:
+        # Each request's gate opens after the previous request's gate: a chain of
+        # tasks that the callers only watch, so a caller leaving cannot break it.
+        previous = self._order_tail
+        gate = asyncio.ensure_future(_after(previous, pending.future))
+        self._order_tail = gate
+        try:
+            return await asyncio.shield(gate)
+        except asyncio.CancelledError:
+            pending.future.cancel()
+            raise
+
+    def _left(self, pending: _Pending) -> None:
+        """The request's future is done: answered, failed, expired or abandoned."""
+        if pending.timer is not None:
+            pending.timer.cancel()
+        if pending.state == _QUEUED:
+            pending.state = _DROPPED
+            self._queued[pending.level] -= 1
+            self._check_drained()
+
+    def _expire(self, pending: _Pending, policy: QueuePolicy) -> None:
+        if pending.state != _QUEUED or pending.future.done():
+            return
+        if policy.timeout_action == "delay":
+            pending.delayed = True
+            self._delayed.append(pending)
+            return
+        waited_us = (time.monotonic_ns() - pending.enqueued_ns) // 1000
+        pending.future.set_exception(
+            DeadlineExceeded(f"{self.name}: request timed out after {waited_us} µs in the queue")
+        )
+
+    # -- the scheduler -----------------------------------------------------
+
+    async def _schedule(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._free:
+                batch = self._next_batch()
+                if not batch:
+                    break
+                instance = self._free.pop()
+                task = asyncio.get_running_loop().create_task(self._execute(instance, batch))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+
+    def _next_batch(self) -> list[_Pending]:
+        """Take the next batch off the queues, or nothing if it should wait."""
+        candidates = self._waiting()
+        head = next(candidates, None)
+        if head is None:
+            return []
+        batch, total = [head], head.size
+        if self._batching:
+            for pending in candidates:
+                if total >= self._max_batch:
+                    break
+                if pending.key == head.key and total + pending.size <= self._max_batch:
+                    batch.append(pending)
+                    total += pending.size
+            full = total >= self._target or total >= self._max_batch or self._more_than(batch)
+            due_ns = head.enqueued_ns + self._delay_ns
+            if not full and self._delay_ns and time.monotonic_ns() < due_ns:
+                self._wake_at(due_ns)
+                return []
+        for pending in batch:
+            pending.state = _DISPATCHED
+            self._queued[pending.level] -= 1
+            if pending.timer is not None:
+                pending.timer.cancel()
+        return batch
+
+    def _waiting(self) -> Iterator[_Pending]:
+        """Queued requests in service order: levels 1..N, then the delayed ones."""
+        for queue in self._queues.values():
+            while queue and queue[0].state != _QUEUED:
+                queue.popleft()  # dispatched or dropped: forget it
+            for pending in queue:
+                if pending.state == _QUEUED and not pending.delayed:
+                    yield pending
+        while self._delayed and self._delayed[0].state != _QUEUED:
+            self._delayed.popleft()
+        for pending in self._delayed:
+            if pending.state == _QUEUED:
+                yield pending
+
+    def _more_than(self, batch: list[_Pending]) -> bool:
+        """True when requests are waiting that this batch could not take."""
+        return sum(self._queued.values()) > len(batch)
+
+    def _wake_at(self, due_ns: int) -> None:
+        if self._delay_timer is not None:
+            self._delay_timer.cancel()
+        delay_s = max(due_ns - time.monotonic_ns(), 0) / 1e9
+        self._delay_timer = asyncio.get_running_loop().call_later(delay_s, self._wake.set)
+
+    # -- running a batch ---------------------------------------------------
+
+    async def _execute(self, instance: int, batch: list[_Pending]) -> None:
+        now = time.monotonic_ns()
+        for pending in batch:
+            self._stats.observe_queue(now - pending.enqueued_ns)
+        try:
+            await self._run_on(instance, batch)
+        except Exception as exc:  # one bad request must not fail the others
+            if len(batch) == 1:
+                _settle(batch[0], exc)
+            else:
+                for pending in batch:
+                    try:
+                        await self._run_on(instance, [pending])
+                    except Exception as single_exc:
+                        _settle(pending, single_exc)
+        finally:
+            self._free.append(instance)
+            self._wake.set()
+            self._check_drained()
+
+    async def _run_on(self, instance: int, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        runner = self._runners[instance]
+        results, timings = await loop.run_in_executor(
+            self._executors[instance], self._run, runner, batch
+        )
+        input_ns, infer_ns, output_ns = timings
+        self._stats.observe_execution(
+            batch_size=sum(p.size for p in batch),
+            requests=len(batch),
+            input_ns=input_ns,
+            infer_ns=infer_ns,
+            output_ns=output_ns,
+        )
+        for pending, result in zip(batch, results, strict=True):
+            _settle(pending, result)
+
+    def _run(
+        self, runner: Runner, batch: list[_Pending]
+    ) -> tuple[list[dict[str, Array]], tuple[int, int, int]]:
+        """On the instance's thread: concatenate, call the model, split."""
+        t0 = time.perf_counter_ns()
+        if len(batch) == 1:
+            inputs = batch[0].inputs
+        else:
+            inputs = {
+                name: np.concatenate([p.inputs[name] for p in batch]) for name in batch[0].inputs
+            }
+        t1 = time.perf_counter_ns()
+        outputs = runner(inputs)
+        t2 = time.perf_counter_ns()
+        if not self._batching:  # one request per call; a model without a batch dim stays whole
+            results = [outputs]
+        else:
+            results, offset = [], 0
+            for pending in batch:
+                end = offset + pending.size
+                results.append({name: value[offset:end] for name, value in outputs.items()})
+                offset = end
+        t3 = time.perf_counter_ns()
+        return results, (t1 - t0, t2 - t1, t3 - t2)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting now (not yet in a model call)."""
+        return sum(self._queued.values())
+
+    @property
+    def idle(self) -> bool:
+        return not self._running and not any(self._queued.values())
+
+    def _check_drained(self) -> None:
+        if self._closed and self.idle:
+            self._drained.set()
+
+    async def close(self, *, drain_timeout_s: float = 30.0) -> None:
+        """Refuse new requests, let queued and running ones finish, stop the threads."""
+        self._closed = True
+        self._check_drained()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), drain_timeout_s)
+        for queue in (*self._queues.values(), self._delayed):
+            for pending in queue:
+                if not pending.future.done():
+                    pending.future.set_exception(Unavailable(f"{self.name} unloaded"))
+        self._scheduler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._scheduler
+        if self._delay_timer is not None:
+            self._delay_timer.cancel()
+        for executor in self._executors:
+            executor.shutdown(wait=True)
+
+
+async def _after(
+    previous: asyncio.Future[dict[str, Array]] | None, own: asyncio.Future[dict[str, Array]]
+) -> dict[str, Array]:
+    if previous is not None:
+        await asyncio.wait([previous])
+    return await own
+
+
+def _settle(pending: _Pending, outcome: dict[str, Array] | BaseException) -> None:
+    if pending.future.done():
+        return  # the caller left meanwhile
+    if isinstance(outcome, EdgegateError):
+        pending.future.set_exception(outcome)
+    elif isinstance(outcome, BaseException):
+        pending.future.set_exception(Internal(f"model call failed: {outcome}"))
+    else:
+        pending.future.set_result(outcome)

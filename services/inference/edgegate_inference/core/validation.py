@@ -1,0 +1,99 @@
+"""Check a request's tensors against the model's declared inputs, before it queues.
+
+Every problem is an INVALID_ARGUMENT that names the tensor and what was
+expected, so a client can fix its request without reading server logs. A
+request that passes cannot fail a batch for reasons of shape or type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+
+from edgegate_common.errors import InvalidArgument
+from edgegate_inference.core.datatypes import NUMPY
+from edgegate_inference.core.spec import TensorSpec
+from edgegate_inference.core.types import Array
+
+
+def check_inputs(
+    *,
+    model: str,
+    declared: Sequence[TensorSpec],
+    inputs: Mapping[str, Array],
+    datatypes: Mapping[str, str],
+    max_batch_size: int,
+    pads_variable_dims: bool = False,
+) -> tuple[int, Hashable]:
+    """Return the request's batch size and its shape-bucket key.
+
+    `datatypes` holds the datatype each input was sent as. With
+    `max_batch_size` > 0 the first dimension is the batch and the declared dims
+    describe the rest. Requests with equal keys can share a model call; a text
+    pipeline pads variable lengths itself (`pads_variable_dims`), so all its
+    requests share one key.
+    """
+    expected = {t.name: t for t in declared}
+    unknown = sorted(set(inputs) - set(expected))
+    if unknown:
+        raise InvalidArgument(
+            f"model {model!r} has no input {unknown[0]!r}; its inputs are {sorted(expected)}"
+        )
+    missing = [t for t in declared if t.name not in inputs]
+    if missing:
+        t = missing[0]
+        raise InvalidArgument(
+            f"model {model!r}: missing input {t.name!r} ({t.datatype} {_dims(t, max_batch_size)})"
+        )
+    batch_sizes: set[int] = set()
+    key: list[tuple[str, tuple[int, ...]]] = []
+    for t in declared:
+        array = inputs[t.name]
+        sent = datatypes.get(t.name, "")
+        if sent != t.datatype:
+            raise InvalidArgument(
+                f"model {model!r}: input {t.name!r} has datatype {sent}, expected {t.datatype}"
+            )
+        if array.dtype != NUMPY[t.datatype]:
+            raise InvalidArgument(f"model {model!r}: input {t.name!r} is not {t.datatype} data")
+        shape = tuple(int(d) for d in array.shape)
+        dims = shape
+        if max_batch_size > 0:
+            if not shape or shape[0] < 1:
+                raise InvalidArgument(
+                    f"model {model!r}: input {t.name!r} shape {list(shape)} lacks the batch "
+                    f"dimension; expected {_dims(t, max_batch_size)}"
+                )
+            batch_sizes.add(shape[0])
+            dims = shape[1:]
+        if len(dims) != len(t.dims) or any(
+            e not in (-1, d) for e, d in zip(t.dims, dims, strict=True)
+        ):
+            raise InvalidArgument(
+                f"model {model!r}: input {t.name!r} has shape {list(shape)}, "
+                f"expected {_dims(t, max_batch_size)}"
+            )
+        if -1 in t.dims and not pads_variable_dims:
+            key.append((t.name, dims))
+    if len(batch_sizes) > 1:
+        raise InvalidArgument(
+            f"model {model!r}: inputs disagree on the batch size ({sorted(batch_sizes)})"
+        )
+    batch = batch_sizes.pop() if batch_sizes else 1
+    if max_batch_size > 0 and batch > max_batch_size:
+        raise InvalidArgument(
+            f"model {model!r}: batch size {batch} exceeds max_batch_size {max_batch_size}"
+        )
+    return batch, tuple(key)
+
+
+def check_outputs(*, model: str, declared: Sequence[TensorSpec], requested: Sequence[str]) -> None:
+    names = {t.name for t in declared}
+    for name in requested:
+        if name not in names:
+            raise InvalidArgument(
+                f"model {model!r} has no output {name!r}; its outputs are {sorted(names)}"
+            )
+
+
+def _dims(t: TensorSpec, max_batch_size: int) -> list[int]:
+    return [-1, *t.dims] if max_batch_size > 0 else list(t.dims)

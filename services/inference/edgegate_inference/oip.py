@@ -1,0 +1,134 @@
+"""Open Inference Protocol messages <-> the service's `InferRequest` / `InferResponse`.
+
+Used by the gRPC servicer and by the NATS adapter (which accepts the same
+`ModelInferRequest` bytes), so both decode tensors the same way. Inputs come
+either all as `raw_input_contents` (what tritonclient sends) or all as typed
+`contents`; outputs always go back raw, as Triton does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from edgegate_common.errors import InvalidArgument
+from edgegate_inference.core import datatypes
+from edgegate_inference.core.types import Array, InferRequest, InferResponse
+from edgegate_protos.oip import grpc_service_pb2 as pb
+
+# Typed `InferTensorContents` field per datatype (FP16 has none: raw only).
+_TYPED_FIELD = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+_OIP_FOR_NUMPY = {dtype: name for name, dtype in datatypes.NUMPY.items()}
+
+
+def decode_request(request: pb.ModelInferRequest) -> tuple[InferRequest, dict[str, str]]:
+    """The domain request and the datatype each input was sent as."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise InvalidArgument(
+            f"raw_input_contents holds {len(raw)} buffers for {len(request.inputs)} inputs; "
+            "send one per input, in order"
+        )
+    inputs: dict[str, Array] = {}
+    sent: dict[str, str] = {}
+    for index, tensor in enumerate(request.inputs):
+        if tensor.name in inputs:
+            raise InvalidArgument(f"input {tensor.name!r} appears twice")
+        data = raw[index] if raw else None
+        inputs[tensor.name] = _decode_tensor(tensor, data)
+        sent[tensor.name] = tensor.datatype
+    params = request.parameters
+    return (
+        InferRequest(
+            model=request.model_name,
+            version=request.model_version,
+            inputs=inputs,
+            id=request.id,
+            outputs=tuple(o.name for o in request.outputs),
+            priority=_int_param(params, "priority"),
+            timeout_us=_int_param(params, "timeout"),
+        ),
+        sent,
+    )
+
+
+def _decode_tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> Array:
+    name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
+    if datatype not in datatypes.DATATYPES:
+        raise InvalidArgument(
+            f"input {name!r}: unknown datatype {datatype!r}; "
+            f"expected one of {sorted(datatypes.DATATYPES)}"
+        )
+    if any(d < 0 for d in shape):
+        raise InvalidArgument(f"input {name!r}: shape {shape} has a negative dimension")
+    count = math.prod(shape)
+    if raw is not None:
+        if datatype == "BYTES":
+            return datatypes.decode_bytes(raw, count=count, name=name).reshape(shape)
+        expected = count * datatypes.element_size(datatype)
+        if len(raw) != expected:
+            raise InvalidArgument(
+                f"input {name!r}: {datatype} {shape} needs {expected} bytes, got {len(raw)}"
+            )
+        return np.frombuffer(raw, dtype=datatypes.NUMPY[datatype]).reshape(shape)
+    field = _TYPED_FIELD.get(datatype)
+    if field is None:
+        raise InvalidArgument(f"input {name!r}: {datatype} data must come in raw_input_contents")
+    values: Sequence[object] = getattr(tensor.contents, field)
+    if len(values) != count:
+        raise InvalidArgument(
+            f"input {name!r}: shape {shape} holds {count} elements, contents hold {len(values)}"
+        )
+    if datatype == "BYTES":
+        out = np.empty(count, dtype=np.object_)
+        out[:] = list(values)
+        return out.reshape(shape)
+    try:
+        return np.array(values, dtype=datatypes.NUMPY[datatype]).reshape(shape)
+    except OverflowError:
+        raise InvalidArgument(f"input {name!r}: a value does not fit {datatype}") from None
+
+
+def _int_param(params: Mapping[str, pb.InferParameter], key: str) -> int:
+    if key not in params:
+        return 0
+    param = params[key]
+    choice = param.WhichOneof("parameter_choice")
+    if choice in ("int64_param", "uint64_param"):
+        value = int(getattr(param, choice))
+    else:
+        raise InvalidArgument(f"parameter {key!r} must be an integer, got {choice}")
+    if value < 0:
+        raise InvalidArgument(f"parameter {key!r} must not be negative, got {value}")
+    return value
+
+
+def encode_response(response: InferResponse) -> pb.ModelInferResponse:
+    reply = pb.ModelInferResponse(
+        model_name=response.model, model_version=response.version, id=response.id
+    )
+    for name, array in response.outputs.items():
+        datatype = response.datatypes.get(name) or _OIP_FOR_NUMPY.get(array.dtype, "")
+        if not datatype:
+            datatype = "BYTES" if array.dtype.kind in "OSU" else ""
+        reply.outputs.add(name=name, datatype=datatype, shape=array.shape)
+        if datatype == "BYTES":
+            reply.raw_output_contents.append(datatypes.encode_bytes(array))
+        else:
+            reply.raw_output_contents.append(np.ascontiguousarray(array).tobytes())
+    return reply

@@ -1,0 +1,262 @@
+"""The model repository on disk and the versions loaded from it.
+
+Layout (Triton's): `<root>/<model>/<version>/model.onnx`, the model's config
+(`config.yaml` or `config.pbtxt`) in `<root>/<model>/`, versions as integer
+folder names. The version policy picks which versions serve.
+
+Loading is double-buffered: new versions are built and warmed beside the
+serving ones; only when all of them are ready does the table switch, in one
+assignment, so a request sees either the old set or the new one. Retired
+versions then drain (their queued requests finish) and are released. A load
+that fails changes nothing: the old versions keep serving and the error is
+kept as the model's reason in the repository index.
+
+With `poll_s` > 0 the folder is scanned that often: a new model or version
+folder, a changed config or a replaced model file reloads that model; a
+removed folder unloads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgegate_common.errors import EdgegateError, InvalidArgument, NotFound, Unavailable
+from edgegate_common.logging import get_logger
+from edgegate_inference.core import spec as spec_module
+from edgegate_inference.model import MODEL_FILE, ModelVersion, build_version
+
+log = get_logger(__name__)
+
+# Called after a model's table changed: (model, versions now served, versions retired).
+ChangeListener = Callable[[str, list[ModelVersion], list[ModelVersion]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    name: str
+    version: str
+    state: str  # READY, UNAVAILABLE, LOADING
+    reason: str
+
+
+class ModelRepository:
+    def __init__(self, root: Path, *, poll_s: float = 0.0, drain_timeout_s: float = 30.0) -> None:
+        self.root = root
+        self._poll_s = poll_s
+        self._drain_timeout_s = drain_timeout_s
+        self._served: dict[str, dict[str, ModelVersion]] = {}
+        self._latest: dict[str, ModelVersion] = {}
+        self._errors: dict[str, str] = {}
+        self._loading: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._listeners: list[ChangeListener] = []
+        self._poller: asyncio.Task[None] | None = None
+
+    def on_change(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    # -- lookups (the hot path: plain dict reads) ---------------------------
+
+    def get(self, name: str, version: str = "") -> ModelVersion:
+        if not version:
+            latest = self._latest.get(name)
+            if latest is None:
+                raise self._missing(name)
+            return latest
+        versions = self._served.get(name)
+        if versions is None:
+            raise self._missing(name)
+        found = versions.get(version)
+        if found is None:
+            raise NotFound(
+                f"model {name!r} has no version {version!r} loaded; serving {sorted(versions)}"
+            )
+        return found
+
+    def _missing(self, name: str) -> EdgegateError:
+        if name in self._loading:
+            return Unavailable(f"model {name!r} is loading; retry shortly")
+        reason = self._errors.get(name)
+        if reason:
+            return Unavailable(f"model {name!r} failed to load: {reason}")
+        return NotFound(f"unknown model {name!r}")
+
+    def ready(self, name: str, version: str = "") -> bool:
+        try:
+            self.get(name, version)
+        except EdgegateError:
+            return False
+        return True
+
+    def served(self) -> list[ModelVersion]:
+        return [mv for versions in self._served.values() for mv in versions.values()]
+
+    def index(self) -> list[IndexEntry]:
+        """Every model folder on disk with each version's state."""
+        entries: list[IndexEntry] = []
+        for model_dir in self._model_dirs():
+            name = model_dir.name
+            served = self._served.get(name, {})
+            versions = sorted(set(_versions(model_dir)) | {int(v) for v in served})
+            state_if_absent = "LOADING" if name in self._loading else "UNAVAILABLE"
+            reason = self._errors.get(name, "")
+            if served and not reason:
+                reason = "not selected by the version policy"
+            for v in versions:
+                if str(v) in served:
+                    entries.append(IndexEntry(name, str(v), "READY", ""))
+                else:
+                    entries.append(IndexEntry(name, str(v), state_if_absent, reason))
+            if not versions:
+                entries.append(IndexEntry(name, "", "UNAVAILABLE", reason or "no version folders"))
+        return entries
+
+    # -- loading and unloading ----------------------------------------------
+
+    async def load_all(self) -> None:
+        """Load every model on disk; one model failing does not stop the others."""
+        for model_dir in self._model_dirs():
+            with contextlib.suppress(EdgegateError):
+                await self.load(model_dir.name)
+
+    async def load(self, name: str, *, only_if_changed: bool = False) -> None:
+        """(Re)load `name` per its config and version policy, double-buffered."""
+        model_dir = self.root / name
+        if not spec_module.valid_model_name(name) or not model_dir.is_dir():
+            raise NotFound(f"model {name!r} is not in the repository {self.root}")
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            self._loading.add(name)
+            try:
+                await self._load_locked(name, model_dir, only_if_changed=only_if_changed)
+            except EdgegateError as exc:
+                self._errors[name] = exc.message
+                log.warning(
+                    "model load failed; previous versions keep serving",
+                    model=name,
+                    error=exc.message,
+                )
+                raise
+            else:
+                self._errors.pop(name, None)
+            finally:
+                self._loading.discard(name)
+
+    async def _load_locked(self, name: str, model_dir: Path, *, only_if_changed: bool) -> None:
+        spec = spec_module.load(model_dir)
+        selected = [str(v) for v in spec.version_policy.select(_versions(model_dir))]
+        if not selected:
+            raise InvalidArgument(
+                f"model {name!r}: no version folder with {MODEL_FILE} matches its version policy"
+            )
+        current = self._served.get(name, {})
+        wanted = {v: _fingerprint(model_dir, v) for v in selected}
+        unchanged = {
+            v: current[v]
+            for v, fp in wanted.items()
+            if v in current and current[v].fingerprint == fp
+        }
+        if only_if_changed and len(unchanged) == len(wanted) == len(current):
+            return
+        keep = unchanged if only_if_changed else {}
+        built: list[ModelVersion] = []
+        try:
+            for version, fingerprint in wanted.items():
+                if version in keep:
+                    continue
+                mv = await asyncio.to_thread(
+                    build_version,
+                    name=name,
+                    version=version,
+                    model_dir=model_dir,
+                    spec=spec.model_copy(update={"name": name}),
+                    fingerprint=fingerprint,
+                )
+                built.append(mv)
+        except BaseException:
+            for mv in built:
+                await mv.close(drain_timeout_s=0)
+            raise
+        for mv in built:
+            mv.start()
+        await self._switch(name, {**keep, **{mv.version: mv for mv in built}})
+
+    async def unload(self, name: str) -> None:
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            if name not in self._served:
+                raise NotFound(f"model {name!r} is not loaded")
+            await self._switch(name, {})
+            self._errors.pop(name, None)
+
+    async def _switch(self, name: str, new: dict[str, ModelVersion]) -> None:
+        old = self._served.get(name, {})
+        if new:
+            self._served[name] = new
+            self._latest[name] = new[max(new, key=int)]
+        else:
+            self._served.pop(name, None)
+            self._latest.pop(name, None)
+        kept = {id(mv) for mv in new.values()}
+        retired = [mv for mv in old.values() if id(mv) not in kept]
+        for listener in self._listeners:
+            await listener(name, list(new.values()), retired)
+        for mv in retired:
+            await mv.close(drain_timeout_s=self._drain_timeout_s)
+        if retired:
+            log.info("model versions retired", model=name, versions=[mv.version for mv in retired])
+
+    # -- polling ----------------------------------------------------------
+
+    def start_polling(self) -> None:
+        if self._poll_s > 0 and self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_s)
+            await self.rescan()
+
+    async def rescan(self) -> None:
+        on_disk = {d.name for d in self._model_dirs()}
+        for name in sorted(on_disk):
+            with contextlib.suppress(EdgegateError):
+                await self.load(name, only_if_changed=True)
+        for name in sorted(set(self._served) - on_disk):
+            with contextlib.suppress(EdgegateError):
+                await self.unload(name)
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        for name in list(self._served):
+            await self._switch(name, {})
+
+    def _model_dirs(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            d for d in self.root.iterdir() if d.is_dir() and spec_module.valid_model_name(d.name)
+        )
+
+
+def _versions(model_dir: Path) -> list[int]:
+    return sorted(
+        int(d.name) for d in model_dir.iterdir() if d.name.isdigit() and (d / MODEL_FILE).is_file()
+    )
+
+
+def _fingerprint(model_dir: Path, version: str) -> str:
+    """Changes when the model file or the config changes (size and mtime, cheap to read)."""
+    parts = []
+    for path in (model_dir / version / MODEL_FILE, *sorted(model_dir.glob("config.*"))):
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            parts.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)

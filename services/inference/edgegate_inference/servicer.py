@@ -1,0 +1,155 @@
+"""`inference.GRPCInferenceService`: proto <-> the repository and its model versions.
+
+No try/except for domain errors here: they are `EdgegateError`s and the
+shared interceptor turns them into status codes. Shared-memory, trace and log
+settings RPCs stay UNIMPLEMENTED (the generated base class answers them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from edgegate_inference import __version__, oip
+from edgegate_inference.core import triton_config
+from edgegate_inference.core.stats import Duration, VersionStats
+from edgegate_inference.model import ModelVersion
+from edgegate_inference.repository import ModelRepository
+from edgegate_protos.oip import grpc_service_pb2 as pb
+from edgegate_protos.oip import grpc_service_pb2_grpc
+
+SERVER_NAME = "edgegate-inference"
+EXTENSIONS = ("model_repository", "model_configuration", "statistics", "schedule_policy")
+PLATFORM = "onnxruntime_onnx"
+Context = Any  # grpc.aio.ServicerContext; unused beyond the signature
+
+
+class InferenceServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, *, repository: ModelRepository, serving: Callable[[], bool]) -> None:
+        self._repository = repository
+        self._serving = serving
+
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> Any:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> Any:
+        return pb.ServerReadyResponse(ready=self._serving())
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> Any:
+        return pb.ModelReadyResponse(ready=self._repository.ready(request.name, request.version))
+
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> Any:
+        return pb.ServerMetadataResponse(
+            name=SERVER_NAME, version=__version__, extensions=EXTENSIONS
+        )
+
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> Any:
+        mv = self._repository.get(request.name, request.version)
+        versions = sorted(
+            (v.version for v in self._repository.served() if v.name == mv.name), key=int
+        )
+        batch = [-1] if mv.spec.max_batch_size > 0 else []
+        reply = pb.ModelMetadataResponse(name=mv.name, versions=versions, platform=PLATFORM)
+        for t in mv.spec.inputs:
+            reply.inputs.add(name=t.name, datatype=t.datatype, shape=[*batch, *t.dims])
+        for t in mv.spec.outputs:
+            reply.outputs.add(name=t.name, datatype=t.datatype, shape=[*batch, *t.dims])
+        return reply
+
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> Any:
+        mv = self._repository.get(request.name, request.version)
+        config = triton_config.to_model_config(mv.spec)
+        # What ONNX Runtime actually runs this version with (not what was asked for).
+        config.parameters["edgegate.execution_providers"].string_value = ",".join(mv.providers)
+        return pb.ModelConfigResponse(config=config)
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> Any:
+        return oip.encode_response(await self._infer(request))
+
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        # Triton's streaming form: each request's answer (or error) in arrival order.
+        async for request in request_iterator:
+            try:
+                response = oip.encode_response(await self._infer(request))
+            except Exception as exc:  # the stream reports errors in-band
+                message = getattr(exc, "message", None) or "internal error; see the service log"
+                yield pb.ModelStreamInferResponse(error_message=message)
+            else:
+                yield pb.ModelStreamInferResponse(infer_response=response)
+
+    async def _infer(self, request: pb.ModelInferRequest) -> Any:
+        domain, sent = oip.decode_request(request)
+        mv = self._repository.get(domain.model, domain.version)
+        return await mv.infer(domain, sent=sent)
+
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: Context) -> Any:
+        if request.name:
+            chosen = (
+                [self._repository.get(request.name, request.version)]
+                if request.version
+                else [
+                    mv
+                    for mv in self._repository.served()
+                    if mv.name == self._repository.get(request.name).name
+                ]
+            )
+        else:
+            chosen = self._repository.served()
+        return pb.ModelStatisticsResponse(model_stats=[_statistics(mv) for mv in chosen])
+
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Context) -> Any:
+        reply = pb.RepositoryIndexResponse()
+        for entry in self._repository.index():
+            if request.ready and entry.state != "READY":
+                continue
+            reply.models.add(
+                name=entry.name, version=entry.version, state=entry.state, reason=entry.reason
+            )
+        return reply
+
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: Context
+    ) -> Any:
+        await self._repository.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: Context
+    ) -> Any:
+        await self._repository.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+
+def _statistics(mv: ModelVersion) -> pb.ModelStatistics:
+    s: VersionStats = mv.stats
+    out = pb.ModelStatistics(
+        name=mv.name,
+        version=mv.version,
+        last_inference=s.last_inference_ms,
+        inference_count=s.inference_count,
+        execution_count=s.execution_count,
+    )
+    stats = out.inference_stats
+    for field, duration in (
+        ("success", s.success),
+        ("fail", s.fail),
+        ("queue", s.queue),
+        ("compute_input", s.compute_input),
+        ("compute_infer", s.compute_infer),
+        ("compute_output", s.compute_output),
+    ):
+        _set(getattr(stats, field), duration)
+    for size in sorted(s.by_batch_size):
+        per = s.by_batch_size[size]
+        batch = out.batch_stats.add(batch_size=size)
+        _set(batch.compute_input, per.compute_input)
+        _set(batch.compute_infer, per.compute_infer)
+        _set(batch.compute_output, per.compute_output)
+    return out
+
+
+def _set(target: pb.StatisticDuration, duration: Duration) -> None:
+    target.count = duration.count
+    target.ns = duration.ns
