@@ -82,7 +82,11 @@ def toy_encoder(*, vocab: int, hidden: int = 8, seed: int = 0) -> bytes:
             helper.make_tensor_value_info("input_ids", int64, ["batch", "seq"]),
             helper.make_tensor_value_info("attention_mask", int64, ["batch", "seq"]),
         ],
-        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq", hidden])],
+        [
+            helper.make_tensor_value_info(
+                "last_hidden_state", TensorProto.FLOAT, ["batch", "seq", hidden]
+            )
+        ],
         [numpy_helper.from_array(table, "table")],
     )
 

@@ -51,6 +51,7 @@ class ModelRepository:
         self._served: dict[str, dict[str, ModelVersion]] = {}
         self._latest: dict[str, ModelVersion] = {}
         self._errors: dict[str, str] = {}
+        self._failed: dict[str, dict[str, str]] = {}  # fingerprints of the last failed load
         self._loading: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._listeners: list[ChangeListener] = []
@@ -96,23 +97,32 @@ class ModelRepository:
         return [mv for versions in self._served.values() for mv in versions.values()]
 
     def index(self) -> list[IndexEntry]:
-        """Every model folder on disk with each version's state."""
+        """Every model folder on disk with each version's state and, if not ready, why."""
         entries: list[IndexEntry] = []
         for model_dir in self._model_dirs():
             name = model_dir.name
             served = self._served.get(name, {})
-            versions = sorted(set(_versions(model_dir)) | {int(v) for v in served})
-            state_if_absent = "LOADING" if name in self._loading else "UNAVAILABLE"
-            reason = self._errors.get(name, "")
-            if served and not reason:
-                reason = "not selected by the version policy"
-            for v in versions:
+            on_disk = _versions(model_dir)
+            error = self._errors.get(name, "")
+            try:
+                selected = set(spec_module.load(model_dir).version_policy.select(on_disk))
+            except EdgegateError as exc:
+                selected, error = set(on_disk), error or exc.message
+            for v in sorted(set(on_disk) | {int(v) for v in served}):
                 if str(v) in served:
                     entries.append(IndexEntry(name, str(v), "READY", ""))
+                elif v not in selected:
+                    entries.append(
+                        IndexEntry(
+                            name, str(v), "UNAVAILABLE", "not selected by the version policy"
+                        )
+                    )
+                elif name in self._loading:
+                    entries.append(IndexEntry(name, str(v), "LOADING", ""))
                 else:
-                    entries.append(IndexEntry(name, str(v), state_if_absent, reason))
-            if not versions:
-                entries.append(IndexEntry(name, "", "UNAVAILABLE", reason or "no version folders"))
+                    entries.append(IndexEntry(name, str(v), "UNAVAILABLE", error or "not loaded"))
+            if not on_disk and not served:
+                entries.append(IndexEntry(name, "", "UNAVAILABLE", error or "no version folders"))
         return entries
 
     # -- loading and unloading ----------------------------------------------
@@ -162,6 +172,9 @@ class ModelRepository:
         }
         if only_if_changed and len(unchanged) == len(wanted) == len(current):
             return
+        if only_if_changed and self._failed.get(name) == wanted:
+            return  # this exact set failed already: wait for a change on disk
+        self._failed.pop(name, None)
         keep = unchanged if only_if_changed else {}
         built: list[ModelVersion] = []
         try:
@@ -178,6 +191,7 @@ class ModelRepository:
                 )
                 built.append(mv)
         except BaseException:
+            self._failed[name] = wanted
             for mv in built:
                 await mv.close(drain_timeout_s=0)
             raise

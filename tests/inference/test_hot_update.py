@@ -1,0 +1,120 @@
+"""Hot update: a new version loads beside the old one, takes over atomically, none fails."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import model_factory as mf
+import numpy as np
+import pytest
+import tritonclient.grpc as tc
+from harness import NatsLike
+from inference_support import InferenceServer, start_inference
+
+pytestmark = pytest.mark.timeout(120)
+
+CONFIG = "max_batch_size: 8\ndynamic_batching: {}\nwarmup: [{batch_size: 8, count: 3}]\n"
+
+
+@pytest.fixture
+def polling_server(shared_nats: NatsLike, tmp_path: Path) -> Iterator[InferenceServer]:
+    repo = tmp_path / "models"
+    mf.write_model(repo, "scale", versions=(1,), onnx_bytes=mf.scale(factor=2.0), config=CONFIG)
+    server = start_inference(
+        repo=repo, nats_url=shared_nats.url, log_dir=tmp_path, extra=("--repository-poll-s", "0.2")
+    )
+    yield server
+    server.process.stop()
+
+
+def _add_version(repo: Path, version: int, onnx_bytes: bytes) -> None:
+    """Write the file beside, then rename: a poll never sees half a model."""
+    folder = repo / "scale" / str(version)
+    folder.mkdir()
+    partial = folder / "model.onnx.partial"
+    partial.write_bytes(onnx_bytes)
+    os.replace(partial, folder / "model.onnx")
+
+
+class _Load:
+    """Clients calling the model without naming a version, recording every factor seen."""
+
+    def __init__(self, url: str, *, threads: int = 4) -> None:
+        self.factors: list[list[float]] = [[] for _ in range(threads)]
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(url, i), daemon=True) for i in range(threads)
+        ]
+
+    def __enter__(self) -> _Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def _run(self, url: str, index: int) -> None:
+        client = tc.InferenceServerClient(url)
+        x = np.ones((1, 4), dtype=np.float32)
+        while not self._stop.is_set():
+            tensor = tc.InferInput("X", [1, 4], "FP32")
+            tensor.set_data_from_numpy(x)
+            try:
+                y = client.infer("scale", [tensor]).as_numpy("Y")
+                self.factors[index].append(float(y[0, 0]))
+            except Exception as exc:
+                self.errors.append(repr(exc))
+
+    def wait_for(self, factor: float, *, timeout_s: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(f and f[-1] == factor for f in self.factors):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"factor {factor} never served; errors: {self.errors[:3]}")
+
+
+def test_new_version_takes_over_without_a_failed_request(polling_server) -> None:  # type: ignore[no-untyped-def]
+    client = tc.InferenceServerClient(polling_server.url)
+    with _Load(polling_server.url) as load:
+        load.wait_for(2.0)
+        _add_version(polling_server.repo, 2, mf.scale(factor=4.0))
+        load.wait_for(4.0)
+        time.sleep(0.3)  # keep calling after the switch
+    assert load.errors == []
+    for seen in load.factors:
+        assert set(seen) <= {2.0, 4.0}
+        switched = seen.index(4.0) if 4.0 in seen else len(seen)
+        assert all(f == 4.0 for f in seen[switched:]), "a client went back to the old version"
+    assert client.is_model_ready("scale", "2")
+    assert not client.is_model_ready("scale", "1")  # drained and unloaded (latest 1)
+
+
+def test_failed_load_keeps_the_old_version_serving(polling_server) -> None:  # type: ignore[no-untyped-def]
+    client = tc.InferenceServerClient(polling_server.url)
+    with _Load(polling_server.url, threads=2) as load:
+        load.wait_for(2.0)
+        _add_version(polling_server.repo, 2, b"this is not an onnx model")
+        deadline = time.monotonic() + 10
+        reason = ""
+        while time.monotonic() < deadline and "cannot load" not in reason:
+            index = client.get_model_repository_index().models
+            reason = next((m.reason for m in index if m.name == "scale" and m.version == "2"), "")
+            time.sleep(0.1)
+        assert "cannot load" in reason
+        time.sleep(0.3)
+    assert load.errors == []
+    assert {f for seen in load.factors for f in seen} == {2.0}
+    assert client.is_model_ready("scale", "1")
+    # An explicit load reports the failure to the caller too.
+    with pytest.raises(Exception, match="cannot load"):
+        client.load_model("scale")
+    assert client.is_model_ready("scale", "1")
