@@ -43,8 +43,13 @@ class TextEncoder:
         self.pipeline = pipeline
         self._wants_type_ids = TOKEN_TYPE_IDS in model_inputs
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        # A tokenizer.json may carry its own padding and truncation (all-MiniLM-L6-v2's
+        # pads every text to 128): replace both, keeping the file's pad token.
         self._tokenizer.enable_truncation(max_length=pipeline.max_length)
-        self._tokenizer.enable_padding()  # to the longest text in the batch
+        padding = self._tokenizer.padding or {}
+        self._tokenizer.enable_padding(  # to the longest text in the batch
+            pad_id=padding.get("pad_id", 0), pad_token=padding.get("pad_token", "[PAD]")
+        )
 
     def tokenize(self, texts: Sequence[bytes | str]) -> dict[str, npt.NDArray[np.int64]]:
         decoded = [t if isinstance(t, str) else t.decode("utf-8", errors="replace") for t in texts]
