@@ -79,13 +79,13 @@ def _decode_tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | N
     count = math.prod(shape)
     if raw is not None:
         if datatype == "BYTES":
-            return datatypes.decode_bytes(raw, count=count, name=name).reshape(shape)
+            return _shaped(datatypes.decode_bytes(raw, count=count, name=name), shape, name)
         expected = count * datatypes.element_size(datatype)
         if len(raw) != expected:
             raise InvalidArgument(
                 f"input {name!r}: {datatype} {shape} needs {expected} bytes, got {len(raw)}"
             )
-        return np.frombuffer(raw, dtype=datatypes.NUMPY[datatype]).reshape(shape)
+        return _shaped(np.frombuffer(raw, dtype=datatypes.NUMPY[datatype]), shape, name)
     field = _TYPED_FIELD.get(datatype)
     if field is None:
         raise InvalidArgument(f"input {name!r}: {datatype} data must come in raw_input_contents")
@@ -97,11 +97,26 @@ def _decode_tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | N
     if datatype == "BYTES":
         out = np.empty(count, dtype=np.object_)
         out[:] = list(values)
-        return out.reshape(shape)
+        return _shaped(out, shape, name)
     try:
-        return np.array(values, dtype=datatypes.NUMPY[datatype]).reshape(shape)
+        flat = np.array(values, dtype=datatypes.NUMPY[datatype])
     except OverflowError:
         raise InvalidArgument(f"input {name!r}: a value does not fit {datatype}") from None
+    return _shaped(flat, shape, name)
+
+
+def _shaped(flat: Array, shape: list[int], name: str) -> Array:
+    """`flat` (of the right element count) in the request's shape.
+
+    numpy refuses shapes past its limits (more than 64 dims; dims whose product
+    overflows even when another dim is 0): the client's error, not ours.
+    """
+    try:
+        return flat.reshape(shape)
+    except ValueError as exc:
+        raise InvalidArgument(
+            f"input {name!r}: shape {shape} is not a valid tensor shape: {exc}"
+        ) from None
 
 
 def _int_param(params: Mapping[str, pb.InferParameter], key: str) -> int:

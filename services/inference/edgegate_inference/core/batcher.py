@@ -8,11 +8,13 @@ batch whenever a model instance is free:
   takes further requests of the same *key* (the shape bucket: requests whose
   non-batch dimensions differ cannot share a call) in priority order, as long
   as the total stays within `max_batch_size`. A request is never split;
-- the batch goes out at once when it is full (or reaches the largest preferred
-  size), else when its head has waited `max_queue_delay_us`;
+- the batch goes out at once when it is full or reaches a preferred size (then
+  cut to the largest preferred size it holds), else when its head has waited
+  `max_queue_delay_us`;
 - a full level answers RESOURCE_EXHAUSTED at once; a request that outlives its
   queue timeout answers DEADLINE_EXCEEDED (`reject`) or drops behind every
-  other request (`delay`); a request whose caller left is skipped;
+  other request (`delay`); a request may shorten its level's timeout, never
+  lengthen it; a request whose caller left is skipped;
 - if a batch fails, each of its requests is run again alone, so one bad
   request cannot fail the others;
 - with `preserve_ordering`, responses are released in arrival order.
@@ -87,6 +89,7 @@ class DynamicBatcher:
         self._max_batch = max(max_batch_size, 1)
         self._config = config or DynamicBatching()
         preferred = [s for s in self._config.preferred_batch_sizes if s <= self._max_batch]
+        self._preferred = frozenset(preferred)
         self._target = max(preferred) if preferred else self._max_batch
         self._delay_ns = self._config.max_queue_delay_us * 1000
         self._stats = stats
@@ -119,12 +122,13 @@ class DynamicBatcher:
         timeout_us: int = 0,
     ) -> dict[str, Array]:
         """Queue one request (`size` items along the batch dimension); await its outputs."""
-        pending = self._enqueue(
-            inputs, size=size, key=key, priority=priority, timeout_us=timeout_us
-        )
         started = time.perf_counter()
         error: str | None = "CANCELLED"
         try:
+            # Refusals (queue full, unloading) are failed requests too: they count.
+            pending = self._enqueue(
+                inputs, size=size, key=key, priority=priority, timeout_us=timeout_us
+            )
             if self._config.preserve_ordering:
                 result = await self._in_order(pending)
             else:
@@ -181,9 +185,12 @@ class DynamicBatcher:
         return priority
 
     def _timeout_us(self, policy: QueuePolicy, requested_us: int) -> int:
-        if requested_us and policy.allow_timeout_override:
-            return requested_us
-        return policy.default_timeout_us
+        # As in Triton, a request may shorten the level's timeout but never lengthen
+        # it (0 is no timeout, so with no default any request timeout applies).
+        default_us = policy.default_timeout_us
+        if not (requested_us and policy.allow_timeout_override):
+            return default_us
+        return min(requested_us, default_us) if default_us else requested_us
 
     async def _in_order(self, pending: _Pending) -> dict[str, Array]:
         # Each request's gate opens after the previous request's gate: a chain of
@@ -231,7 +238,7 @@ class DynamicBatcher:
                 instance = self._free.pop()
                 task = asyncio.get_running_loop().create_task(self._execute(instance, batch))
                 self._running.add(task)
-                task.add_done_callback(self._running.discard)
+                task.add_done_callback(self._finished)
 
     def _next_batch(self) -> list[_Pending]:
         """Take the next batch off the queues, or nothing if it should wait."""
@@ -250,8 +257,10 @@ class DynamicBatcher:
             full = total >= self._target or total >= self._max_batch or self._more_than(batch)
             due_ns = head.enqueued_ns + self._delay_ns
             if not full and self._delay_ns and time.monotonic_ns() < due_ns:
-                self._wake_at(due_ns)
-                return []
+                batch = self._preferred_head(batch)
+                if not batch:
+                    self._wake_at(due_ns)
+                    return []
         for pending in batch:
             pending.state = _DISPATCHED
             self._queued[pending.level] -= 1
@@ -272,6 +281,18 @@ class DynamicBatcher:
         for pending in self._delayed:
             if pending.state == _QUEUED:
                 yield pending
+
+    def _preferred_head(self, batch: list[_Pending]) -> list[_Pending]:
+        """The longest head of `batch` that makes a preferred size, or nothing.
+
+        Triton runs a batch of any preferred size at once, not only of the largest.
+        """
+        best, total = 0, 0
+        for count, pending in enumerate(batch, start=1):
+            total += pending.size
+            if total in self._preferred:
+                best = count
+        return batch[:best]
 
     def _more_than(self, batch: list[_Pending]) -> bool:
         """True when requests are waiting that this batch could not take."""
@@ -303,7 +324,12 @@ class DynamicBatcher:
         finally:
             self._free.append(instance)
             self._wake.set()
-            self._check_drained()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        # Only here is the task out of `_running`: checking for drained inside
+        # `_execute` would still count it, and close() would wait its full timeout.
+        self._running.discard(task)
+        self._check_drained()
 
     async def _run_on(self, instance: int, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
@@ -370,15 +396,19 @@ class DynamicBatcher:
             await asyncio.wait_for(self._drained.wait(), drain_timeout_s)
         for queue in (*self._queues.values(), self._delayed):
             for pending in queue:
-                if not pending.future.done():
+                # Requests in a model call still get its answer: the threads are awaited.
+                if pending.state == _QUEUED and not pending.future.done():
                     pending.future.set_exception(Unavailable(f"{self.name} unloaded"))
         self._scheduler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._scheduler
         if self._delay_timer is not None:
             self._delay_timer.cancel()
-        for executor in self._executors:
-            executor.shutdown(wait=True)
+        # A call still running past the drain timeout must not block the event loop
+        # (and with it every other model): wait for the threads on a thread.
+        await asyncio.gather(
+            *(asyncio.to_thread(executor.shutdown, wait=True) for executor in self._executors)
+        )
 
 
 async def _after(

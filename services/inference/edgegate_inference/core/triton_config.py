@@ -24,6 +24,11 @@ from edgegate_protos.oip import model_config_pb2 as mc
 
 _TEXT_PREFIX = "edgegate.text."
 _ORT_PROVIDERS = {"tensorrt": "tensorrt", "cuda": "cuda"}
+# Triton's ONNX Runtime backend parameters <-> `Instances` fields.
+_THREAD_PARAMS = (
+    ("intra_op_thread_count", "intra_op_threads"),
+    ("inter_op_thread_count", "inter_op_threads"),
+)
 
 
 def parse_pbtxt(text: str, *, source: str, name: str) -> ModelSpec:
@@ -32,7 +37,11 @@ def parse_pbtxt(text: str, *, source: str, name: str) -> ModelSpec:
         text_format.Parse(text, config)
     except text_format.ParseError as exc:
         raise InvalidArgument(f"{source}: not a valid Triton model config: {exc}") from None
-    return validate(_spec_dict(config, name=name), source=source)
+    try:
+        data = _spec_dict(config, name=name)
+    except InvalidArgument as exc:  # name the file, as validate() does
+        raise InvalidArgument(f"{source}: {exc.message}") from None
+    return validate(data, source=source)
 
 
 def _spec_dict(config: mc.ModelConfig, *, name: str) -> dict[str, Any]:
@@ -61,23 +70,26 @@ def _spec_dict(config: mc.ModelConfig, *, name: str) -> dict[str, Any]:
 
 
 def _tensor(t: mc.ModelInput | mc.ModelOutput) -> dict[str, Any]:
-    return {
-        "name": t.name,
-        "datatype": datatypes.from_config(mc.DataType.Name(t.data_type)),
-        "dims": list(t.dims),
-    }
+    try:
+        datatype = datatypes.from_config(mc.DataType.Name(t.data_type))
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"tensor {t.name!r}: {exc.message}") from None
+    return {"name": t.name, "datatype": datatype, "dims": list(t.dims)}
 
 
 def _instances(config: mc.ModelConfig) -> dict[str, Any]:
     count = sum(max(group.count, 1) for group in config.instance_group) or 1
     params = config.parameters
     out: dict[str, Any] = {"count": count}
-    for key, field in (
-        ("intra_op_thread_count", "intra_op_threads"),
-        ("inter_op_thread_count", "inter_op_threads"),
-    ):
+    for key, field in _THREAD_PARAMS:
         if key in params:
-            out[field] = int(params[key].string_value)
+            value = params[key].string_value
+            try:
+                out[field] = int(value)
+            except ValueError:
+                raise InvalidArgument(
+                    f"parameters.{key}: expected a whole number, got {value!r}"
+                ) from None
     return out
 
 
@@ -163,6 +175,10 @@ def to_model_config(spec: ModelSpec) -> mc.ModelConfig:
         if spec.execution_providers[0].name != "cpu"
         else mc.ModelInstanceGroup.KIND_CPU,
     )
+    for key, field in _THREAD_PARAMS:
+        threads = getattr(spec.instances, field)
+        if threads:  # 0 is ONNX Runtime's default, which Triton expresses by omission
+            config.parameters[key].string_value = str(threads)
     b = spec.dynamic_batching
     if b is not None:
         db = config.dynamic_batching
