@@ -197,6 +197,8 @@ class DynamicBatcher:
         # tasks that the callers only watch, so a caller leaving cannot break it.
         previous = self._order_tail
         gate = asyncio.ensure_future(_after(previous, pending.future))
+        # If the caller left, nobody awaits the gate: mark its outcome as seen.
+        gate.add_done_callback(lambda g: g.cancelled() or g.exception())
         self._order_tail = gate
         try:
             return await asyncio.shield(gate)
