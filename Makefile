@@ -7,8 +7,8 @@ BIN := $(VENV)/bin
 SETUP_STAMP := $(VENV)/.setup-stamp
 PROTOS_STAMP := libs/protos/edgegate_protos/.generated-stamp
 PROTO_FILES := $(shell find protos -name '*.proto')
-DISTRIBUTIONS := libs/protos libs/common libs/cli services/gateway 'services/inference[cpu]' \
-                 services/taskstore services/security operator
+DISTRIBUTIONS := libs/protos libs/common libs/cli services/gateway \
+                 'services/inference[cpu,tools]' services/taskstore services/security operator
 PYTEST_ARGS ?=
 
 .PHONY: setup protos lint test demo bench clean
@@ -39,6 +39,7 @@ test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: setup
+	$(BIN)/edgegate model build-default
 	$(BIN)/edgegate up --once
 
 bench: setup

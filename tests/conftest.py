@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -93,3 +95,23 @@ async def start_services(
             proc.kill()
         raise
     return procs
+
+
+# Built once and kept between runs: exporting all-MiniLM-L6-v2 takes PyTorch ~20 s.
+# Delete the folder to rebuild it (after changing the export, say).
+DEFAULT_MODEL_CACHE = Path(__file__).resolve().parent.parent / ".edgegate" / "test-models"
+
+
+@pytest.fixture(scope="session")
+def default_model_repo() -> Path:
+    """A model repository holding the default model, as `edgegate model build-default` makes it.
+
+    The build skips when the model is there and locks the repository while it
+    works, so pytest processes that start together build it once between them.
+    """
+    command = [sys.executable, "-m", "edgegate_inference.tools", "build-default"]
+    result = subprocess.run(
+        [*command, "--repo", str(DEFAULT_MODEL_CACHE)], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return DEFAULT_MODEL_CACHE

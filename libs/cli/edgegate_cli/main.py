@@ -2,14 +2,18 @@
 
     edgegate up            start the local suite (NATS + four services) until Ctrl-C
     edgegate up --once     start it, print every service's health, stop (what `make demo` runs)
+    edgegate model ...     build, quantise and inspect ONNX models (`edgegate model --help`)
 
-More subcommands (token, audit, model, rollout) arrive with the parts they drive.
+More subcommands (token, audit, rollout) arrive with the parts they drive.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,11 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_up.add_argument(
         "--timeout-s", type=float, default=60.0, help="how long services may take to start"
     )
+    commands.add_parser(
+        "model",
+        help="build, quantise and inspect ONNX models (see `edgegate model --help`)",
+        add_help=False,  # --help goes to the model tools, which know their own options
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "model":
+        raise SystemExit(run_model_tools(argv[argv.index("model") + 1 :]))
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     # The CLI talks to people: its libraries' info lines would only clutter the output.
     configure_logging(service="cli", level="warning")
     if args.command == "up":
@@ -54,3 +69,27 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         )
         raise SystemExit(code)
+
+
+MODEL_TOOLS = "edgegate_inference.tools"
+
+
+def run_model_tools(args: Sequence[str]) -> int:
+    """Run the inference service's model tools in a child process; return its exit status.
+
+    The CLI may not import a service (the two stay independent, and the tools pull
+    in ONNX and, to build, PyTorch), so it starts `python -m` on them instead.
+    """
+    if importlib.util.find_spec("edgegate_inference") is None:
+        print(
+            "edgegate model: the model tools come with the inference service: "
+            "pip install 'edgegate-inference[cpu,tools]'",
+            file=sys.stderr,
+        )
+        return 1
+    child = subprocess.Popen([sys.executable, "-m", MODEL_TOOLS, *args])
+    try:
+        code = child.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the child too: let it finish its way
+        code = child.wait()
+    return code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as shells say
