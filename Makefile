@@ -44,9 +44,11 @@ demo: setup
 
 bench: setup
 	$(BIN)/python bench/bus.py
+	$(BIN)/edgegate model build-default
+	$(BIN)/python bench/inference.py --peer
 
 clean:
-	rm -rf $(VENV) .edgegate .mypy_cache .ruff_cache .pytest_cache bench/results
+	rm -rf $(VENV) .venv-pytriton .edgegate .mypy_cache .ruff_cache .pytest_cache bench/results
 	find libs/protos/edgegate_protos -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
 	rm -f $(PROTOS_STAMP)
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

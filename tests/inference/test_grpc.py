@@ -249,3 +249,21 @@ async def test_stream_infer_answers_in_band(inference_server) -> None:  # type: 
     (first, error1), (second, error2) = answers
     assert error1 is None and first.get_response().id == "ok"
     assert second is None and "unknown model" in str(error2)
+
+
+def test_prometheus_metrics_report_models_and_providers(inference_server) -> None:  # type: ignore[no-untyped-def]
+    import urllib.request
+
+    client = _client(inference_server)
+    a = np.ones((1, 16), dtype=np.int32)
+    client.infer("simple", _simple_inputs(a, a))
+    port = inference_server.process.metrics_port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert (
+        'edgegate_inference_model_info{execution_providers="cpu",model="simple",version="1"} 1.0'
+        in text
+    )
+    assert 'edgegate_inference_requests_total{code="OK",model="simple",version="1"}' in text
+    assert 'edgegate_inference_batch_size_bucket{le="+Inf",model="simple",version="1"}' in text
+    assert "edgegate_inference_queue_seconds_count" in text

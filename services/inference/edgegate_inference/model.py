@@ -95,10 +95,11 @@ def build_version(
         OnnxSession(
             path,
             providers=spec.execution_providers,
-            intra_op_threads=spec.instances.intra_op_threads,
+            intra_op_threads=intra_op_threads(spec.instances.intra_op_threads, instance=i),
             inter_op_threads=spec.instances.inter_op_threads,
+            allow_spinning=spec.instances.allow_spinning,
         )
-        for _ in range(spec.instances.count)
+        for i in range(spec.instances.count)
     ]
     resolved, make_runner = _resolve(spec, sessions[0], model_dir=model_dir, version=version)
     runners = [make_runner(s) for s in sessions]
@@ -121,6 +122,21 @@ def build_version(
         runners=runners,
         fingerprint=fingerprint,
     )
+
+
+def intra_op_threads(configured: int, *, instance: int) -> int:
+    """Threads for one instance's session; 0 in the config means "choose".
+
+    Chosen: the first instance gets ONNX Runtime's default (every core), the
+    others one thread each. The batcher hands work to the lowest free
+    instance, so a lone request runs on all cores (low latency), while under
+    load the instances run side by side on one core each instead of fighting
+    over shared cores, where a preempted worker stalls every parallel step
+    (measured on 2 cores: +10-20% throughput at 64 clients).
+    """
+    if configured > 0:
+        return configured
+    return 0 if instance == 0 else 1
 
 
 def _resolve(

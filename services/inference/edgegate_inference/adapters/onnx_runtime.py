@@ -74,6 +74,7 @@ def plan_providers(
     *,
     available: Sequence[str] | None = None,
     has_gpu: bool | None = None,
+    base_dir: Path | None = None,
 ) -> list[tuple[str, dict[str, str]]]:
     """The (ORT provider name, options) list to ask for, CPU always last."""
     available = ort.get_available_providers() if available is None else available
@@ -86,7 +87,7 @@ def plan_providers(
         if not usable:
             skipped.append(provider.name)
             continue
-        plan.append((ort_name, provider_options(provider)))
+        plan.append((ort_name, provider_options(provider, base_dir=base_dir)))
     if not any(name == ORT_NAMES["cpu"] for name, _ in plan):
         plan.append((ORT_NAMES["cpu"], {}))
     if skipped and len(plan) == 1:
@@ -94,13 +95,18 @@ def plan_providers(
     return plan
 
 
-def provider_options(provider: ExecutionProvider) -> dict[str, str]:
+def provider_options(
+    provider: ExecutionProvider, *, base_dir: Path | None = None
+) -> dict[str, str]:
+    """ORT's option names; cache paths relative to `base_dir` (the version folder)."""
     if provider.name != "tensorrt":
         return dict(provider.options)
     options = {_TENSORRT_ALIASES.get(k, k): v for k, v in provider.options.items()}
     for path_key, switch in _CACHE_SWITCHES.items():
         if path_key in options:
             options.setdefault(switch, "True")
+            if base_dir is not None and not Path(options[path_key]).is_absolute():
+                options[path_key] = str(base_dir / options[path_key])
     return options
 
 
@@ -114,12 +120,21 @@ class OnnxSession:
         providers: Sequence[ExecutionProvider],
         intra_op_threads: int = 0,
         inter_op_threads: int = 0,
+        allow_spinning: bool = False,
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = inter_op_threads
+        # Idle worker threads spin by default in ONNX Runtime; here they would burn
+        # the cores that the event loop and the tokenizer need between batches.
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if allow_spinning else "0"
+        )
+        options.add_session_config_entry(
+            "session.inter_op.allow_spinning", "1" if allow_spinning else "0"
+        )
         options.log_severity_level = 3  # errors only: warnings go through our own log
-        plan = plan_providers(providers)
+        plan = plan_providers(providers, base_dir=path.parent)
         try:
             self._session = ort.InferenceSession(
                 str(path),

@@ -237,7 +237,10 @@ class DynamicBatcher:
                 batch = self._next_batch()
                 if not batch:
                     break
-                instance = self._free.pop()
+                # The lowest free instance: under light load one instance serves
+                # everything and its weights stay in the CPU caches.
+                instance = min(self._free)
+                self._free.remove(instance)
                 task = asyncio.get_running_loop().create_task(self._execute(instance, batch))
                 self._running.add(task)
                 task.add_done_callback(self._finished)

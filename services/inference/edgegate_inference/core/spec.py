@@ -111,8 +111,14 @@ class DynamicBatching(_Frozen):
 
 class Instances(_Frozen):
     count: int = Field(default=1, ge=1, le=64)
-    intra_op_threads: int = Field(default=0, ge=0, description="0: ONNX Runtime's default")
+    intra_op_threads: int = Field(
+        default=0, ge=0, description="0: all cores for the first instance, 1 for the others"
+    )
     inter_op_threads: int = Field(default=0, ge=0)
+    # ONNX Runtime's idle threads spin-wait by default. With batching, the spinning only
+    # takes CPU from the event loop and the tokenizer (measured: -10% throughput on 2
+    # cores); unbatched small calls on dedicated cores may gain from it.
+    allow_spinning: bool = False
 
 
 ProviderName = Literal["tensorrt", "cuda", "cpu"]

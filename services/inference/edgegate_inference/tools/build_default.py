@@ -55,7 +55,24 @@ max_batch_size: 64
 dynamic_batching:
   max_queue_delay_us: 0
   queue_policy: {max_queue_size: 1024}
+# One instance on every core: measured on 2 cores, it gives the best p99 and
+# batch-1 latency; two instances (the second single-threaded) gain up to 10%
+# throughput at 64 clients for a longer tail (docs/BENCHMARKS.md).
 instances: {count: 1}
+# On a GPU: TensorRT (fp16) with one optimisation profile that covers every batch
+# (1-64) and length (1-256), so no new shape rebuilds an engine while serving;
+# engines are cached in the version folder. Without a GPU only CPU is used.
+execution_providers:
+  - name: tensorrt
+    options:
+      fp16: true
+      engine_cache_path: trt-cache
+      timing_cache_path: trt-cache
+      profile_min_shapes: "input_ids:1x1,attention_mask:1x1,token_type_ids:1x1"
+      profile_opt_shapes: "input_ids:16x64,attention_mask:16x64,token_type_ids:16x64"
+      profile_max_shapes: "input_ids:64x256,attention_mask:64x256,token_type_ids:64x256"
+  - {name: cuda}
+  - {name: cpu}
 text:
   tokenizer: tokenizer.json
   input: TEXT
