@@ -369,13 +369,19 @@ async def test_a_higher_priority_request_queued_later_is_served_first() -> None:
     assert model.calls[1:] == [[1], [2], [3]]
 
 
-@pytest.mark.parametrize("priority", [3, -1])
-async def test_an_unknown_priority_is_invalid(priority: int) -> None:
+@pytest.mark.parametrize("priority", [3, 99])
+async def test_an_unknown_priority_means_the_default_level(priority: int) -> None:
+    """As in Triton: a level the model does not have is the default level, not an error."""
     model = Model()
-    async with serving(model, config=batching(priority_levels=2)) as batcher:
-        with pytest.raises(InvalidArgument, match="priority"):
-            await batcher.infer(x(1), size=1, priority=priority)
-    assert model.calls == []
+    config = batching(priority_levels=2, default_priority_level=1)
+    async with serving(model, max_batch_size=1, config=config) as batcher:
+        held = await hold(batcher, model)
+        low = submit(batcher, 2, priority=2)
+        unknown = submit(batcher, 1, priority=priority)
+        await settle()
+        model.release()
+        await asyncio.gather(held, low, unknown)
+    assert model.calls[1:] == [[1], [2]]  # the default level (1) went first
 
 
 async def test_a_request_larger_than_max_batch_size_is_invalid() -> None:
@@ -564,3 +570,15 @@ async def test_close_past_the_drain_timeout_fails_the_queue_without_blocking() -
 async def _within(awaitable: Awaitable[Any], timeout_s: float) -> Any:
     async with asyncio.timeout(timeout_s):
         return await awaitable
+
+
+async def test_a_full_queue_is_cut_to_the_largest_preferred_size() -> None:
+    model = Model()
+    config = batching(preferred_batch_sizes=(4,))
+    async with serving(model, max_batch_size=8, config=config) as batcher:
+        held = await hold(batcher, model)
+        waiting = [submit(batcher, float(i)) for i in range(6)]
+        await settle()
+        model.release()
+        await asyncio.gather(held, *waiting)
+    assert [len(call) for call in model.calls[1:]] == [4, 2]

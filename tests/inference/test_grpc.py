@@ -245,10 +245,40 @@ async def test_stream_infer_answers_in_band(inference_server) -> None:  # type: 
         answers = [answer async for answer in client.stream_infer(requests())]
     finally:
         await client.close()
+    # Answers come as requests finish (the failing one is quicker), errors in-band.
     assert len(answers) == 2
-    (first, error1), (second, error2) = answers
-    assert error1 is None and first.get_response().id == "ok"
-    assert second is None and "unknown model" in str(error2)
+    results = [result for result, error in answers if error is None]
+    errors = [error for result, error in answers if error is not None]
+    assert [r.get_response().id for r in results] == ["ok"]
+    assert len(errors) == 1 and "unknown model" in str(errors[0])
+
+
+async def test_stream_requests_are_batched_together(inference_server) -> None:  # type: ignore[no-untyped-def]
+    client = tca.InferenceServerClient(inference_server.url)
+    before = (await client.get_inference_statistics("simple_fp32")).model_stats[0]
+
+    async def requests():  # type: ignore[no-untyped-def]
+        for i in range(24):
+            a = np.full((1, 16), i, dtype=np.float32)
+            pair = [
+                tca.InferInput("INPUT0", [1, 16], "FP32"),
+                tca.InferInput("INPUT1", [1, 16], "FP32"),
+            ]
+            for tensor in pair:
+                tensor.set_data_from_numpy(a)
+            yield {"model_name": "simple_fp32", "inputs": pair, "request_id": str(i)}
+
+    try:
+        answers = [answer async for answer in client.stream_infer(requests())]
+        after = (await client.get_inference_statistics("simple_fp32")).model_stats[0]
+    finally:
+        await client.close()
+    assert all(error is None for _, error in answers)
+    by_id = {r.get_response().id: r.as_numpy("OUTPUT0") for r, _ in answers}
+    for i in range(24):
+        np.testing.assert_array_equal(by_id[str(i)], np.full((1, 16), 2 * i, np.float32))
+    assert after.inference_count - before.inference_count == 24
+    assert after.execution_count - before.execution_count < 24  # they shared model calls
 
 
 def test_prometheus_metrics_report_models_and_providers(inference_server) -> None:  # type: ignore[no-untyped-def]

@@ -118,3 +118,34 @@ def test_failed_load_keeps_the_old_version_serving(polling_server) -> None:  # t
     with pytest.raises(Exception, match="cannot load"):
         client.load_model("scale")
     assert client.is_model_ready("scale", "1")
+
+
+def test_a_broken_model_does_not_stop_the_poller(polling_server) -> None:  # type: ignore[no-untyped-def]
+    client = tc.InferenceServerClient(polling_server.url)
+    text_config = "max_batch_size: 4\ntext: {tokenizer: tokenizer.json}\n"
+    broken = mf.write_model(
+        polling_server.repo, "broken_text", onnx_bytes=mf.toy_encoder(vocab=10), config=text_config
+    )
+    (broken / "1" / "tokenizer.json").write_text("{ half a tokenizer")  # the library's own error
+    deadline = time.monotonic() + 10
+    reason = ""
+    while time.monotonic() < deadline and "tokenizer" not in reason:
+        index = client.get_model_repository_index().models
+        reason = next((m.reason for m in index if m.name == "broken_text"), "")
+        time.sleep(0.1)
+    assert "tokenizer.json" in reason and "key must be a string" in reason
+    # The poller is still alive: a new version of another model is picked up.
+    _add_version(polling_server.repo, 2, mf.scale(factor=4.0))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not client.is_model_ready("scale", "2"):
+        time.sleep(0.1)
+    assert client.is_model_ready("scale", "2")
+
+
+def test_an_explicit_unload_sticks_while_polling(polling_server) -> None:  # type: ignore[no-untyped-def]
+    client = tc.InferenceServerClient(polling_server.url)
+    client.unload_model("scale")
+    time.sleep(1.0)  # five polls
+    assert not client.is_model_ready("scale")
+    client.load_model("scale")
+    assert client.is_model_ready("scale")

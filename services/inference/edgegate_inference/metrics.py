@@ -54,24 +54,27 @@ class RepositoryCollector(Collector):
         queued = GaugeMetricFamily(
             "edgegate_inference_queued_requests", "Requests waiting now", labels=_LABELS
         )
-        for mv in self._repository.served():
+        # Scrapes run on the metrics server's thread while the event loop updates
+        # the counters: read copies, never iterate the live dicts.
+        for mv in list(self._repository.served()):
             s, labels = mv.stats, [mv.name, mv.version]
+            errors, batch_sizes = dict(s.errors), dict(s.batch_sizes)
             info.add_metric([*labels, ",".join(mv.providers)], 1)
             requests.add_metric([*labels, "OK"], s.success.count)
-            for code, count in s.errors.items():
+            for code, count in errors.items():
                 requests.add_metric([*labels, code], count)
-            cumulative = list(accumulate(s.latency_buckets))
+            cumulative = list(accumulate(list(s.latency_buckets)))
             bounds = [str(b) for b in LATENCY_BUCKETS_S] + ["+Inf"]
             latency.add_metric(
                 labels, list(zip(bounds, cumulative, strict=True)), (s.success.ns + s.fail.ns) / 1e9
             )
             queue.add_metric(labels, s.queue.count, s.queue.ns / 1e9)
             batch_counts = [
-                sum(n for size, n in s.batch_sizes.items() if size <= bound)
+                sum(n for size, n in batch_sizes.items() if size <= bound)
                 for bound in _BATCH_BUCKETS
             ]
-            total = sum(s.batch_sizes.values())
-            items = sum(size * n for size, n in s.batch_sizes.items())
+            total = sum(batch_sizes.values())
+            items = sum(size * n for size, n in batch_sizes.items())
             batch.add_metric(
                 labels,
                 [

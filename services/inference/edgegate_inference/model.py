@@ -80,6 +80,10 @@ class ModelVersion:
             datatypes={t.name: t.datatype for t in self.spec.outputs},
         )
 
+    def release(self) -> None:
+        """Drop the sessions of a version that never started serving."""
+        self.runners.clear()
+
     async def close(self, *, drain_timeout_s: float) -> None:
         if self.batcher is not None:
             await self.batcher.close(drain_timeout_s=drain_timeout_s)

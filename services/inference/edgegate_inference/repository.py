@@ -24,7 +24,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgegate_common.errors import EdgegateError, InvalidArgument, NotFound, Unavailable
+from edgegate_common.errors import (
+    EdgegateError,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from edgegate_common.logging import get_logger
 from edgegate_inference.core import spec as spec_module
 from edgegate_inference.model import MODEL_FILE, ModelVersion, build_version
@@ -56,6 +62,8 @@ class ModelRepository:
         self._locks: dict[str, asyncio.Lock] = {}
         self._listeners: list[ChangeListener] = []
         self._poller: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._unloaded: set[str] = set()  # explicitly unloaded: the poller leaves them
 
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -94,7 +102,7 @@ class ModelRepository:
         return True
 
     def served(self) -> list[ModelVersion]:
-        return [mv for versions in self._served.values() for mv in versions.values()]
+        return [mv for versions in list(self._served.values()) for mv in versions.values()]
 
     def index(self) -> list[IndexEntry]:
         """Every model folder on disk with each version's state and, if not ready, why."""
@@ -134,23 +142,36 @@ class ModelRepository:
                 await self.load(model_dir.name)
 
     async def load(self, name: str, *, only_if_changed: bool = False) -> None:
-        """(Re)load `name` per its config and version policy, double-buffered."""
+        """(Re)load `name` per its config and version policy, double-buffered.
+
+        An explicit load (`only_if_changed=False`) also undoes an explicit unload,
+        which the poller otherwise respects.
+        """
         model_dir = self.root / name
         if not spec_module.valid_model_name(name) or not model_dir.is_dir():
             raise NotFound(f"model {name!r} is not in the repository {self.root}")
+        if only_if_changed and name in self._unloaded:
+            return
+        self._unloaded.discard(name)
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             self._loading.add(name)
             try:
                 await self._load_locked(name, model_dir, only_if_changed=only_if_changed)
-            except EdgegateError as exc:
+            except Exception as exc:
+                # Whatever broke (a half-copied tokenizer, a file gone mid-scan, an
+                # ONNX Runtime error we do not map): this model keeps its old
+                # versions and says why; other models and the poller carry on.
+                if not isinstance(exc, EdgegateError):
+                    log.exception("model load failed unexpectedly", model=name)
+                    exc = Internal(f"model {name!r} failed to load: {exc!r}")
                 self._errors[name] = exc.message
                 log.warning(
                     "model load failed; previous versions keep serving",
                     model=name,
                     error=exc.message,
                 )
-                raise
+                raise exc from None
             else:
                 self._errors.pop(name, None)
             finally:
@@ -190,20 +211,24 @@ class ModelRepository:
                     fingerprint=fingerprint,
                 )
                 built.append(mv)
-        except BaseException:
-            self._failed[name] = wanted
+        except BaseException as exc:
+            if isinstance(exc, Exception):  # a cancelled load may be retried as it is
+                self._failed[name] = wanted
             for mv in built:
-                await mv.close(drain_timeout_s=0)
+                mv.release()
             raise
         for mv in built:
             mv.start()
         await self._switch(name, {**keep, **{mv.version: mv for mv in built}})
 
-    async def unload(self, name: str) -> None:
+    async def unload(self, name: str, *, explicit: bool = True) -> None:
+        """Stop serving `name`. An explicit unload sticks until an explicit load."""
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             if name not in self._served:
                 raise NotFound(f"model {name!r} is not loaded")
+            if explicit:
+                self._unloaded.add(name)
             await self._switch(name, {})
             self._errors.pop(name, None)
 
@@ -217,10 +242,25 @@ class ModelRepository:
             self._latest.pop(name, None)
         kept = {id(mv) for mv in new.values()}
         retired = [mv for mv in old.values() if id(mv) not in kept]
-        for listener in self._listeners:
-            await listener(name, list(new.values()), retired)
-        for mv in retired:
-            await mv.close(drain_timeout_s=self._drain_timeout_s)
+        # Retiring runs in a task of its own: a caller that stops waiting (a
+        # load RPC past its deadline) must not leave versions half-closed.
+        task = asyncio.get_running_loop().create_task(self._retire(name, new, retired))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        await asyncio.shield(task)
+
+    async def _retire(
+        self, name: str, new: dict[str, ModelVersion], retired: list[ModelVersion]
+    ) -> None:
+        try:
+            for listener in self._listeners:
+                try:
+                    await listener(name, list(new.values()), retired)
+                except Exception:
+                    log.exception("repository listener failed", model=name)
+        finally:
+            for mv in retired:
+                await mv.close(drain_timeout_s=self._drain_timeout_s)
         if retired:
             log.info("model versions retired", model=name, versions=[mv.version for mv in retired])
 
@@ -233,7 +273,10 @@ class ModelRepository:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self._poll_s)
-            await self.rescan()
+            try:
+                await self.rescan()
+            except Exception:  # the poller must outlive any one bad scan
+                log.exception("repository scan failed")
 
     async def rescan(self) -> None:
         on_disk = {d.name for d in self._model_dirs()}
@@ -242,7 +285,7 @@ class ModelRepository:
                 await self.load(name, only_if_changed=True)
         for name in sorted(set(self._served) - on_disk):
             with contextlib.suppress(EdgegateError):
-                await self.unload(name)
+                await self.unload(name, explicit=False)
 
     async def close(self) -> None:
         if self._poller is not None:
@@ -251,6 +294,8 @@ class ModelRepository:
                 await self._poller
         for name in list(self._served):
             await self._switch(name, {})
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
 
     def _model_dirs(self) -> list[Path]:
         if not self.root.is_dir():

@@ -7,6 +7,7 @@ settings RPCs stay UNIMPLEMENTED (the generated base class answers them).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -69,15 +70,45 @@ class InferenceServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        # Triton's streaming form: each request's answer (or error) in arrival order.
-        async for request in request_iterator:
+        """Triton's streaming form: requests run concurrently (so they batch), answers
+        and errors come back in-band as each finishes, carrying the request's id."""
+        answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
+        running: set[asyncio.Task[None]] = set()
+
+        async def answer(request: pb.ModelInferRequest) -> None:
             try:
                 response = oip.encode_response(await self._infer(request))
-            except Exception as exc:  # the stream reports errors in-band
+            except Exception as exc:
                 message = getattr(exc, "message", None) or "internal error; see the service log"
-                yield pb.ModelStreamInferResponse(error_message=message)
+                failed = pb.ModelInferResponse(
+                    model_name=request.model_name,
+                    model_version=request.model_version,
+                    id=request.id,
+                )
+                await answers.put(
+                    pb.ModelStreamInferResponse(error_message=message, infer_response=failed)
+                )
             else:
-                yield pb.ModelStreamInferResponse(infer_response=response)
+                await answers.put(pb.ModelStreamInferResponse(infer_response=response))
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    task = asyncio.get_running_loop().create_task(answer(request))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                await asyncio.gather(*running)
+            finally:
+                answers.put_nowait(None)  # the end, or a broken request stream
+
+        reader = asyncio.get_running_loop().create_task(read())
+        try:
+            while (item := await answers.get()) is not None:
+                yield item
+            await reader  # a broken request stream raises here
+        finally:
+            for task in (reader, *running):
+                task.cancel()
 
     async def _infer(self, request: pb.ModelInferRequest) -> Any:
         domain, sent = oip.decode_request(request)

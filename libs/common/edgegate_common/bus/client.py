@@ -311,6 +311,13 @@ class Bus:
                 return "UNAVAILABLE"
         return reply_headers[hdr.ERROR_CODE] if reply_headers else "OK"
 
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop serving one subject; requests already received are still answered."""
+        with contextlib.suppress(ValueError):
+            self._subscriptions.remove(subscription)
+        with contextlib.suppress(nats.errors.Error):
+            await subscription.drain()  # type: ignore[no-untyped-call]
+
     # -- durable publishing ----------------------------------------------
 
     async def publish_durable(

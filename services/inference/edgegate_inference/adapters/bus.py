@@ -80,8 +80,7 @@ class InferenceBus:
             if mv.version not in now and key in self._subscriptions:
                 subscription = self._subscriptions.pop(key)
                 await self._announce(name, mv.version, ready=False)
-                with contextlib.suppress(nats.errors.Error):
-                    await subscription.drain()  # type: ignore[no-untyped-call]
+                await self._bus.unsubscribe(subscription)
 
     async def _serve(self, name: str, version: str) -> Subscription:
         async def envelope(request: env.Envelope, ctx: RequestContext) -> env.Reply:

@@ -176,13 +176,11 @@ class DynamicBatcher:
         return pending
 
     def _level(self, priority: int) -> int:
-        if priority == 0:
-            return self._config.default_level
-        if not 1 <= priority <= self._config.levels:
-            raise InvalidArgument(
-                f"{self.name}: priority {priority} is outside 1..{self._config.levels}"
-            )
-        return priority
+        # As Triton: 0 or a level the model does not have means the default level,
+        # so a client written for one model's levels still works with another's.
+        if 1 <= priority <= self._config.levels:
+            return priority
+        return self._config.default_level
 
     def _timeout_us(self, policy: QueuePolicy, requested_us: int) -> int:
         # As in Triton, a request may shorten the level's timeout but never lengthen
@@ -261,7 +259,10 @@ class DynamicBatcher:
                     total += pending.size
             full = total >= self._target or total >= self._max_batch or self._more_than(batch)
             due_ns = head.enqueued_ns + self._delay_ns
-            if not full and self._delay_ns and time.monotonic_ns() < due_ns:
+            if full and self._preferred and total not in self._preferred:
+                # As Triton: the largest preferred size the queue can make, if any.
+                batch = self._preferred_head(batch) or batch
+            elif not full and self._delay_ns and time.monotonic_ns() < due_ns:
                 batch = self._preferred_head(batch)
                 if not batch:
                     self._wake_at(due_ns)
@@ -397,18 +398,20 @@ class DynamicBatcher:
         """Refuse new requests, let queued and running ones finish, stop the threads."""
         self._closed = True
         self._check_drained()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drained.wait(), drain_timeout_s)
-        for queue in (*self._queues.values(), self._delayed):
-            for pending in queue:
-                # Requests in a model call still get its answer: the threads are awaited.
-                if pending.state == _QUEUED and not pending.future.done():
-                    pending.future.set_exception(Unavailable(f"{self.name} unloaded"))
-        self._scheduler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._scheduler
-        if self._delay_timer is not None:
-            self._delay_timer.cancel()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), drain_timeout_s)
+        finally:  # even when cancelled: nothing may stay queued, no thread may linger
+            for queue in (*self._queues.values(), self._delayed):
+                for pending in queue:
+                    # Requests in a model call still get its answer: the threads finish it.
+                    if pending.state == _QUEUED and not pending.future.done():
+                        pending.future.set_exception(Unavailable(f"{self.name} unloaded"))
+            self._scheduler.cancel()
+            if self._delay_timer is not None:
+                self._delay_timer.cancel()
+            for executor in self._executors:
+                executor.shutdown(wait=False)  # each thread exits after its current call
         # A call still running past the drain timeout must not block the event loop
         # (and with it every other model): wait for the threads on a thread.
         await asyncio.gather(

@@ -42,7 +42,10 @@ class TextEncoder:
             )
         self.pipeline = pipeline
         self._wants_type_ids = TOKEN_TYPE_IDS in model_inputs
-        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        try:
+            self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        except Exception as exc:  # the tokenizers library raises plain Exception
+            raise InvalidArgument(f"text pipeline: tokenizer {tokenizer_path}: {exc}") from None
         # A tokenizer.json may carry its own padding and truncation (all-MiniLM-L6-v2's
         # pads every text to 128): replace both, keeping the file's pad token.
         self._tokenizer.enable_truncation(max_length=pipeline.max_length)

@@ -1,0 +1,83 @@
+"""The repository in-process: failures stay with their model, retiring always completes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import model_factory as mf
+import pytest
+
+from edgegate_common.errors import Internal, NotFound
+from edgegate_inference import repository as repository_module
+from edgegate_inference.repository import ModelRepository
+
+CONFIG = "max_batch_size: 4\ndynamic_batching: {}\n"
+
+
+def _repo(tmp_path: Path, *names: str) -> Path:
+    for name in names:
+        mf.write_model(tmp_path, name, onnx_bytes=mf.scale(), config=CONFIG)
+    return tmp_path
+
+
+async def test_an_unexpected_error_stays_with_its_model(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    real_build = repository_module.build_version
+
+    def build(**kwargs):  # type: ignore[no-untyped-def]
+        if kwargs["name"] == "b_broken":
+            raise RuntimeError("disk went away")
+        return real_build(**kwargs)
+
+    monkeypatch.setattr(repository_module, "build_version", build)
+    repo = ModelRepository(_repo(tmp_path, "a_ok", "b_broken", "c_ok"))
+    await repo.load_all()  # does not raise; loads the models after the broken one
+    try:
+        assert repo.ready("a_ok") and repo.ready("c_ok")
+        with pytest.raises(Internal, match="disk went away"):
+            await repo.load("b_broken")
+        reasons = {e.name: e.reason for e in repo.index()}
+        assert "RuntimeError('disk went away')" in reasons["b_broken"]
+        await repo.rescan()  # the poller's step survives it too
+    finally:
+        await repo.close()
+
+
+async def test_a_caller_that_leaves_does_not_leave_a_version_half_closed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    repo = ModelRepository(_repo(tmp_path, "m"), drain_timeout_s=5)
+    await repo.load("m")
+    old = repo.get("m")
+    assert old.batcher is not None
+    slow = asyncio.Event()
+    # A request that holds the old version's queue, so retiring has to drain.
+    old_runner = old.runners[0]
+
+    def held(inputs):  # type: ignore[no-untyped-def]
+        while not slow.is_set():
+            threading.Event().wait(0.01)
+        return old_runner(inputs)
+
+    old.batcher._runners[0] = held  # type: ignore[attr-defined]
+    import numpy as np
+
+    request = asyncio.ensure_future(old.batcher.infer({"X": np.ones((1, 3), np.float32)}, size=1))
+    await asyncio.sleep(0.05)
+    reload = asyncio.ensure_future(repo.load("m"))  # explicit: rebuilds and retires the old
+    await asyncio.sleep(0.3)
+    reload.cancel()  # the caller's deadline passes mid-drain
+    with pytest.raises(asyncio.CancelledError):
+        await reload
+    slow.set()
+    await request  # the old version still answered what it had accepted
+    old_threads = list(old.batcher._executors[0]._threads)  # type: ignore[attr-defined]
+    assert old_threads
+    for _ in range(100):
+        if not any(t.is_alive() for t in old_threads):
+            break
+        await asyncio.sleep(0.05)
+    assert not any(t.is_alive() for t in old_threads), "the retired version's thread lingers"
+    assert repo.get("m") is not old
+    await repo.close()
+    with pytest.raises(NotFound):
+        repo.get("m")
