@@ -31,9 +31,26 @@ def test_up_once_starts_everything_and_reports_four_serving(tmp_path: Path) -> N
         in result.stdout
     )
     assert (tmp_path / "nats" / "jetstream").is_dir()  # the JetStream store is where we said
+    assert "edgegate model build-default" in result.stdout  # no model here: says how to get it
 
 
 def test_up_fails_loudly_when_a_service_cannot_start(tmp_path: Path) -> None:
     result = _edgegate_up_once(tmp_path, "--timeout-s", "0.01")
     assert result.returncode == 1
     assert "edgegate up failed" in result.stdout
+
+
+def test_up_once_embeds_sentences_with_the_default_model(
+    tmp_path: Path, default_model_repo: Path
+) -> None:
+    """The main job: text in over NATS, unit-length embeddings out, similar texts closer."""
+    (tmp_path / "models").symlink_to(default_model_repo)
+    result = _edgegate_up_once(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all-MiniLM-L6-v2 v1: 3 texts -> 384-d embeddings" in result.stdout, result.stdout
+    rows = [line for line in result.stdout.splitlines() if line.strip().startswith("[")]
+    similarities = [[float(v) for v in row.split("]")[0].strip(" [").split()] for row in rows]
+    assert [round(similarities[i][i], 2) for i in range(3)] == [1.0, 1.0, 1.0]
+    # The two sentences about keeping messages safe are closer than either is to Paris.
+    assert similarities[0][1] > similarities[0][2] + 0.2
+    assert similarities[1][0] > similarities[1][2] + 0.2
