@@ -18,7 +18,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from edgegate_inference.core.stats import LATENCY_BUCKETS_S
+from edgegate_common.metrics import LATENCY_BUCKETS_S
 from edgegate_inference.repository import ModelRepository
 
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)

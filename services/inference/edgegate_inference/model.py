@@ -7,6 +7,7 @@ loop. A version that built is ready to serve: warm-up has run on every instance.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from edgegate_common.errors import InvalidArgument
 from edgegate_common.logging import get_logger
 from edgegate_inference.adapters.onnx_runtime import OnnxSession, zeros_or_random
 from edgegate_inference.core.batcher import DynamicBatcher
-from edgegate_inference.core.spec import ModelSpec, TensorSpec
+from edgegate_inference.core.spec import MODEL_FILE, ModelSpec, TensorSpec
 from edgegate_inference.core.stats import VersionStats
 from edgegate_inference.core.text import TextEncoder
 from edgegate_inference.core.types import Array, InferRequest, InferResponse
@@ -24,7 +25,6 @@ from edgegate_inference.core.validation import check_inputs, check_outputs
 
 log = get_logger(__name__)
 
-MODEL_FILE = "model.onnx"
 Runner = Callable[[Mapping[str, Array]], dict[str, Array]]
 
 
@@ -77,8 +77,12 @@ class ModelVersion:
             version=self.version,
             outputs=outputs,
             id=request.id,
-            datatypes={t.name: t.datatype for t in self.spec.outputs},
+            datatypes=self.output_datatypes,
         )
+
+    @functools.cached_property
+    def output_datatypes(self) -> dict[str, str]:
+        return {t.name: t.datatype for t in self.spec.outputs}
 
     def release(self) -> None:
         """Drop the sessions of a version that never started serving."""
@@ -136,7 +140,8 @@ def intra_op_threads(configured: int, *, instance: int) -> int:
     instance, so a lone request runs on all cores (low latency), while under
     load the instances run side by side on one core each instead of fighting
     over shared cores, where a preempted worker stalls every parallel step
-    (measured on 2 cores: +10-20% throughput at 64 clients).
+    (on 2 cores: up to +15% throughput at 64 clients in short trials, with a
+    longer tail; see docs/BENCHMARKS.md).
     """
     if configured > 0:
         return configured

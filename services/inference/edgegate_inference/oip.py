@@ -33,7 +33,6 @@ _TYPED_FIELD = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
-_OIP_FOR_NUMPY = {dtype: name for name, dtype in datatypes.NUMPY.items()}
 
 
 def decode_request(request: pb.ModelInferRequest) -> tuple[InferRequest, dict[str, str]]:
@@ -49,8 +48,13 @@ def decode_request(request: pb.ModelInferRequest) -> tuple[InferRequest, dict[st
     for index, tensor in enumerate(request.inputs):
         if tensor.name in inputs:
             raise InvalidArgument(f"input {tensor.name!r} appears twice")
-        data = raw[index] if raw else None
-        inputs[tensor.name] = _decode_tensor(tensor, data)
+        inputs[tensor.name] = decode_tensor(
+            name=tensor.name,
+            datatype=tensor.datatype,
+            shape=list(tensor.shape),
+            raw=raw[index] if raw else None,
+            contents=tensor.contents,
+        )
         sent[tensor.name] = tensor.datatype
     params = request.parameters
     return (
@@ -67,8 +71,15 @@ def decode_request(request: pb.ModelInferRequest) -> tuple[InferRequest, dict[st
     )
 
 
-def _decode_tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> Array:
-    name, datatype, shape = tensor.name, tensor.datatype, list(tensor.shape)
+def decode_tensor(
+    *,
+    name: str,
+    datatype: str,
+    shape: list[int],
+    raw: bytes | None,
+    contents: pb.InferTensorContents | None = None,
+) -> Array:
+    """One tensor from raw little-endian bytes or, without them, typed contents."""
     if datatype not in datatypes.DATATYPES:
         raise InvalidArgument(
             f"input {name!r}: unknown datatype {datatype!r}; "
@@ -89,7 +100,7 @@ def _decode_tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | N
     field = _TYPED_FIELD.get(datatype)
     if field is None:
         raise InvalidArgument(f"input {name!r}: {datatype} data must come in raw_input_contents")
-    values: Sequence[object] = getattr(tensor.contents, field)
+    values: Sequence[object] = getattr(contents or pb.InferTensorContents(), field)
     if len(values) != count:
         raise InvalidArgument(
             f"input {name!r}: shape {shape} holds {count} elements, contents hold {len(values)}"
@@ -138,7 +149,7 @@ def encode_response(response: InferResponse) -> pb.ModelInferResponse:
         model_name=response.model, model_version=response.version, id=response.id
     )
     for name, array in response.outputs.items():
-        datatype = response.datatypes.get(name) or _OIP_FOR_NUMPY.get(array.dtype, "")
+        datatype = response.datatypes.get(name) or datatypes.FROM_NUMPY.get(array.dtype, "")
         if not datatype:
             datatype = "BYTES" if array.dtype.kind in "OSU" else ""
         reply.outputs.add(name=name, datatype=datatype, shape=array.shape)

@@ -33,7 +33,8 @@ from edgegate_common.errors import (
 )
 from edgegate_common.logging import get_logger
 from edgegate_inference.core import spec as spec_module
-from edgegate_inference.model import MODEL_FILE, ModelVersion, build_version
+from edgegate_inference.core.spec import MODEL_FILE
+from edgegate_inference.model import ModelVersion, build_version
 
 log = get_logger(__name__)
 
@@ -55,7 +56,6 @@ class ModelRepository:
         self._poll_s = poll_s
         self._drain_timeout_s = drain_timeout_s
         self._served: dict[str, dict[str, ModelVersion]] = {}
-        self._latest: dict[str, ModelVersion] = {}
         self._errors: dict[str, str] = {}
         self._failed: dict[str, dict[str, str]] = {}  # fingerprints of the last failed load
         self._loading: set[str] = set()
@@ -71,14 +71,11 @@ class ModelRepository:
     # -- lookups (the hot path: plain dict reads) ---------------------------
 
     def get(self, name: str, version: str = "") -> ModelVersion:
-        if not version:
-            latest = self._latest.get(name)
-            if latest is None:
-                raise self._missing(name)
-            return latest
         versions = self._served.get(name)
         if versions is None:
             raise self._missing(name)
+        if not version:
+            return versions[max(versions, key=int)]
         found = versions.get(version)
         if found is None:
             raise NotFound(
@@ -100,6 +97,13 @@ class ModelRepository:
         except EdgegateError:
             return False
         return True
+
+    def versions_of(self, name: str) -> list[ModelVersion]:
+        """The versions of `name` now serving, oldest first; NOT_FOUND if none."""
+        versions = self._served.get(name)
+        if versions is None:
+            raise self._missing(name)
+        return [versions[v] for v in sorted(versions, key=int)]
 
     def served(self) -> list[ModelVersion]:
         return [mv for versions in list(self._served.values()) for mv in versions.values()]
@@ -236,10 +240,8 @@ class ModelRepository:
         old = self._served.get(name, {})
         if new:
             self._served[name] = new
-            self._latest[name] = new[max(new, key=int)]
         else:
             self._served.pop(name, None)
-            self._latest.pop(name, None)
         kept = {id(mv) for mv in new.values()}
         retired = [mv for mv in old.values() if id(mv) not in kept]
         # Retiring runs in a task of its own: a caller that stops waiting (a

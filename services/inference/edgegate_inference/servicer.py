@@ -46,9 +46,7 @@ class InferenceServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> Any:
         mv = self._repository.get(request.name, request.version)
-        versions = sorted(
-            (v.version for v in self._repository.served() if v.name == mv.name), key=int
-        )
+        versions = [v.version for v in self._repository.versions_of(mv.name)]
         batch = [-1] if mv.spec.max_batch_size > 0 else []
         reply = pb.ModelMetadataResponse(name=mv.name, versions=versions, platform=PLATFORM)
         for t in mv.spec.inputs:
@@ -116,16 +114,10 @@ class InferenceServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
         return await mv.infer(domain, sent=sent)
 
     async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: Context) -> Any:
-        if request.name:
-            chosen = (
-                [self._repository.get(request.name, request.version)]
-                if request.version
-                else [
-                    mv
-                    for mv in self._repository.served()
-                    if mv.name == self._repository.get(request.name).name
-                ]
-            )
+        if request.name and request.version:
+            chosen = [self._repository.get(request.name, request.version)]
+        elif request.name:
+            chosen = self._repository.versions_of(request.name)
         else:
             chosen = self._repository.served()
         return pb.ModelStatisticsResponse(model_stats=[_statistics(mv) for mv in chosen])

@@ -25,9 +25,9 @@ from edgegate_common import subjects
 from edgegate_common.bus import Bus, RequestContext
 from edgegate_common.errors import InvalidArgument
 from edgegate_common.logging import get_logger
+from edgegate_common.metrics import LATENCY_BUCKETS_S
 from edgegate_inference import oip
 from edgegate_inference.core import datatypes
-from edgegate_inference.core.stats import LATENCY_BUCKETS_S
 from edgegate_inference.core.types import Array, InferRequest, InferResponse
 from edgegate_inference.model import ModelVersion
 from edgegate_inference.repository import ModelRepository
@@ -155,9 +155,6 @@ def snapshot_of(mv: ModelVersion, *, instance: str) -> ipb.MetricsSnapshot:
     )
 
 
-_LEVEL_FOR_PRIORITY = {env.PRIORITY_HIGH: "highest", env.PRIORITY_LOW: "lowest"}
-
-
 def _from_envelope(envelope: env.Envelope, mv: ModelVersion) -> tuple[InferRequest, dict[str, str]]:
     texts = [p.text for p in envelope.parts if p.WhichOneof("content") == "text"]
     tensors = [p.tensor for p in envelope.parts if p.WhichOneof("content") == "tensor"]
@@ -175,13 +172,18 @@ def _from_envelope(envelope: env.Envelope, mv: ModelVersion) -> tuple[InferReque
         inputs[name] = datatypes.texts_array(texts)
         sent[name] = "BYTES"
     for tensor in tensors:
-        request = pb.ModelInferRequest(raw_input_contents=[tensor.raw_data])
-        request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-        decoded, decoded_types = oip.decode_request(request)
-        inputs.update(decoded.inputs)
-        sent.update(decoded_types)
+        if tensor.name in inputs:
+            raise InvalidArgument(f"input {tensor.name!r} appears twice")
+        inputs[tensor.name] = oip.decode_tensor(
+            name=tensor.name,
+            datatype=tensor.datatype,
+            shape=list(tensor.shape),
+            raw=tensor.raw_data,
+        )
+        sent[tensor.name] = tensor.datatype
+    # HIGH is level 1; LOW the model's lowest level; NORMAL its default (0).
     levels = mv.spec.dynamic_batching.levels if mv.spec.dynamic_batching else 1
-    level = {"highest": 1, "lowest": levels}.get(_LEVEL_FOR_PRIORITY.get(envelope.priority, ""), 0)
+    level = {env.PRIORITY_HIGH: 1, env.PRIORITY_LOW: levels}.get(envelope.priority, 0)
     return InferRequest(
         model=mv.name, version=mv.version, inputs=inputs, id=envelope.id, priority=level
     ), sent

@@ -302,7 +302,7 @@ class DynamicBatcher:
 
     def _more_than(self, batch: list[_Pending]) -> bool:
         """True when requests are waiting that this batch could not take."""
-        return sum(self._queued.values()) > len(batch)
+        return self.queued > len(batch)
 
     def _wake_at(self, due_ns: int) -> None:
         if self._delay_timer is not None:

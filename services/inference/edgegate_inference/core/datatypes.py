@@ -35,6 +35,7 @@ NUMPY: dict[str, np.dtype[np.generic]] = {
 }
 
 DATATYPES = frozenset(NUMPY)
+FROM_NUMPY: dict[np.dtype[np.generic], str] = {dtype: name for name, dtype in NUMPY.items()}
 
 _ONNX = {
     "tensor(bool)": "BOOL",

@@ -226,6 +226,12 @@ class ModelSpec(_Frozen):
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
+# The repository layout: <repo>/<model>/<config file>, <repo>/<model>/<version>/model.onnx.
+MODEL_FILE = "model.onnx"
+YAML_CONFIG_FILES = ("config.yaml", "config.yml")
+CONFIG_FILES = (*YAML_CONFIG_FILES, "config.pbtxt")
+
+
 def valid_model_name(name: str) -> bool:
     """A folder name that is safe as a model name (no path tricks, no hidden folders)."""
     return _MODEL_NAME.fullmatch(name) is not None
@@ -258,7 +264,7 @@ def load(model_dir: Path) -> ModelSpec:
     """The spec of the model in `model_dir`: config.yaml, else config.pbtxt, else defaults."""
     from edgegate_inference.core import triton_config  # the pbtxt form is the rarer one
 
-    for filename in ("config.yaml", "config.yml"):
+    for filename in YAML_CONFIG_FILES:
         path = model_dir / filename
         if path.is_file():
             return parse_yaml(path.read_text(), source=str(path), name=model_dir.name)

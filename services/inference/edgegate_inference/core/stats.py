@@ -14,22 +14,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-# Request latency buckets in seconds (Prometheus-style upper bounds; +Inf implied).
-LATENCY_BUCKETS_S = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
+# The buckets every edgegate latency histogram uses (upper bounds; +Inf implied).
+from edgegate_common.metrics import LATENCY_BUCKETS_S
 
 
 @dataclass(slots=True)

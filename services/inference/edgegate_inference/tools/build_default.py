@@ -32,9 +32,8 @@ import onnx
 import onnxruntime as ort  # type: ignore[import-untyped]
 
 from edgegate_common.errors import FailedPrecondition, Internal
-from edgegate_inference.core.spec import ModelSpec, parse_yaml
+from edgegate_inference.core.spec import MODEL_FILE, ModelSpec, parse_yaml
 from edgegate_inference.core.text import ATTENTION_MASK, INPUT_IDS, TOKEN_TYPE_IDS, TextEncoder
-from edgegate_inference.tools.files import MODEL_FILE
 from edgegate_inference.tools.progress import Progress
 
 MODEL_NAME = "all-MiniLM-L6-v2"

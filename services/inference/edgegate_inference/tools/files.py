@@ -13,10 +13,7 @@ from pathlib import Path
 
 from edgegate_common.errors import InvalidArgument, NotFound
 from edgegate_inference.core import spec as model_spec
-from edgegate_inference.core.spec import ModelSpec
-
-MODEL_FILE = "model.onnx"
-CONFIG_FILES = ("config.yaml", "config.yml", "config.pbtxt")
+from edgegate_inference.core.spec import CONFIG_FILES, MODEL_FILE, ModelSpec
 
 
 @dataclass(frozen=True)

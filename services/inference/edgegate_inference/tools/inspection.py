@@ -13,11 +13,9 @@ from pathlib import Path
 import onnx
 
 from edgegate_common.errors import InvalidArgument, NotFound
-from edgegate_inference.core.datatypes import NUMPY
-from edgegate_inference.core.spec import ModelSpec, TensorSpec
-from edgegate_inference.tools.files import MODEL_FILE, is_model_dir, load_spec, locate, versions
-
-_OIP_BY_NUMPY = {dtype: name for name, dtype in NUMPY.items()}
+from edgegate_inference.core.datatypes import FROM_NUMPY
+from edgegate_inference.core.spec import MODEL_FILE, ModelSpec, TensorSpec
+from edgegate_inference.tools.files import is_model_dir, load_spec, locate, versions
 
 
 @dataclass(frozen=True)
@@ -142,7 +140,7 @@ def _tensor(value: onnx.ValueInfoProto) -> TensorInfo:
 
 def _datatype(elem_type: int) -> str:
     try:
-        return _OIP_BY_NUMPY[onnx.helper.tensor_dtype_to_np_dtype(elem_type)]
+        return FROM_NUMPY[onnx.helper.tensor_dtype_to_np_dtype(elem_type)]
     except (KeyError, ValueError):  # bfloat16, float8...: no OIP name
         return str(onnx.TensorProto.DataType.Name(elem_type))
 

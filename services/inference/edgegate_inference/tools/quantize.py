@@ -25,9 +25,9 @@ import numpy as np
 import numpy.typing as npt
 
 from edgegate_common.errors import AlreadyExists, InvalidArgument
-from edgegate_inference.core.spec import TextPipeline
+from edgegate_inference.core.spec import MODEL_FILE, TextPipeline
 from edgegate_inference.tools import int8, measure
-from edgegate_inference.tools.files import MODEL_FILE, OnnxModel, locate
+from edgegate_inference.tools.files import OnnxModel, locate
 from edgegate_inference.tools.inspection import summarize
 from edgegate_inference.tools.progress import Progress
 from edgegate_inference.tools.report import Accuracy, QuantizeReport, Settings, SpeedPair
