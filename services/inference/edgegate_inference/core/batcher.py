@@ -1,8 +1,9 @@
 """The dynamic batcher: many small requests in, few large model calls out.
 
 One batcher serves one model version. Requests wait in one queue per
-priority level (1 is the highest, as in Triton); a scheduler task forms a
-batch whenever a model instance is free:
+priority level (1 is the highest, as in Triton); a batch is formed when
+requests arrive (once per event-loop pass, so requests that arrive together
+batch together) and when a model instance comes free:
 
 - the head is the oldest request of the highest non-empty level; the batch
   takes further requests of the same *key* (the shape bucket: requests whose
@@ -54,6 +55,8 @@ Array = npt.NDArray[np.generic]
 Tensors = Mapping[str, Array]
 # One model instance: inputs with the batch as their first dimension -> outputs.
 Runner = Callable[[Tensors], dict[str, Array]]
+# A batch's result: each request's outputs, and the input/infer/output nanoseconds.
+_Outcome = tuple[list[dict[str, Array]], tuple[int, int, int]]
 
 _QUEUED, _DISPATCHED, _DROPPED = range(3)
 
@@ -102,13 +105,15 @@ class DynamicBatcher:
             for i in range(len(self._runners))
         ]
         self._free = list(range(len(self._runners)))
-        self._running: set[asyncio.Task[None]] = set()
+        self._in_flight = 0  # batches in a model call
+        self._dispatch_soon = False  # a _dispatch call is scheduled
+        self._retries: set[asyncio.Task[None]] = set()
         self._order_tail: asyncio.Future[dict[str, Array]] | None = None
-        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         self._delay_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._drained = asyncio.Event()
-        self._scheduler = asyncio.get_running_loop().create_task(self._schedule())
+        self._stopped = False  # the instance threads are shut down
 
     # -- the caller's side -------------------------------------------------
 
@@ -157,7 +162,7 @@ class DynamicBatcher:
                 f"{self.name}: queue full ({policy.max_queue_size} requests waiting at "
                 f"priority {level}); retry later"
             )
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         pending = _Pending(
             inputs=inputs,
             size=size,
@@ -172,7 +177,10 @@ class DynamicBatcher:
             pending.timer = loop.call_later(timeout / 1e6, self._expire, pending, policy)
         self._queues[level].append(pending)
         self._queued[level] += 1
-        self._wake.set()
+        if not self._dispatch_soon:
+            # At the end of this loop pass, so requests that arrive together batch together.
+            self._dispatch_soon = True
+            loop.call_soon(self._dispatch)
         return pending
 
     def _level(self, priority: int) -> int:
@@ -227,21 +235,22 @@ class DynamicBatcher:
 
     # -- the scheduler -----------------------------------------------------
 
-    async def _schedule(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._free:
-                batch = self._next_batch()
-                if not batch:
-                    break
-                # The lowest free instance: under light load one instance serves
-                # everything and its weights stay in the CPU caches.
-                instance = min(self._free)
-                self._free.remove(instance)
-                task = asyncio.get_running_loop().create_task(self._execute(instance, batch))
-                self._running.add(task)
-                task.add_done_callback(self._finished)
+    def _dispatch(self) -> None:
+        """Start batches on free instances while the queues can make them."""
+        self._dispatch_soon = False
+        while self._free and not self._stopped:
+            batch = self._next_batch()
+            if not batch:
+                return
+            # The lowest free instance: under light load one instance serves
+            # everything and its weights stay in the CPU caches.
+            instance = min(self._free)
+            self._free.remove(instance)
+            now = time.monotonic_ns()
+            for pending in batch:
+                self._stats.observe_queue(now - pending.enqueued_ns)
+            self._in_flight += 1
+            self._executors[instance].submit(self._call, instance, batch)
 
     def _next_batch(self) -> list[_Pending]:
         """Take the next batch off the queues, or nothing if it should wait."""
@@ -308,42 +317,52 @@ class DynamicBatcher:
         if self._delay_timer is not None:
             self._delay_timer.cancel()
         delay_s = max(due_ns - time.monotonic_ns(), 0) / 1e9
-        self._delay_timer = asyncio.get_running_loop().call_later(delay_s, self._wake.set)
+        self._delay_timer = self._loop.call_later(delay_s, self._dispatch)
 
     # -- running a batch ---------------------------------------------------
 
-    async def _execute(self, instance: int, batch: list[_Pending]) -> None:
-        now = time.monotonic_ns()
-        for pending in batch:
-            self._stats.observe_queue(now - pending.enqueued_ns)
+    def _call(self, instance: int, batch: list[_Pending]) -> None:
+        """On the instance's thread: run the batch, hand the outcome to the event loop."""
+        outcome: _Outcome | Exception
         try:
-            await self._run_on(instance, batch)
-        except Exception as exc:  # one bad request must not fail the others
-            if len(batch) == 1:
-                _settle(batch[0], exc)
-            else:
-                for pending in batch:
-                    try:
-                        await self._run_on(instance, [pending])
-                    except Exception as single_exc:
-                        _settle(pending, single_exc)
+            outcome = self._run(self._runners[instance], batch)
+        except Exception as exc:  # answered on the loop: see _finish
+            outcome = exc
+        # Straight back to the loop, without a task or future in between.
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+            self._loop.call_soon_threadsafe(self._finish, instance, batch, outcome)
+
+    def _finish(self, instance: int, batch: list[_Pending], outcome: _Outcome | Exception) -> None:
+        """On the loop: answer the batch's requests and free the instance."""
+        if isinstance(outcome, Exception) and len(batch) > 1:
+            # One bad request must not fail the others: run each alone again.
+            task = self._loop.create_task(self._run_singly(instance, batch))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+            return
+        self._answer(batch, outcome)
+        self._release(instance)
+
+    async def _run_singly(self, instance: int, batch: list[_Pending]) -> None:
+        try:
+            for pending in batch:
+                outcome: _Outcome | Exception
+                try:
+                    outcome = await self._loop.run_in_executor(
+                        self._executors[instance], self._run, self._runners[instance], [pending]
+                    )
+                except Exception as exc:
+                    outcome = exc
+                self._answer([pending], outcome)
         finally:
-            self._free.append(instance)
-            self._wake.set()
+            self._release(instance)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        # Only here is the task out of `_running`: checking for drained inside
-        # `_execute` would still count it, and close() would wait its full timeout.
-        self._running.discard(task)
-        self._check_drained()
-
-    async def _run_on(self, instance: int, batch: list[_Pending]) -> None:
-        loop = asyncio.get_running_loop()
-        runner = self._runners[instance]
-        results, timings = await loop.run_in_executor(
-            self._executors[instance], self._run, runner, batch
-        )
-        input_ns, infer_ns, output_ns = timings
+    def _answer(self, batch: list[_Pending], outcome: _Outcome | Exception) -> None:
+        if isinstance(outcome, Exception):
+            for pending in batch:
+                _settle(pending, outcome)
+            return
+        results, (input_ns, infer_ns, output_ns) = outcome
         self._stats.observe_execution(
             batch_size=sum(p.size for p in batch),
             requests=len(batch),
@@ -354,9 +373,13 @@ class DynamicBatcher:
         for pending, result in zip(batch, results, strict=True):
             _settle(pending, result)
 
-    def _run(
-        self, runner: Runner, batch: list[_Pending]
-    ) -> tuple[list[dict[str, Array]], tuple[int, int, int]]:
+    def _release(self, instance: int) -> None:
+        self._in_flight -= 1
+        self._free.append(instance)
+        self._dispatch()
+        self._check_drained()
+
+    def _run(self, runner: Runner, batch: list[_Pending]) -> _Outcome:
         """On the instance's thread: concatenate, call the model, split."""
         t0 = time.perf_counter_ns()
         if len(batch) == 1:
@@ -388,7 +411,7 @@ class DynamicBatcher:
 
     @property
     def idle(self) -> bool:
-        return not self._running and not any(self._queued.values())
+        return not self._in_flight and not any(self._queued.values())
 
     def _check_drained(self) -> None:
         if self._closed and self.idle:
@@ -407,7 +430,7 @@ class DynamicBatcher:
                     # Requests in a model call still get its answer: the threads finish it.
                     if pending.state == _QUEUED and not pending.future.done():
                         pending.future.set_exception(Unavailable(f"{self.name} unloaded"))
-            self._scheduler.cancel()
+            self._stopped = True
             if self._delay_timer is not None:
                 self._delay_timer.cancel()
             for executor in self._executors:
