@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from pathlib import Path
+from typing import ClassVar, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from edgegate_common.config import ServiceSettings
@@ -16,3 +17,36 @@ class SecuritySettings(ServiceSettings):
     service_name: ClassVar[str] = "security"
     grpc_port: int = Field(default=50052, ge=0, le=65535)
     metrics_port: int = Field(default=9102, ge=0, le=65535, description="0 disables /metrics")
+
+    # tokens
+    issuer: str = Field(default="edgegate", description="the iss tokens must carry")
+    audience: str = Field(default="edgegate", description="the aud tokens must carry")
+    leeway_s: float = Field(default=30.0, ge=0, le=600, description="clock skew allowed")
+    keys_dir: Path = Field(
+        default=Path(".edgegate/keys"), description="signing keys (PEM), kept across restarts"
+    )
+    signing_alg: Literal["ES256", "RS256", "EdDSA"] = "ES256"
+    max_token_ttl_s: int = Field(default=24 * 3600, gt=0, description="longest token issued")
+    jwks_url: str | None = Field(default=None, description="an identity provider's JWKS")
+    jwks_cache_s: float = Field(default=300.0, gt=0)
+    allow_hs256: bool = Field(default=False, description="local development only")
+    hs256_secret: str | None = Field(default=None, description="needs allow_hs256")
+
+    # inspection
+    max_part_bytes: int = Field(default=1 << 20, gt=0)
+    max_message_bytes: int = Field(default=4 << 20, gt=0)
+    max_parts: int = Field(default=64, gt=0)
+    deny_patterns: dict[str, str] = Field(
+        default_factory=dict, description='name -> regex, e.g. {"secrets": "password"}'
+    )
+    injection_threshold: float = Field(default=1.0, ge=0, description="0 turns it off")
+    pii_operators: dict[str, str] = Field(
+        default_factory=dict, description="entity -> mask|redact|replace|hash|tokenize"
+    )
+    pii_default_operator: Literal["mask", "redact", "replace", "hash", "tokenize"] = "mask"
+
+    @model_validator(mode="after")
+    def _hs256_needs_secret(self) -> Self:
+        if self.allow_hs256 and not self.hs256_secret:
+            raise ValueError("allow_hs256 needs hs256_secret")
+        return self

@@ -1,0 +1,501 @@
+"""Keys that verify tokens: parsed once from JWKs, each bound to the one algorithm it allows.
+
+Every key carries exactly one algorithm, decided by its key type (RSA ->
+RS256, EC P-256 -> ES256, OKP Ed25519 -> EdDSA; a symmetric key only ever
+comes from the HS256 development setting, never from a JWKS). A token's
+header merely names a key; the key decides the algorithm. That is what
+defeats `alg: none` and the HS256-with-the-RSA-public-key confusion.
+
+Each key is turned into a `jwt.PyJWK` when it arrives, so verifying a token is
+one signature check with a ready key object, never a JWKS parse.
+
+A JWKS from outside is untrusted input: a key that cannot be used is skipped
+with a log line, and only a document with no usable key at all is an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Final, Protocol
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.exceptions import PyJWTError
+
+from edgegate_common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from edgegate_common.logging import get_logger
+from edgegate_security.core.reasons import Reason
+
+log = get_logger(__name__)
+
+RS256: Final = "RS256"
+ES256: Final = "ES256"
+EDDSA: Final = "EdDSA"
+HS256: Final = "HS256"
+SIGNING_ALGORITHMS: Final = frozenset({RS256, ES256, EDDSA})
+"""What tokens may be signed with; HS256 joins them only as an explicit development setting."""
+
+RSA_MIN_BITS: Final = 2048
+HS256_MIN_SECRET_BYTES: Final = 32
+HS256_KID: Final = "hs256-dev"
+"""The kid of the development HS256 key; a token without a kid also selects it."""
+
+# RFC 7638: the members that make up a public key, per key type (nothing private).
+_PUBLIC_MEMBERS: Final = {
+    "RSA": ("e", "kty", "n"),
+    "EC": ("crv", "kty", "x", "y"),
+    "OKP": ("crv", "kty", "x"),
+}
+# (kty, crv) -> the one algorithm such a key verifies, and the JWK `alg` values that name it.
+_ALGORITHMS: Final = {
+    ("RSA", None): (RS256, frozenset({RS256})),
+    ("EC", "P-256"): (ES256, frozenset({ES256})),
+    ("OKP", "Ed25519"): (EDDSA, frozenset({EDDSA, "Ed25519"})),  # "Ed25519": RFC 9864
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    """A public key (or the development HS256 secret) and the one algorithm it verifies."""
+
+    kid: str
+    alg: str
+    jwk: jwt.PyJWK
+
+    def verify(self, signing_input: bytes, signature: bytes) -> bool:
+        """The signature over `signing_input` is valid for this key under its own algorithm."""
+        return bool(self.jwk.Algorithm.verify(signing_input, self.jwk.key, signature))
+
+
+def key_from_jwk(jwk: Mapping[str, object]) -> VerificationKey:
+    """Build a verification key from one public JWK; InvalidArgument says why it is unusable.
+
+    Only the public members are read, so a JWK that also carries private ones
+    (`d`, `p`, `q`...) still yields a key that can do nothing but verify.
+    """
+    kid = jwk.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise _unusable("the key has no kid, so no token can name it")
+    kty, crv = jwk.get("kty"), jwk.get("crv")
+    found = _ALGORITHMS.get((str(kty), None if kty == "RSA" else str(crv)))
+    if found is None:
+        raise _unusable(f"key type {_short(kty)} (curve {_short(crv)}) is not supported")
+    alg, names = found
+    declared = jwk.get("alg", alg)
+    if not isinstance(declared, str) or declared not in names:
+        raise _unusable(f"alg {_short(declared)} does not fit a {kty} key")
+    if jwk.get("use", "sig") != "sig":
+        raise _unusable(f"use {_short(jwk['use'])} is not 'sig'")
+    public = {}
+    for member in _PUBLIC_MEMBERS[str(kty)]:
+        value = jwk.get(member)
+        if not isinstance(value, str) or not value:
+            raise _unusable(f"member {member!r} is missing or not a string")
+        public[member] = value
+    try:
+        parsed = jwt.PyJWK(public, algorithm=alg)
+    except (PyJWTError, ValueError, TypeError) as exc:
+        raise _unusable(f"the key does not parse: {exc}") from None
+    if alg == RS256 and parsed.key.key_size < RSA_MIN_BITS:
+        raise _unusable(f"RSA key of {parsed.key.key_size} bits (at least {RSA_MIN_BITS})")
+    return VerificationKey(kid=kid, alg=alg, jwk=parsed)
+
+
+def parse_jwks(document: bytes | str, *, source: str) -> dict[str, VerificationKey]:
+    """The usable keys of a JWKS document, by kid.
+
+    Unusable keys are skipped with a log line naming `source`; a document that
+    is not a JWKS, or has no usable key, is Unavailable (`jwks_unavailable`).
+    """
+    try:
+        parsed = json.loads(document)
+    except (ValueError, RecursionError):
+        parsed = None
+    entries = parsed.get("keys") if isinstance(parsed, dict) else None
+    if not isinstance(entries, list):
+        raise _unavailable(f"the JWKS from {source} is not a JSON object with a 'keys' list")
+    keys: dict[str, VerificationKey] = {}
+    for index, entry in enumerate(entries):
+        try:
+            if not isinstance(entry, dict):
+                raise _unusable("the entry is not a JSON object")
+            key = key_from_jwk(entry)
+        except InvalidArgument as exc:
+            log.warning("jwks key skipped", source=source, index=index, why=exc.message)
+            continue
+        if key.kid in keys:
+            log.warning("jwks key skipped", source=source, index=index, why="duplicate kid")
+            continue
+        keys[key.kid] = key
+    if not keys:
+        raise _unavailable(f"the JWKS from {source} has no usable key ({len(entries)} listed)")
+    return keys
+
+
+def hs256_key(secret: bytes) -> VerificationKey:
+    """The development HS256 key. Never published, and only in use when configured."""
+    if len(secret) < HS256_MIN_SECRET_BYTES:
+        raise InvalidArgument(
+            f"the HS256 secret must be at least {HS256_MIN_SECRET_BYTES} bytes",
+            details={"field": "hs256_secret"},
+        )
+    jwk = {"kty": "oct", "k": b64url(secret)}
+    return VerificationKey(kid=HS256_KID, alg=HS256, jwk=jwt.PyJWK(jwk, algorithm=HS256))
+
+
+def thumbprint(public_jwk: Mapping[str, str]) -> str:
+    """The RFC 7638 JWK thumbprint (SHA-256): a kid that is stable and names the key itself."""
+    members = _PUBLIC_MEMBERS[public_jwk["kty"]]
+    canonical = json.dumps(
+        {m: public_jwk[m] for m in members}, separators=(",", ":"), sort_keys=True
+    )
+    return b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url, as JOSE writes binary values."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+RETIRE_GRACE_S: Final = 300.0
+"""How long past the last possible expiry an old key stays published: verifiers' leeway and skew."""
+_INDEX_FILE: Final = "keyring.json"
+_KID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """One of this service's private keys, with its kid, algorithm and lifetime (epoch seconds)."""
+
+    kid: str
+    alg: str
+    private_key: PrivateKey
+    created_at_s: float
+    retires_at_s: float | None = None  # set when a newer key takes over signing
+
+    def public_jwk(self) -> dict[str, str]:
+        """The RFC 7517 public JWK: key members, kid, alg and use; never a private member."""
+        members = jwt.get_algorithm_by_name(self.alg).to_jwk(
+            self.private_key.public_key(), as_dict=True
+        )
+        public = {m: str(members[m]) for m in _PUBLIC_MEMBERS[str(members["kty"])]}
+        return {**public, "kid": self.kid, "alg": self.alg, "use": "sig"}
+
+
+def generate_key(*, alg: str = ES256, clock: Callable[[], float] = time.time) -> SigningKey:
+    """A new signing key; its kid is the thumbprint of its public part."""
+    private_key: PrivateKey
+    if alg == ES256:
+        private_key = ec.generate_private_key(ec.SECP256R1())
+    elif alg == RS256:
+        private_key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_MIN_BITS)
+    elif alg == EDDSA:
+        private_key = ed25519.Ed25519PrivateKey.generate()
+    else:
+        raise InvalidArgument(
+            f"cannot sign with {alg!r} (choose one of {sorted(SIGNING_ALGORITHMS)})",
+            details={"field": "alg"},
+        )
+    return _with_kid(private_key, alg=alg, created_at_s=clock())
+
+
+class KeyRing:
+    """This service's own keys: the newest signs; older ones verify until they retire.
+
+    `rotate()` starts signing with a new key at once, and keeps the old public
+    key published (in `jwks()`) and usable for verification until every token
+    it can have signed has expired: `max_token_ttl_s` plus `RETIRE_GRACE_S`.
+    That is rotation without downtime. With a `directory`, keys are PEM files
+    (mode 0600) next to a small index, so a restart keeps them.
+    """
+
+    def __init__(
+        self,
+        keys: Sequence[SigningKey],
+        *,
+        max_token_ttl_s: float,
+        directory: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not keys:
+            raise InvalidArgument("a key ring needs at least one key")
+        self.max_token_ttl_s = max_token_ttl_s
+        self._directory = directory
+        self._clock = clock
+        self._set(keys)
+
+    @classmethod
+    def generate(
+        cls, *, alg: str = ES256, max_token_ttl_s: float, clock: Callable[[], float] = time.time
+    ) -> KeyRing:
+        """A ring with one fresh key, in memory only (lost on restart)."""
+        return cls(
+            [generate_key(alg=alg, clock=clock)], max_token_ttl_s=max_token_ttl_s, clock=clock
+        )
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        *,
+        alg: str = ES256,
+        max_token_ttl_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> KeyRing:
+        """The ring saved in `directory`, or a new one (one `alg` key) saved there."""
+        if (directory / _INDEX_FILE).exists():
+            keys = _load(directory)
+        else:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            keys = [generate_key(alg=alg, clock=clock)]
+        ring = cls(keys, max_token_ttl_s=max_token_ttl_s, directory=directory, clock=clock)
+        ring._prune()
+        return ring
+
+    @property
+    def signing_key(self) -> SigningKey:
+        """The key new tokens are signed with."""
+        return self._keys[-1]
+
+    def get(self, kid: str) -> VerificationKey | None:
+        """The public key named `kid`, unless it is unknown or retired."""
+        key = self._verification.get(kid)
+        if key is None or not self._live(self._by_kid[kid]):
+            return None
+        return key
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """The RFC 7517 JWK Set of every key that has not retired: public members only."""
+        return {"keys": [key.public_jwk() for key in self._keys if self._live(key)]}
+
+    def rotate(self, *, alg: str | None = None) -> SigningKey:
+        """Sign with a new key from now on; the old one retires once its tokens have expired."""
+        now = self._clock()
+        retires_at_s = now + self.max_token_ttl_s + RETIRE_GRACE_S
+        old = replace(self.signing_key, retires_at_s=retires_at_s)
+        new = generate_key(alg=alg or self.signing_key.alg, clock=self._clock)
+        self._set([*self._keys[:-1], old, new])
+        self._prune()
+        return new
+
+    def retire(self, kid: str) -> None:
+        """Stop trusting an old key now (it leaked, say): its tokens are refused from here on."""
+        if kid not in self._by_kid:
+            raise NotFound(f"no key {kid!r} in the key ring")
+        if kid == self.signing_key.kid:
+            raise FailedPrecondition("the signing key cannot retire: rotate() first")
+        self._set([key for key in self._keys if key.kid != kid])
+        self._save()
+
+    def _live(self, key: SigningKey) -> bool:
+        return key.retires_at_s is None or self._clock() < key.retires_at_s
+
+    def _set(self, keys: Sequence[SigningKey]) -> None:
+        # Replaced whole, never mutated: a verify running meanwhile sees one consistent ring.
+        self._keys = tuple(keys)
+        self._by_kid = {key.kid: key for key in keys}
+        self._verification = {key.kid: key_from_jwk(key.public_jwk()) for key in keys}
+
+    def _prune(self) -> None:
+        self._set([key for key in self._keys if self._live(key)])
+        self._save()
+
+    def _save(self) -> None:
+        if self._directory is None:
+            return
+        for key in self._keys:
+            path = self._directory / f"{key.kid}.pem"
+            if not path.exists():
+                _write_private(path, _pem(key.private_key))
+        index = {
+            "keys": [
+                {
+                    "kid": k.kid,
+                    "alg": k.alg,
+                    "created_at_s": k.created_at_s,
+                    "retires_at_s": k.retires_at_s,
+                }
+                for k in self._keys
+            ]
+        }
+        _write_private(self._directory / _INDEX_FILE, json.dumps(index, indent=2).encode())
+        # Only after the index stops naming them: a retired private key is not kept around.
+        for path in self._directory.glob("*.pem"):
+            if path.stem not in self._by_kid:
+                path.unlink()
+
+
+class JwksSource(Protocol):
+    """Where an identity provider's JWKS comes from (`adapters.jwks_client` over HTTP)."""
+
+    @property
+    def location(self) -> str:
+        """Where the document is fetched from, for log lines and error messages."""
+        ...
+
+    async def fetch_jwks(self) -> bytes:
+        """The JWKS document; Unavailable (`jwks_unavailable`) when it cannot be had."""
+        ...
+
+
+class RemoteJwks:
+    """An identity provider's keys: cached for `ttl_s`, fetched at most every `refetch_interval_s`.
+
+    A token naming an unknown kid (the IdP rotated) triggers one refetch, but
+    never more often than `refetch_interval_s`, so tokens with made-up kids
+    cannot make us hammer the IdP. Concurrent callers share one fetch. When a
+    refresh fails the keys already held stay in use; only when there are none
+    is the error Unavailable (`jwks_unavailable`). The document is
+    authoritative: keys the IdP stops publishing stop verifying.
+    """
+
+    def __init__(
+        self,
+        source: JwksSource,
+        *,
+        ttl_s: float = 300.0,
+        refetch_interval_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._ttl_s = ttl_s
+        self._refetch_interval_s = refetch_interval_s
+        self._clock = clock
+        self._keys: dict[str, VerificationKey] = {}
+        self._loaded_at: float | None = None
+        self._attempted_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self, kid: str) -> VerificationKey | None:
+        """The key named `kid`, fetching the JWKS first when it is stale or lacks that kid."""
+        await self._fetch_if(self._stale)
+        if not self._keys:
+            raise _unavailable(f"no keys from {self._source.location} (the last fetch failed)")
+        if kid not in self._keys:
+            await self._fetch_if(lambda: kid not in self._keys)
+        return self._keys.get(kid)
+
+    async def refresh(self) -> None:
+        """Fetch now (at start-up, say), whatever the cache holds."""
+        async with self._lock:
+            await self._fetch()
+
+    def _stale(self) -> bool:
+        return self._loaded_at is None or self._clock() - self._loaded_at >= self._ttl_s
+
+    def _may_fetch(self) -> bool:
+        last = self._attempted_at
+        return last is None or self._clock() - last >= self._refetch_interval_s
+
+    async def _fetch_if(self, wanted: Callable[[], bool]) -> None:
+        # A fetch in flight is waited for, then the question is asked again: so
+        # concurrent callers share one fetch, and none sees the half-loaded state.
+        if not (self._lock.locked() or (wanted() and self._may_fetch())):
+            return
+        async with self._lock:
+            if wanted() and self._may_fetch():
+                await self._fetch()
+
+    async def _fetch(self) -> None:
+        self._attempted_at = self._clock()
+        try:
+            keys = parse_jwks(await self._source.fetch_jwks(), source=self._source.location)
+        except Unavailable as exc:
+            if not self._keys:
+                raise
+            log.warning("jwks refresh failed, keeping the keys held", error=exc.message)
+            return
+        self._keys = keys
+        self._loaded_at = self._clock()
+        log.info("jwks loaded", source=self._source.location, kids=sorted(keys))
+
+
+def _with_kid(private_key: PrivateKey, *, alg: str, created_at_s: float) -> SigningKey:
+    draft = SigningKey(kid="", alg=alg, private_key=private_key, created_at_s=created_at_s)
+    return replace(draft, kid=thumbprint(draft.public_jwk()))
+
+
+def _checked(private_key: object) -> tuple[PrivateKey, str]:
+    """The key, typed, and the algorithm it signs with; ValueError for any other kind of key."""
+    if isinstance(private_key, ec.EllipticCurvePrivateKey) and isinstance(
+        private_key.curve, ec.SECP256R1
+    ):
+        return private_key, ES256
+    if isinstance(private_key, rsa.RSAPrivateKey) and private_key.key_size >= RSA_MIN_BITS:
+        return private_key, RS256
+    if isinstance(private_key, ed25519.Ed25519PrivateKey):
+        return private_key, EDDSA
+    raise ValueError(f"{type(private_key).__name__} cannot sign tokens here")
+
+
+def _pem(private_key: PrivateKey) -> bytes:
+    return private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _load(directory: Path) -> list[SigningKey]:
+    keys: list[SigningKey] = []
+    try:
+        index = json.loads((directory / _INDEX_FILE).read_bytes())
+        for entry in index["keys"]:
+            kid = str(entry["kid"])
+            if not _KID.fullmatch(kid):  # it becomes a file name
+                raise ValueError(f"kid {kid[:40]!r} is not a thumbprint")
+            private_key, alg = _checked(
+                serialization.load_pem_private_key(
+                    (directory / f"{kid}.pem").read_bytes(), password=None
+                )
+            )
+            key = _with_kid(private_key, alg=alg, created_at_s=float(entry["created_at_s"]))
+            if key.kid != kid or key.alg != entry["alg"]:
+                raise ValueError(f"{kid}.pem does not hold the key the index names")
+            retires_at_s = entry["retires_at_s"]
+            keys.append(
+                replace(key, retires_at_s=None if retires_at_s is None else float(retires_at_s))
+            )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FailedPrecondition(f"the key ring in {directory} cannot be read: {exc}") from exc
+    if not keys:
+        raise FailedPrecondition(f"the key ring in {directory} lists no keys")
+    return keys
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a file only this user can read, atomically (a crash never leaves half a key)."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        os.fchmod(file.fileno(), 0o600)
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)
+
+
+def _unavailable(message: str) -> Unavailable:
+    return Unavailable(message, details={"reason": Reason.JWKS_UNAVAILABLE.value})
+
+
+def _unusable(message: str) -> InvalidArgument:
+    return InvalidArgument(message, details={"field": "jwk"})
+
+
+def _short(value: object) -> str:
+    # Values from an untrusted document go into log lines: bounded, and repr'd.
+    return repr(value)[:40]
