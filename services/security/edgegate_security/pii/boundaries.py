@@ -1,0 +1,15 @@
+"""Match boundaries that work in Chinese text.
+
+Python's `\\b` sits between a word character and a non-word character, and CJK
+ideographs are word characters just like ASCII letters and digits. So
+`\\b13812345678\\b` finds nothing in "手机13812345678", and a `\\w`-based e-mail
+pattern swallows "邮箱" into "邮箱bob@example.com". Our patterns bound matches
+with explicit ASCII classes instead.
+"""
+
+from __future__ import annotations
+
+# A number must not continue a longer run of digits or letters. "+" is excluded
+# too, so the digits of "+4915112345678" are read as a phone number, never as a card.
+NUMBER_START = r"(?<![0-9A-Za-z+])"
+NUMBER_END = r"(?![0-9A-Za-z])"

@@ -1,0 +1,143 @@
+"""Presidio's own recognisers for e-mail, IP, IBAN and phone, fixed where they fail us.
+
+- E-mail: Presidio's pattern is `\\b`- and `\\w`-based, so in "邮箱bob@example.com"
+  the match is "邮箱bob@example.com". Ours is ASCII-bounded (internationalised
+  addresses are not matched). Its validation calls `tldextract.extract`, whose
+  module-level extractor downloads the public suffix list on first use; with no
+  network that blocks on DNS before falling back. Ours owns an extractor that only
+  reads the snapshot bundled with tldextract and writes no cache.
+- IP: Presidio's IPv4 pattern starts with `\\b` and its IPv6 pattern is bounded by
+  `\\w`, so "IP是192.168.1.1" and "地址2001:db8::1哦" are missed. Same alternatives,
+  ASCII boundaries; `ipaddress` still has the last word (Presidio's invalidation).
+- IBAN: Presidio's pattern is already bounded by `[A-Z0-9]` and checks mod 97: as is.
+- Phone: Presidio's phonenumbers matcher, with the regions we serve. The matcher
+  keeps the "(" of "(+44 20 7946 0958)" but not the ")": we drop the lone "(";
+  and it reads decimals such as "39.9042" as numbers in some plans: we drop those.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import tldextract
+from presidio_analyzer import Pattern, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
+from presidio_analyzer.predefined_recognizers import (
+    EmailRecognizer,
+    IbanRecognizer,
+    IpRecognizer,
+    PhoneRecognizer,
+)
+
+from edgegate_security.pii.findings import Entity
+
+# National-format numbers are read in these numbering plans; "+CC ..." numbers are
+# found whatever the list. Each plan costs one pass over the text and flags some
+# numbers that are no phone numbers: about 7% of random 6-12 digit numbers are
+# valid in CN's plan and in US's, and 60% of those starting with 0 in DE's (whose
+# plan also reads "39.9042" as a number). So: mainland landlines, and the two
+# national formats English text uses most; the rest in international form.
+DEFAULT_PHONE_REGIONS: tuple[str, ...] = ("CN", "US", "GB")
+
+# The local part allows what addresses use in practice, not all of RFC 5322: with
+# "=", "?" or "/" allowed, "?mail=bob@example.com" would be one address.
+_LOCAL = r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = (
+    r"(?<![A-Za-z0-9_%+.-])"
+    + rf"{_LOCAL}@(?:{_LABEL}\.)+{_LABEL}"
+    + r"(?![A-Za-z0-9-]|\.[A-Za-z0-9])"
+)
+
+
+class OfflineEmailRecognizer(EmailRecognizer):
+    """Presidio's e-mail recogniser with a CJK-safe pattern and an offline suffix list."""
+
+    def __init__(self) -> None:
+        # No URLs: never fetch; no cache_dir: never write. The bundled snapshot is it.
+        # Set before Presidio's constructor, which calls `load`.
+        self._suffixes = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=())
+        super().__init__(patterns=[Pattern("email_ascii", _EMAIL, 0.5)])
+
+    def load(self) -> None:
+        """Parse the bundled suffix list now rather than on the first request."""
+        self._suffixes("example.com")
+
+    def validate_result(self, pattern_text: str) -> bool:
+        domain = pattern_text.rpartition("@")[2]
+        parts = self._suffixes(domain)
+        return bool(parts.domain and parts.suffix)
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_V4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_H = r"[0-9A-Fa-f]{1,4}"
+_V6 = "|".join(
+    (
+        rf"(?:{_H}:){{6}}{_V4}",
+        rf"(?:{_H}:){{0,5}}:(?:{_H}:){{0,4}}{_V4}",
+        rf"(?:{_H}:){{7}}{_H}",
+        rf"(?:{_H}:){{1,7}}:",
+        rf"(?:{_H}:){{1,6}}:{_H}",
+        rf"(?:{_H}:){{1,5}}(?::{_H}){{1,2}}",
+        rf"(?:{_H}:){{1,4}}(?::{_H}){{1,3}}",
+        rf"(?:{_H}:){{1,3}}(?::{_H}){{1,4}}",
+        rf"(?:{_H}:){{1,2}}(?::{_H}){{1,5}}",
+        rf"{_H}:(?::{_H}){{1,6}}",
+        rf":(?::{_H}){{1,7}}",
+    )
+)
+_IP_PATTERNS = (
+    (
+        "ipv4",
+        rf"(?<![0-9A-Za-z.]){_V4}(?:/(?:3[0-2]|[12]?[0-9]))?(?![0-9A-Za-z]|\.[0-9])",
+    ),
+    (
+        "ipv6",
+        rf"(?<![0-9A-Za-z:.])(?:{_V6})(?:%[0-9A-Za-z]+)?(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?"
+        + r"(?![0-9A-Za-z:]|\.[0-9])",
+    ),
+)
+
+
+class CjkSafeIpRecognizer(IpRecognizer):
+    """Presidio's IP recogniser with ASCII boundaries; `ipaddress` validation is kept."""
+
+    def __init__(self) -> None:
+        super().__init__(patterns=[Pattern(name, regex, 0.6) for name, regex in _IP_PATTERNS])
+
+
+_DECIMAL = re.compile(r"[0-9]+\.[0-9]+")
+
+
+class BalancedPhoneRecognizer(PhoneRecognizer):
+    """Presidio's phone recogniser without unpaired "(" and without decimal numbers."""
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        # Presidio annotates its None default as plain NlpArtifacts; it never reads it here.
+        results: list[RecognizerResult] = super().analyze(
+            text,
+            entities,
+            nlp_artifacts,  # type: ignore[arg-type]
+        )
+        for result in results:
+            if text[result.start] == "(" and ")" not in text[result.start : result.end]:
+                result.start += 1
+        return [r for r in results if not _DECIMAL.fullmatch(text, r.start, r.end)]
+
+
+def international_recognizers(
+    *, phone_regions: Sequence[str]
+) -> list[EmailRecognizer | IpRecognizer | IbanRecognizer | PhoneRecognizer]:
+    """Presidio's recognisers for the international entity types, our fixes applied."""
+    return [
+        OfflineEmailRecognizer(),
+        CjkSafeIpRecognizer(),
+        IbanRecognizer(supported_entity=Entity.IBAN_CODE.value),
+        BalancedPhoneRecognizer(
+            supported_entity=Entity.PHONE_NUMBER.value, supported_regions=tuple(phone_regions)
+        ),
+    ]
