@@ -48,6 +48,8 @@ SECURITY_ADMIT = f"{PREFIX}.security.v1.admit"
 SECURITY_AUTHENTICATE = f"{PREFIX}.security.v1.authenticate"
 SECURITY_AUTHORIZE = f"{PREFIX}.security.v1.authorize"
 SECURITY_INSPECT = f"{PREFIX}.security.v1.inspect"
+# Hash-chained audit records; only the security service publishes here (stream STREAM_AUDIT).
+SECURITY_AUDIT = f"{PREFIX}.security.v1.audit"
 
 
 # taskstore

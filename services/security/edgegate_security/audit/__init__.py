@@ -1,0 +1,42 @@
+"""The tamper-evident audit log: hash-chained records on a JetStream stream.
+
+`chain` holds the record format and verification (pure); `log` the JetStream
+writer (`AuditLog`) and reader (`verify_stream`, `read_stream`).
+"""
+
+from edgegate_security.audit.chain import (
+    GENESIS,
+    GENESIS_HASH,
+    AuditEntry,
+    AuditRecord,
+    ChainVerifier,
+    Checkpoint,
+    EventKind,
+    Problem,
+    Verification,
+    canonical_json,
+    content_hash,
+    parse_record,
+    verify_chain,
+)
+from edgegate_security.audit.log import AuditLog, AuditStream, read_stream, verify_stream
+
+__all__ = [
+    "GENESIS",
+    "GENESIS_HASH",
+    "AuditEntry",
+    "AuditLog",
+    "AuditRecord",
+    "AuditStream",
+    "ChainVerifier",
+    "Checkpoint",
+    "EventKind",
+    "Problem",
+    "Verification",
+    "canonical_json",
+    "content_hash",
+    "parse_record",
+    "read_stream",
+    "verify_chain",
+    "verify_stream",
+]

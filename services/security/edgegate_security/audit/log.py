@@ -1,0 +1,525 @@
+"""The audit log on JetStream: an ordered background writer and a verifying reader.
+
+Writing. `AuditLog.append` checks an entry and queues it, so a request never
+waits for JetStream; it waits only while `max_pending` entries are already
+queued, because an audit log that drops records when its store is slow is not
+one. A single background task writes the queue in order, in bursts: it seals
+each entry after the stream's tail and publishes the whole burst before
+awaiting any ack (pipelining is what makes it several times faster than one
+round trip per record).
+
+Two replicas appending at once cannot fork the chain, because the server
+checks every publish before storing it:
+- `Nats-Expected-Last-Sequence`: stored only if the stream still ends where
+  the writer sealed against;
+- `Nats-Expected-Last-Msg-Id` on all but the first of a burst (every record's
+  `Nats-Msg-Id` is its hash): stored only if the previous record of the burst
+  is the last message. The sequence alone would not do: once a rival's message
+  slipped in and one record was refused, the next one's expected sequence
+  would match again, and it would land with a `prev` naming a refused record.
+A refused publish means a rival got there first: the writer re-reads the tail,
+re-seals what is left and tries again, at once a few times and then after a
+growing, jittered pause; it never gives a record up. A publish whose ack never
+came (a timeout, a NATS restart) is looked up at the one stream sequence it
+could occupy before anything else is written, so it is neither lost nor
+written twice.
+
+The stream holds the audit subject alone (the expectations are on the stream's
+last sequence, and verification reads every message), and is created with
+`deny_delete` and `deny_purge`: the server then refuses to delete records
+through its API, and refuses a later configuration that would drop the flags.
+
+Reading. `verify_stream` reads the stream in order with an ordered consumer
+and feeds `ChainVerifier`; the stream's own last sequence exposes a cut tail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import random
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    Header,
+    StorageType,
+    StreamConfig,
+    StreamState,
+)
+
+from edgegate_common import subjects
+from edgegate_common.bus.jetstream import ensure_stream
+from edgegate_common.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from edgegate_common.logging import get_logger
+from edgegate_security.audit.chain import (
+    GENESIS,
+    AuditEntry,
+    AuditRecord,
+    ChainVerifier,
+    Checkpoint,
+    EventKind,
+    Verification,
+    check_entry,
+    parse_record,
+    utc_text,
+)
+from edgegate_security.core.reasons import Reason
+
+log = get_logger(__name__)
+
+_TRANSIENT = (nats.errors.Error, TimeoutError, OSError)
+# JetStream's refusals when the stream moved on: wrong last sequence, wrong last message id.
+_CONFLICT_CODES = frozenset({10071, 10070})
+_QUICK_RETRIES = 3  # conflicts retried at once before the writer starts to pause
+_MAX_PAUSE_S = 2.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditStream:
+    """Where the log lives. `protected=False` only for tests that must delete records."""
+
+    name: str = subjects.STREAM_AUDIT
+    subject: str = subjects.SECURITY_AUDIT
+    protected: bool = True
+    num_replicas: int = 1
+
+    def config(self) -> StreamConfig:
+        return StreamConfig(
+            name=self.name,
+            subjects=[self.subject],
+            storage=StorageType.FILE,
+            num_replicas=self.num_replicas,
+            deny_delete=self.protected,
+            deny_purge=self.protected,
+            # Message ids exist for Nats-Expected-Last-Msg-Id, not for de-duplication;
+            # the shortest window keeps the server from remembering millions of them.
+            duplicate_window=0.1,
+        )
+
+
+class _Refusal(enum.Enum):
+    """Why a record of a burst, and with it every later one, was not stored."""
+
+    CONFLICT = "another writer appended first"
+    OTHER = "refused"  # a 503 while JetStream restarts, or any other API error
+    NO_ACK = "no ack"  # timed out: stored or not, nobody knows yet
+
+
+@dataclass(frozen=True, slots=True)
+class _Tail:
+    """The stream's last message and the chain position it holds."""
+
+    stream_seq: int
+    head: Checkpoint
+
+
+class _Acks:
+    """Acks of pipelined JetStream publishes, on a wildcard inbox of our own.
+
+    nats-py's `publish_async` would do, but in nats-py 2.16 a refused publish
+    never resolves its future (the error is raised inside the reply callback),
+    and a refusal is exactly what the writer has to see.
+    """
+
+    def __init__(self, nc: NatsClient) -> None:
+        self._nc = nc
+        self._prefix = ""
+        self._subscription: Subscription | None = None
+        self._waiting: dict[str, asyncio.Future[int | _Refusal]] = {}
+        self._count = 0
+
+    async def publish(
+        self, subject: str, data: bytes, headers: dict[str, str]
+    ) -> asyncio.Future[int | _Refusal]:
+        """Publish; the future gives the stored stream sequence, or why it was refused."""
+        if self._subscription is None:
+            self._prefix = self._nc.new_inbox()
+            self._subscription = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_ack)
+        self._count += 1
+        reply = f"{self._prefix}.{self._count}"
+        future: asyncio.Future[int | _Refusal] = asyncio.get_running_loop().create_future()
+        self._waiting[reply] = future
+        await self._nc.publish(subject, data, reply=reply, headers=headers)
+        return future
+
+    async def _on_ack(self, msg: Msg) -> None:
+        future = self._waiting.pop(msg.subject, None)
+        if future is not None and not future.done():
+            future.set_result(_stored_seq(msg))
+
+    def forget(self) -> None:
+        """Stop waiting for the acks still out; a late one is then ignored."""
+        for future in self._waiting.values():
+            future.cancel()
+        self._waiting.clear()
+
+    async def close(self) -> None:
+        self.forget()
+        if self._subscription is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._subscription.unsubscribe()
+
+
+def _stored_seq(msg: Msg) -> int | _Refusal:
+    """The stream sequence a JetStream ack reports, or why the publish was refused."""
+    try:
+        body = json.loads(msg.data)
+    except ValueError:  # a 503 status message: no stream (yet) to take it
+        return _Refusal.OTHER
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        if body["error"].get("err_code") in _CONFLICT_CODES:
+            return _Refusal.CONFLICT
+        log.info("audit publish refused", error=str(body["error"]))
+        return _Refusal.OTHER
+    seq = body.get("seq") if isinstance(body, dict) else None
+    return seq if isinstance(seq, int) and seq > 0 else _Refusal.OTHER
+
+
+def _pause_s(failures: int) -> float:
+    """Exponential, jittered: two replicas that collided do not collide again in step."""
+    return min(_MAX_PAUSE_S, 0.005 * 2.0**failures) * (0.5 + random.random() / 2)  # noqa: S311
+
+
+class AuditLog:
+    """Appends decisions to the hash-chained audit stream; one per process.
+
+    `replica` names this process in every record it writes (a pod name, say).
+    """
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        *,
+        replica: str,
+        stream: AuditStream | None = None,
+        max_pending: int = 10_000,
+        max_burst: int = 256,
+        ack_timeout_s: float = 5.0,
+    ) -> None:
+        self._js = nc.jetstream()
+        self._acks = _Acks(nc)
+        self._replica = replica
+        self._stream = stream or AuditStream()
+        self._queue: asyncio.Queue[AuditEntry] = asyncio.Queue(maxsize=max_pending)
+        self._max_burst = max_burst
+        self._ack_timeout_s = ack_timeout_s
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._tail: _Tail | None = None  # None: read it before the next publish
+        self._doubt: tuple[list[AuditRecord], int] | None = None  # acks lost; where they'd be
+        self._unwritten: list[AuditEntry] = []  # taken from the queue, not yet stored
+        self.written_total = 0  # records stored by this process
+        self.conflicts_total = 0  # bursts refused because another writer got there first
+
+    @property
+    def pending(self) -> int:
+        """Entries appended and not yet stored."""
+        return self._queue.qsize() + len(self._unwritten)
+
+    async def start(self) -> None:
+        """Declare the stream (idempotent) and start the writer."""
+        if self._task is not None:
+            return
+        await ensure_stream(self._js, self._stream.config())
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-writer")
+
+    async def append(
+        self,
+        *,
+        event: EventKind,
+        reason: Reason,
+        tenant: str = "",
+        subject: str = "",
+        token_id: str = "",
+        request_id: str = "",
+        details: Mapping[str, str] | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """Queue one record. InvalidArgument for an entry that may not be stored (a token in it)."""
+        if self._task is None or self._closed:
+            raise FailedPrecondition("the audit log is not running: start() it, and not close()")
+        entry = AuditEntry(
+            event=str(event),
+            reason=str(reason),
+            time=utc_text(at or datetime.now(UTC)),
+            replica=self._replica,
+            tenant=tenant,
+            subject=subject,
+            token_id=token_id,
+            request_id=request_id,
+            details=dict(details or {}),
+        )
+        check_entry(entry)
+        await self._queue.put(entry)
+
+    async def flush(self, *, timeout_s: float | None = None) -> None:
+        """Wait until everything appended so far is stored."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout_s)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"{self.pending} audit records still unwritten after {timeout_s:g}s"
+            ) from None
+
+    async def close(self, *, timeout_s: float = 5.0) -> int:
+        """Stop taking entries, write the queue for up to `timeout_s`, stop; return how many
+        entries were left unwritten (0 is the only good answer; they are logged too)."""
+        if self._closed:
+            return self.pending
+        self._closed = True
+        if self._task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), timeout_s)
+            self._task.cancel()
+            await asyncio.wait([self._task])
+        await self._acks.close()
+        if self.pending:
+            log.error("audit records lost at shutdown", count=self.pending)
+        return self.pending
+
+    async def verify(
+        self, *, after: Checkpoint | None = GENESIS, from_stream_seq: int = 1
+    ) -> Verification:
+        """Verify this log's stream; see `verify_stream`."""
+        return await verify_stream(
+            self._js, stream=self._stream.name, after=after, from_stream_seq=from_stream_seq
+        )
+
+    # -- the writer ------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_burst and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._unwritten = batch
+            try:
+                await self._write()
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _write(self) -> None:
+        """Store `self._unwritten` in order; return only once all of it is stored."""
+        failures = 0
+        while self._unwritten:
+            stored = 0
+            try:
+                stored = await self._attempt(self._unwritten)
+            except FailedPrecondition as exc:
+                log.error("audit log cannot extend its chain", problem=exc.message)
+                failures = max(failures, 8)  # a person has to look: retry slowly meanwhile
+            except _TRANSIENT as exc:
+                log.warning("audit write failed; retrying", error=repr(exc))
+                self._tail = None
+            except Exception:
+                log.exception("audit writer failed; retrying")
+                self._tail = None
+            self._unwritten = self._unwritten[stored:]
+            self.written_total += stored
+            if stored:
+                failures = 0  # progress (a conflict may still leave some): go on at once
+                continue
+            failures += 1
+            if failures > _QUICK_RETRIES:
+                await asyncio.sleep(_pause_s(failures))
+
+    async def _attempt(self, entries: list[AuditEntry]) -> int:
+        """One try at storing a prefix of `entries`; return its length (0 after a conflict)."""
+        if self._doubt is not None:
+            doubted, stream_seq = self._doubt
+            found = await self._find_stored(doubted, stream_seq=stream_seq)
+            self._doubt, self._tail = None, None
+            return found
+        tail = self._tail or await self._read_tail()
+        records: list[AuditRecord] = []
+        after = tail.head
+        for entry in entries:
+            records.append(AuditRecord.seal(entry, after=after))
+            after = records[-1].checkpoint
+        try:
+            acked, stopped = await self._publish(records, after_stream_seq=tail.stream_seq)
+        except BaseException:
+            self._doubt, self._tail = (records, tail.stream_seq + 1), None
+            raise
+        self._tail = None
+        if stopped is None:
+            self._tail = _Tail(tail.stream_seq + acked, records[-1].checkpoint)
+        elif stopped is _Refusal.NO_ACK:
+            log.info("audit acks missing; looking the records up", count=len(records) - acked)
+            self._doubt = (records[acked:], tail.stream_seq + acked + 1)
+        elif stopped is _Refusal.CONFLICT:
+            self.conflicts_total += 1
+        return acked
+
+    async def _publish(
+        self, records: list[AuditRecord], *, after_stream_seq: int
+    ) -> tuple[int, _Refusal | None]:
+        """Publish pipelined; return how many were stored, and what stopped the rest."""
+        futures = []
+        try:
+            for i, record in enumerate(records):
+                headers: dict[str, str] = {
+                    Header.EXPECTED_LAST_SEQUENCE: str(after_stream_seq + i),
+                    Header.MSG_ID: record.hash,
+                }
+                if i:
+                    headers[Header.EXPECTED_LAST_MSG_ID] = records[i - 1].hash
+                data = record.to_bytes()
+                futures.append(await self._acks.publish(self._stream.subject, data, headers))
+            await asyncio.wait(futures, timeout=self._ack_timeout_s)
+            acked = 0
+            for future in futures:
+                result = future.result() if future.done() else _Refusal.NO_ACK
+                if isinstance(result, _Refusal):
+                    return acked, result  # refused: so is everything after it (or unknown)
+                acked += 1
+            return acked, None
+        finally:
+            self._acks.forget()
+
+    async def _find_stored(self, records: list[AuditRecord], *, stream_seq: int) -> int:
+        """How many of `records` were stored, despite lost acks, at `stream_seq` onwards.
+
+        Each could only land at one sequence (its expected last sequence plus one),
+        and only after the one before it, so the answer is a prefix.
+        """
+        found = 0
+        for record in records:
+            try:
+                msg = await self._js.get_msg(self._stream.name, seq=stream_seq + found)
+            except nats.js.errors.NotFoundError:
+                break
+            if msg.data != record.to_bytes():
+                break
+            found += 1
+        return found
+
+    async def _read_tail(self) -> _Tail:
+        info = await self._js.stream_info(self._stream.name)
+        last = info.state.last_seq or 0
+        if last == 0:
+            return _Tail(0, GENESIS)
+        where = f"the audit stream's last message ({self._stream.name} #{last})"
+        try:
+            msg = await self._js.get_msg(self._stream.name, seq=last)
+        except nats.js.errors.NotFoundError:
+            raise FailedPrecondition(
+                f"{where} is gone, so the chain cannot go on from it: run `edgegate audit verify`"
+            ) from None
+        try:
+            record = parse_record(msg.data or b"")
+        except InvalidArgument as exc:
+            raise FailedPrecondition(f"{where} is not an audit record: {exc.message}") from None
+        return _Tail(last, record.checkpoint)
+
+
+# -- reading -------------------------------------------------------------
+
+
+async def _stream_state(js: JetStreamContext, stream: str) -> StreamState:
+    try:
+        return (await js.stream_info(stream)).state
+    except nats.js.errors.NotFoundError:
+        raise NotFound(f"there is no audit stream {stream}") from None
+    except _TRANSIENT as exc:
+        raise Unavailable(f"cannot read the audit stream {stream}: {exc!r}") from exc
+
+
+async def read_stream(
+    js: JetStreamContext,
+    *,
+    stream: str = subjects.STREAM_AUDIT,
+    from_stream_seq: int = 1,
+    up_to_seq: int | None = None,
+    idle_timeout_s: float = 5.0,
+) -> AsyncGenerator[tuple[int, bytes], None]:
+    """Each stored message in order, as `(stream sequence, bytes)`: to verify or to export.
+
+    Reads up to `up_to_seq` (default: the last sequence when the read starts),
+    through an ordered consumer: ephemeral, no acks, and re-created by the
+    client after a gap, so a long read survives a reconnect.
+    """
+    last = (await _stream_state(js, stream)).last_seq if up_to_seq is None else up_to_seq
+    if not last or from_stream_seq > last:
+        return
+    try:  # is anything left to read? (else the consumer would only wait)
+        first = await js.get_msg(stream, seq=from_stream_seq, next=True, subject=">")
+    except nats.js.errors.NotFoundError:
+        return
+    if first.seq is None or first.seq > last:
+        return
+    subscription = await js.subscribe(
+        ">",
+        stream=stream,
+        ordered_consumer=True,
+        config=ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=from_stream_seq
+        ),
+    )
+    try:
+        while True:
+            try:
+                msg = await subscription.next_msg(timeout=idle_timeout_s)
+            except nats.errors.TimeoutError:
+                raise Unavailable(
+                    f"the audit stream {stream} stopped delivering for {idle_timeout_s:g}s"
+                ) from None
+            stream_seq = msg.metadata.sequence.stream
+            if stream_seq > last:
+                return
+            yield stream_seq, msg.data
+            if stream_seq == last or msg.metadata.num_pending == 0:
+                return
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await subscription.unsubscribe()
+
+
+async def verify_stream(
+    js: JetStreamContext,
+    *,
+    stream: str = subjects.STREAM_AUDIT,
+    after: Checkpoint | None = GENESIS,
+    from_stream_seq: int = 1,
+    idle_timeout_s: float = 5.0,
+) -> Verification:
+    """Walk the stream's chain and report the first broken link.
+
+    `after`: GENESIS for the whole stream; a kept head together with the
+    stream sequence after it (`from_stream_seq`) to check only what came
+    since; None to trust the first record's `prev` (a stream whose oldest
+    records a retention limit removed). NotFound or Unavailable when the
+    stream cannot be read; a damaged stream is a result, never an exception.
+    """
+    last = (await _stream_state(js, stream)).last_seq or 0
+    verifier = ChainVerifier(after=after)
+    messages = read_stream(
+        js,
+        stream=stream,
+        from_stream_seq=from_stream_seq,
+        up_to_seq=last,
+        idle_timeout_s=idle_timeout_s,
+    )
+    async with contextlib.aclosing(messages):
+        async for stream_seq, data in messages:
+            verifier.feed(stream_seq, data)
+    return verifier.finish(last_stream_seq=last)
