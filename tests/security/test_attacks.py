@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from security_support import AUDIENCE, ISSUER, FakeClock
 
 from edgegate_common.errors import PermissionDenied, Unauthenticated
 from edgegate_security.core.keys import EDDSA, ES256, RS256, KeyRing, RemoteJwks, SigningKey
@@ -21,19 +22,9 @@ from edgegate_security.core.reasons import Reason
 from edgegate_security.core.scopes import authorize, require
 from edgegate_security.core.tokens import TokenPolicy, TokenVerifier
 
-NOW_S = 1_800_000_000
+NOW_S = 1_800_000_000  # an int here: claims carry whole seconds
 LEEWAY_S = 30
-ISSUER = "https://edgegate.test"
-AUDIENCE = "edgegate"
 POLICY = TokenPolicy(issuers=frozenset({ISSUER}), audience=AUDIENCE, leeway_s=LEEWAY_S)
-
-
-class FakeClock:
-    def __init__(self, now_s: float = NOW_S) -> None:
-        self.now_s = now_s
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 @pytest.fixture(scope="module")

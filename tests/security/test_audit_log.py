@@ -17,7 +17,7 @@ import nats.js.errors
 import pytest
 from harness import NatsLike
 from nats.aio.client import Client as NatsClient
-from nats.js.api import Header, StorageType, StreamConfig
+from nats.js.api import Header
 
 from edgegate_common.bus import Bus
 from edgegate_common.errors import DeadlineExceeded, InvalidArgument, NotFound
@@ -233,9 +233,7 @@ async def test_a_stream_rewritten_with_one_record_tampered_is_found(
     exported = [data for _, data in await _stored(bus, original)]
     tamper(exported)
     copy = _stream(protected=False)
-    await bus.js.add_stream(
-        StreamConfig(name=copy.name, subjects=[copy.subject], storage=StorageType.FILE)
-    )
+    await bus.js.add_stream(copy.config())
     for data in exported:
         await bus.js.publish(copy.subject, data)
     result = await verify_stream(bus.js, stream=copy.name)

@@ -16,6 +16,7 @@ import jwt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from security_support import AUDIENCE, ISSUER, NOW_S, FakeClock
 
 from edgegate_common.errors import (
     FailedPrecondition,
@@ -35,20 +36,9 @@ from edgegate_security.core.keys import (
 )
 from edgegate_security.core.tokens import TokenIssuer, TokenPolicy, TokenVerifier
 
-NOW_S = 1_800_000_000.0
-ISSUER = "https://edgegate.test"
-AUDIENCE = "edgegate"
 MAX_TTL_S = 3600.0
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 POLICY = TokenPolicy(issuers=frozenset({ISSUER}), audience=AUDIENCE)
-
-
-class FakeClock:
-    def __init__(self, now_s: float = NOW_S) -> None:
-        self.now_s = now_s
-
-    def __call__(self) -> float:
-        return self.now_s
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from edgegate_common.config import ServiceSettings
+from edgegate_security.core import inspection
 
 
 class SecuritySettings(ServiceSettings):
@@ -33,13 +34,15 @@ class SecuritySettings(ServiceSettings):
     hs256_secret: str | None = Field(default=None, description="needs allow_hs256")
 
     # inspection
-    max_part_bytes: int = Field(default=1 << 20, gt=0)
-    max_message_bytes: int = Field(default=4 << 20, gt=0)
-    max_parts: int = Field(default=64, gt=0)
+    max_part_bytes: int = Field(default=inspection.MAX_PART_BYTES, gt=0)
+    max_total_bytes: int = Field(default=inspection.MAX_TOTAL_BYTES, gt=0)
+    max_parts: int = Field(default=inspection.MAX_PARTS, gt=0)
     deny_patterns: dict[str, str] = Field(
         default_factory=dict, description='name -> regex, e.g. {"secrets": "password"}'
     )
-    injection_threshold: float = Field(default=1.0, ge=0, description="0 turns it off")
+    injection_threshold: float = Field(
+        default=inspection.INJECTION_THRESHOLD, ge=0, description="0 turns it off"
+    )
     pii_operators: dict[str, str] = Field(
         default_factory=dict, description="entity -> mask|redact|replace|hash|tokenize"
     )

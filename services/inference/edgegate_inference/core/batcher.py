@@ -105,7 +105,6 @@ class DynamicBatcher:
             for i in range(len(self._runners))
         ]
         self._free = list(range(len(self._runners)))
-        self._in_flight = 0  # batches in a model call
         self._dispatch_soon = False  # a _dispatch call is scheduled
         self._retries: set[asyncio.Task[None]] = set()
         self._order_tail: asyncio.Future[dict[str, Array]] | None = None
@@ -249,7 +248,6 @@ class DynamicBatcher:
             now = time.monotonic_ns()
             for pending in batch:
                 self._stats.observe_queue(now - pending.enqueued_ns)
-            self._in_flight += 1
             self._executors[instance].submit(self._call, instance, batch)
 
     def _next_batch(self) -> list[_Pending]:
@@ -374,7 +372,6 @@ class DynamicBatcher:
             _settle(pending, result)
 
     def _release(self, instance: int) -> None:
-        self._in_flight -= 1
         self._free.append(instance)
         self._dispatch()
         self._check_drained()
@@ -411,7 +408,9 @@ class DynamicBatcher:
 
     @property
     def idle(self) -> bool:
-        return not self._in_flight and not any(self._queued.values())
+        # An instance that is not free is in a model call (or re-running a failed batch).
+        busy = len(self._free) < len(self._runners)
+        return not busy and not any(self._queued.values())
 
     def _check_drained(self) -> None:
         if self._closed and self.idle:

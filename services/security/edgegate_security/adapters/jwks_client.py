@@ -17,8 +17,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from edgegate_common.errors import InvalidArgument, Unavailable
-from edgegate_security.core.reasons import Reason
+from edgegate_common.errors import InvalidArgument
+from edgegate_security.core.keys import jwks_unavailable
 
 DEFAULT_MAX_JWKS_BYTES = 1024 * 1024
 
@@ -74,11 +74,8 @@ class HttpJwksClient:
         except (OSError, http.client.HTTPException) as exc:  # URLError and HTTPError are OSErrors
             if isinstance(exc, urllib.error.HTTPError):
                 exc.close()  # it holds the response, and with it the connection
-            raise _unavailable(f"the JWKS at {self._url} cannot be fetched: {exc}") from exc
+            raise jwks_unavailable(f"the JWKS at {self._url} cannot be fetched: {exc}") from exc
         if len(body) > self._max_bytes:
-            raise _unavailable(f"the JWKS at {self._url} is larger than {self._max_bytes} bytes")
+            limit = self._max_bytes
+            raise jwks_unavailable(f"the JWKS at {self._url} is larger than {limit} bytes")
         return body
-
-
-def _unavailable(message: str) -> Unavailable:
-    return Unavailable(message, details={"reason": Reason.JWKS_UNAVAILABLE.value})

@@ -14,12 +14,12 @@ from edgegate_security.audit.chain import (
     EventKind,
     Problem,
     Verification,
-    canonical_json,
     content_hash,
     parse_record,
     verify_chain,
 )
 from edgegate_security.audit.log import AuditLog, AuditStream, read_stream, verify_stream
+from edgegate_security.encoding import canonical_json
 
 __all__ = [
     "GENESIS",

@@ -55,6 +55,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edgegate_common.errors import InvalidArgument
+from edgegate_security.encoding import canonical_json
 
 FORMAT_VERSION = 1
 GENESIS_HASH = "0" * 64
@@ -65,8 +66,6 @@ _STRING_KEYS = ("time", "event", "reason", "tenant", "subject", "token_id", "req
 _KEYS = frozenset({"v", "seq", "details", "prev", "hash", *_STRING_KEYS})
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 _DETAIL_KEY = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII: sorts the same in every tool
-# One encoder for all: json.dumps with options builds a new one on every call.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 # A JSON Web Token (base64url header starting `{"`, two more parts): the likeliest secret
 # to leak into a record by accident, so records refuse it.
@@ -166,11 +165,6 @@ def _fields(entry: AuditEntry, *, seq: int, prev: str) -> dict[str, Any]:
         "details": dict(entry.details),
         "prev": prev,
     }
-
-
-def canonical_json(value: Mapping[str, Any]) -> bytes:
-    """Sorted keys, no whitespace, UTF-8: RFC 8785 for the value types records hold."""
-    return _CANONICAL.encode(value).encode("utf-8")
 
 
 def content_hash(fields: Mapping[str, Any]) -> str:
@@ -315,7 +309,7 @@ class ChainVerifier:
             return
         if self._break is not None:
             return
-        expected = 0 if self._head is None else self._head.seq + 1
+        expected = self._next_seq
         try:
             record = parse_record(data)
         except InvalidArgument as exc:
@@ -326,6 +320,11 @@ class ChainVerifier:
         if self._break is None and self._gap is None:
             self._head = record.checkpoint
             self._checked += 1
+
+    @property
+    def _next_seq(self) -> int:
+        """The chain position the next record must hold (0: any, nothing read yet)."""
+        return 0 if self._head is None else self._head.seq + 1
 
     def _check(
         self, record: AuditRecord, data: bytes, *, expected: int, stream_seq: int
@@ -418,7 +417,7 @@ class ChainVerifier:
         seen = self._last_stream_seq
         if last_stream_seq <= seen:
             return None
-        expected = 0 if self._head is None else self._head.seq + 1
+        expected = self._next_seq
         left = f"the last one left is {seen}" if seen else "none is left"
         problem = (
             f"records from {expected} on are missing: the stream's last message is "

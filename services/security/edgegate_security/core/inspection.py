@@ -16,7 +16,7 @@ import enum
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from edgegate_security.core.reasons import Reason
@@ -64,11 +64,17 @@ class Piece:
     data: bytes | None = None
 
 
+MAX_PART_BYTES = 1 << 20
+MAX_TOTAL_BYTES = 4 << 20
+MAX_PARTS = 64
+INJECTION_THRESHOLD = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
-    max_part_bytes: int = 1 << 20
-    max_total_bytes: int = 4 << 20
-    max_parts: int = 64
+    max_part_bytes: int = MAX_PART_BYTES
+    max_total_bytes: int = MAX_TOTAL_BYTES
+    max_parts: int = MAX_PARTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +104,7 @@ class Inspection:
     reason: Reason | None = None
     detail: str = ""  # for people: which limit, which pattern
     texts: tuple[str | None, ...] = ()  # each piece's text after redaction
-    redactions: tuple[Redaction, ...] = field(default=())
+    redactions: tuple[Redaction, ...] = ()
 
 
 # Prompt-injection heuristics: phrases that try to override the instructions a
@@ -138,7 +144,10 @@ def normalise(text: str) -> str:
 
 
 def injection_score(text: str) -> float:
-    norm = normalise(text)
+    return _score(normalise(text))
+
+
+def _score(norm: str) -> float:
     return sum(weight for weight, pattern in _INJECTION if pattern.search(norm))
 
 
@@ -148,7 +157,7 @@ class Inspector:
         *,
         limits: Limits | None = None,
         deny_patterns: Sequence[DenyPattern] = (),
-        injection_threshold: float = 1.0,
+        injection_threshold: float = INJECTION_THRESHOLD,
         redactor: Redactor | None = None,
     ) -> None:
         """`injection_threshold` 0 turns the prompt-injection heuristics off."""
@@ -201,7 +210,7 @@ class Inspector:
                 return _deny(Reason.DENY_PATTERN, detail)
         # Outputs are the model's own words: instructions in them target nobody.
         if direction is Direction.INPUT and self._injection_threshold > 0:
-            score = injection_score(text)
+            score = _score(norm)
             if score >= self._injection_threshold:
                 return _deny(
                     Reason.PROMPT_INJECTION,

@@ -16,7 +16,6 @@ with a log line, and only a document with no usable key at all is an error.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import os
@@ -35,6 +34,7 @@ from jwt.exceptions import PyJWTError
 from edgegate_common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_security.core.reasons import Reason
+from edgegate_security.encoding import b64url, canonical_json
 
 log = get_logger(__name__)
 
@@ -123,7 +123,7 @@ def parse_jwks(document: bytes | str, *, source: str) -> dict[str, VerificationK
         parsed = None
     entries = parsed.get("keys") if isinstance(parsed, dict) else None
     if not isinstance(entries, list):
-        raise _unavailable(f"the JWKS from {source} is not a JSON object with a 'keys' list")
+        raise jwks_unavailable(f"the JWKS from {source} is not a JSON object with a 'keys' list")
     keys: dict[str, VerificationKey] = {}
     for index, entry in enumerate(entries):
         try:
@@ -138,7 +138,7 @@ def parse_jwks(document: bytes | str, *, source: str) -> dict[str, VerificationK
             continue
         keys[key.kid] = key
     if not keys:
-        raise _unavailable(f"the JWKS from {source} has no usable key ({len(entries)} listed)")
+        raise jwks_unavailable(f"the JWKS from {source} has no usable key ({len(entries)} listed)")
     return keys
 
 
@@ -156,15 +156,8 @@ def hs256_key(secret: bytes) -> VerificationKey:
 def thumbprint(public_jwk: Mapping[str, str]) -> str:
     """The RFC 7638 JWK thumbprint (SHA-256): a kid that is stable and names the key itself."""
     members = _PUBLIC_MEMBERS[public_jwk["kty"]]
-    canonical = json.dumps(
-        {m: public_jwk[m] for m in members}, separators=(",", ":"), sort_keys=True
-    )
-    return b64url(hashlib.sha256(canonical.encode()).digest())
-
-
-def b64url(data: bytes) -> str:
-    """Unpadded base64url, as JOSE writes binary values."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    canonical = canonical_json({m: public_jwk[m] for m in members})
+    return b64url(hashlib.sha256(canonical).digest())
 
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
@@ -261,7 +254,7 @@ class KeyRing:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             keys = [generate_key(alg=alg, clock=clock)]
         ring = cls(keys, max_token_ttl_s=max_token_ttl_s, directory=directory, clock=clock)
-        ring._prune()
+        ring._keep(ring._keys)
         return ring
 
     @property
@@ -278,7 +271,7 @@ class KeyRing:
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The RFC 7517 JWK Set of every key that has not retired: public members only."""
-        return {"keys": [key.public_jwk() for key in self._keys if self._live(key)]}
+        return {"keys": [dict(self._public[key.kid]) for key in self._keys if self._live(key)]}
 
     def rotate(self, *, alg: str | None = None) -> SigningKey:
         """Sign with a new key from now on; the old one retires once its tokens have expired."""
@@ -286,8 +279,7 @@ class KeyRing:
         retires_at_s = now + self.max_token_ttl_s + RETIRE_GRACE_S
         old = replace(self.signing_key, retires_at_s=retires_at_s)
         new = generate_key(alg=alg or self.signing_key.alg, clock=self._clock)
-        self._set([*self._keys[:-1], old, new])
-        self._prune()
+        self._keep([*self._keys[:-1], old, new])
         return new
 
     def retire(self, kid: str) -> None:
@@ -306,10 +298,12 @@ class KeyRing:
         # Replaced whole, never mutated: a verify running meanwhile sees one consistent ring.
         self._keys = tuple(keys)
         self._by_kid = {key.kid: key for key in keys}
-        self._verification = {key.kid: key_from_jwk(key.public_jwk()) for key in keys}
+        self._public = {key.kid: key.public_jwk() for key in keys}
+        self._verification = {kid: key_from_jwk(jwk) for kid, jwk in self._public.items()}
 
-    def _prune(self) -> None:
-        self._set([key for key in self._keys if self._live(key)])
+    def _keep(self, keys: Sequence[SigningKey]) -> None:
+        """Keep those of `keys` that have not retired, and save the ring."""
+        self._set([key for key in keys if self._live(key)])
         self._save()
 
     def _save(self) -> None:
@@ -382,7 +376,7 @@ class RemoteJwks:
         """The key named `kid`, fetching the JWKS first when it is stale or lacks that kid."""
         await self._fetch_if(self._stale)
         if not self._keys:
-            raise _unavailable(f"no keys from {self._source.location} (the last fetch failed)")
+            raise jwks_unavailable(f"no keys from {self._source.location} (the last fetch failed)")
         if kid not in self._keys:
             await self._fetch_if(lambda: kid not in self._keys)
         return self._keys.get(kid)
@@ -488,7 +482,7 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(partial, path)
 
 
-def _unavailable(message: str) -> Unavailable:
+def jwks_unavailable(message: str) -> Unavailable:
     return Unavailable(message, details={"reason": Reason.JWKS_UNAVAILABLE.value})
 
 

@@ -14,7 +14,6 @@ algorithm with the key object built when the key arrived (`keys.py`).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import math
@@ -36,12 +35,12 @@ from edgegate_security.core.keys import (
     KeyRing,
     RemoteJwks,
     VerificationKey,
-    b64url,
     hs256_key,
 )
 from edgegate_security.core.principal import Principal
 from edgegate_security.core.reasons import Reason
 from edgegate_security.core.scopes import validate_scopes
+from edgegate_security.encoding import b64url, b64url_decode
 
 TENANT_CLAIM: Final = "tenant"
 SCOPE_CLAIM: Final = "scope"
@@ -226,7 +225,7 @@ def _b64decode(segment: str, *, part: str) -> bytes:
     if _BASE64URL.fullmatch(segment) is None or len(segment) % 4 == 1:
         raise _refuse(Reason.TOKEN_MALFORMED, f"the {part} is not base64url")
     try:
-        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        data = b64url_decode(segment)
     except (binascii.Error, ValueError):
         raise _refuse(Reason.TOKEN_MALFORMED, f"the {part} is not base64url") from None
     if b64url(data) != segment:
@@ -264,7 +263,7 @@ def _principal(claims: Mapping[str, Any], *, policy: TokenPolicy, now_s: float) 
     missing = [claim for claim in REQUIRED_CLAIMS if claim not in claims]
     if missing:
         raise _refuse(Reason.CLAIM_MISSING, f"the token lacks the claim(s) {', '.join(missing)}")
-    _check_times(claims, leeway_s=policy.leeway_s, now_s=now_s)
+    expires_s = _check_times(claims, leeway_s=policy.leeway_s, now_s=now_s)
     issuer = _string(claims, "iss")
     if issuer not in policy.issuers:
         raise _refuse(Reason.ISSUER_INVALID, f"issuer {_clip(issuer)} is not trusted")
@@ -281,12 +280,13 @@ def _principal(claims: Mapping[str, Any], *, policy: TokenPolicy, now_s: float) 
         tenant=_string(claims, TENANT_CLAIM),
         subject=_string(claims, "sub"),
         scopes=_scopes(claims.get(SCOPE_CLAIM, "")),
-        expires_at=datetime.fromtimestamp(_numeric_date(claims, "exp"), UTC),
+        expires_at=datetime.fromtimestamp(expires_s, UTC),
         token_id=token_id,
     )
 
 
-def _check_times(claims: Mapping[str, Any], *, leeway_s: float, now_s: float) -> None:
+def _check_times(claims: Mapping[str, Any], *, leeway_s: float, now_s: float) -> float:
+    """The expiry (epoch seconds), once exp, nbf and iat hold at `now_s`."""
     expires_s = _numeric_date(claims, "exp")
     if now_s >= expires_s + leeway_s:
         raise _refuse(Reason.TOKEN_EXPIRED, f"the token expired {now_s - expires_s:.0f} s ago")
@@ -299,6 +299,7 @@ def _check_times(claims: Mapping[str, Any], *, leeway_s: float, now_s: float) ->
             Reason.TOKEN_NOT_YET_VALID,
             f"the token was issued {issued_s - now_s:.0f} s in the future",
         )
+    return expires_s
 
 
 def _numeric_date(claims: Mapping[str, Any], name: str) -> float:

@@ -9,7 +9,15 @@ with explicit ASCII classes instead.
 
 from __future__ import annotations
 
+import string
+
 # A number must not continue a longer run of digits or letters. "+" is excluded
 # too, so the digits of "+4915112345678" are read as a phone number, never as a card.
 NUMBER_START = r"(?<![0-9A-Za-z+])"
 NUMBER_END = r"(?![0-9A-Za-z])"
+
+# Full-width digits, letters, "@" and "+", as Chinese input methods type them,
+# read as ASCII. One code point for one, so offsets into the folded text are
+# offsets into the original. Full-width punctuation stays: a full-width colon
+# (U+FF1A) read as ":" would glue a Chinese label to the IPv6 address after it.
+FULL_WIDTH_FOLD = {ord(c) + 0xFEE0: ord(c) for c in string.ascii_letters + string.digits + "@+"}

@@ -13,13 +13,13 @@ recogniser here is a pattern or phonenumbers, and none needs a tokenizer.
 from __future__ import annotations
 
 import bisect
-import string
 from collections.abc import Mapping, Sequence
 
 from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerRegistry
 from presidio_analyzer.nlp_engine import NlpEngineProvider
 
 from edgegate_security.pii import operators
+from edgegate_security.pii.boundaries import FULL_WIDTH_FOLD
 from edgegate_security.pii.findings import Entity, Finding, resolve_overlaps
 from edgegate_security.pii.operators import Hasher, Operator
 from edgegate_security.pii.recognizers_cn import (
@@ -44,12 +44,6 @@ _WARM_UP = (
     "IBAN DE89370400440532013000, call +44 20 7946 0958 or +81 3-1234-5678, "
     "身份证11010519491231002X, 卡号6222021234567890128, 代码91350100M000100Y43"
 )
-
-# Full-width digits, letters, "@" and "+", as Chinese input methods type them,
-# read as ASCII. One code point for one, so offsets into the folded text are
-# offsets into the original. Full-width punctuation stays: a full-width colon
-# (U+FF1A) read as ":" would glue a Chinese label to the IPv6 address after it.
-_FOLD = {ord(c) + 0xFEE0: ord(c) for c in string.ascii_letters + string.digits + "@+"}
 
 
 def _analyzer(*, phone_regions: Sequence[str]) -> AnalyzerEngine:
@@ -115,7 +109,9 @@ class PiiEngine:
         if not text:
             return []
         results = self._analyzer.analyze(
-            text=text.translate(_FOLD), language=_LANGUAGE, score_threshold=self._threshold
+            text=text.translate(FULL_WIDTH_FOLD),
+            language=_LANGUAGE,
+            score_threshold=self._threshold,
         )
         findings = [Finding(str(r.entity_type), r.start, r.end, float(r.score)) for r in results]
         if OPENING in text:
@@ -160,7 +156,6 @@ class PiiEngine:
             case Operator.REPLACE:
                 return operators.replace(entity)
             case Operator.HASH:
-                folded = value.translate(_FOLD)
-                return self._hasher.digest(folded, entity=entity, tenant=tenant)
+                return self._hasher.digest(value, entity=entity, tenant=tenant)
             case Operator.TOKENIZE:
                 return self._tokens.seal(value, entity=entity, tenant=tenant)

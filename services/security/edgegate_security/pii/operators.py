@@ -15,6 +15,7 @@ import hmac
 import ipaddress
 import struct
 
+from edgegate_security.pii.boundaries import FULL_WIDTH_FOLD
 from edgegate_security.pii.findings import Entity
 
 MASK_CHAR = "*"
@@ -83,6 +84,7 @@ def replace(entity: str) -> str:
 
 def canonical(value: str, entity: str) -> str:
     """One spelling per value, so "138 1234 5678" and "+86 13812345678" hash alike."""
+    value = value.translate(FULL_WIDTH_FOLD)
     match entity:
         case Entity.EMAIL_ADDRESS:
             return value.lower()
@@ -95,6 +97,12 @@ def canonical(value: str, entity: str) -> str:
             return "".join(c for c in value if c.isdigit())[-11:]
         case _:
             return "".join(c for c in value if c.isalnum()).upper()
+
+
+def tenant_scope(tenant: str) -> bytes:
+    """The tenant, length-prefixed: what binds a digest or a token to one tenant."""
+    scope = tenant.encode("utf-8", "surrogatepass")
+    return struct.pack(">I", len(scope)) + scope
 
 
 class Hasher:
@@ -111,7 +119,5 @@ class Hasher:
         self._salt = salt
 
     def digest(self, value: str, *, entity: str, tenant: str) -> str:
-        scope = tenant.encode("utf-8", "surrogatepass")
-        message = struct.pack(">I", len(scope)) + scope
-        message += canonical(value, entity).encode("utf-8", "surrogatepass")
+        message = tenant_scope(tenant) + canonical(value, entity).encode("utf-8", "surrogatepass")
         return hmac.new(self._salt, message, hashlib.sha256).hexdigest()

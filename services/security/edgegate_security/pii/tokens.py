@@ -13,28 +13,28 @@ exactly as it is. Callers that must know can look for `TOKEN_PATTERN` in the res
 
 from __future__ import annotations
 
-import base64
 import binascii
 import os
 import re
-import struct
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from edgegate_security.encoding import b64url, b64url_decode
+from edgegate_security.pii.operators import tenant_scope
+
 OPENING = "\u27e6"  # ⟦
 CLOSING = "\u27e7"  # ⟧
-TOKEN_PATTERN = re.compile(
-    OPENING + r"PII:([A-Z][A-Z0-9_]{0,63}):([A-Za-z0-9_-]{39,8192})" + CLOSING
-)
+_ENTITY_NAME = r"[A-Z][A-Z0-9_]{0,63}"
+_ENTITY = re.compile(_ENTITY_NAME)
+TOKEN_PATTERN = re.compile(OPENING + rf"PII:({_ENTITY_NAME}):([A-Za-z0-9_-]{{39,8192}})" + CLOSING)
 
 _NONCE_BYTES = 12
 _AAD_PREFIX = b"edgegate-pii-token-v1"
 
 
 def _aad(*, tenant: str, entity: str) -> bytes:
-    scope = tenant.encode("utf-8", "surrogatepass")
-    return _AAD_PREFIX + struct.pack(">I", len(scope)) + scope + entity.encode("ascii")
+    return _AAD_PREFIX + tenant_scope(tenant) + entity.encode("ascii")
 
 
 class TokenCipher:
@@ -46,19 +46,19 @@ class TokenCipher:
         self._aead = AESGCM(key)
 
     def seal(self, value: str, *, entity: str, tenant: str) -> str:
-        if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,63}", entity):
+        if not _ENTITY.fullmatch(entity):
             raise ValueError(f"entity {entity!r} cannot name a token")
         nonce = os.urandom(_NONCE_BYTES)
         plain = value.encode("utf-8", "surrogatepass")
         sealed = self._aead.encrypt(nonce, plain, _aad(tenant=tenant, entity=entity))
-        payload = base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode("ascii")
+        payload = b64url(nonce + sealed)
         return f"{OPENING}PII:{entity}:{payload}{CLOSING}"
 
     def open(self, token: re.Match[str], *, tenant: str) -> str | None:
         """The value a token holds, or None when it does not open for `tenant`."""
         entity, payload = token.group(1), token.group(2)
         try:
-            raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+            raw = b64url_decode(payload)
             nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
             plain = self._aead.decrypt(nonce, sealed, _aad(tenant=tenant, entity=entity))
             return plain.decode("utf-8", "surrogatepass")
