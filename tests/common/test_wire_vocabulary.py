@@ -11,9 +11,13 @@ from edgegate_common.errors import (
     DeadlineExceeded,
     EdgegateError,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
+    Unauthenticated,
     error_for,
 )
+from edgegate_common.rpc import error_details
+from edgegate_common.rpc.status import DETAILS_KEY, trailing_metadata
 from edgegate_protos.common.v1 import envelope_pb2
 
 
@@ -43,6 +47,30 @@ def test_error_headers_round_trip_and_stay_on_one_line() -> None:
     decoded = hdr.decode_error(encoded)
     assert isinstance(decoded, ResourceExhausted)
     assert decoded.message == "queue full retry later"
+
+
+def test_error_details_cross_nats_headers_on_one_line() -> None:
+    error = PermissionDenied("no", details={"reason": "tenant_mismatch", "note": "a\r\nb"})
+    encoded = hdr.encode_error(error)
+    assert "\n" not in encoded[hdr.ERROR_DETAILS]
+    decoded = hdr.decode_error(encoded)
+    assert isinstance(decoded, PermissionDenied)
+    assert decoded.details == {"reason": "tenant_mismatch", "note": "a\r\nb"}
+    # Details too big for a header are left out; unreadable ones are ignored, never an error.
+    huge = hdr.encode_error(PermissionDenied("no", details={"x": "y" * 5000}))
+    assert hdr.ERROR_DETAILS not in huge
+    garbled = {**encoded, hdr.ERROR_DETAILS: "{not json"}
+    assert hdr.decode_error(garbled).details == {}  # type: ignore[union-attr]
+
+
+def test_error_details_travel_as_a_grpc_error_info() -> None:
+    error = Unauthenticated("token refused", details={"reason": "token_expired"})
+    trailer = trailing_metadata(error)
+    assert [key for key, _ in trailer] == [DETAILS_KEY]
+    assert error_details(trailer) == {"reason": "token_expired"}
+    assert trailing_metadata(Unauthenticated("no details")) == ()
+    assert error_details([(DETAILS_KEY, b"\xff garbage")]) == {}
+    assert error_details(None) == {}
 
 
 def test_a_reply_without_error_headers_is_a_success() -> None:

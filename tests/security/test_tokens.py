@@ -469,3 +469,73 @@ async def test_an_idp_that_misbehaves_is_unavailable(
 def test_the_jwks_client_fetches_https_only(url: str) -> None:
     with pytest.raises(InvalidArgument):
         HttpJwksClient(url)
+
+
+# -- the verified-token cache ------------------------------------------------
+
+
+async def test_a_remembered_token_is_checked_again_once_its_key_retires() -> None:
+    clock = FakeClock()
+    ring = KeyRing.generate(max_token_ttl_s=MAX_TTL_S, clock=clock)
+    verifier = TokenVerifier(policy=POLICY, ring=ring, clock=clock)
+    old_kid = ring.signing_key.kid
+    token = issue(ring, clock)
+    assert (await verifier.verify(token)).subject == "alice"  # remembered now
+
+    ring.rotate()
+    assert (await verifier.verify(token)).subject == "alice"  # rotation alone: still trusted
+    ring.retire(old_kid)
+
+    with pytest.raises(Unauthenticated) as refused:
+        await verifier.verify(token)
+    assert reason(refused) == "kid_unknown"
+
+
+async def test_a_remembered_token_still_expires() -> None:
+    clock = FakeClock()
+    ring = KeyRing.generate(max_token_ttl_s=MAX_TTL_S, clock=clock)
+    verifier = TokenVerifier(policy=POLICY, ring=ring, clock=clock)
+    token = issue(ring, clock, ttl_s=60)
+    await verifier.verify(token)
+
+    clock.now_s += 60 + POLICY.leeway_s - 1
+    assert (await verifier.verify(token)).subject == "alice"  # within the leeway
+    clock.now_s += 1
+    with pytest.raises(Unauthenticated) as refused:
+        await verifier.verify(token)
+    assert reason(refused) == "token_expired"
+
+
+async def test_a_remembered_idp_token_is_checked_again_once_the_jwks_goes_stale(
+    idp: JwksServer,
+) -> None:
+    clock = FakeClock()
+    idp_ring = KeyRing.generate(max_token_ttl_s=MAX_TTL_S, clock=clock)
+    idp.serve(idp_ring.jwks())
+    remote = RemoteJwks(
+        HttpJwksClient(idp.url, allow_http=True), ttl_s=300, refetch_interval_s=30, clock=clock
+    )
+    verifier = TokenVerifier(policy=POLICY, remote=remote, clock=clock)
+    token = issue(idp_ring, clock, ttl_s=MAX_TTL_S)
+    await verifier.verify(token)
+    await verifier.verify(token)
+    assert idp.requests == 1
+
+    # The IdP replaced its key (an empty set would count as a failed fetch: keys kept).
+    idp.serve(KeyRing.generate(max_token_ttl_s=MAX_TTL_S, clock=clock).jwks())
+    clock.now_s += 301
+    with pytest.raises(Unauthenticated) as refused:
+        await verifier.verify(token)
+    assert reason(refused) == "kid_unknown"
+
+
+async def test_the_cache_is_bounded_and_may_be_off() -> None:
+    clock = FakeClock()
+    ring = KeyRing.generate(max_token_ttl_s=MAX_TTL_S, clock=clock)
+    small = TokenVerifier(policy=POLICY, ring=ring, clock=clock, cache_size=2)
+    off = TokenVerifier(policy=POLICY, ring=ring, clock=clock, cache_size=0)
+    tokens = [issue(ring, clock, subject=f"user{i}") for i in range(5)]
+    for token in tokens:
+        assert (await small.verify(token)).subject == (await off.verify(token)).subject
+    assert len(small._verified) == 2 and not off._verified
+    assert list(small._verified) == tokens[-2:]  # the oldest went first

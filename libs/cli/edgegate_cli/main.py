@@ -3,8 +3,10 @@
     edgegate up            start the local suite (NATS + four services) until Ctrl-C
     edgegate up --once     start it, print every service's health, stop (what `make demo` runs)
     edgegate model ...     build, quantise and inspect ONNX models (`edgegate model --help`)
+    edgegate token issue   sign a token with the local key ring (`edgegate token issue --help`)
+    edgegate audit verify  walk the audit log's hash chain, report the first broken link
 
-More subcommands (token, audit, rollout) arrive with the parts they drive.
+More subcommands (rollout) arrive with the parts they drive.
 """
 
 from __future__ import annotations
@@ -41,11 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_up.add_argument(
         "--timeout-s", type=float, default=60.0, help="how long services may take to start"
     )
+    # --help of these goes to the service's tools, which know their own options.
     commands.add_parser(
         "model",
         help="build, quantise and inspect ONNX models (see `edgegate model --help`)",
-        add_help=False,  # --help goes to the model tools, which know their own options
+        add_help=False,
     )
+    commands.add_parser("token", help="issue tokens for local mode and tests", add_help=False)
+    commands.add_parser("audit", help="verify the tamper-evident audit log", add_help=False)
     return parser
 
 
@@ -53,8 +58,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if args.command == "model":
-        raise SystemExit(run_model_tools(argv[argv.index("model") + 1 :]))
+    if args.command in TOOLS:
+        module, install = TOOLS[args.command]
+        # The model tools take their command line after "model"; the security
+        # tools take "token ..." / "audit ..." whole.
+        start = argv.index(args.command) + (1 if args.command == "model" else 0)
+        raise SystemExit(run_tools(args.command, module, install, argv[start:]))
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     # The CLI talks to people: its libraries' info lines would only clutter the output.
@@ -72,22 +81,26 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 MODEL_TOOLS = "edgegate_inference.tools"
+SECURITY_TOOLS = "edgegate_security.tools"
+# command -> (the service's tools module, how to install it)
+TOOLS = {
+    "model": (MODEL_TOOLS, "pip install 'edgegate-inference[cpu,tools]'"),
+    "token": (SECURITY_TOOLS, "pip install edgegate-security"),
+    "audit": (SECURITY_TOOLS, "pip install edgegate-security"),
+}
 
 
-def run_model_tools(args: Sequence[str]) -> int:
-    """Run the inference service's model tools in a child process; return its exit status.
+def run_tools(command: str, module: str, install: str, args: Sequence[str]) -> int:
+    """Run a service's tools in a child process; return its exit status.
 
     The CLI may not import a service (the two stay independent, and the tools pull
-    in ONNX and, to build, PyTorch), so it starts `python -m` on them instead.
+    in what the service needs: ONNX, PyTorch, the key ring), so it starts `python -m`
+    on them instead.
     """
-    if importlib.util.find_spec("edgegate_inference") is None:
-        print(
-            "edgegate model: the model tools come with the inference service: "
-            "pip install 'edgegate-inference[cpu,tools]'",
-            file=sys.stderr,
-        )
+    if importlib.util.find_spec(module.partition(".")[0]) is None:
+        print(f"edgegate {command}: these tools come with a service: {install}", file=sys.stderr)
         return 1
-    child = subprocess.Popen([sys.executable, "-m", MODEL_TOOLS, *args])
+    child = subprocess.Popen([sys.executable, "-m", module, *args])
     try:
         code = child.wait()
     except KeyboardInterrupt:  # Ctrl-C reached the child too: let it finish its way

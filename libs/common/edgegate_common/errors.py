@@ -119,10 +119,12 @@ _BY_CODE: dict[Code, type[EdgegateError]] = {
 }
 
 
-def error_for(code: Code | int | str, message: str) -> EdgegateError:
+def error_for(
+    code: Code | int | str, message: str, details: dict[str, str] | None = None
+) -> EdgegateError:
     """Rebuild a typed error from a code received over the wire."""
     try:
         parsed = Code[code] if isinstance(code, str) else Code(code)
     except (KeyError, ValueError):
-        return EdgegateError(f"{message} (unknown error code {code!r})")
-    return _BY_CODE.get(parsed, EdgegateError)(message)
+        return EdgegateError(f"{message} (unknown error code {code!r})", details=details)
+    return _BY_CODE.get(parsed, EdgegateError)(message, details=details)

@@ -48,6 +48,10 @@ SECURITY_ADMIT = f"{PREFIX}.security.v1.admit"
 SECURITY_AUTHENTICATE = f"{PREFIX}.security.v1.authenticate"
 SECURITY_AUTHORIZE = f"{PREFIX}.security.v1.authorize"
 SECURITY_INSPECT = f"{PREFIX}.security.v1.inspect"
+SECURITY_ISSUE_TOKEN = f"{PREFIX}.security.v1.issue_token"
+SECURITY_JWKS = f"{PREFIX}.security.v1.jwks"
+SECURITY_VERIFY_AUDIT = f"{PREFIX}.security.v1.verify_audit"
+SECURITY_RESTORE = f"{PREFIX}.security.v1.restore"
 # Hash-chained audit records; only the security service publishes here (stream STREAM_AUDIT).
 SECURITY_AUDIT = f"{PREFIX}.security.v1.audit"
 

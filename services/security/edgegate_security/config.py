@@ -20,7 +20,10 @@ class SecuritySettings(ServiceSettings):
     metrics_port: int = Field(default=9102, ge=0, le=65535, description="0 disables /metrics")
 
     # tokens
-    issuer: str = Field(default="edgegate", description="the iss tokens must carry")
+    issuer: str = Field(default="edgegate", description="the iss of the tokens we sign")
+    trusted_issuers: list[str] = Field(
+        default_factory=list, description="more issuers accepted (an identity provider's)"
+    )
     audience: str = Field(default="edgegate", description="the aud tokens must carry")
     leeway_s: float = Field(default=30.0, ge=0, le=600, description="clock skew allowed")
     keys_dir: Path = Field(
@@ -30,6 +33,7 @@ class SecuritySettings(ServiceSettings):
     max_token_ttl_s: int = Field(default=24 * 3600, gt=0, description="longest token issued")
     jwks_url: str | None = Field(default=None, description="an identity provider's JWKS")
     jwks_cache_s: float = Field(default=300.0, gt=0)
+    token_cache_size: int = Field(default=10_000, ge=0, description="verified tokens kept")
     allow_hs256: bool = Field(default=False, description="local development only")
     hs256_secret: str | None = Field(default=None, description="needs allow_hs256")
 
@@ -42,6 +46,10 @@ class SecuritySettings(ServiceSettings):
     )
     injection_threshold: float = Field(
         default=inspection.INJECTION_THRESHOLD, ge=0, description="0 turns it off"
+    )
+    pii_enabled: bool = Field(default=True, description="detect and mask PII in messages")
+    pii_secrets_file: Path | None = Field(
+        default=None, description="64 random bytes (token key, hash salt); default keys_dir/pii.key"
     )
     pii_operators: dict[str, str] = Field(
         default_factory=dict, description="entity -> mask|redact|replace|hash|tokenize"

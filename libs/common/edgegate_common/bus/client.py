@@ -137,25 +137,40 @@ class Bus:
     # -- request / reply -------------------------------------------------
 
     async def request(
-        self, subject: str, message: Message, reply_type: type[Rep], *, timeout_s: float = 5.0
+        self,
+        subject: str,
+        message: Message,
+        reply_type: type[Rep],
+        *,
+        timeout_s: float = 5.0,
+        headers: Mapping[str, str] | None = None,
     ) -> Rep:
-        """Send `message`, wait for one reply of `reply_type`; raise typed errors."""
+        """Send `message`, wait for one reply of `reply_type`; raise typed errors.
+
+        `headers` go along as they are (an `Authorization` for an admin call, say).
+        """
         if not self.nc.is_connected:
             raise Unavailable(f"not connected to NATS; cannot send to {subject}")
         if telemetry.in_unsampled_trace():
             # Nobody records this trace: carry its ids on, skip building a span.
-            return await self._request(subject, message, reply_type, timeout_s)
+            return await self._request(subject, message, reply_type, timeout_s, headers)
         with self._tracer.start_as_current_span(
             f"send {subject}",
             kind=trace.SpanKind.CLIENT,
             attributes={"messaging.destination.name": subject},
         ):
-            return await self._request(subject, message, reply_type, timeout_s)
+            return await self._request(subject, message, reply_type, timeout_s, headers)
 
     async def _request(
-        self, subject: str, message: Message, reply_type: type[Rep], timeout_s: float
+        self,
+        subject: str,
+        message: Message,
+        reply_type: type[Rep],
+        timeout_s: float,
+        extra: Mapping[str, str] | None,
     ) -> Rep:
         headers = {
+            **(extra or {}),
             hdr.TIMEOUT: hdr.encode_timeout(timeout_s),
             hdr.BODY_TYPE: message.DESCRIPTOR.full_name,
         }

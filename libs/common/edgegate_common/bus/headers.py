@@ -4,8 +4,10 @@
 - `Edgegate-Timeout-Ms`: the time the caller will wait, in milliseconds, as
   gRPC's `grpc-timeout` does: each host turns it into a deadline on its own
   clock, so clock skew between hosts cannot expire or extend requests.
-- `Edgegate-Error-Code` / `Edgegate-Error-Message`: set on a reply instead of
-  a body when the handler failed; the caller re-raises the typed error.
+- `Edgegate-Error-Code` / `Edgegate-Error-Message` / `Edgegate-Error-Details`:
+  set on a reply instead of a body when the handler failed; the caller
+  re-raises the typed error. Details (a JSON object of strings, such as a
+  denial's `reason` code) are what a program branches on; the message is for people.
 - `Edgegate-Body-Type`: the full protobuf name of a request's body, so that
   a subject can take several request types and name a wrong one clearly.
 - `Nats-Msg-Id`: JetStream de-duplication id, on anything durable.
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from edgegate_common.errors import Code, EdgegateError, Internal, error_for
@@ -20,10 +23,12 @@ from edgegate_common.errors import Code, EdgegateError, Internal, error_for
 TIMEOUT = "Edgegate-Timeout-Ms"
 ERROR_CODE = "Edgegate-Error-Code"
 ERROR_MESSAGE = "Edgegate-Error-Message"
+ERROR_DETAILS = "Edgegate-Error-Details"
 BODY_TYPE = "Edgegate-Body-Type"
 MSG_ID = "Nats-Msg-Id"
 
 _MAX_ERROR_MESSAGE = 1024
+_MAX_ERROR_DETAILS = 2048
 
 
 def encode_timeout(timeout_s: float) -> str:
@@ -41,7 +46,13 @@ def decode_timeout(headers: Mapping[str, str] | None) -> float | None:
 def encode_error(error: EdgegateError) -> dict[str, str]:
     # Header values cannot hold line breaks; keep them short too.
     message = " ".join(error.message.split())[:_MAX_ERROR_MESSAGE]
-    return {ERROR_CODE: error.code.name, ERROR_MESSAGE: message}
+    headers = {ERROR_CODE: error.code.name, ERROR_MESSAGE: message}
+    if error.details:
+        # ensure_ascii escapes line breaks too: the value stays one header line.
+        details = json.dumps(error.details, ensure_ascii=True, separators=(",", ":"))
+        if len(details) <= _MAX_ERROR_DETAILS:
+            headers[ERROR_DETAILS] = details
+    return headers
 
 
 def decode_error(headers: Mapping[str, str] | None) -> EdgegateError | None:
@@ -52,4 +63,17 @@ def decode_error(headers: Mapping[str, str] | None) -> EdgegateError | None:
     message = headers.get(ERROR_MESSAGE, "")
     if code == Code.OK.name:
         return Internal(f"reply marked as an error with code OK: {message}")
-    return error_for(code, message)
+    return error_for(code, message, _details(headers.get(ERROR_DETAILS)))
+
+
+def _details(raw: str | None) -> dict[str, str] | None:
+    """The details a reply carries; unreadable ones are dropped, never an error of their own."""
+    if not raw:
+        return None
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    return {str(k): str(v) for k, v in parsed.items()}

@@ -21,9 +21,23 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from edgegate_common.errors import DeadlineExceeded, Unavailable
 
 
-async def health_status(target: str, *, service: str = "", timeout_s: float = 1.0) -> str:
-    """The gRPC health status name at `target` (e.g. "SERVING"), or "UNREACHABLE"."""
-    async with grpc.aio.insecure_channel(target) as channel:
+async def health_status(
+    target: str,
+    *,
+    service: str = "",
+    timeout_s: float = 1.0,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> str:
+    """The gRPC health status name at `target` (e.g. "SERVING"), or "UNREACHABLE".
+
+    `credentials` for a server that serves TLS.
+    """
+    channel = (
+        grpc.aio.insecure_channel(target)
+        if credentials is None
+        else grpc.aio.secure_channel(target, credentials)
+    )
+    async with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             reply = await stub.Check(
@@ -49,8 +63,11 @@ class ServiceProcess:
         log_file: Path,
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        """`credentials`: how to reach its gRPC port when it serves TLS."""
         self.service = service
+        self.credentials = credentials
         self.grpc_port = grpc_port
         self.metrics_port = metrics_port
         self.log_file = log_file
@@ -103,7 +120,7 @@ class ServiceProcess:
                 raise Unavailable(
                     f"{self.service} exited with code {self.returncode}; see {self.log_file}"
                 )
-            status = await health_status(self.target, timeout_s=0.5)
+            status = await health_status(self.target, timeout_s=0.5, credentials=self.credentials)
             if status == "SERVING":
                 return
             await asyncio.sleep(0.05)

@@ -2,5 +2,6 @@
 
 from edgegate_common.rpc.interceptor import STATUS_FOR_CODE, ServiceInterceptor, status_code
 from edgegate_common.rpc.server import GrpcServer
+from edgegate_common.rpc.status import error_details
 
-__all__ = ["STATUS_FOR_CODE", "GrpcServer", "ServiceInterceptor", "status_code"]
+__all__ = ["STATUS_FOR_CODE", "GrpcServer", "ServiceInterceptor", "error_details", "status_code"]

@@ -22,6 +22,7 @@ from edgegate_common import telemetry
 from edgegate_common.errors import Code, EdgegateError
 from edgegate_common.logging import get_logger
 from edgegate_common.metrics import RpcMetrics
+from edgegate_common.rpc.status import trailing_metadata
 
 log = get_logger(__name__)
 
@@ -154,7 +155,7 @@ class _Call:
             raise exc  # the servicer already chose a status
         if isinstance(exc, EdgegateError):
             span.set_status(trace.StatusCode.ERROR, exc.message)
-            await context.abort(status_code(exc), exc.message)
+            await context.abort(status_code(exc), exc.message, trailing_metadata(exc))
         chosen = context.code()
         if isinstance(chosen, grpc.StatusCode) and chosen != grpc.StatusCode.OK:
             # Set on the context before raising, as generated base servicers do

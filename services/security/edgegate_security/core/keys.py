@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +34,7 @@ from edgegate_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from edgegate_common.logging import get_logger
 from edgegate_security.core.reasons import Reason
 from edgegate_security.encoding import b64url, canonical_json
+from edgegate_security.secret_files import write_private
 
 log = get_logger(__name__)
 
@@ -312,7 +312,7 @@ class KeyRing:
         for key in self._keys:
             path = self._directory / f"{key.kid}.pem"
             if not path.exists():
-                _write_private(path, _pem(key.private_key))
+                write_private(path, _pem(key.private_key))
         index = {
             "keys": [
                 {
@@ -324,7 +324,7 @@ class KeyRing:
                 for k in self._keys
             ]
         }
-        _write_private(self._directory / _INDEX_FILE, json.dumps(index, indent=2).encode())
+        write_private(self._directory / _INDEX_FILE, json.dumps(index, indent=2).encode())
         # Only after the index stops naming them: a retired private key is not kept around.
         for path in self._directory.glob("*.pem"):
             if path.stem not in self._by_kid:
@@ -380,6 +380,10 @@ class RemoteJwks:
         if kid not in self._keys:
             await self._fetch_if(lambda: kid not in self._keys)
         return self._keys.get(kid)
+
+    def held(self, kid: str) -> VerificationKey | None:
+        """The key named `kid` if it is held and fresh; never fetches."""
+        return None if self._stale() else self._keys.get(kid)
 
     async def refresh(self) -> None:
         """Fetch now (at start-up, say), whatever the cache holds."""
@@ -467,19 +471,6 @@ def _load(directory: Path) -> list[SigningKey]:
     if not keys:
         raise FailedPrecondition(f"the key ring in {directory} lists no keys")
     return keys
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a file only this user can read, atomically (a crash never leaves half a key)."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.unlink(missing_ok=True)
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        os.fchmod(file.fileno(), 0o600)
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(partial, path)
 
 
 def jwks_unavailable(message: str) -> Unavailable:

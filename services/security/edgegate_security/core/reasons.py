@@ -33,7 +33,10 @@ class Reason(enum.StrEnum):
     DENY_PATTERN = "deny_pattern"
     PROMPT_INJECTION = "prompt_injection"
     PII_REDACTED = "pii_redacted"
+    # any call
+    INVALID_REQUEST = "invalid_request"  # a malformed call: bad action, tenant or field
     # administration
     TOKEN_ISSUED = "token_issued"
     KEY_ROTATED = "key_rotated"
     DETOKENIZED = "detokenized"
+    AUDIT_VERIFIED = "audit_verified"

@@ -114,14 +114,18 @@ def authorize(principal: Principal, *, action: str, tenant: str) -> Decision:
 def require(principal: Principal, *, action: str, tenant: str) -> None:
     """`authorize`, raising PermissionDenied (reason in `details`) when it says no."""
     decision = authorize(principal, action=action, tenant=tenant)
-    if decision.allowed:
-        return
+    if not decision.allowed:
+        raise denial(principal, action=action, decision=decision)
+
+
+def denial(principal: Principal, *, action: str, decision: Decision) -> PermissionDenied:
+    """The error for a refused `decision`, its reason in `details`."""
     if decision.reason is Reason.TENANT_MISMATCH:
         # Never name the other tenant back: the caller may be probing for it.
         message = f"the data does not belong to tenant {principal.tenant!r}"
     else:
         message = f"no scope of {principal.subject!r} grants {action!r}"
-    raise PermissionDenied(message, details={"reason": str(decision.reason)})
+    return PermissionDenied(message, details={"reason": str(decision.reason)})
 
 
 def _is_model_pattern(pattern: str) -> bool:

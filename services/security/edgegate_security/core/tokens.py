@@ -82,6 +82,7 @@ class TokenVerifier:
         ring: KeyRing | None = None,
         remote: RemoteJwks | None = None,
         clock: Callable[[], float] = time.time,
+        cache_size: int = 10_000,
     ) -> None:
         self._policy = policy
         self._ring = ring
@@ -91,13 +92,45 @@ class TokenVerifier:
             raise InvalidArgument("a token verifier needs a key ring, a JWKS or an HS256 secret")
         self._algorithms = SIGNING_ALGORITHMS | ({HS256} if self._hs256 else set())
         self._clock = clock
+        self._cache_size = cache_size
+        # token -> (principal, the key that verified it, exp): insertion-ordered, oldest out.
+        self._verified: dict[str, tuple[Principal, VerificationKey, float]] = {}
 
     async def verify(self, token: str) -> Principal:
         """The principal `token` speaks for; Unauthenticated (with the reason) if it is refused.
 
         Only a JWKS fetch can make this wait (an unknown or stale IdP key); that
         failing with no keys at all is Unavailable (`jwks_unavailable`).
+
+        A client sends the same token with every request until it expires, so
+        tokens that verified are remembered (`cache_size` of them, as Envoy's
+        jwt_authn does): a repeat costs a dict lookup instead of a signature
+        check. A remembered token is checked again in full once it has expired
+        or the key that signed it is no longer the one trusted under its kid
+        (rotated out, retired, or an IdP key gone stale).
         """
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            principal, key, expires_s = remembered
+            if self._clock() < expires_s + self._policy.leeway_s and self._trusts(key):
+                return principal
+            del self._verified[token]
+        principal, key = await self._verify(token)
+        if self._cache_size > 0:
+            if len(self._verified) >= self._cache_size:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = (principal, key, principal.expires_at.timestamp())
+        return principal
+
+    def _trusts(self, key: VerificationKey) -> bool:
+        """`key` is still the one trusted under its kid."""
+        if key is self._hs256:
+            return True
+        if self._ring is not None and self._ring.get(key.kid) is key:
+            return True
+        return self._remote is not None and self._remote.held(key.kid) is key
+
+    async def _verify(self, token: str) -> tuple[Principal, VerificationKey]:
         header, signing_input, payload_b64, signature = _split(token, self._policy.max_token_bytes)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
@@ -111,7 +144,7 @@ class TokenVerifier:
         if not key.verify(signing_input, signature):
             raise _refuse(Reason.SIGNATURE_INVALID, "the signature does not match the token")
         claims = _json_object(_b64decode(payload_b64, part="payload"), part="payload")
-        return _principal(claims, policy=self._policy, now_s=self._clock())
+        return _principal(claims, policy=self._policy, now_s=self._clock()), key
 
     async def _key(self, kid: object) -> VerificationKey:
         if kid is None:

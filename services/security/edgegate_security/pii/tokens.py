@@ -67,11 +67,20 @@ class TokenCipher:
 
     def restore(self, text: str, *, tenant: str) -> str:
         """Put back the values of the tokens that open for `tenant`; leave the rest."""
+        return self.restore_counted(text, tenant=tenant)[0]
+
+    def restore_counted(self, text: str, *, tenant: str) -> tuple[str, int]:
+        """`restore`, with how many tokens opened."""
         if OPENING not in text:
-            return text
+            return text, 0
+        opened = 0
 
         def swap(token: re.Match[str]) -> str:
+            nonlocal opened
             value = self.open(token, tenant=tenant)
-            return token.group(0) if value is None else value
+            if value is None:
+                return token.group(0)
+            opened += 1
+            return value
 
-        return TOKEN_PATTERN.sub(swap, text)
+        return TOKEN_PATTERN.sub(swap, text), opened

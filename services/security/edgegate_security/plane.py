@@ -1,0 +1,352 @@
+"""The security plane: every decision the service makes, each refusal audited.
+
+The gRPC servicer and the NATS handlers are thin translations onto these
+methods, so both transports decide exactly alike and neither can forget an
+audit record. What gets a record (`audit.EventKind`):
+
+- `authn_failure`: a token that does not verify, with the verifier's reason;
+- `deny`: a refused authorisation, a malformed call, an inspection that denies;
+- `redaction`: an inspection that masked PII, naming the entity types and
+  counts (never the values);
+- `admin`: a token issued, tokens restored, the audit chain verified.
+
+Allowed calls without redactions leave no record: they are the hot path, and
+the metrics count them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from opentelemetry import trace
+
+from edgegate_common.errors import (
+    EdgegateError,
+    FailedPrecondition,
+    InvalidArgument,
+    Unauthenticated,
+    Unavailable,
+)
+from edgegate_common.logging import get_logger
+from edgegate_security.audit.chain import EventKind, Verification
+from edgegate_security.core import scopes
+from edgegate_security.core.inspection import Direction, Inspection, Inspector, Piece, Verdict
+from edgegate_security.core.keys import KeyRing
+from edgegate_security.core.principal import Principal
+from edgegate_security.core.reasons import Reason
+from edgegate_security.core.tokens import IssuedToken, TokenIssuer, TokenVerifier
+
+log = get_logger(__name__)
+
+_MAX_DETAIL_CHARS = 512
+_REASONS = frozenset(r.value for r in Reason)
+
+
+class AuditSink(Protocol):
+    """Where records go: `audit.AuditLog` in the service."""
+
+    def append(
+        self,
+        *,
+        event: EventKind,
+        reason: Reason,
+        tenant: str = "",
+        subject: str = "",
+        token_id: str = "",
+        request_id: str = "",
+        details: Mapping[str, str] | None = None,
+    ) -> Awaitable[None]: ...
+
+
+class Restorer(Protocol):
+    """The PII engine, as `restore` uses it."""
+
+    def restore_counted(self, text: str, *, tenant: str) -> tuple[str, int]: ...
+
+
+class AuditVerifier(Protocol):
+    def verify(self) -> Awaitable[Verification]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What `admit` hands back: who is calling, and what may be forwarded."""
+
+    principal: Principal
+    inspection: Inspection
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    text: str
+    count: int
+
+
+class SecurityPlane:
+    def __init__(
+        self,
+        *,
+        verifier: TokenVerifier,
+        inspector: Inspector,
+        audit: AuditSink,
+        issuer: TokenIssuer | None = None,
+        ring: KeyRing | None = None,
+        restorer: Restorer | None = None,
+        audit_verifier: AuditVerifier | None = None,
+    ) -> None:
+        """`issuer` and `ring` are this service's own keys (absent: only an IdP
+        issues tokens); `restorer` undoes PII tokens (absent: PII is off)."""
+        self._verifier = verifier
+        self._inspector = inspector
+        self._audit = audit
+        self._issuer = issuer
+        self._ring = ring
+        self._restorer = restorer
+        self._audit_verifier = audit_verifier
+
+    # -- the hot path ---------------------------------------------------
+
+    async def authenticate(self, token: str, *, request_id: str = "") -> Principal:
+        """The principal `token` speaks for; if not, Unauthenticated (with its reason), audited."""
+        try:
+            return await self._verifier.verify(token)
+        except (Unauthenticated, Unavailable) as exc:
+            # Unavailable: the identity provider's keys could not be had (jwks_unavailable).
+            await self._record_refusal(EventKind.AUTHN_FAILURE, exc, request_id=request_id)
+            raise
+
+    async def authorize(
+        self, principal: Principal, *, action: str, tenant: str, request_id: str = ""
+    ) -> scopes.Decision:
+        """May `principal` do `action` on `tenant`'s data? A "no" is audited."""
+        try:
+            decision = scopes.authorize(principal, action=action, tenant=tenant)
+        except InvalidArgument as exc:
+            await self._record_refusal(
+                EventKind.DENY, exc, principal=principal, request_id=request_id
+            )
+            raise
+        if not decision.allowed:
+            await self._record(
+                EventKind.DENY,
+                decision.reason or Reason.SCOPE_MISSING,
+                principal=principal,
+                request_id=request_id,
+                details={"action": action},
+            )
+        return decision
+
+    async def inspect(
+        self,
+        pieces: Sequence[Piece],
+        *,
+        direction: Direction,
+        principal: Principal,
+        request_id: str = "",
+    ) -> Inspection:
+        """Inspect a message of `principal`'s tenant; denials and redactions are audited."""
+        result = self._inspector.inspect(pieces, direction=direction, tenant=principal.tenant)
+        if result.verdict is Verdict.DENY:
+            await self._record(
+                EventKind.DENY,
+                result.reason or Reason.INVALID_REQUEST,
+                principal=principal,
+                request_id=request_id,
+                details={"direction": str(direction), "detail": result.detail},
+            )
+        elif result.redactions:
+            counts = Counter(r.entity for r in result.redactions)
+            await self._record(
+                EventKind.REDACTION,
+                Reason.PII_REDACTED,
+                principal=principal,
+                request_id=request_id,
+                details={
+                    "direction": str(direction),
+                    "entities": ",".join(f"{e}:{n}" for e, n in sorted(counts.items())),
+                },
+            )
+        return result
+
+    async def admit(
+        self,
+        token: str,
+        *,
+        action: str,
+        tenant: str,
+        pieces: Sequence[Piece],
+        request_id: str = "",
+    ) -> Admission:
+        """Authenticate, authorise and inspect an incoming message in one call.
+
+        `tenant` is the one the message claims (empty: the token's). A refused
+        token is Unauthenticated and a refused authorisation PermissionDenied,
+        each with its reason; an inspection that denies is a DENY verdict.
+        """
+        principal = await self.authenticate(token, request_id=request_id)
+        decision = await self.authorize(
+            principal, action=action, tenant=tenant or principal.tenant, request_id=request_id
+        )
+        if not decision.allowed:
+            raise scopes.denial(principal, action=action, decision=decision)
+        inspection = await self.inspect(
+            pieces, direction=Direction.INPUT, principal=principal, request_id=request_id
+        )
+        return Admission(principal=principal, inspection=inspection)
+
+    # -- keys and administration ---------------------------------------
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """This service's public keys (an empty set when only an IdP issues tokens)."""
+        return self._ring.jwks() if self._ring is not None else {"keys": []}
+
+    async def admin(self, token: str, *, request_id: str = "") -> Principal:
+        """The caller of an admin call, once its token verified and carries `admin`."""
+        if not token:
+            await self._record(EventKind.AUTHN_FAILURE, Reason.TOKEN_MISSING, request_id=request_id)
+            raise Unauthenticated(
+                "an admin call needs the caller's token (authorization: Bearer <token>)",
+                details={"reason": Reason.TOKEN_MISSING.value},
+            )
+        principal = await self.authenticate(token, request_id=request_id)
+        decision = await self.authorize(
+            principal, action=scopes.ADMIN, tenant=principal.tenant, request_id=request_id
+        )
+        if not decision.allowed:
+            raise scopes.denial(principal, action=scopes.ADMIN, decision=decision)
+        return principal
+
+    async def issue_token(
+        self,
+        caller: Principal,
+        *,
+        tenant: str,
+        subject: str,
+        scope_list: Iterable[str],
+        ttl_s: float,
+        request_id: str = "",
+    ) -> IssuedToken:
+        """A token signed with our key, for `caller`'s own tenant: no admin mints another's."""
+        if self._issuer is None:
+            raise FailedPrecondition("this service issues no tokens: an identity provider does")
+        tenant = tenant or caller.tenant
+        decision = await self.authorize(
+            caller, action=scopes.ADMIN, tenant=tenant, request_id=request_id
+        )
+        if not decision.allowed:
+            raise scopes.denial(caller, action=scopes.ADMIN, decision=decision)
+        try:
+            issued = self._issuer.issue(
+                tenant=tenant, subject=subject, scopes=scope_list, ttl_s=ttl_s
+            )
+        except InvalidArgument as exc:
+            await self._record_refusal(EventKind.DENY, exc, principal=caller, request_id=request_id)
+            raise
+        await self._record(
+            EventKind.ADMIN,
+            Reason.TOKEN_ISSUED,
+            principal=caller,
+            request_id=request_id,
+            details=issued_details(issued, ttl_s=ttl_s),
+        )
+        return issued
+
+    async def restore(self, caller: Principal, text: str, *, request_id: str = "") -> Restored:
+        """`text` with `caller`'s tenant's PII tokens opened; other tenants' stay sealed."""
+        if self._restorer is None:
+            raise FailedPrecondition("PII masking is off in this service; nothing to restore")
+        restored, count = self._restorer.restore_counted(text, tenant=caller.tenant)
+        await self._record(
+            EventKind.ADMIN,
+            Reason.DETOKENIZED,
+            principal=caller,
+            request_id=request_id,
+            details={"tokens": str(count)},
+        )
+        return Restored(text=restored, count=count)
+
+    async def verify_audit(self, caller: Principal, *, request_id: str = "") -> Verification:
+        if self._audit_verifier is None:
+            raise FailedPrecondition("this service keeps no audit stream to verify")
+        result = await self._audit_verifier.verify()
+        await self._record(
+            EventKind.ADMIN,
+            Reason.AUDIT_VERIFIED,
+            principal=caller,
+            request_id=request_id,
+            details={"intact": str(result.intact).lower(), "records": str(result.records_checked)},
+        )
+        return result
+
+    async def refuse(self, exc: InvalidArgument, *, request_id: str = "") -> None:
+        """File a request that could not be read (the transports call this)."""
+        await self._record_refusal(EventKind.DENY, exc, request_id=request_id)
+
+    # -- records --------------------------------------------------------
+
+    async def _record_refusal(
+        self,
+        event: EventKind,
+        exc: EdgegateError,
+        *,
+        principal: Principal | None = None,
+        request_id: str,
+    ) -> None:
+        # The caller sees the reason the record is filed under (error details).
+        raw = exc.details.setdefault("reason", Reason.INVALID_REQUEST.value)
+        reason = Reason(raw) if raw in _REASONS else Reason.INVALID_REQUEST
+        details = {"message": exc.message[:_MAX_DETAIL_CHARS]}
+        await self._record(
+            event, reason, principal=principal, request_id=request_id, details=details
+        )
+
+    async def _record(
+        self,
+        event: EventKind,
+        reason: Reason,
+        *,
+        principal: Principal | None = None,
+        request_id: str = "",
+        details: Mapping[str, str] | None = None,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "event": event,
+            "reason": reason,
+            "request_id": request_id or _trace_id(),
+            "details": {k: v[:_MAX_DETAIL_CHARS] for k, v in (details or {}).items()},
+        }
+        if principal is not None:
+            fields |= {
+                "tenant": principal.tenant,
+                "subject": principal.subject,
+                "token_id": principal.token_id,
+            }
+        try:
+            await self._audit.append(**fields)
+        except InvalidArgument:
+            # The caller's words looked like a credential (a JWT in a kid, say):
+            # the record is still filed, without what may not be stored.
+            fields["details"] = {"withheld": "the details looked like a credential"}
+            fields["subject"] = fields["token_id"] = ""
+            await self._audit.append(**fields)
+
+
+def issued_details(issued: IssuedToken, *, ttl_s: float) -> dict[str, str]:
+    """What an audit record says of a token issued: never the token itself."""
+    p = issued.principal
+    return {
+        "issued_tenant": p.tenant,
+        "issued_subject": p.subject,
+        "issued_token_id": p.token_id,
+        "scopes": json.dumps(sorted(p.scopes)),
+        "ttl_s": f"{ttl_s:g}",
+    }
+
+
+def _trace_id() -> str:
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else ""

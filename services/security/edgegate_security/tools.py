@@ -1,0 +1,183 @@
+"""`python -m edgegate_security.tools`, which `edgegate token` and `edgegate audit` run.
+
+    token issue --tenant T --sub S --scope infer:* --scope tasks:read [--ttl-s 3600]
+    audit verify [--stream EDGEGATE_AUDIT]
+
+`token issue` is the local-mode admin path: it signs with the key ring in
+`--keys-dir` (the service's own, so file access to it is the credential) and
+files an `admin` audit record over NATS first; `--no-audit` skips the record
+when no NATS is running (offline set-up). The token goes to stdout, alone, so
+`TOKEN=$(edgegate token issue ...)` works.
+
+`audit verify` walks the audit stream and reports the first broken link.
+Exit status: 0 intact, 1 broken, 2 when the work could not be done (one line
+on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgegate_common.bus import Bus, client_tls_context
+from edgegate_common.errors import EdgegateError
+from edgegate_common.logging import configure_logging
+from edgegate_security.audit.chain import EventKind, Verification
+from edgegate_security.audit.log import AuditLog, verify_stream
+from edgegate_security.config import SecuritySettings
+from edgegate_security.core.keys import KeyRing
+from edgegate_security.core.reasons import Reason
+from edgegate_security.core.tokens import IssuedToken, TokenIssuer
+from edgegate_security.plane import issued_details
+
+BROKEN = 1
+FAILED = 2
+
+
+def build_parser(defaults: SecuritySettings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgegate", description="edgegate security tools")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    token = commands.add_parser("token", help="issue tokens (local mode, tests)")
+    token_commands = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    issue = token_commands.add_parser(
+        "issue",
+        help="sign a token with the service's key ring",
+        description="Sign a JWT for SUB in TENANT with the service's own key ring, file an "
+        "admin audit record, and print the token.",
+    )
+    issue.add_argument("--tenant", required=True)
+    issue.add_argument("--sub", required=True, help="the subject: a user or a service")
+    issue.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        help="admin, tasks:read, tasks:write or infer:<model pattern>; repeat for more",
+    )
+    issue.add_argument("--ttl-s", type=float, default=3600.0, help="lifetime in seconds")
+    issue.add_argument("--keys-dir", type=Path, default=defaults.keys_dir)
+    issue.add_argument("--issuer", default=defaults.issuer)
+    issue.add_argument("--audience", default=defaults.audience)
+    issue.add_argument("--nats-url", default=defaults.nats_url, help="for the audit record")
+    issue.add_argument("--no-audit", action="store_true", help="file no audit record")
+    issue.add_argument("--json", action="store_true", help="print token, expiry and id as JSON")
+
+    audit = commands.add_parser("audit", help="check the audit log")
+    audit_commands = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    verify = audit_commands.add_parser(
+        "verify",
+        help="walk the hash chain and report the first broken link",
+        description="Read every record of the audit stream and check each one's hash and "
+        "its link to the one before. Exit 0 when intact, 1 when broken.",
+    )
+    verify.add_argument("--nats-url", default=defaults.nats_url)
+    verify.add_argument("--stream", default="EDGEGATE_AUDIT", help="the audit stream's name")
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Stdout carries the answer (a token): library log lines stay off it.
+    configure_logging(service="cli", level="warning")
+    defaults = SecuritySettings()
+    args = build_parser(defaults).parse_args(argv)
+    try:
+        if args.command == "token":
+            return asyncio.run(_issue(args, defaults))
+        return asyncio.run(_verify(args))
+    except EdgegateError as exc:
+        print(f"edgegate {args.command} {args.action}: {exc.message}", file=sys.stderr)
+        return FAILED
+
+
+async def _issue(args: argparse.Namespace, defaults: SecuritySettings) -> int:
+    ring = KeyRing.open(
+        args.keys_dir, alg=defaults.signing_alg, max_token_ttl_s=defaults.max_token_ttl_s
+    )
+    issued = TokenIssuer(ring, issuer=args.issuer, audience=args.audience).issue(
+        tenant=args.tenant, subject=args.sub, scopes=args.scope, ttl_s=args.ttl_s
+    )
+    if not args.no_audit:
+        await _file_issue(args, issued)
+    if args.json:
+        principal = issued.principal
+        print(
+            json.dumps(
+                {
+                    "token": issued.token,
+                    "token_id": principal.token_id,
+                    "expires_at": principal.expires_at.isoformat(),
+                    "scopes": sorted(principal.scopes),
+                }
+            )
+        )
+    else:
+        print(issued.token)
+    return 0
+
+
+async def _file_issue(args: argparse.Namespace, issued: IssuedToken) -> None:
+    """The admin record for a token issued here; Unavailable when NATS cannot be reached."""
+    bus = await _connect(args.nats_url, name="edgegate-token-issue")
+    try:
+        audit = AuditLog(bus.nc, replica="edgegate-cli")
+        await audit.start()
+        await audit.append(
+            event=EventKind.ADMIN,
+            reason=Reason.TOKEN_ISSUED,
+            tenant=issued.principal.tenant,
+            subject="local:edgegate-cli",
+            details=issued_details(issued, ttl_s=args.ttl_s),
+        )
+        unwritten = await audit.close(timeout_s=5.0)
+        if unwritten:
+            raise EdgegateError("the audit record was not stored; the token is not printed")
+    finally:
+        await bus.close()
+
+
+async def _verify(args: argparse.Namespace) -> int:
+    bus = await _connect(args.nats_url, name="edgegate-audit-verify")
+    try:
+        result = await verify_stream(bus.js, stream=args.stream)
+    finally:
+        await bus.close()
+    print(json.dumps(_as_json(result)) if args.json else _as_text(result))
+    return 0 if result.intact else BROKEN
+
+
+async def _connect(url: str, *, name: str) -> Bus:
+    """NATS, with the service's TLS settings (EDGEGATE_SECURITY_NATS_TLS_*) when set."""
+    s = SecuritySettings()
+    tls = client_tls_context(ca=s.nats_tls_ca, cert=s.nats_tls_cert, key=s.nats_tls_key)
+    return await Bus.connect(servers=[url], name=name, connect_timeout_s=5.0, tls=tls)
+
+
+def _as_json(result: Verification) -> dict[str, object]:
+    return {
+        "intact": result.intact,
+        "records_checked": result.records_checked,
+        "first_broken_seq": result.first_broken_seq,
+        "first_broken_stream_seq": result.first_broken_stream_seq,
+        "kind": str(result.kind or ""),
+        "problem": result.problem,
+        "head": {"seq": result.head.seq, "hash": result.head.hash} if result.head else None,
+    }
+
+
+def _as_text(result: Verification) -> str:
+    if result.intact:
+        head = f"; head: record {result.head.seq} {result.head.hash}" if result.head else ""
+        return f"intact: {result.records_checked} records checked{head}"
+    return (
+        f"BROKEN at record {result.first_broken_seq} (stream sequence "
+        f"{result.first_broken_stream_seq}): {result.kind}: {result.problem}"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
