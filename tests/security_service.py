@@ -27,7 +27,7 @@ from edgegate_common.bus import Bus, client_tls_context
 from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
 from edgegate_protos.security.v1 import security_pb2_grpc
 from edgegate_security.audit.chain import AuditRecord, parse_record
-from edgegate_security.audit.log import read_stream
+from edgegate_security.audit.reader import read_stream
 
 MAX_PART_BYTES = 64 * 1024
 DENY_PATTERN = "internal use only"

@@ -29,7 +29,8 @@ from edgegate_security.audit.chain import (
     Problem,
     parse_record,
 )
-from edgegate_security.audit.log import AuditLog, AuditStream, read_stream, verify_stream
+from edgegate_security.audit.log import AuditLog, AuditStream
+from edgegate_security.audit.reader import read_stream, verify_stream
 from edgegate_security.core.reasons import Reason
 
 _names = itertools.count()

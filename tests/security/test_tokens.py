@@ -25,13 +25,13 @@ from edgegate_common.errors import (
     Unavailable,
 )
 from edgegate_security.adapters.jwks_client import HttpJwksClient
+from edgegate_security.core.jwks import RemoteJwks
 from edgegate_security.core.keys import (
     EDDSA,
     ES256,
     RETIRE_GRACE_S,
     RS256,
     KeyRing,
-    RemoteJwks,
     parse_jwks,
 )
 from edgegate_security.core.tokens import TokenIssuer, TokenPolicy, TokenVerifier

@@ -27,7 +27,8 @@ from edgegate_common.bus import Bus, client_tls_context
 from edgegate_common.errors import EdgegateError
 from edgegate_common.logging import configure_logging
 from edgegate_security.audit.chain import EventKind, Verification
-from edgegate_security.audit.log import AuditLog, verify_stream
+from edgegate_security.audit.log import AuditLog
+from edgegate_security.audit.reader import verify_stream
 from edgegate_security.config import SecuritySettings
 from edgegate_security.core.keys import KeyRing
 from edgegate_security.core.reasons import Reason

@@ -1,6 +1,6 @@
 """Fetching an identity provider's JWKS over HTTP(S), with the standard library.
 
-The caching, the refetch rate limit and the parsing are `core.keys.RemoteJwks`;
+The caching, the refetch rate limit and the parsing are `core.jwks.RemoteJwks`;
 this module only moves bytes. `urllib.request` runs in a worker thread, so the
 event loop never blocks on the IdP. Only `https://` URLs are fetched unless
 `allow_http` says otherwise (in-cluster IdPs, tests): a JWKS read over plain
@@ -24,7 +24,7 @@ DEFAULT_MAX_JWKS_BYTES = 1024 * 1024
 
 
 class HttpJwksClient:
-    """A `core.keys.JwksSource` that GETs one URL."""
+    """A `core.jwks.JwksSource` that GETs one URL."""
 
     def __init__(
         self,

@@ -1,7 +1,8 @@
 """The tamper-evident audit log: hash-chained records on a JetStream stream.
 
 `chain` holds the record format and verification (pure); `log` the JetStream
-writer (`AuditLog`) and reader (`verify_stream`, `read_stream`).
+writer (`AuditLog`); `reader` reads the stream back (`read_stream`,
+`verify_stream`: the stream's own last sequence exposes a cut tail).
 """
 
 from edgegate_security.audit.chain import (
@@ -18,7 +19,8 @@ from edgegate_security.audit.chain import (
     parse_record,
     verify_chain,
 )
-from edgegate_security.audit.log import AuditLog, AuditStream, read_stream, verify_stream
+from edgegate_security.audit.log import AuditLog, AuditStream
+from edgegate_security.audit.reader import read_stream, verify_stream
 from edgegate_security.encoding import canonical_json
 
 __all__ = [

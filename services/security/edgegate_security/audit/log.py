@@ -1,4 +1,4 @@
-"""The audit log on JetStream: an ordered background writer and a verifying reader.
+"""The audit log on JetStream: an ordered background writer (reading: `reader.py`).
 
 Writing. `AuditLog.append` checks an entry and queues it, so a request never
 waits for JetStream; it waits only while `max_pending` entries are already
@@ -28,9 +28,6 @@ The stream holds the audit subject alone (the expectations are on the stream's
 last sequence, and verification reads every message), and is created with
 `deny_delete` and `deny_purge`: the server then refuses to delete records
 through its API, and refuses a later configuration that would drop the flags.
-
-Reading. `verify_stream` reads the stream in order with an ordered consumer
-and feeds `ChainVerifier`; the stream's own last sequence exposes a cut tail.
 """
 
 from __future__ import annotations
@@ -40,7 +37,7 @@ import contextlib
 import enum
 import json
 import random
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -49,14 +46,10 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js import JetStreamContext
 from nats.js.api import (
-    ConsumerConfig,
-    DeliverPolicy,
     Header,
     StorageType,
     StreamConfig,
-    StreamState,
 )
 
 from edgegate_common import subjects
@@ -65,15 +58,12 @@ from edgegate_common.errors import (
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
-    Unavailable,
 )
 from edgegate_common.logging import get_logger
 from edgegate_security.audit.chain import (
     GENESIS,
     AuditEntry,
     AuditRecord,
-    ChainVerifier,
     Checkpoint,
     EventKind,
     Verification,
@@ -81,11 +71,11 @@ from edgegate_security.audit.chain import (
     parse_record,
     utc_text,
 )
+from edgegate_security.audit.reader import TRANSIENT, verify_stream
 from edgegate_security.core.reasons import Reason
 
 log = get_logger(__name__)
 
-_TRANSIENT = (nats.errors.Error, TimeoutError, OSError)
 # JetStream's refusals when the stream moved on: wrong last sequence, wrong last message id.
 _CONFLICT_CODES = frozenset({10071, 10070})
 _QUICK_RETRIES = 3  # conflicts retried at once before the writer starts to pause
@@ -327,7 +317,7 @@ class AuditLog:
             except FailedPrecondition as exc:
                 log.error("audit log cannot extend its chain", problem=exc.message)
                 failures = max(failures, 8)  # a person has to look: retry slowly meanwhile
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 log.warning("audit write failed; retrying", error=repr(exc))
                 self._tail = None
             except Exception:
@@ -433,93 +423,3 @@ class AuditLog:
 
 
 # -- reading -------------------------------------------------------------
-
-
-async def _stream_state(js: JetStreamContext, stream: str) -> StreamState:
-    try:
-        return (await js.stream_info(stream)).state
-    except nats.js.errors.NotFoundError:
-        raise NotFound(f"there is no audit stream {stream}") from None
-    except _TRANSIENT as exc:
-        raise Unavailable(f"cannot read the audit stream {stream}: {exc!r}") from exc
-
-
-async def read_stream(
-    js: JetStreamContext,
-    *,
-    stream: str = subjects.STREAM_AUDIT,
-    from_stream_seq: int = 1,
-    up_to_seq: int | None = None,
-    idle_timeout_s: float = 5.0,
-) -> AsyncGenerator[tuple[int, bytes], None]:
-    """Each stored message in order, as `(stream sequence, bytes)`: to verify or to export.
-
-    Reads up to `up_to_seq` (default: the last sequence when the read starts),
-    through an ordered consumer: ephemeral, no acks, and re-created by the
-    client after a gap, so a long read survives a reconnect.
-    """
-    last = (await _stream_state(js, stream)).last_seq if up_to_seq is None else up_to_seq
-    if not last or from_stream_seq > last:
-        return
-    try:  # is anything left to read? (else the consumer would only wait)
-        first = await js.get_msg(stream, seq=from_stream_seq, next=True, subject=">")
-    except nats.js.errors.NotFoundError:
-        return
-    if first.seq is None or first.seq > last:
-        return
-    subscription = await js.subscribe(
-        ">",
-        stream=stream,
-        ordered_consumer=True,
-        config=ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=from_stream_seq
-        ),
-    )
-    try:
-        while True:
-            try:
-                msg = await subscription.next_msg(timeout=idle_timeout_s)
-            except nats.errors.TimeoutError:
-                raise Unavailable(
-                    f"the audit stream {stream} stopped delivering for {idle_timeout_s:g}s"
-                ) from None
-            stream_seq = msg.metadata.sequence.stream
-            if stream_seq > last:
-                return
-            yield stream_seq, msg.data
-            if stream_seq == last or msg.metadata.num_pending == 0:
-                return
-    finally:
-        with contextlib.suppress(nats.errors.Error):
-            await subscription.unsubscribe()
-
-
-async def verify_stream(
-    js: JetStreamContext,
-    *,
-    stream: str = subjects.STREAM_AUDIT,
-    after: Checkpoint | None = GENESIS,
-    from_stream_seq: int = 1,
-    idle_timeout_s: float = 5.0,
-) -> Verification:
-    """Walk the stream's chain and report the first broken link.
-
-    `after`: GENESIS for the whole stream; a kept head together with the
-    stream sequence after it (`from_stream_seq`) to check only what came
-    since; None to trust the first record's `prev` (a stream whose oldest
-    records a retention limit removed). NotFound or Unavailable when the
-    stream cannot be read; a damaged stream is a result, never an exception.
-    """
-    last = (await _stream_state(js, stream)).last_seq or 0
-    verifier = ChainVerifier(after=after)
-    messages = read_stream(
-        js,
-        stream=stream,
-        from_stream_seq=from_stream_seq,
-        up_to_seq=last,
-        idle_timeout_s=idle_timeout_s,
-    )
-    async with contextlib.aclosing(messages):
-        async for stream_seq, data in messages:
-            verifier.feed(stream_seq, data)
-    return verifier.finish(last_stream_seq=last)

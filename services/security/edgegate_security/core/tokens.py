@@ -28,12 +28,12 @@ from typing import Any, Final
 import jwt
 
 from edgegate_common.errors import InvalidArgument, Unauthenticated
+from edgegate_security.core.jwks import RemoteJwks
 from edgegate_security.core.keys import (
     HS256,
     HS256_KID,
     SIGNING_ALGORITHMS,
     KeyRing,
-    RemoteJwks,
     VerificationKey,
     hs256_key,
 )
