@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgegate_security.core.inspection import (
@@ -18,7 +18,9 @@ from edgegate_security.core.inspection import (
     Limits,
     Piece,
     Verdict,
+    full_injection_score,
     injection_score,
+    normalise,
 )
 from edgegate_security.core.reasons import Reason
 
@@ -180,3 +182,44 @@ def test_any_input_gets_a_verdict(values: list[str | bytes]) -> None:
         assert result.reason is not None and result.detail
     else:
         assert len(result.texts) == len(pieces)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "ignore",
+                "all",
+                "previous",
+                "instructions",
+                "system prompt",
+                "reveal",
+                "you are now",
+                "dan",
+                "<|im_start|>",
+                "system",
+                "[inst]",
+                "assistant:",
+                "\n",
+                " ",
+                "忽略",
+                "之前的",
+                "指令",
+                "输出",
+                "系统提示",
+                "pretend you have no",
+                "do anything now",
+                "你现在是",
+                "没有限制",
+                "hello",
+                "weather",
+                fullwidth("IGNORE"),
+            ]
+        ),
+        max_size=12,
+    ).map("".join)
+)
+def test_the_trigger_word_shortcut_never_changes_a_score(text: str) -> None:
+    norm = normalise(text)
+    assert injection_score(text) == full_injection_score(norm)

@@ -447,6 +447,30 @@ def test_cli_refuses_bad_scopes_with_one_line(service: SecurityService) -> None:
     assert result.stdout == ""
 
 
+async def test_a_key_rotated_beside_the_service_verifies_at_once(
+    service: SecurityService, bus: Bus, tokens: dict[str, str]
+) -> None:
+    before = await audit_tail(bus)
+    rotated = json.loads(service.cli("keys", "rotate", "--nats-url", service.nats.url).stdout)
+    record = await wait_for_record(bus, after=before, match=lambda r: r.entry.event == "admin")
+    assert (record.entry.reason, record.entry.details["old_kid"]) == (
+        "key_rotated",
+        rotated["previous_kid"],
+    )
+    fresh = service.issue(f"infer:{MODEL}", sub="dave")
+    assert jwt.get_unverified_header(fresh)["kid"] == rotated["kid"]
+    for token in (fresh, tokens["user"]):  # the new key at once, the old one still
+        admitted = await bus.request(
+            subjects.SECURITY_ADMIT,
+            pb.AdmitRequest(token=token, envelope=_envelope()),
+            pb.AdmitResponse,
+        )
+        assert admitted.inspection.verdict == pb.VERDICT_ALLOW
+    jwks = await bus.request(subjects.SECURITY_JWKS, pb.GetJwksRequest(), pb.GetJwksResponse)
+    kids = {key["kid"] for key in json.loads(jwks.jwks_json)["keys"]}
+    assert {rotated["kid"], rotated["previous_kid"]} <= kids
+
+
 # -- bad input, as a property ---------------------------------------------
 
 _TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=300)

@@ -539,3 +539,27 @@ async def test_the_cache_is_bounded_and_may_be_off() -> None:
         assert (await small.verify(token)).subject == (await off.verify(token)).subject
     assert len(small._verified) == 2 and not off._verified
     assert list(small._verified) == tokens[-2:]  # the oldest went first
+
+
+async def test_a_rotation_by_another_process_verifies_and_signs_here(tmp_path: Path) -> None:
+    clock = FakeClock()
+    here = KeyRing.open(tmp_path, max_token_ttl_s=MAX_TTL_S, clock=clock)
+    there = KeyRing.open(tmp_path, max_token_ttl_s=MAX_TTL_S, clock=clock)  # another replica
+    verifier = TokenVerifier(policy=POLICY, ring=here, clock=clock)
+    old_kid = here.signing_key.kid
+    old_token = issue(here, clock)
+    await verifier.verify(old_token)
+
+    new_kid = there.rotate(alg=EDDSA).kid
+    new_token = issue(there, clock)  # its kid is unknown here: the ring is re-read once
+
+    assert (await verifier.verify(new_token)).subject == "alice"
+    assert here.signing_key.kid == new_kid
+    assert jwt.get_unverified_header(issue(here, clock))["kid"] == new_kid
+    assert here.reload() is False  # nothing changed since: a stat, no read
+
+    there.retire(old_kid)
+    assert here.reload() is True  # what the service does every keys_reload_s
+    with pytest.raises(Unauthenticated) as refused:
+        await verifier.verify(old_token)
+    assert reason(refused) == "kid_unknown"

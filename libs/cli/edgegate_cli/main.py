@@ -4,6 +4,7 @@
     edgegate up --once     start it, print every service's health, stop (what `make demo` runs)
     edgegate model ...     build, quantise and inspect ONNX models (`edgegate model --help`)
     edgegate token issue   sign a token with the local key ring (`edgegate token issue --help`)
+    edgegate keys rotate   sign with a new key; running services pick it up, no restart
     edgegate audit verify  walk the audit log's hash chain, report the first broken link
 
 More subcommands (rollout) arrive with the parts they drive.
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     commands.add_parser("token", help="issue tokens for local mode and tests", add_help=False)
+    commands.add_parser("keys", help="rotate the security service's signing key", add_help=False)
     commands.add_parser("audit", help="verify the tamper-evident audit log", add_help=False)
     return parser
 
@@ -86,6 +88,7 @@ SECURITY_TOOLS = "edgegate_security.tools"
 TOOLS = {
     "model": (MODEL_TOOLS, "pip install 'edgegate-inference[cpu,tools]'"),
     "token": (SECURITY_TOOLS, "pip install edgegate-security"),
+    "keys": (SECURITY_TOOLS, "pip install edgegate-security"),
     "audit": (SECURITY_TOOLS, "pip install edgegate-security"),
 }
 

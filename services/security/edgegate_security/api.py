@@ -10,6 +10,7 @@ read as the call it claims to be is INVALID_ARGUMENT with reason
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC
@@ -133,7 +134,13 @@ def bearer_token(credential: str) -> str:
     return credential.strip()
 
 
+@functools.lru_cache(maxsize=4096)
 def principal_to_proto(principal: Principal) -> principal_pb2.Principal:
+    """The message for `principal`; the same object for the same principal (do not mutate it).
+
+    A client's every request carries the same token, so its principal repeats:
+    kept, it is built once instead of once a request.
+    """
     message = principal_pb2.Principal(
         tenant=principal.tenant,
         subject=principal.subject,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from edgegate_common.bus import Bus
-from edgegate_common.errors import Unavailable
+from edgegate_common.errors import EdgegateError, Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_common.service import ServiceRuntime
 from edgegate_protos.security.v1 import security_pb2, security_pb2_grpc
@@ -37,7 +38,10 @@ PII_SECRETS_FILE = "pii.key"
 def build(settings: SecuritySettings) -> ServiceRuntime:
     runtime = ServiceRuntime(settings, version=__version__)
     audit = _AuditOnceStarted()
-    plane = build_plane(settings, audit=audit)
+    ring = KeyRing.open(
+        settings.keys_dir, alg=settings.signing_alg, max_token_ttl_s=settings.max_token_ttl_s
+    )
+    plane = build_plane(settings, ring=ring, audit=audit)
     api = SecurityApi(plane)
     runtime.grpc.add(
         security_pb2_grpc.add_SecurityServicer_to_server,
@@ -46,6 +50,12 @@ def build(settings: SecuritySettings) -> ServiceRuntime:
     )
 
     async def start(bus: Bus) -> None:
+        reloader = asyncio.get_running_loop().create_task(_reload_keys(ring, settings))
+
+        async def stop_reloading() -> None:
+            reloader.cancel()
+
+        runtime.on_stop(stop_reloading)
         # The audit log runs before anything is served: no decision goes unrecorded.
         audit_log = AuditLog(bus.nc, replica=runtime.instance)
         await audit_log.start()
@@ -61,10 +71,9 @@ def build(settings: SecuritySettings) -> ServiceRuntime:
     return runtime
 
 
-def build_plane(settings: SecuritySettings, *, audit: _AuditOnceStarted) -> SecurityPlane:
-    ring = KeyRing.open(
-        settings.keys_dir, alg=settings.signing_alg, max_token_ttl_s=settings.max_token_ttl_s
-    )
+def build_plane(
+    settings: SecuritySettings, *, ring: KeyRing, audit: _AuditOnceStarted
+) -> SecurityPlane:
     remote = None
     if settings.jwks_url:
         remote = RemoteJwks(HttpJwksClient(settings.jwks_url), ttl_s=settings.jwks_cache_s)
@@ -101,6 +110,16 @@ def build_plane(settings: SecuritySettings, *, audit: _AuditOnceStarted) -> Secu
         restorer=pii,
         audit_verifier=audit,
     )
+
+
+async def _reload_keys(ring: KeyRing, settings: SecuritySettings) -> None:
+    """Pick up keys rotated or retired by another process (`edgegate keys rotate`)."""
+    while True:
+        await asyncio.sleep(settings.keys_reload_s)
+        try:
+            ring.reload()
+        except EdgegateError as exc:  # a half-restored directory: keep the keys held
+            log.error("key ring reload failed", error=exc.message)
 
 
 def _pii_engine(settings: SecuritySettings) -> PiiEngine:

@@ -30,6 +30,7 @@ class SecuritySettings(ServiceSettings):
         default=Path(".edgegate/keys"), description="signing keys (PEM), kept across restarts"
     )
     signing_alg: Literal["ES256", "RS256", "EdDSA"] = "ES256"
+    keys_reload_s: float = Field(default=5.0, gt=0, description="re-read keys_dir this often")
     max_token_ttl_s: int = Field(default=24 * 3600, gt=0, description="longest token issued")
     jwks_url: str | None = Field(default=None, description="an identity provider's JWKS")
     jwks_cache_s: float = Field(default=300.0, gt=0)

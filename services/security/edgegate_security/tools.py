@@ -1,6 +1,7 @@
 """`python -m edgegate_security.tools`, which `edgegate token` and `edgegate audit` run.
 
     token issue --tenant T --sub S --scope infer:* --scope tasks:read [--ttl-s 3600]
+    keys rotate [--alg EdDSA]
     audit verify [--stream EDGEGATE_AUDIT]
 
 `token issue` is the local-mode admin path: it signs with the key ring in
@@ -8,6 +9,9 @@
 files an `admin` audit record over NATS first; `--no-audit` skips the record
 when no NATS is running (offline set-up). The token goes to stdout, alone, so
 `TOKEN=$(edgegate token issue ...)` works.
+
+`keys rotate` adds a new signing key to that ring (after filing the record);
+services sharing the directory reload it, so no replica restarts.
 
 `audit verify` walks the audit stream and reports the first broken link.
 Exit status: 0 intact, 1 broken, 2 when the work could not be done (one line
@@ -32,7 +36,7 @@ from edgegate_security.audit.reader import verify_stream
 from edgegate_security.config import SecuritySettings
 from edgegate_security.core.keys import KeyRing
 from edgegate_security.core.reasons import Reason
-from edgegate_security.core.tokens import IssuedToken, TokenIssuer
+from edgegate_security.core.tokens import TokenIssuer
 from edgegate_security.plane import issued_details
 
 BROKEN = 1
@@ -67,6 +71,21 @@ def build_parser(defaults: SecuritySettings) -> argparse.ArgumentParser:
     issue.add_argument("--no-audit", action="store_true", help="file no audit record")
     issue.add_argument("--json", action="store_true", help="print token, expiry and id as JSON")
 
+    keys = commands.add_parser("keys", help="the service's signing keys")
+    keys_commands = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rotate = keys_commands.add_parser(
+        "rotate",
+        help="sign with a new key from now on; the old one verifies until its tokens expire",
+        description="Add a new signing key to the key ring in --keys-dir. Running services "
+        "sharing the directory pick it up within keys_reload_s, or at once when a token "
+        "signed with it arrives; tokens signed with the old key keep verifying until they "
+        "have expired. Prints the new kid as JSON.",
+    )
+    rotate.add_argument("--keys-dir", type=Path, default=defaults.keys_dir)
+    rotate.add_argument("--alg", choices=["ES256", "RS256", "EdDSA"], default=None)
+    rotate.add_argument("--nats-url", default=defaults.nats_url, help="for the audit record")
+    rotate.add_argument("--no-audit", action="store_true", help="file no audit record")
+
     audit = commands.add_parser("audit", help="check the audit log")
     audit_commands = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
     verify = audit_commands.add_parser(
@@ -89,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "token":
             return asyncio.run(_issue(args, defaults))
+        if args.command == "keys":
+            return asyncio.run(_rotate(args, defaults))
         return asyncio.run(_verify(args))
     except EdgegateError as exc:
         print(f"edgegate {args.command} {args.action}: {exc.message}", file=sys.stderr)
@@ -103,7 +124,12 @@ async def _issue(args: argparse.Namespace, defaults: SecuritySettings) -> int:
         tenant=args.tenant, subject=args.sub, scopes=args.scope, ttl_s=args.ttl_s
     )
     if not args.no_audit:
-        await _file_issue(args, issued)
+        await _file(
+            args.nats_url,
+            Reason.TOKEN_ISSUED,
+            tenant=issued.principal.tenant,
+            details=issued_details(issued, ttl_s=args.ttl_s),
+        )
     if args.json:
         principal = issued.principal
         print(
@@ -121,22 +147,39 @@ async def _issue(args: argparse.Namespace, defaults: SecuritySettings) -> int:
     return 0
 
 
-async def _file_issue(args: argparse.Namespace, issued: IssuedToken) -> None:
-    """The admin record for a token issued here; Unavailable when NATS cannot be reached."""
-    bus = await _connect(args.nats_url, name="edgegate-token-issue")
+async def _rotate(args: argparse.Namespace, defaults: SecuritySettings) -> int:
+    ring = KeyRing.open(
+        args.keys_dir, alg=defaults.signing_alg, max_token_ttl_s=defaults.max_token_ttl_s
+    )
+    old = ring.signing_key
+    if not args.no_audit:  # first: a rotation nobody can see in the log does not happen
+        await _file(args.nats_url, Reason.KEY_ROTATED, details={"old_kid": old.kid})
+    new = ring.rotate(alg=args.alg)
+    print(json.dumps({"kid": new.kid, "alg": new.alg, "previous_kid": old.kid}))
+    return 0
+
+
+async def _file(
+    nats_url: str, reason: Reason, *, tenant: str = "", details: dict[str, str]
+) -> None:
+    """The admin record for what this command does; Unavailable when NATS cannot be reached.
+
+    Filed before the command's output exists: if the record cannot be stored,
+    nothing was done.
+    """
+    bus = await _connect(nats_url, name="edgegate-cli")
     try:
         audit = AuditLog(bus.nc, replica="edgegate-cli")
         await audit.start()
         await audit.append(
             event=EventKind.ADMIN,
-            reason=Reason.TOKEN_ISSUED,
-            tenant=issued.principal.tenant,
+            reason=reason,
+            tenant=tenant,
             subject="local:edgegate-cli",
-            details=issued_details(issued, ttl_s=args.ttl_s),
+            details=details,
         )
-        unwritten = await audit.close(timeout_s=5.0)
-        if unwritten:
-            raise EdgegateError("the audit record was not stored; the token is not printed")
+        if await audit.close(timeout_s=5.0):
+            raise EdgegateError("the audit record was not stored, so nothing was done")
     finally:
         await bus.close()
 

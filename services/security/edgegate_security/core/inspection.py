@@ -133,6 +133,13 @@ _INJECTION: tuple[tuple[float, re.Pattern[str]], ...] = tuple(
         (0.5, r"你现在是.{0,10}(没有限制|不受约束|越狱)"),
     )
 )
+# Every pattern above needs one of these words: text with none of them scores 0
+# without running the patterns (one scan instead of ten; most text has none).
+_TRIGGERS = re.compile(
+    r"ignore|disregard|forget|override|reveal|print|show|repeat|output|you are|"
+    r"<\|im_start\|>|\[/?inst\]|<<sys>>|pretend|act as if|do anything now|system|assistant|"
+    r"忽略|无视|忘记|忘掉|不要理会|输出|显示|告诉我|泄露|打印|你现在是"
+)
 # Invisible characters that split words without showing: zero-width space,
 # joiners, word joiner, BOM, soft hyphen.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
@@ -148,6 +155,13 @@ def injection_score(text: str) -> float:
 
 
 def _score(norm: str) -> float:
+    if not _TRIGGERS.search(norm):
+        return 0.0
+    return full_injection_score(norm)
+
+
+def full_injection_score(norm: str) -> float:
+    """Every pattern's weight, without the trigger-word shortcut (tests compare the two)."""
     return sum(weight for weight, pattern in _INJECTION if pattern.search(norm))
 
 

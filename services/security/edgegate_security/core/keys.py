@@ -225,6 +225,7 @@ class KeyRing:
             raise InvalidArgument("a key ring needs at least one key")
         self.max_token_ttl_s = max_token_ttl_s
         self._directory = directory
+        self._stamp: tuple[int, int, int] | None = None  # the index file as last read or written
         self._clock = clock
         self._set(keys)
 
@@ -281,6 +282,25 @@ class KeyRing:
         self._keep([*self._keys[:-1], old, new])
         return new
 
+    def reload(self) -> bool:
+        """Re-read the ring if another process changed it on disk; True when it did.
+
+        Replicas share one key directory (a mounted Secret, or `edgegate keys
+        rotate` run beside them): each picks up a rotation when a token names a
+        kid it does not know, and every few seconds in the service, so a key
+        rotated anywhere verifies everywhere without a restart. A stat when
+        nothing changed, so callers may ask often.
+        """
+        if self._directory is None:
+            return False
+        stamp = _stamp(self._directory)
+        if stamp == self._stamp:
+            return False
+        self._set(_load(self._directory))
+        self._stamp = stamp
+        log.info("key ring reloaded", kids=[key.kid for key in self._keys])
+        return True
+
     def retire(self, kid: str) -> None:
         """Stop trusting an old key now (it leaked, say): its tokens are refused from here on."""
         if kid not in self._by_kid:
@@ -324,6 +344,7 @@ class KeyRing:
             ]
         }
         write_private(self._directory / _INDEX_FILE, json.dumps(index, indent=2).encode())
+        self._stamp = _stamp(self._directory)
         # Only after the index stops naming them: a retired private key is not kept around.
         for path in self._directory.glob("*.pem"):
             if path.stem not in self._by_kid:
@@ -381,6 +402,15 @@ def _load(directory: Path) -> list[SigningKey]:
     if not keys:
         raise FailedPrecondition(f"the key ring in {directory} lists no keys")
     return keys
+
+
+def _stamp(directory: Path) -> tuple[int, int, int] | None:
+    """What changes whenever the index is rewritten (a new file replaces it each time)."""
+    try:
+        info = (directory / _INDEX_FILE).stat()
+    except FileNotFoundError:
+        return None
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
 
 
 def jwks_unavailable(message: str) -> Unavailable:

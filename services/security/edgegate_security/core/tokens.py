@@ -154,6 +154,8 @@ class TokenVerifier:
         if not isinstance(kid, str):
             raise _refuse(Reason.TOKEN_MALFORMED, "the header's kid is not a string")
         key = self._ring.get(kid) if self._ring is not None else None
+        if key is None and self._ring is not None and self._ring.reload():
+            key = self._ring.get(kid)  # another process rotated the shared ring
         if key is None and self._hs256 is not None and kid == HS256_KID:
             key = self._hs256
         if key is None and self._remote is not None:
@@ -201,6 +203,7 @@ class TokenIssuer:
                 details={"field": "ttl_s"},
             )
         granted = validate_scopes(scopes)
+        self._ring.reload()  # sign with the newest key, wherever it was rotated
         key = self._ring.signing_key
         iat = int(self._clock())
         exp = iat + math.ceil(ttl_s)
