@@ -13,7 +13,7 @@ import socket
 import ssl
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import grpc
 import jwt
@@ -39,9 +39,10 @@ from edgegate_common.rpc import error_details
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
 from edgegate_protos.security.v1 import security_pb2 as pb
+from edgegate_security.audit.log import AuditStream
 from edgegate_security.core.keys import KeyRing
 from edgegate_security.core.tokens import TokenIssuer
-from edgegate_security.encoding import b64url
+from edgegate_security.encoding import b64url, canonical_json
 
 pytestmark = pytest.mark.slow
 
@@ -469,6 +470,43 @@ async def test_a_key_rotated_beside_the_service_verifies_at_once(
     jwks = await bus.request(subjects.SECURITY_JWKS, pb.GetJwksRequest(), pb.GetJwksResponse)
     kids = {key["kid"] for key in json.loads(jwks.jwks_json)["keys"]}
     assert {rotated["kid"], rotated["previous_kid"]} <= kids
+
+
+def _alter_3(records: list[bytes]) -> None:
+    fields = json.loads(records[2])
+    fields["tenant"] = "evil"
+    records[2] = canonical_json(fields)
+
+
+def _drop_4(records: list[bytes]) -> None:
+    del records[3]
+
+
+def _swap_2_and_5(records: list[bytes]) -> None:
+    records[1], records[4] = records[4], records[1]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "kind", "seq"),
+    [(_alter_3, "altered", 3), (_drop_4, "missing", 4), (_swap_2_and_5, "out_of_order", 2)],
+)
+async def test_the_cli_finds_one_tampered_record_in_a_copy_of_the_audit_stream(
+    service: SecurityService, bus: Bus, tamper: Callable[[list[bytes]], None], kind: str, seq: int
+) -> None:
+    """Export the service's audit stream, change one record, store the copy: verify finds it."""
+    records = [record.to_bytes() for record in await audit_records(bus)]
+    assert len(records) >= 5
+    tamper(records)
+    copy = AuditStream(name=f"TAMPERED_{kind.upper()}", subject=f"tampered.{kind}", protected=False)
+    await bus.js.add_stream(copy.config())
+    for data in records:
+        await bus.js.publish(copy.subject, data)
+    result = service.cli(
+        "audit", "verify", "--nats-url", service.nats.url, "--stream", copy.name, check=False
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith(f"BROKEN at record {seq} ")
+    assert f": {kind}: " in result.stdout
 
 
 # -- bad input, as a property ---------------------------------------------
