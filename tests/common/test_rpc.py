@@ -180,6 +180,35 @@ async def test_tls_serves_tls13_and_refuses_tls12(tmp_path: Path) -> None:
         await server.stop(grace_s=1)
 
 
+async def test_mtls_refuses_a_client_without_a_certificate(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path / "certs")
+    server, _ = await _serve(
+        tmp_path,
+        grpc_tls_cert=certs.cert,
+        grpc_tls_key=certs.key,
+        grpc_tls_client_ca=certs.ca,
+    )
+    target = f"localhost:{server.port}"
+    ca = certs.ca.read_bytes()
+    try:
+        anonymous = grpc.ssl_channel_credentials(root_certificates=ca)
+        async with grpc.aio.secure_channel(target, anonymous) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await gateway_pb2_grpc.GatewayStub(channel).Send(_send("no cert"), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        # A certificate the client CA signed (the test CA's one leaf serves as both).
+        known = grpc.ssl_channel_credentials(
+            root_certificates=ca,
+            private_key=certs.key.read_bytes(),
+            certificate_chain=certs.cert.read_bytes(),
+        )
+        async with grpc.aio.secure_channel(target, known) as channel:
+            reply = await gateway_pb2_grpc.GatewayStub(channel).Send(_send("cert"), timeout=5)
+        assert reply.reply.envelope_id == "cert"
+    finally:
+        await server.stop(grace_s=1)
+
+
 async def test_drain_reports_not_serving(tmp_path: Path) -> None:
     server, _ = await _serve(tmp_path)
     target = f"127.0.0.1:{server.port}"
