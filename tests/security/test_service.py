@@ -329,6 +329,11 @@ async def test_admin_calls_need_an_admin_token_of_the_tenant(
         issued = await stub.IssueToken(
             request, metadata=(("authorization", "Bearer " + tokens["admin"]),)
         )
+        default_ttl = await stub.IssueToken(
+            pb.IssueTokenRequest(subject="erin"),  # no tenant: the caller's; no ttl: an hour
+            metadata=(("authorization", "Bearer " + tokens["admin"]),),
+        )
+    assert 3590 < default_ttl.expires_at.seconds - time.time() <= 3600
     record = await wait_for_record(bus, after=before, match=lambda r: r.entry.event == "admin")
     assert record.entry.reason == "token_issued"
     assert record.entry.details["issued_token_id"] == issued.token_id

@@ -25,6 +25,7 @@ from edgegate_security.core.scopes import INFER_PREFIX
 from edgegate_security.plane import SecurityPlane
 
 BEARER = "bearer "
+DEFAULT_TTL_S = 3600  # IssueToken without ttl_s (0, proto3's "unset")
 T = TypeVar("T")
 V = TypeVar("V")
 
@@ -90,7 +91,7 @@ class SecurityApi:
             tenant=request.tenant,
             subject=request.subject,
             scope_list=request.scopes,
-            ttl_s=float(request.ttl_s),
+            ttl_s=float(request.ttl_s or DEFAULT_TTL_S),
         )
         response = pb.IssueTokenResponse(token=issued.token, token_id=issued.principal.token_id)
         response.expires_at.FromDatetime(issued.principal.expires_at)
