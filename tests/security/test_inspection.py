@@ -223,3 +223,16 @@ def test_any_input_gets_a_verdict(values: list[str | bytes]) -> None:
 def test_the_trigger_word_shortcut_never_changes_a_score(text: str) -> None:
     norm = normalise(text)
     assert injection_score(text) == full_injection_score(norm)
+
+
+def test_text_longer_than_pii_masking_reads_is_refused_not_scanned() -> None:
+    limits = Limits(max_scan_chars=100)
+    masking = Inspector(limits=limits, redactor=_DigitsRedactor())
+    long = [text("a" * 60), text("b" * 41)]
+
+    result = masking.inspect(long, direction=Direction.INPUT, tenant="t")
+    assert (result.verdict, result.reason) == (Verdict.DENY, Reason.INPUT_TOO_LARGE)
+    assert "101 characters" in result.detail
+    # Without PII masking there is nothing to scan: the size limits alone apply.
+    plain = Inspector(limits=limits).inspect(long, direction=Direction.INPUT, tenant="t")
+    assert plain.verdict is Verdict.ALLOW

@@ -19,6 +19,7 @@ from edgegate_security.audit.chain import AuditEntry, EventKind, check_entry, ut
 from edgegate_security.core.inspection import Inspector
 from edgegate_security.core.jwks import RemoteJwks
 from edgegate_security.core.keys import KeyRing
+from edgegate_security.core.principal import Principal
 from edgegate_security.core.reasons import Reason
 from edgegate_security.core.tokens import TokenPolicy, TokenVerifier
 from edgegate_security.encoding import b64url, canonical_json
@@ -105,4 +106,45 @@ async def test_a_refusal_that_quotes_something_like_a_jwt_is_filed_without_it() 
     assert refused.value.details["reason"] == "kid_unknown"
     [entry] = sink.entries
     assert (entry.event, entry.reason) == ("authn_failure", "kid_unknown")
-    assert entry.details == {"withheld": "the details looked like a credential"}
+    assert entry.details == {"withheld": "the request's own words could not be stored"}
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    ["eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc", "x" * 20_000, "line\nbreak"],
+)
+async def test_a_refusal_is_filed_whatever_request_id_the_caller_chose(request_id: str) -> None:
+    sink = CheckingSink()
+    ring = KeyRing.generate(max_token_ttl_s=3600, clock=FakeClock())
+    plane = _plane(TokenVerifier(policy=POLICY, ring=ring, clock=FakeClock()), sink)
+
+    with pytest.raises(Unauthenticated):
+        await plane.authenticate("bogus", request_id=request_id)
+
+    [entry] = sink.entries
+    assert entry.reason == "token_malformed"
+    assert entry.request_id.startswith("sha256:") and len(entry.request_id) == 39
+
+
+async def test_an_expired_principal_may_do_nothing() -> None:
+    sink = CheckingSink()
+    clock = FakeClock()
+    ring = KeyRing.generate(max_token_ttl_s=3600, clock=clock)
+    verifier = TokenVerifier(policy=POLICY, ring=ring, clock=clock)
+    plane = SecurityPlane(
+        verifier=verifier, inspector=Inspector(), audit=sink, leeway_s=30, clock=clock
+    )
+    principal = Principal(
+        tenant="acme",
+        subject="svc",
+        scopes=frozenset({"admin"}),
+        expires_at=datetime.fromtimestamp(clock.now_s - 10, UTC),  # within the leeway
+        token_id="",
+    )
+    assert (await plane.authorize(principal, action="tasks:read", tenant="acme")).allowed
+
+    clock.now_s += 20
+    decision = await plane.authorize(principal, action="tasks:read", tenant="acme")
+    assert (decision.allowed, decision.reason) == (False, Reason.TOKEN_EXPIRED)
+    [entry] = sink.entries
+    assert (entry.event, entry.reason, entry.subject) == ("deny", "token_expired", "svc")

@@ -301,6 +301,18 @@ async def test_authenticate_authorize_and_inspect_separately(
             "field": "principal",
             "reason": "invalid_request",
         }
+        forged = principal_pb2.Principal(tenant=TENANT, subject="svc", scopes=["admin"])
+        forged.expires_at.seconds = 2**62  # no datetime holds this
+        with pytest.raises(grpc.aio.AioRpcError) as unreadable:
+            await stub.Authorize(
+                pb.AuthorizeRequest(principal=forged, action="tasks:read", tenant=TENANT)
+            )
+        assert unreadable.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        forged.expires_at.seconds = 0  # 1970: long expired
+        stale = await stub.Authorize(
+            pb.AuthorizeRequest(principal=forged, action="tasks:read", tenant=TENANT)
+        )
+        assert (stale.allowed, stale.reason) == (False, "token_expired")
 
 
 async def test_admin_calls_need_an_admin_token_of_the_tenant(

@@ -563,3 +563,19 @@ async def test_a_rotation_by_another_process_verifies_and_signs_here(tmp_path: P
     with pytest.raises(Unauthenticated) as refused:
         await verifier.verify(old_token)
     assert reason(refused) == "kid_unknown"
+
+
+async def test_a_damaged_shared_ring_keeps_the_keys_held(tmp_path: Path) -> None:
+    clock = FakeClock()
+    here = KeyRing.open(tmp_path, max_token_ttl_s=MAX_TTL_S, clock=clock)
+    verifier = TokenVerifier(policy=POLICY, ring=here, clock=clock)
+    old_token = issue(here, clock)
+    there = KeyRing.open(tmp_path, max_token_ttl_s=MAX_TTL_S, clock=clock)
+    there.rotate()
+    new_token = issue(there, clock)
+    (tmp_path / "keyring.json").write_text("{ half-restored")
+
+    with pytest.raises(Unauthenticated) as refused:  # a refusal, not a crash
+        await verifier.verify(new_token)
+    assert reason(refused) == "kid_unknown"
+    assert (await verifier.verify(old_token)).subject == "alice"

@@ -158,11 +158,17 @@ def principal_from_proto(message: principal_pb2.Principal) -> Principal:
         raise InvalidArgument(
             "the principal needs a tenant and a subject", details={"field": "principal"}
         )
+    try:
+        expires_at = message.expires_at.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(
+            "the principal's expires_at is not a valid time", details={"field": "principal"}
+        ) from None
     return Principal(
         tenant=message.tenant,
         subject=message.subject,
         scopes=frozenset(message.scopes),
-        expires_at=message.expires_at.ToDatetime(tzinfo=UTC),
+        expires_at=expires_at,
         token_id=message.token_id,
     )
 

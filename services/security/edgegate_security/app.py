@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from edgegate_common.bus import Bus
-from edgegate_common.errors import EdgegateError, Unavailable
+from edgegate_common.errors import Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_common.service import ServiceRuntime
 from edgegate_protos.security.v1 import security_pb2, security_pb2_grpc
@@ -91,6 +91,7 @@ def build_plane(
             max_part_bytes=settings.max_part_bytes,
             max_total_bytes=settings.max_total_bytes,
             max_parts=settings.max_parts,
+            max_scan_chars=settings.pii_max_scan_chars,
         ),
         deny_patterns=[
             DenyPattern.compile(name=name, regex=regex)
@@ -109,6 +110,7 @@ def build_plane(
         ring=ring,
         restorer=pii,
         audit_verifier=audit,
+        leeway_s=settings.leeway_s,
     )
 
 
@@ -118,8 +120,8 @@ async def _reload_keys(ring: KeyRing, settings: SecuritySettings) -> None:
         await asyncio.sleep(settings.keys_reload_s)
         try:
             ring.reload()
-        except EdgegateError as exc:  # a half-restored directory: keep the keys held
-            log.error("key ring reload failed", error=exc.message)
+        except Exception:  # a half-restored directory, say: keep the keys held, keep trying
+            log.exception("key ring reload failed; keeping the keys held")
 
 
 def _pii_engine(settings: SecuritySettings) -> PiiEngine:

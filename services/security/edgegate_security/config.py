@@ -42,6 +42,9 @@ class SecuritySettings(ServiceSettings):
     max_part_bytes: int = Field(default=inspection.MAX_PART_BYTES, gt=0)
     max_total_bytes: int = Field(default=inspection.MAX_TOTAL_BYTES, gt=0)
     max_parts: int = Field(default=inspection.MAX_PARTS, gt=0)
+    pii_max_scan_chars: int = Field(
+        default=inspection.MAX_SCAN_CHARS, gt=0, description="longest text PII masking reads"
+    )
     deny_patterns: dict[str, str] = Field(
         default_factory=dict, description='name -> regex, e.g. {"secrets": "password"}'
     )

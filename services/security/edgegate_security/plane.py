@@ -16,9 +16,13 @@ the metrics count them.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
+import re
+import time
 from collections import Counter
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,7 +47,13 @@ from edgegate_security.core.tokens import IssuedToken, TokenIssuer, TokenVerifie
 log = get_logger(__name__)
 
 _MAX_DETAIL_CHARS = 512
+# Inspecting a chat message takes microseconds: inline. Longer input can take
+# up to seconds of PII analysis (see inspection.MAX_SCAN_CHARS): a thread.
+_INLINE_INSPECT_BYTES = 8 * 1024
 _REASONS = frozenset(r.value for r in Reason)
+# Up to 128 characters, no control characters, nothing that starts a JWT ("eyJ" is
+# base64url for '{"'): what records may hold of ids the caller chose, as they are.
+_PLAIN_ID = re.compile(r"(?!.*eyJ)[^\x00-\x1f\x7f]{0,128}", re.DOTALL)
 
 
 class AuditSink(Protocol):
@@ -97,6 +107,8 @@ class SecurityPlane:
         ring: KeyRing | None = None,
         restorer: Restorer | None = None,
         audit_verifier: AuditVerifier | None = None,
+        leeway_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """`issuer` and `ring` are this service's own keys (absent: only an IdP
         issues tokens); `restorer` undoes PII tokens (absent: PII is off)."""
@@ -107,6 +119,11 @@ class SecurityPlane:
         self._ring = ring
         self._restorer = restorer
         self._audit_verifier = audit_verifier
+        self._leeway_s = leeway_s
+        self._clock = clock
+
+    def _expired(self, principal: Principal) -> bool:
+        return principal.expires_at.timestamp() + self._leeway_s <= self._clock()
 
     # -- the hot path ---------------------------------------------------
 
@@ -122,9 +139,15 @@ class SecurityPlane:
     async def authorize(
         self, principal: Principal, *, action: str, tenant: str, request_id: str = ""
     ) -> scopes.Decision:
-        """May `principal` do `action` on `tenant`'s data? A "no" is audited."""
+        """May `principal` do `action` on `tenant`'s data? A "no" is audited.
+
+        A principal whose token has expired (beyond the leeway) may do nothing:
+        Authorize takes principals other services pass along, possibly kept too long.
+        """
         try:
             decision = scopes.authorize(principal, action=action, tenant=tenant)
+            if decision.allowed and self._expired(principal):
+                decision = scopes.Decision(allowed=False, reason=Reason.TOKEN_EXPIRED)
         except InvalidArgument as exc:
             await self._record_refusal(
                 EventKind.DENY, exc, principal=principal, request_id=request_id
@@ -149,7 +172,12 @@ class SecurityPlane:
         request_id: str = "",
     ) -> Inspection:
         """Inspect a message of `principal`'s tenant; denials and redactions are audited."""
-        result = self._inspector.inspect(pieces, direction=direction, tenant=principal.tenant)
+        if sum(piece.size_bytes for piece in pieces) <= _INLINE_INSPECT_BYTES:
+            result = self._inspector.inspect(pieces, direction=direction, tenant=principal.tenant)
+        else:  # long text: on a worker thread, so the loop keeps answering everyone else
+            result = await asyncio.to_thread(
+                self._inspector.inspect, pieces, direction=direction, tenant=principal.tenant
+            )
         if result.verdict is Verdict.DENY:
             await self._record(
                 EventKind.DENY,
@@ -316,23 +344,25 @@ class SecurityPlane:
         fields: dict[str, Any] = {
             "event": event,
             "reason": reason,
-            "request_id": request_id or _trace_id(),
+            "request_id": _identifier(request_id) or _trace_id(),
             "details": {k: v[:_MAX_DETAIL_CHARS] for k, v in (details or {}).items()},
         }
         if principal is not None:
             fields |= {
-                "tenant": principal.tenant,
-                "subject": principal.subject,
-                "token_id": principal.token_id,
+                "tenant": _identifier(principal.tenant),
+                "subject": _identifier(principal.subject),
+                "token_id": _identifier(principal.token_id),
             }
         try:
             await self._audit.append(**fields)
         except InvalidArgument:
             # The caller's words looked like a credential (a JWT in a kid, say):
-            # the record is still filed, without what may not be stored.
-            fields["details"] = {"withheld": "the details looked like a credential"}
-            fields["subject"] = fields["token_id"] = ""
-            await self._audit.append(**fields)
+            # the record is still filed, with nothing the caller chose in it.
+            await self._audit.append(
+                event=event,
+                reason=reason,
+                details={"withheld": "the request's own words could not be stored"},
+            )
 
 
 def issued_details(issued: IssuedToken, *, ttl_s: float) -> dict[str, str]:
@@ -345,6 +375,18 @@ def issued_details(issued: IssuedToken, *, ttl_s: float) -> dict[str, str]:
         "scopes": json.dumps(sorted(p.scopes)),
         "ttl_s": f"{ttl_s:g}",
     }
+
+
+def _identifier(value: str) -> str:
+    """`value` as a record may hold it: short plain ids as they are, anything else hashed.
+
+    Request ids, tenants and subjects can come from the caller (an envelope id,
+    a principal another service passes): a huge one, or one shaped like a
+    token, must neither keep the refusal out of the log nor put a secret in it.
+    """
+    if _PLAIN_ID.fullmatch(value):
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _trace_id() -> str:

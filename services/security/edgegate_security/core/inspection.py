@@ -67,6 +67,10 @@ class Piece:
 MAX_PART_BYTES = 1 << 20
 MAX_TOTAL_BYTES = 4 << 20
 MAX_PARTS = 64
+# PII analysis costs ~20 us per finding: text made of nothing but addresses costs
+# about a second per 32K characters. Longer text is refused rather than let one
+# message hold a core for minutes; raise it for long documents.
+MAX_SCAN_CHARS = 64 * 1024
 INJECTION_THRESHOLD = 1.0
 
 
@@ -75,6 +79,7 @@ class Limits:
     max_part_bytes: int = MAX_PART_BYTES
     max_total_bytes: int = MAX_TOTAL_BYTES
     max_parts: int = MAX_PARTS
+    max_scan_chars: int = MAX_SCAN_CHARS  # text PII masking reads, all parts together
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +240,13 @@ class Inspector:
     def _redact(self, texts: list[str | None], *, tenant: str) -> Inspection:
         if self._redactor is None:
             return Inspection(verdict=Verdict.ALLOW, texts=tuple(texts))
+        scanned = sum(len(text) for text in texts if text)
+        if scanned > self._limits.max_scan_chars:
+            return _deny(
+                Reason.INPUT_TOO_LARGE,
+                f"{scanned} characters of text; PII masking reads at most "
+                f"{self._limits.max_scan_chars}",
+            )
         out: list[str | None] = []
         redactions: list[Redaction] = []
         for i, text in enumerate(texts):

@@ -123,6 +123,8 @@ def denial(principal: Principal, *, action: str, decision: Decision) -> Permissi
     if decision.reason is Reason.TENANT_MISMATCH:
         # Never name the other tenant back: the caller may be probing for it.
         message = f"the data does not belong to tenant {principal.tenant!r}"
+    elif decision.reason is Reason.TOKEN_EXPIRED:
+        message = f"the token of {principal.subject!r} has expired"
     else:
         message = f"no scope of {principal.subject!r} grants {action!r}"
     return PermissionDenied(message, details={"reason": str(decision.reason)})
