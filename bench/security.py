@@ -48,7 +48,7 @@ from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
 from edgegate_common.logging import configure_logging
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.security.v1 import security_pb2 as pb
-from edgegate_security.core.keys import KeyRing
+from edgegate_security.core.keyring import KeyRing
 from edgegate_security.core.tokens import TokenIssuer
 
 RESULTS = Path(__file__).parent / "results"

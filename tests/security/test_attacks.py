@@ -18,7 +18,8 @@ from security_support import AUDIENCE, ISSUER, FakeClock
 
 from edgegate_common.errors import PermissionDenied, Unauthenticated
 from edgegate_security.core.jwks import RemoteJwks
-from edgegate_security.core.keys import EDDSA, ES256, RS256, KeyRing, SigningKey
+from edgegate_security.core.keyring import KeyRing
+from edgegate_security.core.keys import EDDSA, ES256, RS256, SigningKey
 from edgegate_security.core.reasons import Reason
 from edgegate_security.core.scopes import authorize, require
 from edgegate_security.core.tokens import TokenPolicy, TokenVerifier

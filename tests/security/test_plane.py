@@ -18,7 +18,7 @@ from edgegate_common.errors import Unauthenticated, Unavailable
 from edgegate_security.audit.chain import AuditEntry, EventKind, check_entry, utc_text
 from edgegate_security.core.inspection import Inspector
 from edgegate_security.core.jwks import RemoteJwks
-from edgegate_security.core.keys import KeyRing
+from edgegate_security.core.keyring import KeyRing
 from edgegate_security.core.principal import Principal
 from edgegate_security.core.reasons import Reason
 from edgegate_security.core.tokens import TokenPolicy, TokenVerifier

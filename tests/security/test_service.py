@@ -40,7 +40,7 @@ from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
 from edgegate_protos.security.v1 import security_pb2 as pb
 from edgegate_security.audit.log import AuditStream
-from edgegate_security.core.keys import KeyRing
+from edgegate_security.core.keyring import KeyRing
 from edgegate_security.core.tokens import TokenIssuer
 from edgegate_security.encoding import b64url, canonical_json
 

@@ -6,6 +6,8 @@ import contextlib
 import http.server
 import json
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -26,14 +28,8 @@ from edgegate_common.errors import (
 )
 from edgegate_security.adapters.jwks_client import HttpJwksClient
 from edgegate_security.core.jwks import RemoteJwks
-from edgegate_security.core.keys import (
-    EDDSA,
-    ES256,
-    RETIRE_GRACE_S,
-    RS256,
-    KeyRing,
-    parse_jwks,
-)
+from edgegate_security.core.keyring import RETIRE_GRACE_S, KeyRing
+from edgegate_security.core.keys import EDDSA, ES256, RS256, parse_jwks
 from edgegate_security.core.tokens import TokenIssuer, TokenPolicy, TokenVerifier
 
 MAX_TTL_S = 3600.0
@@ -579,3 +575,34 @@ async def test_a_damaged_shared_ring_keeps_the_keys_held(tmp_path: Path) -> None
         await verifier.verify(new_token)
     assert reason(refused) == "kid_unknown"
     assert (await verifier.verify(old_token)).subject == "alice"
+
+
+def test_replicas_starting_together_share_one_key(tmp_path: Path) -> None:
+    script = (
+        "import sys; from pathlib import Path;"
+        "from edgegate_security.core.keyring import KeyRing;"
+        "print(KeyRing.open(Path(sys.argv[1]), max_token_ttl_s=60).signing_key.kid)"
+    )
+    starts = [
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    kids = {proc.communicate(timeout=60)[0].decode().strip() for proc in starts}
+    assert len(kids) == 1 and all(kids)
+    assert [p.stem for p in tmp_path.glob("*.pem")] == list(kids)
+
+
+def test_opening_a_ring_rewrites_nothing_and_rotations_do_not_clobber(tmp_path: Path) -> None:
+    clock = FakeClock()
+    first = KeyRing.open(tmp_path, max_token_ttl_s=MAX_TTL_S, clock=clock)
+    index = tmp_path / "keyring.json"
+    before = index.stat()
+    second = KeyRing.open(tmp_path, max_token_ttl_s=MAX_TTL_S, clock=clock)
+    assert (index.stat().st_ino, index.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+    a = first.rotate()
+    b = second.rotate()  # second never saw a: it re-reads under the lock before changing
+    assert second.signing_key == b
+    assert {a.kid, b.kid} <= {key["kid"] for key in second.jwks()["keys"]}
+    first.reload()
+    assert {a.kid, b.kid} <= {key["kid"] for key in first.jwks()["keys"]}

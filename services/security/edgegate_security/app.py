@@ -20,7 +20,7 @@ from edgegate_security.audit.log import AuditLog
 from edgegate_security.config import SecuritySettings
 from edgegate_security.core.inspection import DenyPattern, Inspector, Limits
 from edgegate_security.core.jwks import RemoteJwks
-from edgegate_security.core.keys import KeyRing
+from edgegate_security.core.keyring import KeyRing
 from edgegate_security.core.reasons import Reason
 from edgegate_security.core.tokens import TokenIssuer, TokenPolicy, TokenVerifier
 from edgegate_security.plane import SecurityPlane

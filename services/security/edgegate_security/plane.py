@@ -39,7 +39,7 @@ from edgegate_common.logging import get_logger
 from edgegate_security.audit.chain import EventKind, Verification
 from edgegate_security.core import scopes
 from edgegate_security.core.inspection import Direction, Inspection, Inspector, Piece, Verdict
-from edgegate_security.core.keys import KeyRing
+from edgegate_security.core.keyring import KeyRing
 from edgegate_security.core.principal import Principal
 from edgegate_security.core.reasons import Reason
 from edgegate_security.core.tokens import IssuedToken, TokenIssuer, TokenVerifier

@@ -11,8 +11,8 @@ from edgegate_common.errors import FailedPrecondition
 
 def write_private(path: Path, data: bytes) -> None:
     """Write a file only this user can read, atomically (a crash never leaves half a key)."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.unlink(missing_ok=True)
+    # Named per writer: two processes writing the same file never share a partial one.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as file:
         os.fchmod(file.fileno(), 0o600)

@@ -34,7 +34,7 @@ from edgegate_security.audit.chain import EventKind, Verification
 from edgegate_security.audit.log import AuditLog
 from edgegate_security.audit.reader import verify_stream
 from edgegate_security.config import SecuritySettings
-from edgegate_security.core.keys import KeyRing
+from edgegate_security.core.keyring import KeyRing
 from edgegate_security.core.reasons import Reason
 from edgegate_security.core.tokens import TokenIssuer
 from edgegate_security.plane import issued_details

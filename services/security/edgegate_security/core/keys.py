@@ -17,23 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Final
 
 import jwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.exceptions import PyJWTError
 
-from edgegate_common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from edgegate_common.errors import InvalidArgument, Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_security.core.reasons import Reason
 from edgegate_security.encoding import b64url, canonical_json
-from edgegate_security.secret_files import write_private
 
 log = get_logger(__name__)
 
@@ -161,11 +157,6 @@ def thumbprint(public_jwk: Mapping[str, str]) -> str:
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
-RETIRE_GRACE_S: Final = 300.0
-"""How long past the last possible expiry an old key stays published: verifiers' leeway and skew."""
-_INDEX_FILE: Final = "keyring.json"
-_KID: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
-
 
 @dataclass(frozen=True, slots=True)
 class SigningKey:
@@ -200,163 +191,15 @@ def generate_key(*, alg: str = ES256, clock: Callable[[], float] = time.time) ->
             f"cannot sign with {alg!r} (choose one of {sorted(SIGNING_ALGORITHMS)})",
             details={"field": "alg"},
         )
-    return _with_kid(private_key, alg=alg, created_at_s=clock())
+    return with_kid(private_key, alg=alg, created_at_s=clock())
 
 
-class KeyRing:
-    """This service's own keys: the newest signs; older ones verify until they retire.
-
-    `rotate()` starts signing with a new key at once, and keeps the old public
-    key published (in `jwks()`) and usable for verification until every token
-    it can have signed has expired: `max_token_ttl_s` plus `RETIRE_GRACE_S`.
-    That is rotation without downtime. With a `directory`, keys are PEM files
-    (mode 0600) next to a small index, so a restart keeps them.
-    """
-
-    def __init__(
-        self,
-        keys: Sequence[SigningKey],
-        *,
-        max_token_ttl_s: float,
-        directory: Path | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        if not keys:
-            raise InvalidArgument("a key ring needs at least one key")
-        self.max_token_ttl_s = max_token_ttl_s
-        self._directory = directory
-        self._stamp: tuple[int, int, int] | None = None  # the index file as last read or written
-        self._clock = clock
-        self._set(keys)
-
-    @classmethod
-    def generate(
-        cls, *, alg: str = ES256, max_token_ttl_s: float, clock: Callable[[], float] = time.time
-    ) -> KeyRing:
-        """A ring with one fresh key, in memory only (lost on restart)."""
-        return cls(
-            [generate_key(alg=alg, clock=clock)], max_token_ttl_s=max_token_ttl_s, clock=clock
-        )
-
-    @classmethod
-    def open(
-        cls,
-        directory: Path,
-        *,
-        alg: str = ES256,
-        max_token_ttl_s: float,
-        clock: Callable[[], float] = time.time,
-    ) -> KeyRing:
-        """The ring saved in `directory`, or a new one (one `alg` key) saved there."""
-        if (directory / _INDEX_FILE).exists():
-            keys = _load(directory)
-        else:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            keys = [generate_key(alg=alg, clock=clock)]
-        ring = cls(keys, max_token_ttl_s=max_token_ttl_s, directory=directory, clock=clock)
-        ring._keep(ring._keys)
-        return ring
-
-    @property
-    def signing_key(self) -> SigningKey:
-        """The key new tokens are signed with."""
-        return self._keys[-1]
-
-    def get(self, kid: str) -> VerificationKey | None:
-        """The public key named `kid`, unless it is unknown or retired."""
-        key = self._verification.get(kid)
-        if key is None or not self._live(self._by_kid[kid]):
-            return None
-        return key
-
-    def jwks(self) -> dict[str, list[dict[str, str]]]:
-        """The RFC 7517 JWK Set of every key that has not retired: public members only."""
-        return {"keys": [dict(self._public[key.kid]) for key in self._keys if self._live(key)]}
-
-    def rotate(self, *, alg: str | None = None) -> SigningKey:
-        """Sign with a new key from now on; the old one retires once its tokens have expired."""
-        now = self._clock()
-        retires_at_s = now + self.max_token_ttl_s + RETIRE_GRACE_S
-        old = replace(self.signing_key, retires_at_s=retires_at_s)
-        new = generate_key(alg=alg or self.signing_key.alg, clock=self._clock)
-        self._keep([*self._keys[:-1], old, new])
-        return new
-
-    def reload(self) -> bool:
-        """Re-read the ring if another process changed it on disk; True when it did.
-
-        Replicas share one key directory (a mounted Secret, or `edgegate keys
-        rotate` run beside them): each picks up a rotation when a token names a
-        kid it does not know, and every few seconds in the service, so a key
-        rotated anywhere verifies everywhere without a restart. A stat when
-        nothing changed, so callers may ask often.
-        """
-        if self._directory is None:
-            return False
-        stamp = _stamp(self._directory)
-        if stamp == self._stamp:
-            return False
-        self._set(_load(self._directory))
-        self._stamp = stamp
-        log.info("key ring reloaded", kids=[key.kid for key in self._keys])
-        return True
-
-    def retire(self, kid: str) -> None:
-        """Stop trusting an old key now (it leaked, say): its tokens are refused from here on."""
-        if kid not in self._by_kid:
-            raise NotFound(f"no key {kid!r} in the key ring")
-        if kid == self.signing_key.kid:
-            raise FailedPrecondition("the signing key cannot retire: rotate() first")
-        self._set([key for key in self._keys if key.kid != kid])
-        self._save()
-
-    def _live(self, key: SigningKey) -> bool:
-        return key.retires_at_s is None or self._clock() < key.retires_at_s
-
-    def _set(self, keys: Sequence[SigningKey]) -> None:
-        # Replaced whole, never mutated: a verify running meanwhile sees one consistent ring.
-        self._keys = tuple(keys)
-        self._by_kid = {key.kid: key for key in keys}
-        self._public = {key.kid: key.public_jwk() for key in keys}
-        self._verification = {kid: key_from_jwk(jwk) for kid, jwk in self._public.items()}
-
-    def _keep(self, keys: Sequence[SigningKey]) -> None:
-        """Keep those of `keys` that have not retired, and save the ring."""
-        self._set([key for key in keys if self._live(key)])
-        self._save()
-
-    def _save(self) -> None:
-        if self._directory is None:
-            return
-        for key in self._keys:
-            path = self._directory / f"{key.kid}.pem"
-            if not path.exists():
-                write_private(path, _pem(key.private_key))
-        index = {
-            "keys": [
-                {
-                    "kid": k.kid,
-                    "alg": k.alg,
-                    "created_at_s": k.created_at_s,
-                    "retires_at_s": k.retires_at_s,
-                }
-                for k in self._keys
-            ]
-        }
-        write_private(self._directory / _INDEX_FILE, json.dumps(index, indent=2).encode())
-        self._stamp = _stamp(self._directory)
-        # Only after the index stops naming them: a retired private key is not kept around.
-        for path in self._directory.glob("*.pem"):
-            if path.stem not in self._by_kid:
-                path.unlink()
-
-
-def _with_kid(private_key: PrivateKey, *, alg: str, created_at_s: float) -> SigningKey:
+def with_kid(private_key: PrivateKey, *, alg: str, created_at_s: float) -> SigningKey:
     draft = SigningKey(kid="", alg=alg, private_key=private_key, created_at_s=created_at_s)
     return replace(draft, kid=thumbprint(draft.public_jwk()))
 
 
-def _checked(private_key: object) -> tuple[PrivateKey, str]:
+def checked_private_key(private_key: object) -> tuple[PrivateKey, str]:
     """The key, typed, and the algorithm it signs with; ValueError for any other kind of key."""
     if isinstance(private_key, ec.EllipticCurvePrivateKey) and isinstance(
         private_key.curve, ec.SECP256R1
@@ -367,50 +210,6 @@ def _checked(private_key: object) -> tuple[PrivateKey, str]:
     if isinstance(private_key, ed25519.Ed25519PrivateKey):
         return private_key, EDDSA
     raise ValueError(f"{type(private_key).__name__} cannot sign tokens here")
-
-
-def _pem(private_key: PrivateKey) -> bytes:
-    return private_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _load(directory: Path) -> list[SigningKey]:
-    keys: list[SigningKey] = []
-    try:
-        index = json.loads((directory / _INDEX_FILE).read_bytes())
-        for entry in index["keys"]:
-            kid = str(entry["kid"])
-            if not _KID.fullmatch(kid):  # it becomes a file name
-                raise ValueError(f"kid {kid[:40]!r} is not a thumbprint")
-            private_key, alg = _checked(
-                serialization.load_pem_private_key(
-                    (directory / f"{kid}.pem").read_bytes(), password=None
-                )
-            )
-            key = _with_kid(private_key, alg=alg, created_at_s=float(entry["created_at_s"]))
-            if key.kid != kid or key.alg != entry["alg"]:
-                raise ValueError(f"{kid}.pem does not hold the key the index names")
-            retires_at_s = entry["retires_at_s"]
-            keys.append(
-                replace(key, retires_at_s=None if retires_at_s is None else float(retires_at_s))
-            )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise FailedPrecondition(f"the key ring in {directory} cannot be read: {exc}") from exc
-    if not keys:
-        raise FailedPrecondition(f"the key ring in {directory} lists no keys")
-    return keys
-
-
-def _stamp(directory: Path) -> tuple[int, int, int] | None:
-    """What changes whenever the index is rewritten (a new file replaces it each time)."""
-    try:
-        info = (directory / _INDEX_FILE).stat()
-    except FileNotFoundError:
-        return None
-    return (info.st_ino, info.st_mtime_ns, info.st_size)
 
 
 def jwks_unavailable(message: str) -> Unavailable:

@@ -30,11 +30,11 @@ import jwt
 from edgegate_common.errors import EdgegateError, InvalidArgument, Unauthenticated
 from edgegate_common.logging import get_logger
 from edgegate_security.core.jwks import RemoteJwks
+from edgegate_security.core.keyring import KeyRing
 from edgegate_security.core.keys import (
     HS256,
     HS256_KID,
     SIGNING_ALGORITHMS,
-    KeyRing,
     VerificationKey,
     hs256_key,
 )
