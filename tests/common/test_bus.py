@@ -130,6 +130,38 @@ async def test_close_finishes_requests_in_flight(shared_nats: NatsLike) -> None:
         await client.close()
 
 
+async def test_stop_serving_finishes_requests_and_keeps_the_connection(
+    shared_nats: NatsLike,
+) -> None:
+    server = await Bus.connect(servers=[shared_nats.url], name="stopping", connect_timeout_s=5)
+    client = await Bus.connect(servers=[shared_nats.url], name="client", connect_timeout_s=5)
+    started = asyncio.Event()
+
+    async def slowish(_: Ask, __: RequestContext) -> Status:
+        started.set()
+        await asyncio.sleep(0.3)
+        return Status(serving=True)
+
+    try:
+        await server.serve("test.bus.stopping", Ask, slowish)
+        pending = asyncio.ensure_future(
+            client.request("test.bus.stopping", Ask(), Status, timeout_s=3)
+        )
+        await started.wait()
+        await server.stop_serving()
+        assert (await pending).serving  # answered although stop_serving() began while it ran
+        with pytest.raises(NoResponders):
+            await client.request("test.bus.stopping", Ask(), Status, timeout_s=3)
+        # Still connected: what handlers used (an audit log, say) can flush now.
+        assert server.connected
+        received = await client.nc.subscribe("test.bus.after")
+        await server.nc.publish("test.bus.after", b"flushed")
+        assert (await received.next_msg(timeout=2)).data == b"flushed"
+    finally:
+        await server.close()
+        await client.close()
+
+
 async def test_many_requests_are_handled_concurrently(bus: Bus) -> None:
     async def pause(_: Ask, __: RequestContext) -> Status:
         await asyncio.sleep(0.2)

@@ -89,7 +89,8 @@ class ServiceRuntime:
         self._start_hooks.append(hook)
 
     def on_stop(self, hook: StopHook) -> None:
-        """Run `hook()` once gRPC has drained, before NATS closes (reverse order of adding)."""
+        """Run `hook()` once gRPC and NATS requests have drained, before the NATS connection
+        closes (reverse order of adding)."""
         self._stop_hooks.append(hook)
 
     async def start(self) -> None:
@@ -141,6 +142,10 @@ class ServiceRuntime:
             grace_s=self.settings.drain_timeout_s,
             not_serving_delay_s=self.settings.not_serving_delay_s,
         )
+        if self._bus is not None:
+            # No NATS request may arrive once the stop hooks start closing what
+            # handlers use; the connection stays up for them to flush.
+            await self._bus.stop_serving(timeout_s=self.settings.drain_timeout_s)
         for hook in reversed(self._stop_hooks):
             try:
                 await hook()

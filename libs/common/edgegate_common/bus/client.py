@@ -367,6 +367,21 @@ class Bus:
     def connected(self) -> bool:
         return bool(self.nc.is_connected)
 
+    async def stop_serving(self, *, timeout_s: float = 5.0) -> None:
+        """Stop taking requests and finish those in flight; the connection stays up.
+
+        Subscriptions drain (messages already received still get their task),
+        then handlers get up to `timeout_s` to reply. What the handlers used
+        (an audit log, a model) can close after this, while it can still
+        publish; `close` then disconnects.
+        """
+        for subscription in self._subscriptions:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.drain()  # type: ignore[no-untyped-call]
+        self._subscriptions.clear()
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=timeout_s)
+
     async def close(self, *, timeout_s: float = 5.0) -> None:
         """Stop taking requests, finish those in flight, flush, disconnect.
 
@@ -376,12 +391,7 @@ class Bus:
         """
         if self.nc.is_closed:
             return
-        for subscription in self._subscriptions:
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.drain()  # type: ignore[no-untyped-call]
-        self._subscriptions.clear()
-        if self._inflight:
-            await asyncio.wait(set(self._inflight), timeout=timeout_s)
+        await self.stop_serving(timeout_s=timeout_s)
         try:
             await self.nc.drain()
         except (nats.errors.Error, TimeoutError):
