@@ -155,6 +155,7 @@ async def test_stop_serving_finishes_requests_and_keeps_the_connection(
         # Still connected: what handlers used (an audit log, say) can flush now.
         assert server.connected
         received = await client.nc.subscribe("test.bus.after")
+        await client.nc.flush()  # the server knows of the subscription before we publish
         await server.nc.publish("test.bus.after", b"flushed")
         assert (await received.next_msg(timeout=2)).data == b"flushed"
     finally:
