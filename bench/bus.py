@@ -30,10 +30,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import nats
+from loadgen import percentile, unsampled_span
 from nats.aio.msg import Msg
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from edgegate_common.bus import Bus, RequestContext
 from edgegate_common.local import LocalNatsServer
@@ -52,11 +52,6 @@ REQUEST = status_pb2.StatusRequest()
 REPLY = status_pb2.ServiceStatus(service="bench", instance="bench-1", version="0.1.0", serving=True)
 
 Call = Callable[[], Awaitable[object]]
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def latencies_ms(call: Call, *, n: int) -> list[float]:
@@ -135,13 +130,7 @@ class DiscardingExporter(SpanExporter):
 def caller_span(name: str) -> trace.Span | None:
     """The trace a service's request handler would be in when it makes this call."""
     if name == UNSAMPLED:
-        ctx = SpanContext(
-            trace_id=0x0AF7651916CD43DD8448EB211C80319C,
-            span_id=0xB7AD6B7169203331,
-            is_remote=False,
-            trace_flags=TraceFlags(TraceFlags.DEFAULT),
-        )
-        return NonRecordingSpan(ctx)
+        return unsampled_span()
     if name == SAMPLED:
         return trace.get_tracer("bench").start_span("caller")  # sampled: spans are exported
     return None

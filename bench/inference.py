@@ -40,6 +40,7 @@ import numpy as np
 import onnxruntime as ort
 import tritonclient.grpc.aio as tca
 import yaml
+from loadgen import percentile
 from tokenizers import Tokenizer
 
 from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
@@ -61,11 +62,6 @@ ORT_PROVIDERS = {
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
 PROVIDERS = {"cpu": ["cpu"], "cuda": ["cuda", "cpu"], "tensorrt": ["tensorrt", "cuda", "cpu"]}
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def sentences(tokenizer_path: Path, count: int) -> list[str]:

@@ -39,8 +39,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import nats
+from loadgen import percentile, unsampled_span
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
@@ -67,11 +67,6 @@ TEXTS = {
 }
 
 Call = Callable[[], Awaitable[object]]
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def closed_loop(call: Call, *, n: int, callers: int) -> tuple[list[float], float]:
@@ -110,17 +105,6 @@ def raw_responder(url: str, size: int) -> None:
     asyncio.run(serve())
 
 
-def _unsampled_caller() -> trace.Span:
-    """The span a gateway handler is in when it calls Admit: valid ids, not sampled."""
-    ctx = SpanContext(
-        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
-        span_id=0xB7AD6B7169203331,
-        is_remote=False,
-        trace_flags=TraceFlags(TraceFlags.DEFAULT),
-    )
-    return NonRecordingSpan(ctx)
-
-
 def admit_request(token: str, text: str) -> pb.AdmitRequest:
     envelope = env.Envelope(id="bench", route=env.RouteHint(model="all-MiniLM-L6-v2"))
     envelope.parts.add(text=text)
@@ -148,7 +132,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, object], dict[str, li
                 .issue(tenant="acme", subject="bench", scopes=["infer:*"], ttl_s=3600)
                 .token
             )
-            with trace.use_span(_unsampled_caller(), end_on_exit=True):
+            with trace.use_span(unsampled_span(), end_on_exit=True):
                 return await measure_all(args, ns.url, token)
         finally:
             service.stop()

@@ -106,9 +106,8 @@ async def test_a_reply_too_big_for_nats_becomes_resource_exhausted(bus: Bus) -> 
         await bus.request("test.bus.huge", Ask(), Status, timeout_s=2)
 
 
-async def test_close_finishes_requests_in_flight(shared_nats: NatsLike) -> None:
-    server = await Bus.connect(servers=[shared_nats.url], name="closing", connect_timeout_s=5)
-    client = await Bus.connect(servers=[shared_nats.url], name="client", connect_timeout_s=5)
+async def _request_in_flight(server: Bus, client: Bus, subject: str) -> asyncio.Future[Status]:
+    """Serve `subject` slowly on `server`; `client`'s request, once its handler is running."""
     started = asyncio.Event()
 
     async def slowish(_: Ask, __: RequestContext) -> Status:
@@ -116,12 +115,17 @@ async def test_close_finishes_requests_in_flight(shared_nats: NatsLike) -> None:
         await asyncio.sleep(0.3)
         return Status(serving=True)
 
+    await server.serve(subject, Ask, slowish)
+    pending = asyncio.ensure_future(client.request(subject, Ask(), Status, timeout_s=3))
+    await started.wait()
+    return pending
+
+
+async def test_close_finishes_requests_in_flight(shared_nats: NatsLike) -> None:
+    server = await Bus.connect(servers=[shared_nats.url], name="closing", connect_timeout_s=5)
+    client = await Bus.connect(servers=[shared_nats.url], name="client", connect_timeout_s=5)
     try:
-        await server.serve("test.bus.closing", Ask, slowish)
-        pending = asyncio.ensure_future(
-            client.request("test.bus.closing", Ask(), Status, timeout_s=3)
-        )
-        await started.wait()
+        pending = await _request_in_flight(server, client, "test.bus.closing")
         await server.close()
         assert (await pending).serving  # answered although close() began while it ran
         with pytest.raises(NoResponders):  # and nothing listens any more
@@ -135,19 +139,8 @@ async def test_stop_serving_finishes_requests_and_keeps_the_connection(
 ) -> None:
     server = await Bus.connect(servers=[shared_nats.url], name="stopping", connect_timeout_s=5)
     client = await Bus.connect(servers=[shared_nats.url], name="client", connect_timeout_s=5)
-    started = asyncio.Event()
-
-    async def slowish(_: Ask, __: RequestContext) -> Status:
-        started.set()
-        await asyncio.sleep(0.3)
-        return Status(serving=True)
-
     try:
-        await server.serve("test.bus.stopping", Ask, slowish)
-        pending = asyncio.ensure_future(
-            client.request("test.bus.stopping", Ask(), Status, timeout_s=3)
-        )
-        await started.wait()
+        pending = await _request_in_flight(server, client, "test.bus.stopping")
         await server.stop_serving()
         assert (await pending).serving  # answered although stop_serving() began while it ran
         with pytest.raises(NoResponders):

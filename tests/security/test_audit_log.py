@@ -45,8 +45,8 @@ def _stream(*, protected: bool = True) -> AuditStream:
 async def _running(
     nc: NatsClient, stream: AuditStream, *, replica: str = "security-0", ack_timeout_s: float = 5
 ) -> AsyncIterator[AuditLog]:
-    log = AuditLog(nc, replica=replica, stream=stream, ack_timeout_s=ack_timeout_s)
-    await log.start()
+    log = AuditLog(replica=replica, stream=stream, ack_timeout_s=ack_timeout_s)
+    await log.start(nc)
     try:
         yield log
     finally:
@@ -146,8 +146,8 @@ async def test_a_rival_record_inside_a_burst_cannot_fork_the_chain(bus: Bus) -> 
 
 async def test_append_queues_and_close_writes_the_queue(bus: Bus) -> None:
     stream = _stream()
-    log = AuditLog(bus.nc, replica="security-0", stream=stream)
-    await log.start()
+    log = AuditLog(replica="security-0", stream=stream)
+    await log.start(bus.nc)
     await log.append(event=EventKind.ADMIN, reason=Reason.KEY_ROTATED, details={"kid": "k2"})
     assert log.pending == 1  # queued: append did not wait for JetStream
     with pytest.raises(InvalidArgument, match="token"):
@@ -270,8 +270,8 @@ async def test_records_deleted_after_a_kept_head_are_found(bus: Bus) -> None:
 
 async def test_a_tail_that_is_not_a_record_stops_the_writer_and_shows_in_verify(bus: Bus) -> None:
     stream = _stream()
-    log = AuditLog(bus.nc, replica="security-0", stream=stream)
-    await log.start()
+    log = AuditLog(replica="security-0", stream=stream)
+    await log.start(bus.nc)
     await _append(log, 3)
     await log.flush(timeout_s=10)
     await bus.js.publish(stream.subject, b"not a record")

@@ -35,22 +35,16 @@ class CheckingSink:
         *,
         event: EventKind,
         reason: Reason,
-        tenant: str = "",
-        subject: str = "",
-        token_id: str = "",
-        request_id: str = "",
         details: Mapping[str, str] | None = None,
+        **ids: str,  # tenant, subject, token_id, request_id
     ) -> None:
         entry = AuditEntry(
             event=str(event),
             reason=str(reason),
             time=utc_text(datetime.now(UTC)),
             replica="test",
-            tenant=tenant,
-            subject=subject,
-            token_id=token_id,
-            request_id=request_id,
             details=dict(details or {}),
+            **ids,
         )
         check_entry(entry)  # what AuditLog.append refuses, this refuses
         self.entries.append(entry)

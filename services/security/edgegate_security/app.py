@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from edgegate_common.bus import Bus
-from edgegate_common.errors import Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_common.service import ServiceRuntime
 from edgegate_protos.security.v1 import security_pb2, security_pb2_grpc
@@ -15,13 +13,11 @@ from edgegate_security import __version__
 from edgegate_security.adapters import bus as security_bus
 from edgegate_security.adapters.jwks_client import HttpJwksClient
 from edgegate_security.api import SecurityApi
-from edgegate_security.audit.chain import EventKind, Verification
 from edgegate_security.audit.log import AuditLog
 from edgegate_security.config import SecuritySettings
 from edgegate_security.core.inspection import DenyPattern, Inspector, Limits
 from edgegate_security.core.jwks import RemoteJwks
 from edgegate_security.core.keyring import KeyRing
-from edgegate_security.core.reasons import Reason
 from edgegate_security.core.tokens import TokenIssuer, TokenPolicy, TokenVerifier
 from edgegate_security.plane import SecurityPlane
 from edgegate_security.secret_files import random_secret
@@ -37,7 +33,8 @@ PII_SECRETS_FILE = "pii.key"
 
 def build(settings: SecuritySettings) -> ServiceRuntime:
     runtime = ServiceRuntime(settings, version=__version__)
-    audit = _AuditOnceStarted()
+    # Held by the plane from here on; it records once start() gave it the connection.
+    audit = AuditLog(replica=runtime.instance)
     ring = KeyRing.open(
         settings.keys_dir, alg=settings.signing_alg, max_token_ttl_s=settings.max_token_ttl_s
     )
@@ -51,18 +48,12 @@ def build(settings: SecuritySettings) -> ServiceRuntime:
 
     async def start(bus: Bus) -> None:
         reloader = asyncio.get_running_loop().create_task(_reload_keys(ring, settings))
-
-        async def stop_reloading() -> None:
-            reloader.cancel()
-
-        runtime.on_stop(stop_reloading)
         # The audit log runs before anything is served: no decision goes unrecorded.
-        audit_log = AuditLog(bus.nc, replica=runtime.instance)
-        await audit_log.start()
-        audit.log = audit_log
+        await audit.start(bus.nc)
 
         async def stop() -> None:
-            await audit_log.close()
+            reloader.cancel()
+            await audit.close()
 
         runtime.on_stop(stop)
         await security_bus.serve(bus, api)
@@ -71,9 +62,7 @@ def build(settings: SecuritySettings) -> ServiceRuntime:
     return runtime
 
 
-def build_plane(
-    settings: SecuritySettings, *, ring: KeyRing, audit: _AuditOnceStarted
-) -> SecurityPlane:
+def build_plane(settings: SecuritySettings, *, ring: KeyRing, audit: AuditLog) -> SecurityPlane:
     remote = None
     if settings.jwks_url:
         remote = RemoteJwks(HttpJwksClient(settings.jwks_url), ttl_s=settings.jwks_cache_s)
@@ -118,10 +107,7 @@ async def _reload_keys(ring: KeyRing, settings: SecuritySettings) -> None:
     """Pick up keys rotated or retired by another process (`edgegate keys rotate`)."""
     while True:
         await asyncio.sleep(settings.keys_reload_s)
-        try:
-            ring.reload()
-        except Exception:  # a half-restored directory, say: keep the keys held, keep trying
-            log.exception("key ring reload failed; keeping the keys held")
+        ring.reload()
 
 
 def _pii_engine(settings: SecuritySettings) -> PiiEngine:
@@ -138,38 +124,3 @@ def _pii_engine(settings: SecuritySettings) -> PiiEngine:
     )
     log.info("pii masking on", default_operator=settings.pii_default_operator)
     return engine
-
-
-class _AuditOnceStarted:
-    """The audit log, which needs the NATS connection and so arrives in start()."""
-
-    log: AuditLog | None = None
-
-    async def append(
-        self,
-        *,
-        event: EventKind,
-        reason: Reason,
-        tenant: str = "",
-        subject: str = "",
-        token_id: str = "",
-        request_id: str = "",
-        details: Mapping[str, str] | None = None,
-    ) -> None:
-        await self._log().append(
-            event=event,
-            reason=reason,
-            tenant=tenant,
-            subject=subject,
-            token_id=token_id,
-            request_id=request_id,
-            details=details,
-        )
-
-    async def verify(self) -> Verification:
-        return await self._log().verify()
-
-    def _log(self) -> AuditLog:
-        if self.log is None:
-            raise Unavailable("the audit log is not running yet")
-        return self.log

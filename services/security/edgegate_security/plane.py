@@ -35,7 +35,6 @@ from edgegate_common.errors import (
     Unauthenticated,
     Unavailable,
 )
-from edgegate_common.logging import get_logger
 from edgegate_security.audit.chain import EventKind, Verification
 from edgegate_security.core import scopes
 from edgegate_security.core.inspection import Direction, Inspection, Inspector, Piece, Verdict
@@ -43,8 +42,6 @@ from edgegate_security.core.keyring import KeyRing
 from edgegate_security.core.principal import Principal
 from edgegate_security.core.reasons import Reason
 from edgegate_security.core.tokens import IssuedToken, TokenIssuer, TokenVerifier
-
-log = get_logger(__name__)
 
 _MAX_DETAIL_CHARS = 512
 # Inspecting a chat message takes microseconds: inline. Longer input can take
@@ -216,11 +213,9 @@ class SecurityPlane:
         each with its reason; an inspection that denies is a DENY verdict.
         """
         principal = await self.authenticate(token, request_id=request_id)
-        decision = await self.authorize(
+        await self._require(
             principal, action=action, tenant=tenant or principal.tenant, request_id=request_id
         )
-        if not decision.allowed:
-            raise scopes.denial(principal, action=action, decision=decision)
         inspection = await self.inspect(
             pieces, direction=Direction.INPUT, principal=principal, request_id=request_id
         )
@@ -234,18 +229,10 @@ class SecurityPlane:
 
     async def admin(self, token: str, *, request_id: str = "") -> Principal:
         """The caller of an admin call, once its token verified and carries `admin`."""
-        if not token:
-            await self._record(EventKind.AUTHN_FAILURE, Reason.TOKEN_MISSING, request_id=request_id)
-            raise Unauthenticated(
-                "an admin call needs the caller's token (authorization: Bearer <token>)",
-                details={"reason": Reason.TOKEN_MISSING.value},
-            )
         principal = await self.authenticate(token, request_id=request_id)
-        decision = await self.authorize(
+        await self._require(
             principal, action=scopes.ADMIN, tenant=principal.tenant, request_id=request_id
         )
-        if not decision.allowed:
-            raise scopes.denial(principal, action=scopes.ADMIN, decision=decision)
         return principal
 
     async def issue_token(
@@ -262,11 +249,7 @@ class SecurityPlane:
         if self._issuer is None:
             raise FailedPrecondition("this service issues no tokens: an identity provider does")
         tenant = tenant or caller.tenant
-        decision = await self.authorize(
-            caller, action=scopes.ADMIN, tenant=tenant, request_id=request_id
-        )
-        if not decision.allowed:
-            raise scopes.denial(caller, action=scopes.ADMIN, decision=decision)
+        await self._require(caller, action=scopes.ADMIN, tenant=tenant, request_id=request_id)
         try:
             issued = self._issuer.issue(
                 tenant=tenant, subject=subject, scopes=scope_list, ttl_s=ttl_s
@@ -313,6 +296,16 @@ class SecurityPlane:
     async def refuse(self, exc: InvalidArgument, *, request_id: str = "") -> None:
         """File a request that could not be read (the transports call this)."""
         await self._record_refusal(EventKind.DENY, exc, request_id=request_id)
+
+    async def _require(
+        self, principal: Principal, *, action: str, tenant: str, request_id: str
+    ) -> None:
+        """`authorize`, raising PermissionDenied (with the reason) when it says no."""
+        decision = await self.authorize(
+            principal, action=action, tenant=tenant, request_id=request_id
+        )
+        if not decision.allowed:
+            raise scopes.denial(principal, action=action, decision=decision)
 
     # -- records --------------------------------------------------------
 

@@ -46,11 +46,17 @@ FAILED = 2
 def build_parser(defaults: SecuritySettings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgegate", description="edgegate security tools")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # What `token issue` and `keys rotate` share: the key ring, and where their record goes.
+    ring = argparse.ArgumentParser(add_help=False)
+    ring.add_argument("--keys-dir", type=Path, default=defaults.keys_dir)
+    ring.add_argument("--nats-url", default=defaults.nats_url, help="for the audit record")
+    ring.add_argument("--no-audit", action="store_true", help="file no audit record")
 
     token = commands.add_parser("token", help="issue tokens (local mode, tests)")
     token_commands = token.add_subparsers(dest="action", required=True, metavar="ACTION")
     issue = token_commands.add_parser(
         "issue",
+        parents=[ring],
         help="sign a token with the service's key ring",
         description="Sign a JWT for SUB in TENANT with the service's own key ring, file an "
         "admin audit record, and print the token.",
@@ -64,27 +70,22 @@ def build_parser(defaults: SecuritySettings) -> argparse.ArgumentParser:
         help="admin, tasks:read, tasks:write or infer:<model pattern>; repeat for more",
     )
     issue.add_argument("--ttl-s", type=float, default=3600.0, help="lifetime in seconds")
-    issue.add_argument("--keys-dir", type=Path, default=defaults.keys_dir)
     issue.add_argument("--issuer", default=defaults.issuer)
     issue.add_argument("--audience", default=defaults.audience)
-    issue.add_argument("--nats-url", default=defaults.nats_url, help="for the audit record")
-    issue.add_argument("--no-audit", action="store_true", help="file no audit record")
     issue.add_argument("--json", action="store_true", help="print token, expiry and id as JSON")
 
     keys = commands.add_parser("keys", help="the service's signing keys")
     keys_commands = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
     rotate = keys_commands.add_parser(
         "rotate",
+        parents=[ring],
         help="sign with a new key from now on; the old one verifies until its tokens expire",
         description="Add a new signing key to the key ring in --keys-dir. Running services "
         "sharing the directory pick it up within keys_reload_s, or at once when a token "
         "signed with it arrives; tokens signed with the old key keep verifying until they "
         "have expired. Prints the new kid as JSON.",
     )
-    rotate.add_argument("--keys-dir", type=Path, default=defaults.keys_dir)
     rotate.add_argument("--alg", choices=["ES256", "RS256", "EdDSA"], default=None)
-    rotate.add_argument("--nats-url", default=defaults.nats_url, help="for the audit record")
-    rotate.add_argument("--no-audit", action="store_true", help="file no audit record")
 
     audit = commands.add_parser("audit", help="check the audit log")
     audit_commands = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -110,22 +111,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_issue(args, defaults))
         if args.command == "keys":
             return asyncio.run(_rotate(args, defaults))
-        return asyncio.run(_verify(args))
+        return asyncio.run(_verify(args, defaults))
     except EdgegateError as exc:
         print(f"edgegate {args.command} {args.action}: {exc.message}", file=sys.stderr)
         return FAILED
 
 
-async def _issue(args: argparse.Namespace, defaults: SecuritySettings) -> int:
-    ring = KeyRing.open(
+def _open_ring(args: argparse.Namespace, defaults: SecuritySettings) -> KeyRing:
+    return KeyRing.open(
         args.keys_dir, alg=defaults.signing_alg, max_token_ttl_s=defaults.max_token_ttl_s
     )
+
+
+async def _issue(args: argparse.Namespace, defaults: SecuritySettings) -> int:
+    ring = _open_ring(args, defaults)
     issued = TokenIssuer(ring, issuer=args.issuer, audience=args.audience).issue(
         tenant=args.tenant, subject=args.sub, scopes=args.scope, ttl_s=args.ttl_s
     )
     if not args.no_audit:
         await _file(
             args.nats_url,
+            defaults,
             Reason.TOKEN_ISSUED,
             tenant=issued.principal.tenant,
             details=issued_details(issued, ttl_s=args.ttl_s),
@@ -148,29 +154,32 @@ async def _issue(args: argparse.Namespace, defaults: SecuritySettings) -> int:
 
 
 async def _rotate(args: argparse.Namespace, defaults: SecuritySettings) -> int:
-    ring = KeyRing.open(
-        args.keys_dir, alg=defaults.signing_alg, max_token_ttl_s=defaults.max_token_ttl_s
-    )
+    ring = _open_ring(args, defaults)
     old = ring.signing_key
     if not args.no_audit:  # first: a rotation nobody can see in the log does not happen
-        await _file(args.nats_url, Reason.KEY_ROTATED, details={"old_kid": old.kid})
+        await _file(args.nats_url, defaults, Reason.KEY_ROTATED, details={"old_kid": old.kid})
     new = ring.rotate(alg=args.alg)
     print(json.dumps({"kid": new.kid, "alg": new.alg, "previous_kid": old.kid}))
     return 0
 
 
 async def _file(
-    nats_url: str, reason: Reason, *, tenant: str = "", details: dict[str, str]
+    nats_url: str,
+    settings: SecuritySettings,
+    reason: Reason,
+    *,
+    tenant: str = "",
+    details: dict[str, str],
 ) -> None:
     """The admin record for what this command does; Unavailable when NATS cannot be reached.
 
     Filed before the command's output exists: if the record cannot be stored,
     nothing was done.
     """
-    bus = await _connect(nats_url, name="edgegate-cli")
+    bus = await _connect(nats_url, settings, name="edgegate-cli")
     try:
-        audit = AuditLog(bus.nc, replica="edgegate-cli")
-        await audit.start()
+        audit = AuditLog(replica="edgegate-cli")
+        await audit.start(bus.nc)
         await audit.append(
             event=EventKind.ADMIN,
             reason=reason,
@@ -184,8 +193,8 @@ async def _file(
         await bus.close()
 
 
-async def _verify(args: argparse.Namespace) -> int:
-    bus = await _connect(args.nats_url, name="edgegate-audit-verify")
+async def _verify(args: argparse.Namespace, settings: SecuritySettings) -> int:
+    bus = await _connect(args.nats_url, settings, name="edgegate-audit-verify")
     try:
         result = await verify_stream(bus.js, stream=args.stream)
     finally:
@@ -194,9 +203,8 @@ async def _verify(args: argparse.Namespace) -> int:
     return 0 if result.intact else BROKEN
 
 
-async def _connect(url: str, *, name: str) -> Bus:
+async def _connect(url: str, s: SecuritySettings, *, name: str) -> Bus:
     """NATS, with the service's TLS settings (EDGEGATE_SECURITY_NATS_TLS_*) when set."""
-    s = SecuritySettings()
     tls = client_tls_context(ca=s.nats_tls_ca, cert=s.nats_tls_cert, key=s.nats_tls_key)
     return await Bus.connect(servers=[url], name=name, connect_timeout_s=5.0, tls=tls)
 

@@ -8,6 +8,7 @@ header, as gRPC reads it from the `authorization` metadata.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from google.protobuf.message import Message
 
@@ -18,18 +19,20 @@ from edgegate_security.api import SecurityApi
 
 AUTHORIZATION = "Authorization"
 
+# SecurityApi's methods, each taking its own request type.
+PlainCall = Callable[[Any], Awaitable[Message]]
 AdminCall = Callable[..., Awaitable[Message]]
 
 
 async def serve(bus: Bus, api: SecurityApi) -> None:
     """Answer every security subject on `bus` until it closes."""
     queue = subjects.queue_group("security")
-    plain: list[tuple[str, type[Message], Callable[[Message], Awaitable[Message]]]] = [
-        (subjects.SECURITY_ADMIT, pb.AdmitRequest, api.admit),  # type: ignore[list-item]
-        (subjects.SECURITY_AUTHENTICATE, pb.AuthenticateRequest, api.authenticate),  # type: ignore[list-item]
-        (subjects.SECURITY_AUTHORIZE, pb.AuthorizeRequest, api.authorize),  # type: ignore[list-item]
-        (subjects.SECURITY_INSPECT, pb.InspectRequest, api.inspect),  # type: ignore[list-item]
-        (subjects.SECURITY_JWKS, pb.GetJwksRequest, api.get_jwks),  # type: ignore[list-item]
+    plain: list[tuple[str, type[Message], PlainCall]] = [
+        (subjects.SECURITY_ADMIT, pb.AdmitRequest, api.admit),
+        (subjects.SECURITY_AUTHENTICATE, pb.AuthenticateRequest, api.authenticate),
+        (subjects.SECURITY_AUTHORIZE, pb.AuthorizeRequest, api.authorize),
+        (subjects.SECURITY_INSPECT, pb.InspectRequest, api.inspect),
+        (subjects.SECURITY_JWKS, pb.GetJwksRequest, api.get_jwks),
     ]
     for subject, request_type, call in plain:
         await bus.serve(subject, request_type, _plain(call), queue=queue)
@@ -42,9 +45,7 @@ async def serve(bus: Bus, api: SecurityApi) -> None:
         await bus.serve(subject, request_type, _admin(call), queue=queue)
 
 
-def _plain(
-    call: Callable[[Message], Awaitable[Message]],
-) -> Callable[[Message, RequestContext], Awaitable[Message]]:
+def _plain(call: PlainCall) -> Callable[[Message, RequestContext], Awaitable[Message]]:
     async def handle(request: Message, ctx: RequestContext) -> Message:
         return await call(request)
 

@@ -46,6 +46,7 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
 from nats.js.api import (
     Header,
     StorageType,
@@ -168,6 +169,12 @@ class _Acks:
                 await self._subscription.unsubscribe()
 
 
+@dataclass(frozen=True, slots=True)
+class _Link:
+    js: JetStreamContext
+    acks: _Acks
+
+
 def _stored_seq(msg: Msg) -> int | _Refusal:
     """The stream sequence a JetStream ack reports, or why the publish was refused."""
     try:
@@ -196,7 +203,6 @@ class AuditLog:
 
     def __init__(
         self,
-        nc: NatsClient,
         *,
         replica: str,
         stream: AuditStream | None = None,
@@ -204,8 +210,7 @@ class AuditLog:
         max_burst: int = 256,
         ack_timeout_s: float = 5.0,
     ) -> None:
-        self._js = nc.jetstream()
-        self._acks = _Acks(nc)
+        self._link: _Link | None = None  # the NATS connection, from start()
         self._replica = replica
         self._stream = stream or AuditStream()
         self._queue: asyncio.Queue[AuditEntry] = asyncio.Queue(maxsize=max_pending)
@@ -220,15 +225,27 @@ class AuditLog:
         self.conflicts_total = 0  # bursts refused because another writer got there first
 
     @property
+    def _nats(self) -> _Link:
+        if self._link is None:
+            raise FailedPrecondition("the audit log is not running: start() it first")
+        return self._link
+
+    @property
     def pending(self) -> int:
         """Entries appended and not yet stored."""
         return self._queue.qsize() + len(self._unwritten)
 
-    async def start(self) -> None:
-        """Declare the stream (idempotent) and start the writer."""
+    async def start(self, nc: NatsClient) -> None:
+        """Declare the stream (idempotent) and start the writer on `nc`.
+
+        The connection comes here, not to the constructor, so that whoever
+        records decisions can hold the log before the service has connected.
+        """
         if self._task is not None:
             return
-        await ensure_stream(self._js, self._stream.config())
+        link = _Link(js=nc.jetstream(), acks=_Acks(nc))
+        await ensure_stream(link.js, self._stream.config())
+        self._link = link
         self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-writer")
 
     async def append(
@@ -280,7 +297,8 @@ class AuditLog:
                 await asyncio.wait_for(self._queue.join(), timeout_s)
             self._task.cancel()
             await asyncio.wait([self._task])
-        await self._acks.close()
+        if self._link is not None:
+            await self._link.acks.close()
         if self.pending:
             log.error("audit records lost at shutdown", count=self.pending)
         return self.pending
@@ -290,7 +308,7 @@ class AuditLog:
     ) -> Verification:
         """Verify this log's stream; see `verify_stream`."""
         return await verify_stream(
-            self._js, stream=self._stream.name, after=after, from_stream_seq=from_stream_seq
+            self._nats.js, stream=self._stream.name, after=after, from_stream_seq=from_stream_seq
         )
 
     # -- the writer ------------------------------------------------------
@@ -374,7 +392,7 @@ class AuditLog:
                 if i:
                     headers[Header.EXPECTED_LAST_MSG_ID] = records[i - 1].hash
                 data = record.to_bytes()
-                futures.append(await self._acks.publish(self._stream.subject, data, headers))
+                futures.append(await self._nats.acks.publish(self._stream.subject, data, headers))
             await asyncio.wait(futures, timeout=self._ack_timeout_s)
             acked = 0
             for future in futures:
@@ -384,7 +402,7 @@ class AuditLog:
                 acked += 1
             return acked, None
         finally:
-            self._acks.forget()
+            self._nats.acks.forget()
 
     async def _find_stored(self, records: list[AuditRecord], *, stream_seq: int) -> int:
         """How many of `records` were stored, despite lost acks, at `stream_seq` onwards.
@@ -395,7 +413,7 @@ class AuditLog:
         found = 0
         for record in records:
             try:
-                msg = await self._js.get_msg(self._stream.name, seq=stream_seq + found)
+                msg = await self._nats.js.get_msg(self._stream.name, seq=stream_seq + found)
             except nats.js.errors.NotFoundError:
                 break
             if msg.data != record.to_bytes():
@@ -404,13 +422,13 @@ class AuditLog:
         return found
 
     async def _read_tail(self) -> _Tail:
-        info = await self._js.stream_info(self._stream.name)
+        info = await self._nats.js.stream_info(self._stream.name)
         last = info.state.last_seq or 0
         if last == 0:
             return _Tail(0, GENESIS)
         where = f"the audit stream's last message ({self._stream.name} #{last})"
         try:
-            msg = await self._js.get_msg(self._stream.name, seq=last)
+            msg = await self._nats.js.get_msg(self._stream.name, seq=last)
         except nats.js.errors.NotFoundError:
             raise FailedPrecondition(
                 f"{where} is gone, so the chain cannot go on from it: run `edgegate audit verify`"

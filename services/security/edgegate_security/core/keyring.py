@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from edgegate_common.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -95,8 +96,10 @@ class KeyRing:
         """
         index = directory / _INDEX_FILE
         if index.exists() and not os.access(directory, os.W_OK):
-            ring = cls(_load(directory), max_token_ttl_s=max_token_ttl_s, clock=clock)
-            ring._directory, ring._stamp = directory, _stamp(directory)
+            ring = cls(
+                _load(directory), max_token_ttl_s=max_token_ttl_s, directory=directory, clock=clock
+            )
+            ring._stamp = _stamp(directory)
             return ring
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         with _locked(directory):  # replicas starting together make one key, not one each
@@ -152,14 +155,21 @@ class KeyRing:
         rotate` run beside them): each picks up a rotation when a token names a
         kid it does not know, and every few seconds in the service, so a key
         rotated anywhere verifies everywhere without a restart. A stat when
-        nothing changed, so callers may ask often.
+        nothing changed, so callers may ask often. A directory that cannot be
+        read (half restored, say) keeps the keys held, is logged, and is tried
+        again on the next call.
         """
         if self._directory is None:
             return False
-        stamp = _stamp(self._directory)
-        if stamp == self._stamp:
+        try:
+            stamp = _stamp(self._directory)
+            if stamp == self._stamp:
+                return False
+            keys = _load(self._directory)
+        except (OSError, FailedPrecondition) as exc:
+            log.error("key ring reload failed; keeping the keys held", error=str(exc))
             return False
-        self._set(_load(self._directory))
+        self._set(keys)
         self._stamp = stamp
         log.info("key ring reloaded", kids=[key.kid for key in self._keys])
         return True
@@ -243,7 +253,7 @@ def _load(directory: Path) -> list[SigningKey]:
             keys.append(
                 replace(key, retires_at_s=None if retires_at_s is None else float(retires_at_s))
             )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, UnsupportedAlgorithm) as exc:
         raise FailedPrecondition(f"the key ring in {directory} cannot be read: {exc}") from exc
     if not keys:
         raise FailedPrecondition(f"the key ring in {directory} lists no keys")

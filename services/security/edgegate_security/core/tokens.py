@@ -27,8 +27,7 @@ from typing import Any, Final
 
 import jwt
 
-from edgegate_common.errors import EdgegateError, InvalidArgument, Unauthenticated
-from edgegate_common.logging import get_logger
+from edgegate_common.errors import InvalidArgument, Unauthenticated
 from edgegate_security.core.jwks import RemoteJwks
 from edgegate_security.core.keyring import KeyRing
 from edgegate_security.core.keys import (
@@ -42,8 +41,6 @@ from edgegate_security.core.principal import Principal
 from edgegate_security.core.reasons import Reason
 from edgegate_security.core.scopes import validate_scopes
 from edgegate_security.encoding import b64url, b64url_decode
-
-log = get_logger(__name__)
 
 TENANT_CLAIM: Final = "tenant"
 SCOPE_CLAIM: Final = "scope"
@@ -149,15 +146,6 @@ class TokenVerifier:
         claims = _json_object(_b64decode(payload_b64, part="payload"), part="payload")
         return _principal(claims, policy=self._policy, now_s=self._clock()), key
 
-    def _reload_ring(self) -> bool:
-        """Re-read the shared ring; a damaged directory keeps the keys held (and is logged)."""
-        assert self._ring is not None
-        try:
-            return self._ring.reload()
-        except (EdgegateError, OSError) as exc:
-            log.error("key ring reload failed; keeping the keys held", error=str(exc))
-            return False
-
     async def _key(self, kid: object) -> VerificationKey:
         if kid is None:
             if self._hs256 is not None:
@@ -166,7 +154,7 @@ class TokenVerifier:
         if not isinstance(kid, str):
             raise _refuse(Reason.TOKEN_MALFORMED, "the header's kid is not a string")
         key = self._ring.get(kid) if self._ring is not None else None
-        if key is None and self._ring is not None and self._reload_ring():
+        if key is None and self._ring is not None and self._ring.reload():
             key = self._ring.get(kid)  # another process rotated the shared ring
         if key is None and self._hs256 is not None and kid == HS256_KID:
             key = self._hs256
