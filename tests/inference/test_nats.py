@@ -104,6 +104,25 @@ async def test_metric_snapshots_are_published(inference_server, bus: Bus) -> Non
     assert sum(snapshot.batch_sizes.values()) == snapshot.executions
 
 
+async def test_replicas_announce_again_when_asked(inference_server, bus: Bus) -> None:  # type: ignore[no-untyped-def]
+    """A process that starts after inference (the taskstore) asks, and learns what runs."""
+    announced: asyncio.Queue[ipb.ModelAvailability] = asyncio.Queue()
+
+    async def on_announcement(msg) -> None:  # type: ignore[no-untyped-def]
+        await announced.put(ipb.ModelAvailability.FromString(msg.data))
+
+    subscription = await bus.nc.subscribe(subjects.INFERENCE_AVAILABILITY_ALL, cb=on_announcement)
+    try:
+        await bus.nc.publish(subjects.INFERENCE_AVAILABILITY_QUERY, b"")
+        seen: set[tuple[str, str]] = set()
+        while ("toy_text", "1") not in seen or ("scale", "2") not in seen:
+            got = await asyncio.wait_for(announced.get(), timeout=5)
+            assert got.ready and got.instance
+            seen.add((got.model, got.version))
+    finally:
+        await subscription.unsubscribe()
+
+
 async def test_replicas_share_the_queue_group_and_announce(nats_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     # A bus of its own: the module's shared server must not take a share of the requests.
     bus = await Bus.connect(servers=[nats_server.url], name="test", connect_timeout_s=5)

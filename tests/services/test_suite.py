@@ -108,11 +108,11 @@ def test_metrics_endpoint_serves_prometheus_text(
 
 
 async def test_unimplemented_rpcs_say_so(suite: dict[str, ServiceProcess]) -> None:
-    from edgegate_protos.taskstore.v1 import taskstore_pb2, taskstore_pb2_grpc
+    from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
-    async with grpc.aio.insecure_channel(suite["taskstore"].target) as channel:
+    async with grpc.aio.insecure_channel(suite["gateway"].target) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await taskstore_pb2_grpc.TaskStoreStub(channel).Get(taskstore_pb2.GetRequest(id="t1"))
+            await gateway_pb2_grpc.GatewayStub(channel).Send(gateway_pb2.SendRequest())
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 

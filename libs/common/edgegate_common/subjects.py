@@ -42,6 +42,8 @@ def inference_availability(model: str, version: str) -> str:
 
 
 INFERENCE_AVAILABILITY_ALL = f"{PREFIX}.inference.v1.availability.>"
+# A message here asks every inference replica to announce what it serves again.
+INFERENCE_AVAILABILITY_QUERY = f"{PREFIX}.inference.v1.availability_query"
 
 # security
 SECURITY_ADMIT = f"{PREFIX}.security.v1.admit"
@@ -58,10 +60,33 @@ SECURITY_AUDIT = f"{PREFIX}.security.v1.audit"
 
 # taskstore
 def taskstore_events(tenant: str, user: str) -> str:
+    """A finished task's record, once per finish (stream STREAM_TASK_EVENTS keeps them)."""
     return f"{PREFIX}.taskstore.v1.events.{token(tenant)}.{token(user)}"
 
 
+TASKSTORE_EVENTS_ALL = f"{PREFIX}.taskstore.v1.events.>"
+TASKSTORE_QUEUE_ALL = f"{PREFIX}.taskstore.v1.queue.>"
+TASK_PRIORITIES = ("high", "normal", "low")  # the order workers take them in
+
+
+def taskstore_queue(priority: str) -> str:
+    """The work queue of one priority (stream STREAM_TASKS)."""
+    return f"{PREFIX}.taskstore.v1.queue.{priority}"
+
+
+def taskstore_dead(tenant: str, task_id: str) -> str:
+    """A task past its attempts (stream STREAM_TASKS_DEAD), until Retry takes it back."""
+    return f"{PREFIX}.taskstore.v1.dead.{token(tenant)}.{token(task_id)}"
+
+
+TASKSTORE_DEAD_ALL = f"{PREFIX}.taskstore.v1.dead.>"
 TASKSTORE_SUBMIT = f"{PREFIX}.taskstore.v1.submit"
+TASKSTORE_GET = f"{PREFIX}.taskstore.v1.get"
+TASKSTORE_LIST = f"{PREFIX}.taskstore.v1.list"
+TASKSTORE_CANCEL = f"{PREFIX}.taskstore.v1.cancel"
+TASKSTORE_RETRY = f"{PREFIX}.taskstore.v1.retry"
+TASKSTORE_MERGE_STATE = f"{PREFIX}.taskstore.v1.merge_state"
+TASKSTORE_GET_STATE = f"{PREFIX}.taskstore.v1.get_state"
 
 # gateway
 GATEWAY_BREAKER_EVENTS = f"{PREFIX}.gateway.v1.breaker"
@@ -69,8 +94,10 @@ GATEWAY_BREAKER_EVENTS = f"{PREFIX}.gateway.v1.breaker"
 # JetStream streams and KV buckets
 STREAM_TASKS = "EDGEGATE_TASKS"
 STREAM_TASKS_DEAD = "EDGEGATE_TASKS_DEAD"
+STREAM_TASK_EVENTS = "EDGEGATE_TASK_EVENTS"
 STREAM_AUDIT = "EDGEGATE_AUDIT"
 KV_TASKS = "edgegate-tasks"
+KV_SESSIONS = "edgegate-sessions"
 KV_ROUTES = "edgegate-routes"
 KV_QUOTAS = "edgegate-quotas"
 KV_BREAKERS = "edgegate-breakers"

@@ -1,20 +1,89 @@
-"""Wires the taskstore service: its gRPC servicer and NATS handlers on the shared runtime."""
+"""Wires the taskstore service: storage, workers and both transports on the shared runtime."""
 
 from __future__ import annotations
 
+from edgegate_common.bus import Bus
 from edgegate_common.service import ServiceRuntime
 from edgegate_protos.taskstore.v1 import taskstore_pb2, taskstore_pb2_grpc
 from edgegate_taskstore import __version__
+from edgegate_taskstore.adapters import bus as taskstore_bus
+from edgegate_taskstore.adapters.gatekeeper import Gatekeeper
+from edgegate_taskstore.adapters.queue import QueueSettings, WorkQueue
+from edgegate_taskstore.adapters.readiness import ModelReadiness
+from edgegate_taskstore.adapters.records import Storage, TaskRecords
+from edgegate_taskstore.api import Limits, TaskStoreApi
 from edgegate_taskstore.config import TaskstoreSettings
+from edgegate_taskstore.core.retry import Backoff
+from edgegate_taskstore.servicer import TaskStoreServicer
+from edgegate_taskstore.sessions import SessionStates
+from edgegate_taskstore.worker import Workers, WorkerSettings
 
 
 def build(settings: TaskstoreSettings) -> ServiceRuntime:
     runtime = ServiceRuntime(settings, version=__version__)
-    # The generated base servicer answers UNIMPLEMENTED for every method; the
-    # method bodies arrive with the taskstore service's own issue.
-    runtime.grpc.add(
-        taskstore_pb2_grpc.add_TaskStoreServicer_to_server,
-        taskstore_pb2_grpc.TaskStoreServicer(),  # type: ignore[abstract]
-        service_name=taskstore_pb2.DESCRIPTOR.services_by_name["TaskStore"].full_name,
-    )
+
+    async def start(bus: Bus) -> None:
+        # The storage needs the bus, so the servicer is registered here: still
+        # before gRPC starts serving.
+        s = settings
+        storage = Storage(
+            replicas=s.replicas, finished_ttl_s=s.finished_ttl_s, max_bytes=s.max_store_bytes
+        )
+        records = await TaskRecords.open(bus.js, storage=storage)
+        queue = await WorkQueue.open(
+            bus.nc,
+            bus.js,
+            storage=storage,
+            settings=QueueSettings(
+                ack_wait_s=s.ack_wait_s,
+                duplicate_window_s=s.duplicate_window_s,
+                dead_letter_ttl_s=s.dead_letter_ttl_s,
+                events_ttl_s=s.events_ttl_s,
+            ),
+        )
+        sessions = await SessionStates.open(
+            bus.js,
+            replicas=s.replicas,
+            max_bytes=s.max_state_bytes,
+            max_skew_ms=s.max_clock_skew_ms,
+        )
+        api = TaskStoreApi(
+            gatekeeper=Gatekeeper(bus, cache_s=s.auth_cache_s),
+            records=records,
+            queue=queue,
+            sessions=sessions,
+            limits=Limits(max_envelope_bytes=s.max_envelope_bytes),
+        )
+        runtime.grpc.add(
+            taskstore_pb2_grpc.add_TaskStoreServicer_to_server,
+            TaskStoreServicer(api),
+            service_name=taskstore_pb2.DESCRIPTOR.services_by_name["TaskStore"].full_name,
+        )
+        await taskstore_bus.serve(bus, api)
+        if s.workers:
+            readiness = ModelReadiness(bus.nc, recheck_s=s.model_wait_s)
+            await readiness.start()
+            workers = Workers(
+                bus=bus,
+                records=records,
+                queue=queue,
+                readiness=readiness,
+                settings=WorkerSettings(
+                    concurrency=s.workers,
+                    max_attempts=s.max_attempts,
+                    backoff=Backoff(base_s=s.backoff_base_s, cap_s=s.backoff_cap_s),
+                    infer_timeout_s=s.infer_timeout_s,
+                    heartbeat_s=s.ack_wait_s / 3,
+                    model_wait_s=s.model_wait_s,
+                ),
+            )
+            await workers.start()
+
+            async def stop() -> None:
+                await workers.stop(timeout_s=s.drain_timeout_s)
+                await readiness.stop()
+
+            runtime.on_stop(stop)
+
+    runtime.on_start(start)
     return runtime

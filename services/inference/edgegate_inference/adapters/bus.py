@@ -8,8 +8,10 @@ parts otherwise; the answer is a `Reply` with tensor parts) or an OIP
 the `Edgegate-Body-Type` header.
 
 Replicas announce on `...availability.<model>.<version>` when they start and
-stop serving a version, and publish a `MetricsSnapshot` per version every
-`interval_s` on `...metrics.<model>.<version>` for the operator's canary analysis.
+stop serving a version, and again when anyone asks on `...availability_query`
+(a taskstore that starts later learns what runs). They publish a
+`MetricsSnapshot` per version every `interval_s` on
+`...metrics.<model>.<version>` for the operator's canary analysis.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 
 import nats.errors
 from google.protobuf.timestamp_pb2 import Timestamp
+from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from edgegate_common import subjects
@@ -48,6 +51,7 @@ class InferenceBus:
         self._interval_s = interval_s
         self._subscriptions: dict[tuple[str, str], Subscription] = {}
         self._publisher: asyncio.Task[None] | None = None
+        self._query: Subscription | None = None
 
     async def start(self) -> None:
         """Serve what is loaded now, follow the repository's changes, start snapshots."""
@@ -60,7 +64,18 @@ class InferenceBus:
         if self._interval_s > 0:
             self._publisher = asyncio.get_running_loop().create_task(self._publish_snapshots())
 
+        async def announce_again(_: Msg) -> None:
+            for name, version in list(self._subscriptions):
+                await self._announce(name, version, ready=True)
+
+        self._query = await self._bus.nc.subscribe(
+            subjects.INFERENCE_AVAILABILITY_QUERY, cb=announce_again
+        )
+
     async def stop(self) -> None:
+        if self._query is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._query.unsubscribe()
         if self._publisher is not None:
             self._publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

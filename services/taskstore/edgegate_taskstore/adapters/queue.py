@@ -1,0 +1,251 @@
+"""The work queue, dead-letter and result events on JetStream.
+
+- `EDGEGATE_TASKS` (work-queue retention) holds one message per task round on
+  `edgegate.taskstore.v1.queue.<priority>`, de-duplicated by `Nats-Msg-Id`
+  `<task id>/<round>`, so a Submit retried after a lost ack queues it once.
+  Each priority has its own durable pull consumer, shared by every replica.
+- `EDGEGATE_TASKS_DEAD` keeps tasks past their attempts on
+  `edgegate.taskstore.v1.dead.<tenant>.<task id>` until Retry takes them back.
+- `EDGEGATE_TASK_EVENTS` keeps each finished task's record on
+  `edgegate.taskstore.v1.events.<tenant>.<user>`, de-duplicated by
+  `<task id>/<round>/<status>`: a worker that finishes a task again after a
+  crash publishes the same id, and subscribers see it once.
+
+Workers take messages with `no_wait` pull requests, highest priority first,
+and wait for a wake-up (a new message on the queue subjects, or a tick for
+delayed redeliveries) when all three are empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from edgegate_common import subjects
+from edgegate_common.bus import ensure_stream
+from edgegate_common.bus.headers import MSG_ID
+from edgegate_common.errors import FailedPrecondition, Unavailable
+from edgegate_common.logging import get_logger
+from edgegate_protos.common.v1 import envelope_pb2 as env
+from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
+from edgegate_taskstore.adapters.records import TRANSIENT, Storage
+from edgegate_taskstore.core import status
+
+log = get_logger(__name__)
+
+_PRIORITY_NAMES: dict[int, str] = {
+    env.PRIORITY_HIGH: "high",
+    env.PRIORITY_LOW: "low",
+}  # else normal
+_STATUS_HEADER = "Status"
+DEAD_REASON = "Edgegate-Dead-Reason"
+
+
+def priority_name(priority: int) -> str:
+    return _PRIORITY_NAMES.get(priority, "normal")
+
+
+def consumer_name(priority: str) -> str:
+    return f"tasks-{priority}"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    ack_wait_s: float = 30.0
+    duplicate_window_s: float = 120.0
+    dead_letter_ttl_s: float = 14 * 24 * 3600
+    events_ttl_s: float = 7 * 24 * 3600
+    max_ack_pending: int = 10_000
+
+
+class WorkQueue:
+    def __init__(self, nc: NatsClient, js: JetStreamContext) -> None:
+        self._nc = nc
+        self._js = js
+
+    @classmethod
+    async def open(
+        cls, nc: NatsClient, js: JetStreamContext, *, storage: Storage, settings: QueueSettings
+    ) -> WorkQueue:
+        """Declare the three streams and the per-priority consumers (safe to repeat and race)."""
+        common = {
+            "storage": StorageType.FILE,
+            "num_replicas": storage.replicas,
+            "duplicate_window": settings.duplicate_window_s,
+        }
+        await ensure_stream(
+            js,
+            StreamConfig(
+                name=subjects.STREAM_TASKS,
+                subjects=[subjects.TASKSTORE_QUEUE_ALL],
+                retention=RetentionPolicy.WORK_QUEUE,
+                max_bytes=storage.max_bytes,
+                **common,  # type: ignore[arg-type]
+            ),
+        )
+        await ensure_stream(
+            js,
+            StreamConfig(
+                name=subjects.STREAM_TASKS_DEAD,
+                subjects=[subjects.TASKSTORE_DEAD_ALL],
+                max_age=settings.dead_letter_ttl_s,
+                **common,  # type: ignore[arg-type]
+            ),
+        )
+        await ensure_stream(
+            js,
+            StreamConfig(
+                name=subjects.STREAM_TASK_EVENTS,
+                subjects=[subjects.TASKSTORE_EVENTS_ALL],
+                max_age=settings.events_ttl_s,
+                **common,  # type: ignore[arg-type]
+            ),
+        )
+        for priority in subjects.TASK_PRIORITIES:
+            await _ensure_consumer(
+                js,
+                ConsumerConfig(
+                    durable_name=consumer_name(priority),
+                    filter_subject=subjects.taskstore_queue(priority),
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=settings.ack_wait_s,
+                    max_deliver=-1,  # attempts are counted in the record, not by deliveries
+                    max_ack_pending=settings.max_ack_pending,
+                    num_replicas=storage.replicas,
+                ),
+            )
+        return cls(nc, js)
+
+    async def enqueue(self, task: pb.Task) -> None:
+        """Queue this round of the task (a repeat inside the duplicate window is dropped)."""
+        await self._publish(
+            subjects.taskstore_queue(priority_name(task.priority)),
+            task,
+            msg_id=f"{task.id}/{task.retries}",
+        )
+
+    async def publish_event(self, task: pb.Task) -> None:
+        """Tell the task's user it finished; the same finish is published once."""
+        await self._publish(
+            subjects.taskstore_events(task.tenant, task.user),
+            task,
+            msg_id=f"{task.id}/{task.retries}/{status.name(task.status)}",
+        )
+
+    async def dead_letter(self, task: pb.Task, *, reason: str) -> None:
+        await self._publish(
+            subjects.taskstore_dead(task.tenant, task.id),
+            task,
+            msg_id=f"{task.id}/{task.retries}",
+            extra={DEAD_REASON: " ".join(reason.split())[:512]},
+        )
+
+    async def in_dead_letter(self, task: pb.Task) -> bool:
+        try:
+            await self._js.get_last_msg(
+                subjects.STREAM_TASKS_DEAD, subjects.taskstore_dead(task.tenant, task.id)
+            )
+        except nats.js.errors.NotFoundError:
+            return False
+        except TRANSIENT as exc:
+            raise Unavailable(f"cannot read the dead-letter stream: {exc!r}") from exc
+        return True
+
+    async def leave_dead_letter(self, task: pb.Task) -> None:
+        try:
+            await self._js.purge_stream(
+                subjects.STREAM_TASKS_DEAD, subject=subjects.taskstore_dead(task.tenant, task.id)
+            )
+        except TRANSIENT as exc:
+            raise Unavailable(f"cannot update the dead-letter stream: {exc!r}") from exc
+
+    async def _publish(
+        self, subject: str, task: pb.Task, *, msg_id: str, extra: dict[str, str] | None = None
+    ) -> None:
+        try:
+            await self._js.publish(
+                subject, task.SerializeToString(), headers={MSG_ID: msg_id, **(extra or {})}
+            )
+        except nats.js.errors.NoStreamResponseError:
+            raise Unavailable(f"no JetStream stream stores {subject}") from None
+        except TRANSIENT as exc:
+            raise Unavailable(f"cannot store {subject}: {exc!r}") from exc
+
+    async def puller(self, priority: str) -> Puller:
+        puller = Puller(self._nc, subjects.STREAM_TASKS, consumer_name(priority))
+        await puller.start()
+        return puller
+
+    async def wake_on_publish(self, wake: asyncio.Event) -> Subscription:
+        """Set `wake` whenever something is queued (by any replica)."""
+
+        async def on_message(_: Msg) -> None:
+            wake.set()
+
+        return await self._nc.subscribe(subjects.TASKSTORE_QUEUE_ALL, cb=on_message)
+
+
+async def _ensure_consumer(js: JetStreamContext, config: ConsumerConfig) -> None:
+    try:
+        await js.add_consumer(subjects.STREAM_TASKS, config)
+    except nats.js.errors.BadRequestError:
+        # It exists with other settings (an older release's): those stay until
+        # an operator changes them; replicas must not fight over it.
+        log.warning("consumer exists with other settings; keeping it", name=config.durable_name)
+
+
+class Puller:
+    """Takes what a durable pull consumer has now, without waiting for more (`no_wait`)."""
+
+    def __init__(self, nc: NatsClient, stream: str, consumer: str) -> None:
+        self._nc = nc
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._inbox = nc.new_inbox()
+        self._subscription: Subscription | None = None
+
+    async def start(self) -> None:
+        self._subscription = await self._nc.subscribe(self._inbox)
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            with contextlib.suppress(*TRANSIENT):
+                await self._subscription.unsubscribe()
+
+    async def take(self, batch: int, *, timeout_s: float = 2.0) -> list[Msg]:
+        if self._subscription is None:
+            raise FailedPrecondition("the puller is not started")
+        request = json.dumps({"batch": batch, "no_wait": True}).encode()
+        try:
+            await self._nc.publish(self._next_subject, request, reply=self._inbox)
+        except TRANSIENT as exc:
+            raise Unavailable(f"cannot pull tasks: {exc!r}") from exc
+        taken: list[Msg] = []
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(taken) < batch:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            try:
+                msg = await self._subscription.next_msg(timeout=remaining)
+            except (TimeoutError, nats.errors.TimeoutError):
+                break
+            if msg.headers and _STATUS_HEADER in msg.headers:
+                break  # 404 no messages, 408 expired, 409 consumer changed: nothing more now
+            taken.append(msg)
+        return taken

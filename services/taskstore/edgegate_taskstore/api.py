@@ -1,0 +1,241 @@
+"""`edgegate.taskstore.v1.TaskStore` in protobuf terms, for both transports.
+
+Each call takes the request and the caller's credential; the gatekeeper
+turns the credential into a principal allowed the call's action
+(`tasks:write` to submit, cancel, retry and merge; `tasks:read` to read).
+The tenant always comes from the principal, never from the request; a
+principal sees its own user's tasks, and an `admin` those of every user of
+its tenant. gRPC (`servicer.py`) and NATS (`adapters/bus.py`) only move
+bytes to and from here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from edgegate_common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
+from edgegate_protos.common.v1 import envelope_pb2 as env
+from edgegate_protos.common.v1 import principal_pb2
+from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
+from edgegate_taskstore.adapters.gatekeeper import Gatekeeper
+from edgegate_taskstore.adapters.queue import WorkQueue
+from edgegate_taskstore.adapters.records import TaskRecords
+from edgegate_taskstore.core import status
+from edgegate_taskstore.sessions import SessionStates
+
+READ = "tasks:read"
+WRITE = "tasks:write"
+ADMIN = "admin"
+# Task ids are derived from (tenant, user, idempotency key) in this namespace.
+TASK_ID_NAMESPACE = uuid.UUID("6f1f4c4e-2b1a-4f53-9d59-0f1d9a3c7e21")
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+MAX_IDEMPOTENCY_KEY = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_envelope_bytes: int = 256 * 1024
+
+
+class TaskStoreApi:
+    def __init__(
+        self,
+        *,
+        gatekeeper: Gatekeeper,
+        records: TaskRecords,
+        queue: WorkQueue,
+        sessions: SessionStates,
+        limits: Limits,
+    ) -> None:
+        self._gatekeeper = gatekeeper
+        self._records = records
+        self._queue = queue
+        self._sessions = sessions
+        self._limits = limits
+
+    async def submit(self, request: pb.SubmitRequest, *, credential: str) -> pb.Task:
+        principal = await self._gatekeeper.admit(credential, action=WRITE)
+        task = self._new_task(request.envelope, principal)
+        stored, created = await self._records.create(task)
+        if created or stored.status == status.PENDING:
+            # Queueing again is safe: the queue drops a repeat inside its duplicate
+            # window, and a worker drops a round it has already finished.
+            await self._queue.enqueue(stored)
+        return stored
+
+    def _new_task(self, envelope: env.Envelope, principal: principal_pb2.Principal) -> pb.Task:
+        if not envelope.parts:
+            raise InvalidArgument("the envelope has no parts", details={"field": "envelope.parts"})
+        if not envelope.route.model:
+            raise InvalidArgument(
+                "a task needs a model (envelope.route.model)", details={"field": "envelope.route"}
+            )
+        if envelope.tenant and envelope.tenant != principal.tenant:
+            raise PermissionDenied(f"the caller belongs to tenant {principal.tenant!r}")
+        if len(envelope.idempotency_key) > MAX_IDEMPOTENCY_KEY:
+            raise InvalidArgument(f"idempotency_key is longer than {MAX_IDEMPOTENCY_KEY}")
+        size = envelope.ByteSize()
+        if size > self._limits.max_envelope_bytes:
+            raise ResourceExhausted(
+                f"the envelope is {size} bytes; tasks take at most "
+                f"{self._limits.max_envelope_bytes}"
+            )
+        user = envelope.user or principal.subject
+        _check_user(principal, user)
+        task = pb.Task(
+            id=_task_id(principal.tenant, user, envelope.idempotency_key or envelope.id),
+            tenant=principal.tenant,
+            user=user,
+            status=status.PENDING,
+            priority=envelope.priority or env.PRIORITY_NORMAL,
+        )
+        task.envelope.CopyFrom(envelope)
+        task.envelope.tenant, task.envelope.user = principal.tenant, user
+        if not task.envelope.id:
+            task.envelope.id = task.id
+        task.created_at.GetCurrentTime()
+        task.updated_at.CopyFrom(task.created_at)
+        if not task.envelope.HasField("received_at"):
+            task.envelope.received_at.CopyFrom(task.created_at)
+        return task
+
+    async def get(self, request: pb.GetRequest, *, credential: str) -> pb.Task:
+        principal = await self._gatekeeper.admit(credential, action=READ)
+        return await self._own(principal, request.id)
+
+    async def list(self, request: pb.ListRequest, *, credential: str) -> pb.ListResponse:
+        principal = await self._gatekeeper.admit(credential, action=READ)
+        user = request.user or ("" if _is_admin(principal) else principal.subject)
+        if user:
+            _check_user(principal, user)
+        if request.page_size < 0 or request.page_size > MAX_PAGE_SIZE:
+            raise InvalidArgument(f"page_size must be between 0 and {MAX_PAGE_SIZE}")
+        page_size = request.page_size or DEFAULT_PAGE_SIZE
+        after = max(request.after_revision, _page_start(request.page_token))
+        since = request.updated_since.ToDatetime() if request.HasField("updated_since") else None
+        wanted = set(request.statuses)
+        response = pb.ListResponse()
+        async for task in self._records.scan(principal.tenant, after_revision=after, since=since):
+            if task.tenant != principal.tenant or (user and task.user != user):
+                continue
+            if wanted and task.status not in wanted:
+                continue
+            if since is not None and task.updated_at.ToDatetime() < since:
+                continue
+            response.tasks.append(task)
+            if len(response.tasks) == page_size:
+                response.next_page_token = str(task.revision)
+                break
+        return response
+
+    async def watch(self, request: pb.WatchRequest, *, credential: str) -> AsyncIterator[pb.Task]:
+        principal = await self._gatekeeper.admit(credential, action=READ)
+        user = request.user or ("" if _is_admin(principal) else principal.subject)
+        if user:
+            _check_user(principal, user)
+        async for task in self._records.watch(
+            principal.tenant, after_revision=request.after_revision
+        ):
+            if task.tenant == principal.tenant and (not user or task.user == user):
+                yield task
+
+    async def cancel(self, request: pb.CancelRequest, *, credential: str) -> pb.Task:
+        principal = await self._gatekeeper.admit(credential, action=WRITE)
+        task = await self._own(principal, request.id)
+
+        def cancel(record: pb.Task) -> pb.Task:
+            if record.status in status.FINISHED:
+                raise FailedPrecondition(
+                    f"task {record.id} is already {status.name(record.status)}"
+                )
+            record.status = status.CANCELLED
+            return record
+
+        cancelled = await self._records.change(task.tenant, task.id, cancel)
+        await self._queue.publish_event(cancelled)
+        return cancelled
+
+    async def retry(self, request: pb.RetryRequest, *, credential: str) -> pb.Task:
+        principal = await self._gatekeeper.admit(credential, action=WRITE)
+        task = await self._own(principal, request.id)
+        if task.status != status.FAILED or not await self._queue.in_dead_letter(task):
+            raise FailedPrecondition(
+                f"task {task.id} is {status.name(task.status)}, not in dead-letter; "
+                "only failed tasks can be retried"
+            )
+
+        def again(record: pb.Task) -> pb.Task:
+            record.status = status.PENDING
+            record.retries += 1
+            record.attempts = 0
+            record.ClearField("error")
+            return record
+
+        retried = await self._records.change(task.tenant, task.id, again)
+        await self._queue.enqueue(retried)
+        await self._queue.leave_dead_letter(retried)
+        return retried
+
+    async def merge_state(
+        self, request: pb.MergeStateRequest, *, credential: str
+    ) -> pb.SessionState:
+        principal = await self._gatekeeper.admit(credential, action=WRITE)
+        return await self._sessions.merge(principal.tenant, request.state)
+
+    async def get_state(self, request: pb.GetStateRequest, *, credential: str) -> pb.SessionState:
+        principal = await self._gatekeeper.admit(credential, action=READ)
+        return await self._sessions.get(principal.tenant, request.conversation)
+
+    async def _own(self, principal: principal_pb2.Principal, task_id: str) -> pb.Task:
+        """The task if the principal may see it: NOT_FOUND or PERMISSION_DENIED otherwise."""
+        if not _is_task_id(task_id):
+            raise InvalidArgument(f"{task_id!r} is not a task id", details={"field": "id"})
+        try:
+            task = await self._records.get(principal.tenant, task_id)
+        except NotFound:
+            if await self._records.exists_elsewhere(task_id):
+                raise PermissionDenied(f"task {task_id} belongs to another tenant") from None
+            raise
+        if task.tenant != principal.tenant:
+            raise PermissionDenied(f"task {task_id} belongs to another tenant")
+        _check_user(principal, task.user)
+        return task
+
+
+def _task_id(tenant: str, user: str, basis: str) -> str:
+    """The same (tenant, user, key) always names the same task; no key, a fresh id."""
+    if not basis:
+        return uuid.uuid4().hex
+    return uuid.uuid5(TASK_ID_NAMESPACE, f"{tenant}\0{user}\0{basis}").hex
+
+
+def _is_task_id(value: str) -> bool:
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+def _is_admin(principal: principal_pb2.Principal) -> bool:
+    return ADMIN in principal.scopes
+
+
+def _check_user(principal: principal_pb2.Principal, user: str) -> None:
+    if user != principal.subject and not _is_admin(principal):
+        raise PermissionDenied(
+            f"{principal.subject} may only act on their own tasks; {user}'s need admin"
+        )
+
+
+def _page_start(token: str) -> int:
+    if not token:
+        return 0
+    if not token.isdigit():
+        raise InvalidArgument("page_token is not one this service gave out")
+    return int(token)

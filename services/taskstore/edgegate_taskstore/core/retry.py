@@ -1,0 +1,57 @@
+"""What to do when an attempt fails: retry later, give up, or wait for the model.
+
+Pure decisions for the worker: the error's kind says whether another attempt
+can help, and the delay before it grows exponentially with full jitter, so
+that many tasks failing together (a restarting inference replica) do not
+all come back at the same instant.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass
+
+from edgegate_common.errors import (
+    Code,
+    EdgegateError,
+    NoResponders,
+)
+
+
+class Outcome(enum.Enum):
+    RETRY = "retry"  # transient: another attempt may succeed
+    GIVE_UP = "give_up"  # permanent: the same request fails the same way
+    WAIT_FOR_MODEL = "wait_for_model"  # nobody serves the model now; not an attempt
+
+
+# Errors that say the request itself is wrong: retrying cannot help.
+_PERMANENT = frozenset(
+    {
+        Code.INVALID_ARGUMENT,
+        Code.NOT_FOUND,
+        Code.PERMISSION_DENIED,
+        Code.UNAUTHENTICATED,
+        Code.FAILED_PRECONDITION,
+        Code.OUT_OF_RANGE,
+        Code.UNIMPLEMENTED,
+    }
+)
+
+
+def classify(error: EdgegateError) -> Outcome:
+    if isinstance(error, NoResponders):
+        return Outcome.WAIT_FOR_MODEL
+    return Outcome.GIVE_UP if error.code in _PERMANENT else Outcome.RETRY
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delay before attempt n+1: uniform in [0, min(cap, base * 2**(n-1))] ("full jitter")."""
+
+    base_s: float = 1.0
+    cap_s: float = 60.0
+
+    def delay_s(self, attempts: int, *, rng: random.Random | None = None) -> float:
+        ceiling = min(self.cap_s, self.base_s * 2 ** max(0, attempts - 1))
+        return (rng or random).uniform(0, ceiling)

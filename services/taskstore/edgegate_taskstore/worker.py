@@ -1,0 +1,281 @@
+"""Workers: take queued tasks, run them through inference, finish each exactly once.
+
+One scheduler per replica keeps up to `concurrency` tasks running. It takes
+from the high, then normal, then low queue; when all are empty it waits for
+something to be queued (or a one-second tick, for delayed redeliveries).
+
+Running one delivery of a task:
+
+1. Read the record. A finished one (a redelivery after a crash) only gets its
+   event published again (de-duplicated) and is acknowledged.
+2. No replica serves the model: hand it back with a delay; not an attempt.
+3. Out of attempts: dead-letter, then `failed`, event, ack.
+4. Compare-and-set to `processing` with one more attempt, then call
+   inference, telling JetStream "in progress" while it runs.
+5. Success: compare-and-set to `completed` with the reply, event, ack.
+   Failure: a permanent one (or the last attempt) goes to dead-letter;
+   a transient one comes back after a jittered backoff.
+
+The record's compare-and-set is what makes it exactly once: two workers
+holding the same task (a redelivery while a slow worker still ran it) race
+to finish it, one write wins, the loser sees a finished record and drops its
+result. Events carry a de-duplication id, so a finish published twice (a
+crash between the write and the ack) reaches subscribers once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import nats.errors
+from google.protobuf.message import DecodeError
+from nats.aio.msg import Msg
+
+from edgegate_common import subjects
+from edgegate_common.bus import Bus
+from edgegate_common.errors import EdgegateError, FailedPrecondition, NotFound
+from edgegate_common.logging import get_logger
+from edgegate_protos.common.v1 import envelope_pb2 as env
+from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
+from edgegate_taskstore.adapters.queue import Puller, WorkQueue
+from edgegate_taskstore.adapters.readiness import ModelReadiness
+from edgegate_taskstore.adapters.records import TRANSIENT, TaskRecords
+from edgegate_taskstore.core import status
+from edgegate_taskstore.core.retry import Backoff, Outcome, classify
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    concurrency: int = 16
+    max_attempts: int = 5
+    backoff: Backoff = field(default_factory=Backoff)
+    infer_timeout_s: float = 30.0
+    heartbeat_s: float = 10.0  # well inside the consumer's ack wait
+    model_wait_s: float = 5.0  # redelivery delay while no replica serves the model
+    tick_s: float = 1.0
+
+
+class Workers:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        records: TaskRecords,
+        queue: WorkQueue,
+        readiness: ModelReadiness,
+        settings: WorkerSettings,
+    ) -> None:
+        self._bus = bus
+        self._records = records
+        self._queue = queue
+        self._readiness = readiness
+        self._settings = settings
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._wake = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._scheduler: asyncio.Task[None] | None = None
+        self._pullers: list[Puller] = []
+
+    async def start(self) -> None:
+        self._pullers = [await self._queue.puller(p) for p in subjects.TASK_PRIORITIES]
+        self._wake_subscription = await self._queue.wake_on_publish(self._wake)
+        self._scheduler = asyncio.get_running_loop().create_task(self._schedule())
+
+    async def stop(self, *, timeout_s: float) -> None:
+        """Take nothing more; give running tasks `timeout_s` (the rest are redelivered)."""
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduler
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout_s)
+        for task in self._running:
+            task.cancel()
+        with contextlib.suppress(nats.errors.Error):
+            await self._wake_subscription.unsubscribe()
+        for puller in self._pullers:
+            await puller.stop()
+
+    async def _schedule(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                msg = await self._next()
+            except BaseException:
+                self._slots.release()
+                raise
+            task = asyncio.get_running_loop().create_task(self._run(msg))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._slots.release()
+
+    async def _next(self) -> Msg:
+        """The next delivery, highest priority first; waits while every queue is empty."""
+        while True:
+            self._wake.clear()
+            for puller in self._pullers:
+                try:
+                    taken = await puller.take(1)
+                except EdgegateError as exc:
+                    log.warning("cannot pull tasks", error=exc.message)
+                    taken = []
+                if taken:
+                    return taken[0]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._settings.tick_s)
+
+    async def _run(self, msg: Msg) -> None:
+        try:
+            await self._deliver(msg)
+        except asyncio.CancelledError:
+            raise
+        except EdgegateError as exc:
+            # The store or bus failed us (NATS restarting, say): JetStream redelivers.
+            log.warning("task delivery failed; it will come back", error=exc.message)
+        except TRANSIENT as exc:
+            log.warning("task delivery failed; it will come back", error=repr(exc))
+        except Exception:
+            log.exception("task delivery failed; it will come back")
+
+    async def _deliver(self, msg: Msg) -> None:
+        try:
+            queued = pb.Task.FromString(msg.data)
+        except DecodeError:
+            log.error("unreadable queue message dropped", subject=msg.subject)
+            await msg.term()
+            return
+        try:
+            task = await self._records.get(queued.tenant, queued.id)
+        except NotFound:
+            log.warning("queued task has no record (expired?); dropped", task=queued.id)
+            await msg.ack()
+            return
+        if task.retries != queued.retries or task.status in status.FINISHED:
+            # An older round, or a finish whose ack was lost: say it again, once.
+            if task.status in status.FINISHED and task.retries == queued.retries:
+                await self._queue.publish_event(task)
+            await msg.ack()
+            return
+        model = task.envelope.route.model
+        version = self._readiness.version_to_run(model, task.envelope.route.version)
+        if version is None:
+            if self._readiness.ask_due():
+                await self._readiness.ask()
+            await msg.nak(delay=self._settings.model_wait_s)
+            return
+        if task.attempts >= self._settings.max_attempts:
+            await self._give_up(msg, task, reason=f"gave up after {task.attempts} attempts")
+            return
+        started = await self._start_attempt(task, f"{model}/{version}")
+        if started is None:
+            await msg.ack()  # cancelled (or finished by another worker) meanwhile
+            return
+        await self._attempt(msg, started, model=model, version=version)
+
+    async def _start_attempt(self, task: pb.Task, model: str) -> pb.Task | None:
+        def begin(record: pb.Task) -> pb.Task | None:
+            if record.status in status.FINISHED or record.retries != task.retries:
+                return None
+            record.status = status.PROCESSING
+            record.attempts += 1
+            record.model = model
+            return record
+
+        record = await self._records.change(task.tenant, task.id, begin)
+        return record if record.status == status.PROCESSING else None
+
+    async def _attempt(self, msg: Msg, task: pb.Task, *, model: str, version: str) -> None:
+        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(msg))
+        try:
+            reply = await self._bus.request(
+                subjects.inference_infer(model, version),
+                task.envelope,
+                env.Reply,
+                timeout_s=self._settings.infer_timeout_s,
+            )
+        except EdgegateError as exc:
+            await self._failed(msg, task, exc, model=model, version=version)
+            return
+        finally:
+            heartbeat.cancel()
+        reply.task_id = task.id
+        await self._finish(msg, task, status.COMPLETED, result=reply)
+
+    async def _failed(
+        self, msg: Msg, task: pb.Task, error: EdgegateError, *, model: str, version: str
+    ) -> None:
+        outcome = classify(error)
+        described = f"{error.code.name}: {error.message}"
+        if outcome is Outcome.WAIT_FOR_MODEL:
+            self._readiness.mark_down(model, version)
+        if outcome is Outcome.GIVE_UP or task.attempts >= self._settings.max_attempts:
+            await self._give_up(msg, task, reason=described, error=error)
+            return
+        delay_s = self._settings.backoff.delay_s(task.attempts)
+        log.info("task attempt failed; retrying", task=task.id, error=described, in_s=delay_s)
+
+        def note(record: pb.Task) -> pb.Task | None:
+            if record.status != status.PROCESSING or record.attempts != task.attempts:
+                return None
+            record.error.code = error.code.value  # type: ignore[assignment]
+            record.error.message = error.message
+            return record
+
+        with contextlib.suppress(FailedPrecondition):
+            await self._records.change(task.tenant, task.id, note)
+        await msg.nak(delay=delay_s)
+
+    async def _give_up(
+        self, msg: Msg, task: pb.Task, *, reason: str, error: EdgegateError | None = None
+    ) -> None:
+        failed = pb.Task()
+        failed.CopyFrom(task)
+        failed.status = status.FAILED
+        if error is not None:
+            failed.error.code = error.code.value  # type: ignore[assignment]
+            failed.error.message = error.message
+        elif not failed.error.message:
+            failed.error.code = env.ERROR_CODE_ABORTED
+            failed.error.message = reason
+        # Dead-letter first: a crash before the record says failed redoes this step.
+        await self._queue.dead_letter(failed, reason=reason)
+        log.warning("task dead-lettered", task=task.id, reason=reason)
+        await self._finish(msg, task, status.FAILED, error=failed.error)
+
+    async def _finish(
+        self,
+        msg: Msg,
+        task: pb.Task,
+        outcome: int,
+        *,
+        result: env.Reply | None = None,
+        error: env.Error | None = None,
+    ) -> None:
+        def finish(record: pb.Task) -> pb.Task | None:
+            if record.status in status.FINISHED or record.retries != task.retries:
+                return None  # cancelled, or another worker finished it first
+            record.status = outcome  # type: ignore[assignment]
+            if result is not None:
+                record.result.CopyFrom(result)
+                record.ClearField("error")
+            if error is not None:
+                record.error.CopyFrom(error)
+            return record
+
+        record = await self._records.change(task.tenant, task.id, finish)
+        if record.status in status.FINISHED and record.retries == task.retries:
+            await self._queue.publish_event(record)
+        await msg.ack()
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_s)
+            with contextlib.suppress(nats.errors.Error):
+                await msg.in_progress()

@@ -1,0 +1,165 @@
+"""The taskstore with everything it talks to, as real processes on a real nats-server.
+
+One stack: nats-server (JetStream, file storage), the security service
+(tokens signed from its key folder), the inference service serving the small
+test models, and one or more taskstore replicas with short timings (2 s ack
+wait, 0.1-0.5 s backoff) so that redeliveries happen within a test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+from inference_support import build_test_repository
+
+from edgegate_common.bus import Bus
+from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
+from edgegate_protos.common.v1 import envelope_pb2 as env
+from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
+from edgegate_protos.taskstore.v1 import taskstore_pb2_grpc
+from edgegate_security.core.keyring import KeyRing
+from edgegate_security.core.tokens import TokenIssuer
+
+TENANT = "acme"
+OTHER_TENANT = "globex"
+TEXT_MODEL = "toy_text"
+TASKSTORE_ARGS = (
+    "--ack-wait-s", "2",
+    "--backoff-base-s", "0.1",
+    "--backoff-cap-s", "0.5",
+    "--model-wait-s", "0.5",
+    "--max-attempts", "3",
+    "--auth-cache-s", "30",
+)  # fmt: skip
+T = TypeVar("T")
+
+
+@dataclass
+class Stack:
+    folder: Path
+    nats: LocalNatsServer
+    security: ServiceProcess
+    inference: ServiceProcess | None = None
+    taskstores: list[ServiceProcess] = field(default_factory=list)
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.folder / "keys"
+
+    def token(self, *scopes: str, tenant: str = TENANT, sub: str = "alice") -> str:
+        ring = KeyRing.open(self.keys_dir, alg="ES256", max_token_ttl_s=24 * 3600)
+        issuer = TokenIssuer(ring, issuer="edgegate", audience="edgegate")
+        granted = scopes or ("tasks:read", "tasks:write")
+        return issuer.issue(tenant=tenant, subject=sub, scopes=granted, ttl_s=3600).token
+
+    def start_inference(self) -> ServiceProcess:
+        repo = self.folder / "models"
+        if not repo.exists():
+            build_test_repository(repo)
+        self.inference = _process(
+            self, "inference", ("--model-repository", str(repo), "--metrics-snapshot-s", "0")
+        )
+        return self.inference
+
+    def start_taskstore(self, *extra: str) -> ServiceProcess:
+        proc = _process(
+            self, "taskstore", (*TASKSTORE_ARGS, *extra), name=f"taskstore-{len(self.taskstores)}"
+        )
+        self.taskstores.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in [*self.taskstores, self.inference, self.security]:
+            if proc is not None:
+                proc.stop()
+        self.nats.stop()
+
+    @asynccontextmanager
+    async def bus(self) -> AsyncIterator[Bus]:
+        bus = await Bus.connect(servers=[self.nats.url], name="test", connect_timeout_s=10)
+        try:
+            yield bus
+        finally:
+            await bus.close()
+
+    @asynccontextmanager
+    async def stub(self, replica: int = 0) -> AsyncIterator[taskstore_pb2_grpc.TaskStoreStub]:
+        async with grpc.aio.insecure_channel(self.taskstores[replica].target) as channel:
+            yield taskstore_pb2_grpc.TaskStoreStub(channel)
+
+
+def _process(
+    stack: Stack, service: str, args: tuple[str, ...], *, name: str = ""
+) -> ServiceProcess:
+    proc = ServiceProcess(
+        service,
+        nats_url=stack.nats.url,
+        grpc_port=free_port(),
+        metrics_port=0,
+        log_file=stack.folder / f"{name or service}.log",
+        extra_args=args,
+    )
+    proc.start()
+    asyncio.run(proc.wait_serving(timeout_s=90))
+    return proc
+
+
+def start_stack(folder: Path, *, inference: bool = True, taskstores: int = 1) -> Stack:
+    nats = LocalNatsServer(store_dir=folder / "nats")
+    nats.start()
+    stack = Stack(folder=folder, nats=nats, security=None)  # type: ignore[arg-type]
+    try:
+        stack.security = _process(
+            stack, "security", ("--keys-dir", str(folder / "keys"), "--no-pii-enabled")
+        )
+        if inference:
+            stack.start_inference()
+        for _ in range(taskstores):
+            stack.start_taskstore()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+def text_envelope(
+    text: str, *, key: str = "", model: str = TEXT_MODEL, version: str = "", priority: int = 0
+) -> env.Envelope:
+    envelope = env.Envelope(idempotency_key=key, priority=priority)  # type: ignore[arg-type]
+    envelope.parts.add(text=text)
+    envelope.route.model = model
+    envelope.route.version = version
+    return envelope
+
+
+def bearer(token: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], *, timeout_s: float = 20.0, what: str = ""
+) -> T:
+    """Poll `check` until it returns something other than None."""
+    give_up_at = time.monotonic() + timeout_s
+    while True:
+        result = await check()
+        if result is not None:
+            return result
+        if time.monotonic() > give_up_at:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        await asyncio.sleep(0.05)
+
+
+def finished(task: pb.Task) -> bool:
+    return task.status in (
+        pb.TASK_STATUS_COMPLETED,
+        pb.TASK_STATUS_FAILED,
+        pb.TASK_STATUS_CANCELLED,
+    )
