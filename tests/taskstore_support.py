@@ -37,6 +37,7 @@ TASKSTORE_ARGS = (
     "--model-wait-s", "0.5",
     "--max-attempts", "3",
     "--auth-cache-s", "30",
+    "--infer-timeout-s", "5",
 )  # fmt: skip
 T = TypeVar("T")
 

@@ -19,8 +19,10 @@ Running one delivery of a task:
 The record's compare-and-set is what makes it exactly once: two workers
 holding the same task (a redelivery while a slow worker still ran it) race
 to finish it, one write wins, the loser sees a finished record and drops its
-result. Events carry a de-duplication id, so a finish published twice (a
-crash between the write and the ack) reaches subscribers once.
+result. Events carry a de-duplication id: a finish published again (after a
+crash between the write and the ack) is stored once in the events stream, so
+subscribers that read the stream see every finish exactly once (a plain
+subscription to the subject may see such a repeat).
 """
 
 from __future__ import annotations
@@ -258,7 +260,10 @@ class Workers:
         result: env.Reply | None = None,
         error: env.Error | None = None,
     ) -> None:
+        won = False
+
         def finish(record: pb.Task) -> pb.Task | None:
+            nonlocal won
             if record.status in status.FINISHED or record.retries != task.retries:
                 return None  # cancelled, or another worker finished it first
             record.status = outcome  # type: ignore[assignment]
@@ -267,10 +272,11 @@ class Workers:
                 record.ClearField("error")
             if error is not None:
                 record.error.CopyFrom(error)
+            won = True
             return record
 
         record = await self._records.change(task.tenant, task.id, finish)
-        if record.status in status.FINISHED and record.retries == task.retries:
+        if won:  # whoever finished it (or cancelled it) publishes its event
             await self._queue.publish_event(record)
         await msg.ack()
 
