@@ -70,9 +70,20 @@ class Stack:
         return self.inference
 
     def start_taskstore(self, *extra: str) -> ServiceProcess:
-        proc = _process(
-            self, "taskstore", (*TASKSTORE_ARGS, *extra), name=f"taskstore-{len(self.taskstores)}"
-        )
+        """From synchronous code (a fixture): start one more replica, wait until it serves."""
+        proc = self._taskstore(extra)
+        asyncio.run(proc.wait_serving(timeout_s=90))
+        return proc
+
+    async def add_taskstore(self, *extra: str) -> ServiceProcess:
+        """From a test: start one more replica, wait until it serves."""
+        proc = self._taskstore(extra)
+        await proc.wait_serving(timeout_s=90)
+        return proc
+
+    def _taskstore(self, extra: tuple[str, ...]) -> ServiceProcess:
+        name = f"taskstore-{len(self.taskstores)}"
+        proc = _spawn(self, "taskstore", (*TASKSTORE_ARGS, *extra), name=name)
         self.taskstores.append(proc)
         return proc
 
@@ -96,9 +107,7 @@ class Stack:
             yield taskstore_pb2_grpc.TaskStoreStub(channel)
 
 
-def _process(
-    stack: Stack, service: str, args: tuple[str, ...], *, name: str = ""
-) -> ServiceProcess:
+def _spawn(stack: Stack, service: str, args: tuple[str, ...], *, name: str = "") -> ServiceProcess:
     proc = ServiceProcess(
         service,
         nats_url=stack.nats.url,
@@ -108,6 +117,11 @@ def _process(
         extra_args=args,
     )
     proc.start()
+    return proc
+
+
+def _process(stack: Stack, service: str, args: tuple[str, ...]) -> ServiceProcess:
+    proc = _spawn(stack, service, args)
     asyncio.run(proc.wait_serving(timeout_s=90))
     return proc
 
