@@ -211,16 +211,24 @@ async def _ensure_consumer(js: JetStreamContext, config: ConsumerConfig) -> None
 
 
 class Puller:
-    """Takes what a durable pull consumer has now, without waiting for more (`no_wait`)."""
+    """Takes what a durable pull consumer has now, without waiting for more (`no_wait`).
+
+    Each pull request gets its own reply subject under one wildcard
+    subscription, so the end-of-batch status of an earlier request (one that
+    arrived after its timeout) is not taken for the answer to the current one.
+    Messages themselves are always kept: whichever request they answer, they
+    are deliveries to handle.
+    """
 
     def __init__(self, nc: NatsClient, stream: str, consumer: str) -> None:
         self._nc = nc
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._inbox = nc.new_inbox()
+        self._requests = 0
         self._subscription: Subscription | None = None
 
     async def start(self) -> None:
-        self._subscription = await self._nc.subscribe(self._inbox)
+        self._subscription = await self._nc.subscribe(f"{self._inbox}.*")
 
     async def stop(self) -> None:
         if self._subscription is not None:
@@ -230,9 +238,11 @@ class Puller:
     async def take(self, batch: int, *, timeout_s: float = 2.0) -> list[Msg]:
         if self._subscription is None:
             raise FailedPrecondition("the puller is not started")
+        self._requests += 1
+        reply = f"{self._inbox}.{self._requests}"
         request = json.dumps({"batch": batch, "no_wait": True}).encode()
         try:
-            await self._nc.publish(self._next_subject, request, reply=self._inbox)
+            await self._nc.publish(self._next_subject, request, reply=reply)
         except TRANSIENT as exc:
             raise Unavailable(f"cannot pull tasks: {exc!r}") from exc
         taken: list[Msg] = []
@@ -245,7 +255,8 @@ class Puller:
                 msg = await self._subscription.next_msg(timeout=remaining)
             except (TimeoutError, nats.errors.TimeoutError):
                 break
-            if msg.headers and _STATUS_HEADER in msg.headers:
+            if not (msg.headers and _STATUS_HEADER in msg.headers):
+                taken.append(msg)
+            elif msg.subject == reply:
                 break  # 404 no messages, 408 expired, 409 consumer changed: nothing more now
-            taken.append(msg)
         return taken
