@@ -45,6 +45,7 @@ demo: setup
 bench: setup
 	$(BIN)/python bench/bus.py
 	$(BIN)/python bench/security.py
+	$(BIN)/python bench/taskstore.py
 	$(BIN)/edgegate model build-default
 	$(BIN)/python bench/inference.py --peer
 

@@ -40,7 +40,7 @@ import numpy as np
 import onnxruntime as ort
 import tritonclient.grpc.aio as tca
 import yaml
-from loadgen import percentile
+from loadgen import DEFAULT_MODEL, ensure_default_model, percentile
 from tokenizers import Tokenizer
 
 from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
@@ -48,7 +48,7 @@ from edgegate_common.logging import configure_logging
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-MODEL = "all-MiniLM-L6-v2"
+MODEL = DEFAULT_MODEL
 SEQ_LEN = 32
 RAW_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 BATCHING_ON = "edgegate, batching on"
@@ -255,14 +255,6 @@ def peer_server(version_dir: Path, work: Path) -> subprocess.Popen[str] | None:
         return None
     proc.grpc_url = f"127.0.0.1:{port}"  # type: ignore[attr-defined]
     return proc
-
-
-def ensure_default_model(repo: Path) -> Path:
-    version_dir = repo / MODEL / "1"
-    if not (version_dir / "model.onnx").exists():
-        edgegate = Path(sys.executable).parent / "edgegate"
-        subprocess.run([str(edgegate), "model", "build-default", "--repo", str(repo)], check=True)
-    return version_dir
 
 
 def plot(results: dict, path: Path) -> None:

@@ -1,4 +1,4 @@
-"""What the benchmarks share: percentiles, and the trace a caller is in.
+"""What the benchmarks share: closed-loop callers, percentiles, the default model, the trace.
 
 Imported by the scripts beside it (`python bench/<name>.py` puts this folder
 on the path).
@@ -6,7 +6,47 @@ on the path).
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+Call = Callable[[], Awaitable[object]]
+
+
+async def closed_loop(call: Call, *, n: int, callers: int) -> tuple[list[float], float]:
+    """`callers` loops sharing `n` requests; each request's latency (ms), and requests/s.
+
+    Closed loop: each caller sends its next request as soon as the last is answered.
+    """
+    remaining = n
+    latencies: list[float] = []
+
+    async def caller() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            await call()
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return latencies, n / (time.perf_counter() - started)
+
+
+def ensure_default_model(repo: Path) -> Path:
+    """The default model's version folder in `repo`, built by `edgegate model build-default`."""
+    version_dir = repo / DEFAULT_MODEL / "1"
+    if not (version_dir / "model.onnx").exists():
+        edgegate = Path(sys.executable).parent / "edgegate"
+        subprocess.run([str(edgegate), "model", "build-default", "--repo", str(repo)], check=True)
+    return version_dir
 
 
 def percentile(samples: list[float], q: float) -> float:

@@ -34,12 +34,10 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import nats
-from loadgen import percentile, unsampled_span
+from loadgen import Call, closed_loop, percentile, unsampled_span
 from opentelemetry import trace
 
 from edgegate_common import subjects
@@ -65,26 +63,6 @@ TEXTS = {
     PLAIN: "Summarise the attached meeting notes in three bullet points, please.",
     PII: "Call me on 13812345678 or mail li.lei@example.com about the invoice.",
 }
-
-Call = Callable[[], Awaitable[object]]
-
-
-async def closed_loop(call: Call, *, n: int, callers: int) -> tuple[list[float], float]:
-    """`callers` loops sharing `n` requests; each request's latency (ms), and requests/s."""
-    remaining = n
-    latencies: list[float] = []
-
-    async def caller() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            started = time.perf_counter()
-            await call()
-            latencies.append((time.perf_counter() - started) * 1000)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(callers)))
-    return latencies, n / (time.perf_counter() - started)
 
 
 def raw_responder(url: str, size: int) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from taskstore_support import (
     OTHER_TENANT,
     TENANT,
@@ -19,7 +21,13 @@ from taskstore_support import (
 )
 
 from edgegate_common import subjects
-from edgegate_common.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from edgegate_common.bus import Bus
+from edgegate_common.errors import (
+    EdgegateError,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+)
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
 
@@ -340,3 +348,100 @@ async def test_session_state_from_two_devices_converges_in_any_order(stack: Stac
     assert set(merged.sets["tags"].elements) == {"work", "urgent"}
     assert dict(merged.counters["unread"].increments) == {"phone": 2, "laptop": 3}
     assert not elsewhere.fields  # tenants never share state
+
+
+_ALLOWED_REFUSALS = {"INVALID_ARGUMENT", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "NOT_FOUND"}
+
+
+def _envelopes() -> st.SearchStrategy[env.Envelope]:
+    parts = st.one_of(
+        st.text(max_size=50).map(lambda t: env.Part(text=t)),
+        st.binary(max_size=64).map(lambda b: env.Part(binary=env.Binary(data=b))),
+        st.builds(
+            lambda name, dt, shape, raw: env.Part(
+                tensor=env.Tensor(name=name, datatype=dt, shape=shape, raw_data=raw)
+            ),
+            st.text(max_size=8),
+            st.sampled_from(["FP32", "INT64", "BYTES", "NOPE", ""]),
+            st.lists(st.integers(-2, 4), max_size=3),
+            st.binary(max_size=32),
+        ),
+    )
+    return st.builds(
+        lambda parts, model, version, key, tenant, user, priority: env.Envelope(
+            parts=parts,
+            route=env.RouteHint(model=model, version=version),
+            idempotency_key=key,
+            tenant=tenant,
+            user=user,
+            priority=priority,
+        ),
+        st.lists(parts, max_size=3),
+        st.sampled_from(["toy_text", "", "no.such>model", "toy_text"]),
+        st.sampled_from(["", "1", "99", "*"]),
+        st.text(max_size=300),
+        st.sampled_from(["", TENANT, OTHER_TENANT]),
+        st.sampled_from(["", "alice", "mallory"]),
+        st.integers(0, 7),
+    )
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_malformed_requests_get_clear_errors_and_the_service_keeps_working(
+    stack: Stack, data: st.DataObject
+) -> None:
+    envelopes = [data.draw(_envelopes()) for _ in range(30)]
+    garbage = [data.draw(st.binary(min_size=1, max_size=200)) for _ in range(10)]
+    asyncio.run(_check_malformed(stack, envelopes, garbage))
+
+
+async def _check_malformed(
+    stack: Stack, envelopes: list[env.Envelope], garbage: list[bytes]
+) -> None:
+    headers = {"Authorization": f"Bearer {stack.token()}"}
+    async with stack.bus() as bus:
+        for envelope in envelopes:
+            outcome = await _submit_outcome(bus, envelope, headers)
+            if isinstance(outcome, EdgegateError):
+                assert outcome.code.name in _ALLOWED_REFUSALS, outcome
+                assert outcome.message
+            else:
+                assert outcome.tenant == TENANT and outcome.status == pb.TASK_STATUS_PENDING
+        for subject in (
+            subjects.TASKSTORE_SUBMIT,
+            subjects.TASKSTORE_GET,
+            subjects.TASKSTORE_LIST,
+            subjects.TASKSTORE_MERGE_STATE,
+        ):
+            for body in garbage:
+                reply = await bus.nc.request(subject, body, timeout=5, headers=headers)
+                code = (reply.headers or {}).get("Edgegate-Error-Code")
+                # Bytes that happen to parse as the request are answered normally.
+                assert code is None or code in _ALLOWED_REFUSALS, (subject, body, reply.headers)
+        # Still serving: a good task still completes.
+        task = await bus.request(
+            subjects.TASKSTORE_SUBMIT,
+            pb.SubmitRequest(envelope=text_envelope("still fine")),
+            pb.Task,
+            headers=headers,
+        )
+
+        async def done() -> pb.Task | None:
+            got = await bus.request(
+                subjects.TASKSTORE_GET, pb.GetRequest(id=task.id), pb.Task, headers=headers
+            )
+            return got if got.status == pb.TASK_STATUS_COMPLETED else None
+
+        await eventually(done)
+
+
+async def _submit_outcome(
+    bus: Bus, envelope: env.Envelope, headers: dict[str, str]
+) -> pb.Task | EdgegateError:
+    try:
+        return await bus.request(
+            subjects.TASKSTORE_SUBMIT, pb.SubmitRequest(envelope=envelope), pb.Task, headers=headers
+        )
+    except EdgegateError as exc:
+        return exc
