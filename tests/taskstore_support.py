@@ -173,8 +173,6 @@ async def eventually(
 
 
 def finished(task: pb.Task) -> bool:
-    return task.status in (
-        pb.TASK_STATUS_COMPLETED,
-        pb.TASK_STATUS_FAILED,
-        pb.TASK_STATUS_CANCELLED,
-    )
+    """Finished and reported: its event is stored, the record will not change again."""
+    done = (pb.TASK_STATUS_COMPLETED, pb.TASK_STATUS_FAILED, pb.TASK_STATUS_CANCELLED)
+    return task.status in done and task.reported

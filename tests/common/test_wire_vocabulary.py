@@ -92,12 +92,23 @@ def test_subjects_are_versioned_and_tokens_are_safe() -> None:
         == "edgegate.inference.v1.infer.all-MiniLM-L6-v2.3"
     )
     assert (
-        subjects.taskstore_events("acme corp", "a.b>*")
-        == "edgegate.taskstore.v1.events.acme_corp.a_b__"
+        subjects.taskstore_events("acme", "alice-2") == "edgegate.taskstore.v1.events.acme.alice-2"
     )
     assert subjects.status("gateway") == "edgegate.gateway.v1.status"
     with pytest.raises(ValueError, match="empty"):
         subjects.token("")
+    with pytest.raises(ValueError, match="empty"):
+        subjects.ident("")
+
+
+def test_identity_tokens_never_collide() -> None:
+    """Tenants "acme.io" and "acme_io" must not share a subject (or a KV key)."""
+    names = ["acme.io", "acme_io", "acme io", "acme-io", "a.b>*", "a_b__", "x" * 64, "x" * 65]
+    tokens = [subjects.ident(n) for n in names]
+    assert len(set(tokens)) == len(names)
+    for value in tokens:
+        assert subjects.token(value) == value  # already a safe single token
+    assert subjects.taskstore_events("acme corp", "a.b>*").count(".") == 5
 
 
 def test_deadline_exceeded_is_an_edgegate_error_with_its_code() -> None:

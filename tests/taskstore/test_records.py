@@ -1,4 +1,4 @@
-"""Task records on a real JetStream KV bucket: compare-and-set under contention, TTL when done."""
+"""Records and queues on real JetStream: CAS under contention, TTLs, watch, dead-letter."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import random
 import pytest
 
 from edgegate_common.bus import Bus
-from edgegate_common.errors import FailedPrecondition, NotFound
+from edgegate_common.errors import FailedPrecondition, NotFound, ResourceExhausted
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
+from edgegate_taskstore.adapters.queue import QueueSettings, WorkQueue
 from edgegate_taskstore.adapters.records import Storage, TaskRecords
 from edgegate_taskstore.core import status
 
@@ -90,3 +91,47 @@ async def test_finished_records_expire_and_pending_ones_stay(bus: Bus) -> None:
     with pytest.raises(NotFound):
         await records.get("acme", done_id)
     assert (await records.get("acme", open_id)).status == status.PENDING
+
+
+async def test_a_watcher_that_falls_behind_is_told_where_to_resume(bus: Bus) -> None:
+    records = await _records(bus)
+    tenant = f"watch-{random.getrandbits(32):x}"
+
+    async def add() -> pb.Task:
+        task_id = f"{random.getrandbits(128):032x}"
+        created, _ = await records.create(pb.Task(id=task_id, tenant=tenant, status=status.PENDING))
+        return created
+
+    before = await add()  # after_revision 0 means "from now on": start after a real one
+    await add()
+    watcher = records.watch(tenant, after_revision=before.revision, max_buffered=3)
+    seen = [await anext(watcher)]  # subscribed, and caught up
+    for _ in range(10):
+        await add()
+    await asyncio.sleep(0.5)
+
+    async def drain() -> None:
+        async for task in watcher:
+            seen.append(task)
+
+    with pytest.raises(ResourceExhausted, match="after_revision=") as behind:
+        await drain()
+    resume = int(str(behind.value.message).rsplit("=", 1)[1])
+    assert resume == seen[-1].revision
+    assert len(seen) <= 4
+
+
+async def test_retry_takes_back_only_the_dead_letter_entry_it_saw(bus: Bus) -> None:
+    """A new round that failed again at once keeps its own dead-letter entry."""
+    queue = await WorkQueue.open(bus.nc, bus.js, storage=Storage(), settings=QueueSettings())
+    task = pb.Task(id=f"{random.getrandbits(128):032x}", tenant="acme", status=status.FAILED)
+    await queue.dead_letter(task, reason="round 0 failed")
+    seen = await queue.dead_letter_seq(task)
+    task.retries = 1
+    await queue.dead_letter(task, reason="round 1 failed too")
+    newest = await queue.dead_letter_seq(task)
+    await queue.leave_dead_letter(task, up_to_seq=seen or 0)
+    assert seen is not None and newest is not None and newest > seen
+    assert await queue.dead_letter_seq(task) == newest
+    await queue.leave_dead_letter(task, up_to_seq=newest)
+    assert await queue.dead_letter_seq(task) is None

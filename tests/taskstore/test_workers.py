@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import grpc
 import pytest
 from taskstore_support import (
     TENANT,
@@ -131,3 +132,85 @@ async def test_exhausted_retries_go_to_dead_letter_with_the_reason(stack: Stack)
             subjects.STREAM_TASKS_DEAD, subjects.taskstore_dead(TENANT, task.id)
         )
     assert "DEADLINE_EXCEEDED" in (dead.headers or {}).get("Edgegate-Dead-Reason", "")
+
+
+async def _events_for(stack: Stack, task_id: str) -> list[pb.Task]:
+    async with stack.bus() as bus:
+        info = await bus.js.stream_info(subjects.STREAM_TASK_EVENTS)
+        events = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            data = (await bus.js.get_msg(subjects.STREAM_TASK_EVENTS, seq)).data or b""
+            events.append(pb.Task.FromString(data))
+    return [e for e in events if e.id == task_id]
+
+
+async def _stray_queue_message(stack: Stack, task: pb.Task) -> None:
+    """A second queue message for the task's round, as a Submit repeated after the window makes."""
+    async with stack.bus() as bus:
+        await bus.js.publish(
+            subjects.taskstore_queue("normal"),
+            task.SerializeToString(),
+            headers={"Nats-Msg-Id": f"stray-{task.id}"},
+        )
+
+
+async def test_a_second_queue_message_does_not_run_a_claimed_round_again(stack: Stack) -> None:
+    token = stack.token()
+    await stack.add_taskstore()
+    await stack.add_taskstore()
+    with inference_frozen(stack):
+        task = await _submit(stack, token, text_envelope("claimed"))
+
+        async def running() -> pb.Task | None:
+            got = await _get(stack, token, task.id)
+            return got if got.status == pb.TASK_STATUS_PROCESSING else None
+
+        claimed = await eventually(running, what="a worker to claim the task")
+        await _stray_queue_message(stack, task)
+        await asyncio.sleep(1.0)  # a worker takes the stray message while the round runs
+    done = await eventually(lambda: _finished_or_none(stack, token, task.id))
+    assert claimed.claim > 0
+    assert (done.status, done.attempts, done.claim) == (pb.TASK_STATUS_COMPLETED, 1, claimed.claim)
+    assert len(await _events_for(stack, task.id)) == 1
+
+
+async def test_a_finish_is_reported_once_even_after_the_duplicate_window(stack: Stack) -> None:
+    token = stack.token()
+    await stack.add_taskstore("--duplicate-window-s", "3")
+    task = await _submit(stack, token, text_envelope("cancel me", version="99"))  # never ready
+    async with stack.stub() as stub:
+        await stub.Cancel(pb.CancelRequest(id=task.id), metadata=bearer(token))
+    await asyncio.sleep(3.5)  # past the duplicate window: a repeat publish would be stored
+    await _stray_queue_message(stack, task)
+    await asyncio.sleep(1.5)
+    events = await _events_for(stack, task.id)
+    assert [e.status for e in events] == [pb.TASK_STATUS_CANCELLED]
+    assert (await _get(stack, token, task.id)).reported
+
+
+async def test_a_full_store_refuses_submissions_and_keeps_what_it_holds(stack: Stack) -> None:
+    token = stack.token()
+    await stack.add_taskstore("--workers", "0", "--max-store-bytes", "65536")
+    accepted: list[str] = []
+    async with stack.stub() as stub:
+        refusal = None
+        for i in range(400):
+            try:
+                task = await stub.Submit(
+                    pb.SubmitRequest(envelope=text_envelope(f"fill {i} " + "x" * 400)),
+                    metadata=bearer(token),
+                )
+            except grpc.aio.AioRpcError as exc:
+                refusal = exc
+                break
+            accepted.append(task.id)
+        assert refusal is not None, "the store never filled up"
+        kept = [await stub.Get(pb.GetRequest(id=i), metadata=bearer(token)) for i in accepted]
+    assert refusal.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "maximum" in (refusal.details() or "").lower()
+    assert accepted and all(t.status == pb.TASK_STATUS_PENDING for t in kept)
+    async with stack.bus() as bus:
+        queued = (await bus.js.stream_info(subjects.STREAM_TASKS)).state.messages
+    # Nothing queued was dropped to make room (the refused Submit may have queued its
+    # message before its record was refused: workers drop that one).
+    assert queued in (len(accepted), len(accepted) + 1)

@@ -6,6 +6,7 @@ run beside v1 during an upgrade. Nothing else in the code base spells a subject.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 PREFIX = "edgegate"
@@ -61,7 +62,7 @@ SECURITY_AUDIT = f"{PREFIX}.security.v1.audit"
 # taskstore
 def taskstore_events(tenant: str, user: str) -> str:
     """A finished task's record, once per finish (stream STREAM_TASK_EVENTS keeps them)."""
-    return f"{PREFIX}.taskstore.v1.events.{token(tenant)}.{token(user)}"
+    return f"{PREFIX}.taskstore.v1.events.{ident(tenant)}.{ident(user)}"
 
 
 TASKSTORE_EVENTS_ALL = f"{PREFIX}.taskstore.v1.events.>"
@@ -76,7 +77,7 @@ def taskstore_queue(priority: str) -> str:
 
 def taskstore_dead(tenant: str, task_id: str) -> str:
     """A task past its attempts (stream STREAM_TASKS_DEAD), until Retry takes it back."""
-    return f"{PREFIX}.taskstore.v1.dead.{token(tenant)}.{token(task_id)}"
+    return f"{PREFIX}.taskstore.v1.dead.{ident(tenant)}.{ident(task_id)}"
 
 
 TASKSTORE_DEAD_ALL = f"{PREFIX}.taskstore.v1.dead.>"
@@ -114,3 +115,21 @@ def token(value: str) -> str:
     if not value:
         raise ValueError("a subject token cannot be empty")
     return _UNSAFE.sub("_", value)
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+def ident(value: str) -> str:
+    """One subject token (or KV key part) for an identity: a tenant, a user, a task id.
+
+    Unlike `token`, no two values share one, because a shared token would
+    hand one tenant's (or user's) data to another: plain names (letters,
+    digits, `-`, up to 64) stay as they are, anything else becomes `_` and
+    32 hex digits of its SHA-256 (plain names never contain `_`).
+    """
+    if not value:
+        raise ValueError("an identity token cannot be empty")
+    if _PLAIN.fullmatch(value):
+        return value
+    return "_" + hashlib.sha256(value.encode()).hexdigest()[:32]

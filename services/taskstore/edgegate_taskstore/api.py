@@ -11,6 +11,7 @@ bytes to and from here.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from edgegate_taskstore.adapters.gatekeeper import Gatekeeper
 from edgegate_taskstore.adapters.queue import WorkQueue
 from edgegate_taskstore.adapters.records import TaskRecords
 from edgegate_taskstore.core import status
+from edgegate_taskstore.events import report
 from edgegate_taskstore.sessions import SessionStates
 
 READ = "tasks:read"
@@ -65,11 +67,13 @@ class TaskStoreApi:
     async def submit(self, request: pb.SubmitRequest, *, credential: str) -> pb.Task:
         principal = await self._gatekeeper.admit(credential, action=WRITE)
         task = self._new_task(request.envelope, principal)
-        stored, created = await self._records.create(task)
-        if created or stored.status == status.PENDING:
-            # Queueing again is safe: the queue drops a repeat inside its duplicate
-            # window, and a worker drops a round it has already finished.
-            await self._queue.enqueue(stored)
+        # Queue first, record second: a record never exists without its queue
+        # message. A repeat is dropped by the queue inside its duplicate window,
+        # and by the workers after it (the round is claimed or finished); a
+        # queue message whose record never came (the record write failed) is
+        # dropped by the workers after a few deliveries.
+        await self._queue.enqueue(task)
+        stored, _ = await self._records.create(task)
         return stored
 
     def _new_task(self, envelope: env.Envelope, principal: principal_pb2.Principal) -> pb.Task:
@@ -90,6 +94,8 @@ class TaskStoreApi:
                 f"{self._limits.max_envelope_bytes}"
             )
         user = envelope.user or principal.subject
+        if not user:
+            raise InvalidArgument("the task has no user: the token names no subject")
         _check_user(principal, user)
         task = pb.Task(
             id=_task_id(principal.tenant, user, envelope.idempotency_key or envelope.id),
@@ -121,7 +127,7 @@ class TaskStoreApi:
             raise InvalidArgument(f"page_size must be between 0 and {MAX_PAGE_SIZE}")
         page_size = request.page_size or DEFAULT_PAGE_SIZE
         after = max(request.after_revision, _page_start(request.page_token))
-        since = request.updated_since.ToDatetime() if request.HasField("updated_since") else None
+        since = _since(request)
         wanted = set(request.statuses)
         response = pb.ListResponse()
         async for task in self._records.scan(principal.tenant, after_revision=after, since=since):
@@ -161,13 +167,17 @@ class TaskStoreApi:
             return record
 
         cancelled = await self._records.change(task.tenant, task.id, cancel)
-        await self._queue.publish_event(cancelled)
-        return cancelled
+        return await report(cancelled, queue=self._queue, records=self._records)
 
     async def retry(self, request: pb.RetryRequest, *, credential: str) -> pb.Task:
         principal = await self._gatekeeper.admit(credential, action=WRITE)
         task = await self._own(principal, request.id)
-        if task.status != status.FAILED or not await self._queue.in_dead_letter(task):
+        if task.status == status.PENDING:
+            # Queue it (again): finishes a Retry or Submit cut off between its two writes.
+            await self._queue.enqueue(task)
+            return task
+        dead_seq = await self._queue.dead_letter_seq(task)
+        if task.status != status.FAILED or dead_seq is None:
             raise FailedPrecondition(
                 f"task {task.id} is {status.name(task.status)}, not in dead-letter; "
                 "only failed tasks can be retried"
@@ -175,25 +185,29 @@ class TaskStoreApi:
 
         def again(record: pb.Task) -> pb.Task:
             record.status = status.PENDING
-            record.retries += 1
+            record.retries = task.retries + 1
             record.attempts = 0
+            record.reported = False
+            record.claim = 0
             record.ClearField("error")
             return record
 
+        # As in Submit: the new round's queue message first, then the record.
+        await self._queue.enqueue(again(_copy(task)))
         retried = await self._records.change(task.tenant, task.id, again)
-        await self._queue.enqueue(retried)
-        await self._queue.leave_dead_letter(retried)
+        # Only the entry this Retry took back: the new round may already have failed again.
+        await self._queue.leave_dead_letter(retried, up_to_seq=dead_seq)
         return retried
 
     async def merge_state(
         self, request: pb.MergeStateRequest, *, credential: str
     ) -> pb.SessionState:
         principal = await self._gatekeeper.admit(credential, action=WRITE)
-        return await self._sessions.merge(principal.tenant, request.state)
+        return await self._sessions.merge(principal.tenant, principal.subject, request.state)
 
     async def get_state(self, request: pb.GetStateRequest, *, credential: str) -> pb.SessionState:
         principal = await self._gatekeeper.admit(credential, action=READ)
-        return await self._sessions.get(principal.tenant, request.conversation)
+        return await self._sessions.get(principal.tenant, principal.subject, request.conversation)
 
     async def _own(self, principal: principal_pb2.Principal, task_id: str) -> pb.Task:
         """The task if the principal may see it: NOT_FOUND or PERMISSION_DENIED otherwise."""
@@ -209,6 +223,12 @@ class TaskStoreApi:
             raise PermissionDenied(f"task {task_id} belongs to another tenant")
         _check_user(principal, task.user)
         return task
+
+
+def _copy(task: pb.Task) -> pb.Task:
+    copy = pb.Task()
+    copy.CopyFrom(task)
+    return copy
 
 
 def _task_id(tenant: str, user: str, basis: str) -> str:
@@ -236,6 +256,15 @@ def _check_user(principal: principal_pb2.Principal, user: str) -> None:
 def _page_start(token: str) -> int:
     if not token:
         return 0
-    if not token.isdigit():
+    if not (token.isascii() and token.isdigit() and len(token) <= 20):
         raise InvalidArgument("page_token is not one this service gave out")
     return int(token)
+
+
+def _since(request: pb.ListRequest) -> dt.datetime | None:
+    if not request.HasField("updated_since"):
+        return None
+    try:
+        return request.updated_since.ToDatetime()
+    except (ValueError, OverflowError):
+        raise InvalidArgument("updated_since is not a valid time") from None

@@ -27,7 +27,11 @@ def build(settings: TaskstoreSettings) -> ServiceRuntime:
         # before gRPC starts serving.
         s = settings
         storage = Storage(
-            replicas=s.replicas, finished_ttl_s=s.finished_ttl_s, max_bytes=s.max_store_bytes
+            replicas=s.replicas,
+            finished_ttl_s=s.finished_ttl_s,
+            # A failed task stays as long as its dead-letter entry, so Retry finds it.
+            failed_ttl_s=max(s.finished_ttl_s, s.dead_letter_ttl_s),
+            max_bytes=s.max_store_bytes,
         )
         records = await TaskRecords.open(bus.js, storage=storage)
         queue = await WorkQueue.open(
@@ -73,8 +77,11 @@ def build(settings: TaskstoreSettings) -> ServiceRuntime:
                     max_attempts=s.max_attempts,
                     backoff=Backoff(base_s=s.backoff_base_s, cap_s=s.backoff_cap_s),
                     infer_timeout_s=s.infer_timeout_s,
-                    heartbeat_s=s.ack_wait_s / 3,
+                    # From the consumers as they are: an older one keeps its ack wait.
+                    heartbeat_s=queue.ack_wait_s / 3,
+                    claim_lease_s=4 * queue.ack_wait_s,
                     model_wait_s=s.model_wait_s,
+                    max_record_bytes=bus.nc.max_payload - 8 * 1024,
                 ),
             )
             await workers.start()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from edgegate_common.config import ServiceSettings
@@ -39,3 +39,11 @@ class TaskstoreSettings(ServiceSettings):
     auth_cache_s: float = Field(default=30.0, ge=0)
     max_state_bytes: int = Field(default=256 * 1024, gt=0)
     max_clock_skew_ms: int = Field(default=60_000, ge=0)
+
+    @model_validator(mode="after")
+    def _windows(self) -> Self:
+        # A redelivery after a crash comes within the ack wait; the queue and the
+        # events stream must still remember the message ids by then.
+        if self.duplicate_window_s <= self.ack_wait_s:
+            raise ValueError("duplicate_window_s must be longer than ack_wait_s")
+        return self

@@ -3,8 +3,9 @@
 MergeState reads the stored state, joins the device's state into it
 (`core.crdt.merge`) and writes it back with compare-and-set, reading again on
 a conflict; since merging is a join, concurrent merges from several devices
-all land, in any order. The key is `<tenant>.<sha256 of the conversation>`,
-so conversation ids are free-form and tenants never share state.
+all land, in any order. State belongs to one user (the devices of one
+person): the key is `<tenant>.<user>.<sha256 of the conversation>`, so
+conversation ids are free-form and neither tenants nor users share state.
 """
 
 from __future__ import annotations
@@ -47,11 +48,11 @@ class SessionStates:
         )
         return cls(kv, max_bytes=max_bytes, max_skew_ms=max_skew_ms)
 
-    async def get(self, tenant: str, conversation: str) -> pb.SessionState:
-        state, _ = await self._read(tenant, conversation)
+    async def get(self, tenant: str, user: str, conversation: str) -> pb.SessionState:
+        state, _ = await self._read(_key(tenant, user, conversation), conversation)
         return state
 
-    async def merge(self, tenant: str, incoming: pb.SessionState) -> pb.SessionState:
+    async def merge(self, tenant: str, user: str, incoming: pb.SessionState) -> pb.SessionState:
         if not incoming.conversation:
             raise InvalidArgument("state.conversation is required", details={"field": "state"})
         if incoming.ByteSize() > self._max_bytes:
@@ -60,9 +61,9 @@ class SessionStates:
             )
         theirs = from_proto(incoming)
         crdt.check(theirs, now_ms=time.time_ns() // 1_000_000, max_skew_ms=self._max_skew_ms)
-        key = _key(tenant, incoming.conversation)
+        key = _key(tenant, user, incoming.conversation)
         while True:
-            stored, revision = await self._read(tenant, incoming.conversation)
+            stored, revision = await self._read(key, incoming.conversation)
             merged = to_proto(crdt.merge(from_proto(stored), theirs), incoming.conversation)
             data = merged.SerializeToString(deterministic=True)
             if len(data) > self._max_bytes:
@@ -80,11 +81,9 @@ class SessionStates:
             except TRANSIENT as exc:
                 raise Unavailable(f"cannot store session state: {exc!r}") from exc
 
-    async def _read(self, tenant: str, conversation: str) -> tuple[pb.SessionState, int]:
-        if not conversation:
-            raise InvalidArgument("conversation is required", details={"field": "conversation"})
+    async def _read(self, key: str, conversation: str) -> tuple[pb.SessionState, int]:
         try:
-            entry = await self._kv.get(_key(tenant, conversation))
+            entry = await self._kv.get(key)
         except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
             return pb.SessionState(conversation=conversation), 0
         except TRANSIENT as exc:
@@ -92,8 +91,13 @@ class SessionStates:
         return pb.SessionState.FromString(entry.value or b""), entry.revision or 0
 
 
-def _key(tenant: str, conversation: str) -> str:
-    return f"{subjects.token(tenant)}.{hashlib.sha256(conversation.encode()).hexdigest()[:40]}"
+def _key(tenant: str, user: str, conversation: str) -> str:
+    if not conversation:
+        raise InvalidArgument("conversation is required", details={"field": "conversation"})
+    if not user:
+        raise InvalidArgument("session state needs a user: the token names no subject")
+    digest = hashlib.sha256(conversation.encode()).hexdigest()[:40]
+    return f"{subjects.ident(tenant)}.{subjects.ident(user)}.{digest}"
 
 
 def from_proto(state: pb.SessionState) -> crdt.State:

@@ -6,29 +6,33 @@ something to be queued (or a one-second tick, for delayed redeliveries).
 
 Running one delivery of a task:
 
-1. Read the record. A finished one (a redelivery after a crash) only gets its
-   event published again (de-duplicated) and is acknowledged.
-2. No replica serves the model: hand it back with a delay; not an attempt.
-3. Out of attempts: dead-letter, then `failed`, event, ack.
-4. Compare-and-set to `processing` with one more attempt, then call
-   inference, telling JetStream "in progress" while it runs.
-5. Success: compare-and-set to `completed` with the reply, event, ack.
+1. Read the record. A finished one (a redelivery after a crash) is reported
+   if nobody reported it yet (`events.report`) and acknowledged.
+2. A round that another queue message is running (its `claim`) is left to it.
+3. No replica is known to serve the model: hand it back with a delay; not an
+   attempt.
+4. Out of attempts: dead-letter, then `failed`, report, ack.
+5. Compare-and-set to `processing` with one more attempt, claimed by this
+   queue message, then call inference, telling JetStream "in progress"
+   while it runs.
+6. Success: compare-and-set to `completed` with the reply, report, ack.
    Failure: a permanent one (or the last attempt) goes to dead-letter;
    a transient one comes back after a jittered backoff.
 
-The record's compare-and-set is what makes it exactly once: two workers
-holding the same task (a redelivery while a slow worker still ran it) race
-to finish it, one write wins, the loser sees a finished record and drops its
-result. Events carry a de-duplication id: a finish published again (after a
-crash between the write and the ack) is stored once in the events stream, so
-subscribers that read the stream see every finish exactly once (a plain
-subscription to the subject may see such a repeat).
+The record's compare-and-set is what makes it exactly once. A round is
+claimed by one queue message: its redeliveries (after a crash, or a slow
+worker's lapsed ack wait) may run it again, and whichever finishes first
+wins the write; the loser sees a finished record and drops its result. A
+second queue message for the same round (a Submit repeated after the queue's
+duplicate window) does not run it while the claim is fresh. Each finish is
+reported once (`events.report`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 
 import nats.errors
@@ -37,7 +41,7 @@ from nats.aio.msg import Msg
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
-from edgegate_common.errors import EdgegateError, FailedPrecondition, NotFound
+from edgegate_common.errors import EdgegateError, FailedPrecondition, NotFound, ResourceExhausted
 from edgegate_common.logging import get_logger
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
@@ -46,8 +50,15 @@ from edgegate_taskstore.adapters.readiness import ModelReadiness
 from edgegate_taskstore.adapters.records import TRANSIENT, TaskRecords
 from edgegate_taskstore.core import status
 from edgegate_taskstore.core.retry import Backoff, Outcome, classify
+from edgegate_taskstore.events import report
 
 log = get_logger(__name__)
+
+# A delivery that failed this often without reaching a decision is stopped (terminated).
+POISON_DELIVERIES = 25
+# A queue message whose record has not appeared after this many deliveries (a second
+# apart) belongs to a Submit or Retry that failed after queueing: dropped.
+ORPHAN_DELIVERIES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,9 @@ class WorkerSettings:
     heartbeat_s: float = 10.0  # well inside the consumer's ack wait
     model_wait_s: float = 5.0  # redelivery delay while no replica serves the model
     tick_s: float = 1.0
+    # Another delivery may take over a round whose record nobody wrote for this long.
+    claim_lease_s: float = 120.0
+    max_record_bytes: int = 1024 * 1024 - 8 * 1024
 
 
 class Workers:
@@ -107,9 +121,15 @@ class Workers:
             await self._slots.acquire()
             try:
                 msg = await self._next()
-            except BaseException:
+            except asyncio.CancelledError:
                 self._slots.release()
                 raise
+            except Exception:
+                # The scheduler must outlive anything the connection throws at it.
+                self._slots.release()
+                log.exception("taking tasks failed; trying again in a second")
+                await asyncio.sleep(1.0)
+                continue
             task = asyncio.get_running_loop().create_task(self._run(msg))
             self._running.add(task)
             task.add_done_callback(self._finished)
@@ -119,9 +139,17 @@ class Workers:
         self._slots.release()
 
     async def _next(self) -> Msg:
-        """The next delivery, highest priority first; waits while every queue is empty."""
+        """The next delivery, highest priority first; waits while every queue is empty.
+
+        A message that arrived after its pull gave up comes first, whatever its
+        priority: it is ours already, and its ack wait is running.
+        """
         while True:
             self._wake.clear()
+            for puller in self._pullers:
+                late = puller.leftover()
+                if late is not None:
+                    return late
             for puller in self._pullers:
                 try:
                     taken = await puller.take(1)
@@ -136,6 +164,7 @@ class Workers:
     async def _run(self, msg: Msg) -> None:
         try:
             await self._deliver(msg)
+            return
         except asyncio.CancelledError:
             raise
         except EdgegateError as exc:
@@ -145,6 +174,11 @@ class Workers:
             log.warning("task delivery failed; it will come back", error=repr(exc))
         except Exception:
             log.exception("task delivery failed; it will come back")
+        if msg.metadata.num_delivered >= POISON_DELIVERIES:
+            # Failing the same way delivery after delivery: stop the loop, keep the evidence.
+            log.error("task delivery keeps failing; no more redeliveries", subject=msg.subject)
+            with contextlib.suppress(*TRANSIENT):
+                await msg.term()
 
     async def _deliver(self, msg: Msg) -> None:
         try:
@@ -156,13 +190,21 @@ class Workers:
         try:
             task = await self._records.get(queued.tenant, queued.id)
         except NotFound:
-            log.warning("queued task has no record (expired?); dropped", task=queued.id)
-            await msg.ack()
+            await self._not_yet(msg, queued, "has no record (not yet, or expired)")
+            return
+        if queued.retries > task.retries:
+            await self._not_yet(msg, queued, "is for a round the record has not started")
             return
         if task.retries != queued.retries or task.status in status.FINISHED:
-            # An older round, or a finish whose ack was lost: say it again, once.
-            if task.status in status.FINISHED and task.retries == queued.retries:
-                await self._queue.publish_event(task)
+            # An older round, or a finish whose ack was lost: report it if nobody did.
+            if task.retries == queued.retries:
+                await report(task, queue=self._queue, records=self._records)
+            await msg.ack()
+            return
+        seq = msg.metadata.sequence.stream
+        if task.status == status.PROCESSING and task.claim != seq and not self._lapsed(task):
+            # A second queue message for a round another delivery is running
+            # (a Submit repeated after the duplicate window): that one finishes it.
             await msg.ack()
             return
         model = task.envelope.route.model
@@ -175,23 +217,44 @@ class Workers:
         if task.attempts >= self._settings.max_attempts:
             await self._give_up(msg, task, reason=f"gave up after {task.attempts} attempts")
             return
-        started = await self._start_attempt(task, f"{model}/{version}")
+        started = await self._start_attempt(task, f"{model}/{version}", claim=seq)
         if started is None:
-            await msg.ack()  # cancelled (or finished by another worker) meanwhile
+            await msg.ack()  # cancelled, finished or claimed by another delivery meanwhile
             return
         await self._attempt(msg, started, model=model, version=version)
 
-    async def _start_attempt(self, task: pb.Task, model: str) -> pb.Task | None:
+    async def _not_yet(self, msg: Msg, queued: pb.Task, why: str) -> None:
+        """The record lags the queue message (it is written second): wait a little, then drop."""
+        if msg.metadata.num_delivered < ORPHAN_DELIVERIES:
+            await msg.nak(delay=1.0)
+            return
+        log.warning(f"queued task {why}; dropped", task=queued.id, round=queued.retries)
+        await msg.ack()
+
+    def _lapsed(self, task: pb.Task) -> bool:
+        """Nobody has written the record for a long time: its claim has lapsed."""
+        idle_s = time.time() - task.updated_at.ToNanoseconds() / 1e9
+        return idle_s > self._settings.claim_lease_s
+
+    async def _start_attempt(self, task: pb.Task, model: str, *, claim: int) -> pb.Task | None:
+        won = False
+
         def begin(record: pb.Task) -> pb.Task | None:
+            nonlocal won
             if record.status in status.FINISHED or record.retries != task.retries:
+                return None
+            taken = record.status == status.PROCESSING and record.claim != claim
+            if taken and not self._lapsed(record):
                 return None
             record.status = status.PROCESSING
             record.attempts += 1
             record.model = model
+            record.claim = claim
+            won = True
             return record
 
         record = await self._records.change(task.tenant, task.id, begin)
-        return record if record.status == status.PROCESSING else None
+        return record if won else None
 
     async def _attempt(self, msg: Msg, task: pb.Task, *, model: str, version: str) -> None:
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(msg))
@@ -208,6 +271,13 @@ class Workers:
         finally:
             heartbeat.cancel()
         reply.task_id = task.id
+        if task.ByteSize() + reply.ByteSize() > self._settings.max_record_bytes:
+            too_big = ResourceExhausted(
+                f"the result is {reply.ByteSize()} bytes; a task record holds at most "
+                f"{self._settings.max_record_bytes} bytes with its envelope"
+            )
+            await self._give_up(msg, task, reason=too_big.message, error=too_big)
+            return
         await self._finish(msg, task, status.COMPLETED, result=reply)
 
     async def _failed(
@@ -276,8 +346,8 @@ class Workers:
             return record
 
         record = await self._records.change(task.tenant, task.id, finish)
-        if won:  # whoever finished it (or cancelled it) publishes its event
-            await self._queue.publish_event(record)
+        if record.retries == task.retries:  # ours, or a finish (a Cancel) not reported yet
+            await report(record, queue=self._queue, records=self._records)
         await msg.ack()
 
     async def _heartbeat(self, msg: Msg) -> None:

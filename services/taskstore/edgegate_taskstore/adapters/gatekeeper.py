@@ -15,7 +15,13 @@ from collections import OrderedDict
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
-from edgegate_common.errors import NoResponders, PermissionDenied, Unauthenticated, Unavailable
+from edgegate_common.errors import (
+    DeadlineExceeded,
+    NoResponders,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from edgegate_protos.common.v1 import principal_pb2
 from edgegate_protos.security.v1 import security_pb2 as spb
 
@@ -67,8 +73,8 @@ class Gatekeeper:
                 spb.AuthorizeResponse,
                 timeout_s=self._timeout_s,
             )
-        except NoResponders:
-            raise Unavailable("the security service is not running; try again later") from None
+        except (NoResponders, DeadlineExceeded):
+            raise Unavailable("the security service is not answering; try again later") from None
         if not decision.allowed:
             raise PermissionDenied(
                 f"{action} is not allowed for {principal.subject} ({decision.reason})",

@@ -19,6 +19,7 @@ delayed redeliveries) when all three are empty.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
+    DiscardPolicy,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -44,7 +46,7 @@ from edgegate_common.errors import FailedPrecondition, Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
-from edgegate_taskstore.adapters.records import TRANSIENT, Storage
+from edgegate_taskstore.adapters.records import TRANSIENT, Storage, store_error
 from edgegate_taskstore.core import status
 
 log = get_logger(__name__)
@@ -75,9 +77,11 @@ class QueueSettings:
 
 
 class WorkQueue:
-    def __init__(self, nc: NatsClient, js: JetStreamContext) -> None:
+    def __init__(self, nc: NatsClient, js: JetStreamContext, *, ack_wait_s: float) -> None:
         self._nc = nc
         self._js = js
+        # The consumers' real ack wait: an existing consumer keeps the one it was made with.
+        self.ack_wait_s = ack_wait_s
 
     @classmethod
     async def open(
@@ -96,6 +100,8 @@ class WorkQueue:
                 subjects=[subjects.TASKSTORE_QUEUE_ALL],
                 retention=RetentionPolicy.WORK_QUEUE,
                 max_bytes=storage.max_bytes,
+                # Full: refuse new submissions (RESOURCE_EXHAUSTED), never drop queued tasks.
+                discard=DiscardPolicy.NEW,
                 **common,  # type: ignore[arg-type]
             ),
         )
@@ -105,6 +111,7 @@ class WorkQueue:
                 name=subjects.STREAM_TASKS_DEAD,
                 subjects=[subjects.TASKSTORE_DEAD_ALL],
                 max_age=settings.dead_letter_ttl_s,
+                max_bytes=storage.max_bytes,
                 **common,  # type: ignore[arg-type]
             ),
         )
@@ -114,11 +121,13 @@ class WorkQueue:
                 name=subjects.STREAM_TASK_EVENTS,
                 subjects=[subjects.TASKSTORE_EVENTS_ALL],
                 max_age=settings.events_ttl_s,
+                max_bytes=storage.max_bytes,
                 **common,  # type: ignore[arg-type]
             ),
         )
+        ack_wait_s = settings.ack_wait_s
         for priority in subjects.TASK_PRIORITIES:
-            await _ensure_consumer(
+            ack_wait_s = await _ensure_consumer(
                 js,
                 ConsumerConfig(
                     durable_name=consumer_name(priority),
@@ -129,8 +138,9 @@ class WorkQueue:
                     max_ack_pending=settings.max_ack_pending,
                     num_replicas=storage.replicas,
                 ),
+                ack_wait_s,
             )
-        return cls(nc, js)
+        return cls(nc, js, ack_wait_s=ack_wait_s)
 
     async def enqueue(self, task: pb.Task) -> None:
         """Queue this round of the task (a repeat inside the duplicate window is dropped)."""
@@ -156,21 +166,25 @@ class WorkQueue:
             extra={DEAD_REASON: " ".join(reason.split())[:512]},
         )
 
-    async def in_dead_letter(self, task: pb.Task) -> bool:
+    async def dead_letter_seq(self, task: pb.Task) -> int | None:
+        """The stream sequence of the task's dead-letter entry, or None if it has none."""
         try:
-            await self._js.get_last_msg(
+            entry = await self._js.get_last_msg(
                 subjects.STREAM_TASKS_DEAD, subjects.taskstore_dead(task.tenant, task.id)
             )
         except nats.js.errors.NotFoundError:
-            return False
+            return None
         except TRANSIENT as exc:
             raise Unavailable(f"cannot read the dead-letter stream: {exc!r}") from exc
-        return True
+        return entry.seq
 
-    async def leave_dead_letter(self, task: pb.Task) -> None:
+    async def leave_dead_letter(self, task: pb.Task, *, up_to_seq: int) -> None:
+        """Remove the task's dead-letter entries up to `up_to_seq`, not a newer one."""
         try:
             await self._js.purge_stream(
-                subjects.STREAM_TASKS_DEAD, subject=subjects.taskstore_dead(task.tenant, task.id)
+                subjects.STREAM_TASKS_DEAD,
+                subject=subjects.taskstore_dead(task.tenant, task.id),
+                seq=up_to_seq + 1,  # JetStream purges below this sequence
             )
         except TRANSIENT as exc:
             raise Unavailable(f"cannot update the dead-letter stream: {exc!r}") from exc
@@ -184,8 +198,8 @@ class WorkQueue:
             )
         except nats.js.errors.NoStreamResponseError:
             raise Unavailable(f"no JetStream stream stores {subject}") from None
-        except TRANSIENT as exc:
-            raise Unavailable(f"cannot store {subject}: {exc!r}") from exc
+        except (*TRANSIENT, nats.errors.MaxPayloadError) as exc:
+            raise store_error(f"cannot store {subject}", exc) from exc
 
     async def puller(self, priority: str) -> Puller:
         puller = Puller(self._nc, subjects.STREAM_TASKS, consumer_name(priority))
@@ -201,13 +215,18 @@ class WorkQueue:
         return await self._nc.subscribe(subjects.TASKSTORE_QUEUE_ALL, cb=on_message)
 
 
-async def _ensure_consumer(js: JetStreamContext, config: ConsumerConfig) -> None:
+async def _ensure_consumer(
+    js: JetStreamContext, config: ConsumerConfig, shortest_ack_wait_s: float
+) -> float:
+    """Create the consumer if needed; the shortest ack wait among those seen so far."""
     try:
-        await js.add_consumer(subjects.STREAM_TASKS, config)
+        info = await js.add_consumer(subjects.STREAM_TASKS, config)
     except nats.js.errors.BadRequestError:
         # It exists with other settings (an older release's): those stay until
         # an operator changes them; replicas must not fight over it.
         log.warning("consumer exists with other settings; keeping it", name=config.durable_name)
+        info = await js.consumer_info(subjects.STREAM_TASKS, config.durable_name or "")
+    return min(shortest_ack_wait_s, info.config.ack_wait or shortest_ack_wait_s)
 
 
 class Puller:
@@ -216,8 +235,9 @@ class Puller:
     Each pull request gets its own reply subject under one wildcard
     subscription, so the end-of-batch status of an earlier request (one that
     arrived after its timeout) is not taken for the answer to the current one.
-    Messages themselves are always kept: whichever request they answer, they
-    are deliveries to handle.
+    Messages themselves are always kept, whichever request they answer: a
+    late one is handed out by the next `take` (or `leftover`) before anything
+    is asked of the server, while its ack wait is still running.
     """
 
     def __init__(self, nc: NatsClient, stream: str, consumer: str) -> None:
@@ -225,38 +245,51 @@ class Puller:
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._inbox = nc.new_inbox()
         self._requests = 0
+        self._messages: collections.deque[Msg] = collections.deque()
+        self._answered: set[str] = set()
+        self._arrived = asyncio.Event()
         self._subscription: Subscription | None = None
 
     async def start(self) -> None:
-        self._subscription = await self._nc.subscribe(f"{self._inbox}.*")
+        self._subscription = await self._nc.subscribe(f"{self._inbox}.*", cb=self._receive)
 
     async def stop(self) -> None:
         if self._subscription is not None:
             with contextlib.suppress(*TRANSIENT):
                 await self._subscription.unsubscribe()
 
+    async def _receive(self, msg: Msg) -> None:
+        if msg.headers and _STATUS_HEADER in msg.headers:
+            # 404 no messages, 408 expired, 409 consumer changed: that request is done.
+            self._answered.add(msg.subject)
+        else:
+            self._messages.append(msg)
+        self._arrived.set()
+
+    def leftover(self) -> Msg | None:
+        """A message that arrived after its request gave up, if any."""
+        return self._messages.popleft() if self._messages else None
+
     async def take(self, batch: int, *, timeout_s: float = 2.0) -> list[Msg]:
         if self._subscription is None:
             raise FailedPrecondition("the puller is not started")
+        taken = [self._messages.popleft() for _ in range(min(batch, len(self._messages)))]
+        if taken:
+            return taken
         self._requests += 1
         reply = f"{self._inbox}.{self._requests}"
+        self._answered.clear()
         request = json.dumps({"batch": batch, "no_wait": True}).encode()
         try:
             await self._nc.publish(self._next_subject, request, reply=reply)
         except TRANSIENT as exc:
             raise Unavailable(f"cannot pull tasks: {exc!r}") from exc
-        taken: list[Msg] = []
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while len(taken) < batch:
+        while len(self._messages) < batch and reply not in self._answered:
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 break
-            try:
-                msg = await self._subscription.next_msg(timeout=remaining)
-            except (TimeoutError, nats.errors.TimeoutError):
-                break
-            if not (msg.headers and _STATUS_HEADER in msg.headers):
-                taken.append(msg)
-            elif msg.subject == reply:
-                break  # 404 no messages, 408 expired, 409 consumer changed: nothing more now
-        return taken
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), timeout=remaining)
+        return [self._messages.popleft() for _ in range(min(batch, len(self._messages)))]

@@ -10,6 +10,7 @@ version down until a replica announces it again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import time
@@ -35,14 +36,23 @@ class ModelReadiness:
         self._recheck_s = recheck_s
         self._clock = clock
         self._instances: dict[Key, set[str]] = {}
+        self._heard = asyncio.Event()
         self._asked_at = float("-inf")
         self._subscription: Subscription | None = None
 
-    async def start(self) -> None:
+    async def start(self, *, settle_s: float = 0.5) -> None:
+        """Subscribe, ask who serves what, and give the answers up to `settle_s` to arrive.
+
+        Without the wait, the first tasks taken would find no model ready and
+        be put back, to run after lower-priority ones.
+        """
         self._subscription = await self._nc.subscribe(
             subjects.INFERENCE_AVAILABILITY_ALL, cb=self._receive
         )
         await self.ask()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._heard.wait(), timeout=settle_s)
+            await asyncio.sleep(0.05)  # a replica announces all its versions in one burst
 
     async def stop(self) -> None:
         if self._subscription is not None:
@@ -77,6 +87,7 @@ class ModelReadiness:
             self.observe(ipb.ModelAvailability.FromString(msg.data))
 
     def observe(self, announced: ipb.ModelAvailability) -> None:
+        self._heard.set()
         who = self._instances.setdefault((announced.model, announced.version), set())
         if announced.ready:
             who.add(announced.instance)

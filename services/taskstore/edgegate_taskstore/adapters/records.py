@@ -36,7 +36,13 @@ from nats.js.kv import KeyValue
 
 from edgegate_common import subjects
 from edgegate_common.bus import ensure_stream
-from edgegate_common.errors import Internal, NotFound, Unavailable
+from edgegate_common.errors import (
+    EdgegateError,
+    Internal,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
 from edgegate_taskstore.core import status
 
@@ -53,11 +59,12 @@ class Storage:
 
     replicas: int = 1
     finished_ttl_s: float = 7 * 24 * 3600
+    failed_ttl_s: float = 14 * 24 * 3600  # as long as its dead-letter entry, so Retry works
     max_bytes: int = -1
 
 
 def record_key(tenant: str, task_id: str) -> str:
-    return f"{subjects.token(tenant)}.{task_id}"
+    return f"{subjects.ident(tenant)}.{task_id}"
 
 
 class TaskRecords:
@@ -141,21 +148,28 @@ class TaskRecords:
 
     async def _write(self, key: str, task: pb.Task, *, last: int) -> int:
         task.revision = 0  # the revision is the write's sequence, not part of the value
-        ttl = self._storage.finished_ttl_s if task.status in status.FINISHED else None
         headers = {EXPECTED_LAST_SUBJECT_SEQ: str(last)}
         try:
             ack = await self._js.publish(
-                self._prefix + key, task.SerializeToString(), headers=headers, msg_ttl=ttl
+                self._prefix + key,
+                task.SerializeToString(),
+                headers=headers,
+                msg_ttl=self._ttl(task),
             )
         except nats.js.errors.APIError as exc:
             if exc.err_code in (10071, 10164):  # wrong last sequence
                 raise nats.js.errors.KeyWrongLastSequenceError(
                     description=exc.description
                 ) from None
-            raise Unavailable(f"cannot store task record {key}: {exc.description}") from exc
-        except TRANSIENT as exc:
-            raise Unavailable(f"cannot store task record {key}: {exc!r}") from exc
+            raise store_error(f"cannot store task record {key}", exc) from exc
+        except (*TRANSIENT, nats.errors.MaxPayloadError) as exc:
+            raise store_error(f"cannot store task record {key}", exc) from exc
         return int(ack.seq)
+
+    def _ttl(self, task: pb.Task) -> float | None:
+        if task.status == status.FAILED:
+            return self._storage.failed_ttl_s
+        return self._storage.finished_ttl_s if task.status in status.FINISHED else None
 
     async def scan(
         self,
@@ -166,7 +180,7 @@ class TaskRecords:
         batch: int = 256,
     ) -> AsyncIterator[pb.Task]:
         """The tenant's records in revision order, changed after `after_revision` or `since`."""
-        filter_subject = f"{self._prefix}{subjects.token(tenant)}.>"
+        filter_subject = f"{self._prefix}{subjects.ident(tenant)}.>"
         if after_revision:
             config = ConsumerConfig(
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after_revision + 1
@@ -178,34 +192,47 @@ class TaskRecords:
         else:
             config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
         config.ack_policy = AckPolicy.NONE
-        config.inactive_threshold = 30.0
+        config.inactive_threshold = 5.0  # the server removes it soon after the read stops
         try:
             subscription = await self._js.pull_subscribe(
                 filter_subject, stream=f"KV_{subjects.KV_TASKS}", config=config
             )
+            pending = (await subscription.consumer_info()).num_pending
         except TRANSIENT as exc:
             raise Unavailable(f"cannot list tasks: {exc!r}") from exc
         try:
-            while True:
+            while pending:
                 try:
-                    messages = await subscription.fetch(batch, timeout=1.0)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    return
+                    messages = await subscription.fetch(min(batch, pending), timeout=5.0)
+                except TRANSIENT as exc:
+                    # Stopping here would return a shorter list as if it were complete.
+                    raise Unavailable(f"listing tasks stopped part-way: {exc!r}") from exc
                 for message in messages:
                     if message.data:
                         yield _decode(message.data, message.metadata.sequence.stream)
-                if messages[-1].metadata.num_pending == 0:
-                    return
+                pending = messages[-1].metadata.num_pending
         finally:
             await _quietly(subscription.unsubscribe())
 
-    async def watch(self, tenant: str, *, after_revision: int) -> AsyncIterator[pb.Task]:
-        """Every change to the tenant's records after `after_revision` (0: from now on), live."""
-        queue: asyncio.Queue[pb.Task] = asyncio.Queue(maxsize=1024)
+    async def watch(
+        self, tenant: str, *, after_revision: int, max_buffered: int = 256
+    ) -> AsyncIterator[pb.Task]:
+        """Every change to the tenant's records after `after_revision` (0: from now on), live.
+
+        A watcher that falls `max_buffered` changes behind is ended with
+        RESOURCE_EXHAUSTED naming the revision to resume from, rather than
+        buffering without bound.
+        """
+        queue: asyncio.Queue[pb.Task] = asyncio.Queue(maxsize=max_buffered)
+        overflowed = asyncio.Event()
 
         async def on_message(message: Msg) -> None:
-            if message.data:
-                await queue.put(_decode(message.data, message.metadata.sequence.stream))
+            if not message.data or overflowed.is_set():
+                return
+            try:
+                queue.put_nowait(_decode(message.data, message.metadata.sequence.stream))
+            except asyncio.QueueFull:
+                overflowed.set()
 
         if after_revision:
             policy = {
@@ -215,17 +242,39 @@ class TaskRecords:
         else:
             policy = {"deliver_policy": DeliverPolicy.NEW}
         subscription = await self._js.subscribe(
-            f"{self._prefix}{subjects.token(tenant)}.>",
+            f"{self._prefix}{subjects.ident(tenant)}.>",
             stream=f"KV_{subjects.KV_TASKS}",
             cb=on_message,
             ordered_consumer=True,
             config=ConsumerConfig(**policy),  # type: ignore[arg-type]
         )
+        last = after_revision
         try:
             while True:
-                yield await queue.get()
+                if queue.empty() and overflowed.is_set():
+                    raise ResourceExhausted(
+                        f"the watcher fell {max_buffered} changes behind; "
+                        f"watch again with after_revision={last}"
+                    )
+                getting = asyncio.ensure_future(queue.get())
+                stalled = asyncio.ensure_future(overflowed.wait())
+                await asyncio.wait({getting, stalled}, return_when=asyncio.FIRST_COMPLETED)
+                stalled.cancel()
+                if not getting.done():
+                    getting.cancel()
+                    continue
+                task = getting.result()
+                last = task.revision
+                yield task
         finally:
             await _quietly(subscription.unsubscribe())
+
+
+def store_error(what: str, exc: BaseException) -> EdgegateError:
+    """RESOURCE_EXHAUSTED when the store is full or the message too big, else UNAVAILABLE."""
+    detail = exc.description if isinstance(exc, nats.js.errors.APIError) else repr(exc)
+    full = isinstance(exc, nats.errors.MaxPayloadError) or "maximum" in str(detail).lower()
+    return (ResourceExhausted if full else Unavailable)(f"{what}: {detail}")
 
 
 def _decode(data: bytes, revision: int) -> pb.Task:

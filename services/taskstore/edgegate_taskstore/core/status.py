@@ -40,9 +40,9 @@ def check_forward(old: pb.Task, new: pb.Task) -> None:
     """Raise FailedPrecondition unless `new` is a step forward from `old`.
 
     A finished task changes again only through Retry (a new round, back to
-    pending, from `failed` only); within a round the status rank and the
-    attempt count never shrink (a note such as the last attempt's error may
-    change at the same step), and a finished status is final.
+    pending, from `failed` only) or to note that its event is stored. Within
+    a round the status rank and the attempt count never shrink (a note such
+    as the last attempt's error may change at the same step).
     """
     if new.retries != old.retries:
         if new.retries == old.retries + 1 and old.status == FAILED and new.status == PENDING:
@@ -51,9 +51,26 @@ def check_forward(old: pb.Task, new: pb.Task) -> None:
             f"task {old.id} is {name(old.status)}; only a failed task can be retried"
         )
     if old.status in FINISHED:
+        if _marks_reported(old, new):
+            return
         raise FailedPrecondition(f"task {old.id} is already {name(old.status)}")
     if progress(new) < progress(old):
         raise FailedPrecondition(
             f"task {old.id} cannot go from {name(old.status)} (attempt {old.attempts}) "
             f"to {name(new.status)} (attempt {new.attempts})"
         )
+
+
+def _marks_reported(old: pb.Task, new: pb.Task) -> bool:
+    """The one change a finished task takes: noting that its event is stored."""
+    if old.reported or not new.reported:
+        return False
+    unmarked = pb.Task()
+    unmarked.CopyFrom(new)
+    unmarked.reported = False
+    unmarked.revision, unmarked.updated_at.seconds, unmarked.updated_at.nanos = (
+        old.revision,
+        old.updated_at.seconds,
+        old.updated_at.nanos,
+    )
+    return unmarked == old
