@@ -7,6 +7,7 @@ on the path).
 from __future__ import annotations
 
 import asyncio
+import statistics
 import subprocess
 import sys
 import time
@@ -38,6 +39,34 @@ async def closed_loop(call: Call, *, n: int, callers: int) -> tuple[list[float],
     started = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(callers)))
     return latencies, n / (time.perf_counter() - started)
+
+
+Rounds = dict[str, dict[int, list[dict[str, float]]]]  # name -> concurrency -> one per round
+
+
+def point(latencies_ms: list[float], rps: float) -> dict[str, float]:
+    """One measured point of one round."""
+    return {
+        "p50_ms": percentile(latencies_ms, 0.5),
+        "p99_ms": percentile(latencies_ms, 0.99),
+        "rps": rps,
+    }
+
+
+def medians(rounds: Rounds) -> dict[str, dict[str, dict[str, object]]]:
+    """Per name and concurrency: the medians over rounds, with the rounds themselves."""
+    return {
+        name: {
+            str(callers): {
+                "p50_ms": round(statistics.median(r["p50_ms"] for r in rs), 3),
+                "p99_ms": round(statistics.median(r["p99_ms"] for r in rs), 3),
+                "throughput_rps": round(statistics.median(r["rps"] for r in rs), 1),
+                "rounds": rs,
+            }
+            for callers, rs in by_callers.items()
+        }
+        for name, by_callers in rounds.items()
+    }
 
 
 def ensure_default_model(repo: Path) -> Path:

@@ -31,13 +31,13 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import nats
-from loadgen import Call, closed_loop, percentile, unsampled_span
+from loadgen import Call, Rounds, closed_loop, medians, point, unsampled_span
 from opentelemetry import trace
 
 from edgegate_common import subjects
@@ -151,9 +151,7 @@ async def measure_all(
         calls = {RAW: raw, PLAIN: admit(requests[PLAIN]), PII: admit(requests[PII])}
         for call in calls.values():  # warm up: connections, caches, the verified token
             await closed_loop(call, n=500, callers=16)
-        rounds: dict[str, dict[int, list[dict[str, float]]]] = {
-            name: {c: [] for c in CONCURRENCY} for name in calls
-        }
+        rounds: Rounds = {name: {c: [] for c in CONCURRENCY} for name in calls}
         samples: dict[str, list[float]] = {name: [] for name in calls}
         for _ in range(args.rounds):
             for callers in CONCURRENCY:
@@ -161,13 +159,7 @@ async def measure_all(
                     lat, rps = await closed_loop(call, n=args.requests, callers=callers)
                     if callers == TARGET_CALLERS:
                         samples[name].extend(lat)
-                    rounds[name][callers].append(
-                        {
-                            "p50_ms": percentile(lat, 0.5),
-                            "p99_ms": percentile(lat, 0.99),
-                            "rps": rps,
-                        }
-                    )
+                    rounds[name][callers].append(point(lat, rps))
     finally:
         await raw_nc.close()
         await bus.close()
@@ -176,21 +168,8 @@ async def measure_all(
     return summarise(args, rounds), samples
 
 
-def summarise(
-    args: argparse.Namespace, rounds: dict[str, dict[int, list[dict[str, float]]]]
-) -> dict[str, object]:
-    results = {
-        name: {
-            str(callers): {
-                "p50_ms": round(statistics.median(r["p50_ms"] for r in rs), 3),
-                "p99_ms": round(statistics.median(r["p99_ms"] for r in rs), 3),
-                "throughput_rps": round(statistics.median(r["rps"] for r in rs), 1),
-                "rounds": rs,
-            }
-            for callers, rs in by_callers.items()
-        }
-        for name, by_callers in rounds.items()
-    }
+def summarise(args: argparse.Namespace, rounds: Rounds) -> dict[str, object]:
+    results: dict[str, Any] = medians(rounds)
     at_target = results[PLAIN][str(TARGET_CALLERS)]
     met = at_target["p50_ms"] <= TARGET_P50_MS and at_target["p99_ms"] <= TARGET_P99_MS
     return {

@@ -32,13 +32,22 @@ import itertools
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import nats.aio.msg
-from loadgen import DEFAULT_MODEL, closed_loop, ensure_default_model, percentile, unsampled_span
+from loadgen import (
+    DEFAULT_MODEL,
+    Rounds,
+    closed_loop,
+    ensure_default_model,
+    medians,
+    percentile,
+    point,
+    unsampled_span,
+)
 from nats.js.api import StorageType, StreamConfig
 from opentelemetry import trace
 
@@ -101,7 +110,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             bus = await Bus.connect(servers=[ns.url], name="bench")
             try:
                 with trace.use_span(unsampled_span(), end_on_exit=True):
-                    submits = await measure_submits(args, bus, token)
+                    submits, dedup = await measure_submits(args, bus, token)
                     await bus.js.purge_stream(subjects.STREAM_TASKS)  # nobody will run those
                     procs[1].stop()
                     repo = ensure_default_model(args.repo.resolve()).parent.parent
@@ -116,12 +125,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         finally:
             for proc in procs:
                 proc.stop()
-    return summarise(args, submits, end_to_end)
+    return summarise(args, submits, dedup, end_to_end)
 
 
 async def measure_submits(
     args: argparse.Namespace, bus: Bus, token: str
-) -> dict[str, dict[int, list[dict[str, float]]]]:
+) -> tuple[Rounds, dict[str, int]]:
     await bus.js.add_stream(
         StreamConfig(
             name=RAW_STREAM,
@@ -148,20 +157,12 @@ async def measure_submits(
     calls = {RAW: raw, SUBMIT: submit}
     for call in calls.values():  # warm up: connections, the token's principal, the streams
         await closed_loop(call, n=300, callers=16)
-    rounds: dict[str, dict[int, list[dict[str, float]]]] = {
-        name: {c: [] for c in CONCURRENCY} for name in calls
-    }
+    rounds: Rounds = {name: {c: [] for c in CONCURRENCY} for name in calls}
     for _ in range(args.rounds):
         for callers in CONCURRENCY:
             for name, call in calls.items():
                 latencies, rps = await closed_loop(call, n=args.requests, callers=callers)
-                rounds[name][callers].append(
-                    {
-                        "p50_ms": percentile(latencies, 0.5),
-                        "p99_ms": percentile(latencies, 0.99),
-                        "rps": rps,
-                    }
-                )
+                rounds[name][callers].append(point(latencies, rps))
     # De-duplication: submitting every key again stores nothing new.
     before = (await bus.js.stream_info(subjects.STREAM_TASKS)).state.messages
     sample = [f"submit-{i}" for i in range(0, next(submit_keys), 7)][:2000]
@@ -173,8 +174,7 @@ async def measure_submits(
             headers=headers,
         )
     after = (await bus.js.stream_info(subjects.STREAM_TASKS)).state.messages
-    rounds["_dedup"] = {0: [{"resubmitted": len(sample), "stored_again": after - before}]}
-    return rounds
+    return rounds, {"resubmitted": len(sample), "stored_again": after - before}
 
 
 async def measure_end_to_end(
@@ -236,22 +236,11 @@ async def measure_end_to_end(
 
 def summarise(
     args: argparse.Namespace,
-    rounds: dict[str, dict[int, list[dict[str, float]]]],
+    rounds: Rounds,
+    dedup: dict[str, int],
     end_to_end: dict[int, dict[str, float]],
 ) -> dict[str, object]:
-    dedup = rounds.pop("_dedup")[0][0]
-    results = {
-        name: {
-            str(callers): {
-                "throughput_rps": round(statistics.median(r["rps"] for r in rs), 1),
-                "p50_ms": round(statistics.median(r["p50_ms"] for r in rs), 3),
-                "p99_ms": round(statistics.median(r["p99_ms"] for r in rs), 3),
-                "rounds": rs,
-            }
-            for callers, rs in by_callers.items()
-        }
-        for name, by_callers in rounds.items()
-    }
+    results: dict[str, Any] = medians(rounds)
     share = {
         str(c): round(
             results[SUBMIT][str(c)]["throughput_rps"] / results[RAW][str(c)]["throughput_rps"], 3

@@ -88,43 +88,38 @@ class WorkQueue:
         cls, nc: NatsClient, js: JetStreamContext, *, storage: Storage, settings: QueueSettings
     ) -> WorkQueue:
         """Declare the three streams and the per-priority consumers (safe to repeat and race)."""
-        common = {
-            "storage": StorageType.FILE,
-            "num_replicas": storage.replicas,
-            "duplicate_window": settings.duplicate_window_s,
-        }
-        await ensure_stream(
-            js,
-            StreamConfig(
-                name=subjects.STREAM_TASKS,
-                subjects=[subjects.TASKSTORE_QUEUE_ALL],
-                retention=RetentionPolicy.WORK_QUEUE,
+
+        def stream(
+            name: str, subject: str, *, work_queue: bool = False, max_age_s: float | None = None
+        ) -> StreamConfig:
+            return StreamConfig(
+                name=name,
+                subjects=[subject],
+                retention=RetentionPolicy.WORK_QUEUE if work_queue else RetentionPolicy.LIMITS,
+                max_age=max_age_s,
                 max_bytes=storage.max_bytes,
-                # Full: refuse new submissions (RESOURCE_EXHAUSTED), never drop queued tasks.
-                discard=DiscardPolicy.NEW,
-                **common,  # type: ignore[arg-type]
+                # A full queue refuses new tasks (RESOURCE_EXHAUSTED) and never drops
+                # queued ones; full history (dead-letter, events) drops its oldest.
+                discard=DiscardPolicy.NEW if work_queue else DiscardPolicy.OLD,
+                storage=StorageType.FILE,
+                num_replicas=storage.replicas,
+                duplicate_window=settings.duplicate_window_s,
+            )
+
+        for config in (
+            stream(subjects.STREAM_TASKS, subjects.TASKSTORE_QUEUE_ALL, work_queue=True),
+            stream(
+                subjects.STREAM_TASKS_DEAD,
+                subjects.TASKSTORE_DEAD_ALL,
+                max_age_s=settings.dead_letter_ttl_s,
             ),
-        )
-        await ensure_stream(
-            js,
-            StreamConfig(
-                name=subjects.STREAM_TASKS_DEAD,
-                subjects=[subjects.TASKSTORE_DEAD_ALL],
-                max_age=settings.dead_letter_ttl_s,
-                max_bytes=storage.max_bytes,
-                **common,  # type: ignore[arg-type]
+            stream(
+                subjects.STREAM_TASK_EVENTS,
+                subjects.TASKSTORE_EVENTS_ALL,
+                max_age_s=settings.events_ttl_s,
             ),
-        )
-        await ensure_stream(
-            js,
-            StreamConfig(
-                name=subjects.STREAM_TASK_EVENTS,
-                subjects=[subjects.TASKSTORE_EVENTS_ALL],
-                max_age=settings.events_ttl_s,
-                max_bytes=storage.max_bytes,
-                **common,  # type: ignore[arg-type]
-            ),
-        )
+        ):
+            await ensure_stream(js, config)
         ack_wait_s = settings.ack_wait_s
         for priority in subjects.TASK_PRIORITIES:
             ack_wait_s = await _ensure_consumer(
