@@ -31,6 +31,7 @@ def test_up_once_starts_everything_and_reports_four_serving(tmp_path: Path) -> N
         in result.stdout
     )
     assert (tmp_path / "nats" / "jetstream").is_dir()  # the JetStream store is where we said
+    assert "OpenAI-compatible HTTP  http://127.0.0.1:" in result.stdout
     assert "edgegate model build-default" in result.stdout  # no model here: says how to get it
 
 

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from taskstore_support import (
+from suite_stack import (
     OTHER_TENANT,
     TENANT,
     Stack,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from taskstore_support import (
+from suite_stack import (
     TENANT,
     Stack,
     bearer,

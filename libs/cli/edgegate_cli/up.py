@@ -42,6 +42,7 @@ DEFAULT_PORTS = {
     "taskstore": Ports(grpc=50053, metrics=9103),
     "gateway": Ports(grpc=50051, metrics=9101),
 }
+GATEWAY_HTTP_PORT = 8080
 
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -52,9 +53,11 @@ DEMO_TEXTS = (
 )
 
 
-def _extra_args(service: str, data_dir: Path) -> tuple[str, ...]:
+def _extra_args(service: str, data_dir: Path, *, http_port: int) -> tuple[str, ...]:
     if service == "inference":
         return ("--model-repository", str(data_dir / "models"))
+    if service == "gateway":
+        return ("--http-port", str(http_port))
     return ()
 
 
@@ -68,6 +71,7 @@ async def run(
     nats = LocalNatsServer(store_dir=data_dir / "nats", port=_available(nats_port))
     nats.start()
     print(f"nats-server  {nats.url}  JetStream store {nats.store_dir}", file=out)
+    http_port = _available(GATEWAY_HTTP_PORT)
     processes = [
         ServiceProcess(
             name,
@@ -75,7 +79,7 @@ async def run(
             grpc_port=_available(ports.grpc),
             metrics_port=_available(ports.metrics),
             log_file=data_dir / "logs" / f"{name}.log",
-            extra_args=_extra_args(name, data_dir),
+            extra_args=_extra_args(name, data_dir, http_port=http_port),
         )
         for name, ports in DEFAULT_PORTS.items()
     ]
@@ -84,6 +88,7 @@ async def run(
             proc.start()
         await asyncio.gather(*(p.wait_serving(timeout_s=timeout_s) for p in processes))
         healthy = await report(processes, nats_url=nats.url, out=out)
+        print(f"OpenAI-compatible HTTP  http://127.0.0.1:{http_port}/v1  (gateway)", file=out)
         if healthy:
             healthy = await demo_embeddings(data_dir / "models", nats_url=nats.url, out=out)
         if once:

@@ -16,3 +16,12 @@ class GatewaySettings(ServiceSettings):
     service_name: ClassVar[str] = "gateway"
     grpc_port: int = Field(default=50051, ge=0, le=65535)
     metrics_port: int = Field(default=9101, ge=0, le=65535, description="0 disables /metrics")
+
+    # HTTP (OpenAI-compatible)
+    http_host: str = Field(default="0.0.0.0")
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="larger bodies get 413")
+
+    # Calls the pipeline makes
+    security_timeout_s: float = Field(default=2.0, gt=0)
+    inference_timeout_s: float = Field(default=30.0, gt=0)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from edgegate_common.bus import Bus
+from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.service import ServiceRuntime
 from edgegate_protos.taskstore.v1 import taskstore_pb2, taskstore_pb2_grpc
 from edgegate_taskstore import __version__
 from edgegate_taskstore.adapters import bus as taskstore_bus
 from edgegate_taskstore.adapters.gatekeeper import Gatekeeper
 from edgegate_taskstore.adapters.queue import QueueSettings, WorkQueue
-from edgegate_taskstore.adapters.readiness import ModelReadiness
 from edgegate_taskstore.adapters.records import Storage, TaskRecords
 from edgegate_taskstore.api import Limits, TaskStoreApi
 from edgegate_taskstore.config import TaskstoreSettings

@@ -41,12 +41,12 @@ from nats.aio.msg import Msg
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
+from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.errors import EdgegateError, FailedPrecondition, NotFound, ResourceExhausted
 from edgegate_common.logging import get_logger
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
 from edgegate_taskstore.adapters.queue import Puller, WorkQueue
-from edgegate_taskstore.adapters.readiness import ModelReadiness
 from edgegate_taskstore.adapters.records import TRANSIENT, TaskRecords
 from edgegate_taskstore.core import status
 from edgegate_taskstore.core.retry import Backoff, Outcome, classify

@@ -76,6 +76,10 @@ class ModelReadiness:
         ready = [v for (m, v), who in self._instances.items() if m == model and who]
         return max(ready, key=_version_order) if ready else None
 
+    def models(self) -> list[str]:
+        """The models some replica serves now, by name."""
+        return sorted({m for (m, _), who in self._instances.items() if who})
+
     def mark_down(self, model: str, version: str) -> None:
         self._instances.pop((model, version), None)
 

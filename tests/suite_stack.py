@@ -1,9 +1,10 @@
-"""The taskstore with everything it talks to, as real processes on a real nats-server.
+"""edgegate's services as real processes on a real nats-server, for the service-level tests.
 
 One stack: nats-server (JetStream, file storage), the security service
 (tokens signed from its key folder), the inference service serving the small
-test models, and one or more taskstore replicas with short timings (2 s ack
-wait, 0.1-0.5 s backoff) so that redeliveries happen within a test.
+test models, taskstore replicas with short timings (2 s ack wait, 0.1-0.5 s
+backoff, so that redeliveries happen within a test) and gateways, each
+started by the test that needs it.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Stack:
     security: ServiceProcess
     inference: ServiceProcess | None = None
     taskstores: list[ServiceProcess] = field(default_factory=list)
+    gateways: list[ServiceProcess] = field(default_factory=list)
 
     @property
     def keys_dir(self) -> Path:
@@ -87,8 +89,17 @@ class Stack:
         self.taskstores.append(proc)
         return proc
 
+    def start_gateway(self, *extra: str) -> tuple[ServiceProcess, int]:
+        """From synchronous code: one gateway, and the port its HTTP adapter listens on."""
+        http_port = free_port()
+        name = f"gateway-{len(self.gateways)}"
+        proc = _spawn(self, "gateway", ("--http-port", str(http_port), *extra), name=name)
+        self.gateways.append(proc)
+        asyncio.run(proc.wait_serving(timeout_s=90))
+        return proc, http_port
+
     def stop(self) -> None:
-        for proc in [*self.taskstores, self.inference, self.security]:
+        for proc in [*self.gateways, *self.taskstores, self.inference, self.security]:
             if proc is not None:
                 proc.stop()
         self.nats.stop()
@@ -126,13 +137,18 @@ def _process(stack: Stack, service: str, args: tuple[str, ...]) -> ServiceProces
     return proc
 
 
-def start_stack(folder: Path, *, inference: bool = True, taskstores: int = 1) -> Stack:
+def start_stack(
+    folder: Path, *, inference: bool = True, taskstores: int = 1, pii: bool = False
+) -> Stack:
+    """Start the stack; `pii` turns the security service's PII masking on (slower to start)."""
     nats = LocalNatsServer(store_dir=folder / "nats")
     nats.start()
     stack = Stack(folder=folder, nats=nats, security=None)  # type: ignore[arg-type]
     try:
         stack.security = _process(
-            stack, "security", ("--keys-dir", str(folder / "keys"), "--no-pii-enabled")
+            stack,
+            "security",
+            ("--keys-dir", str(folder / "keys"), "--pii-enabled" if pii else "--no-pii-enabled"),
         )
         if inference:
             stack.start_inference()

@@ -1,0 +1,190 @@
+"""HTTP, OpenAI-compatible: `/v1/models` and `/v1/embeddings`, so the official SDKs work.
+
+Each request becomes an Envelope for the shared pipeline. The API key the
+SDK sends (`Authorization: Bearer ...`) is the caller's edgegate token.
+Errors come back in OpenAI's shape, `{"error": {"message", "type", "param",
+"code"}}`, with the HTTP status OpenAI uses for the same case, because the
+SDKs raise their typed exceptions from that status.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+from edgegate_common.errors import Code, EdgegateError, Internal, InvalidArgument
+from edgegate_common.logging import get_logger
+from edgegate_gateway.pipeline import Pipeline
+from edgegate_protos.common.v1 import envelope_pb2 as env
+
+log = get_logger(__name__)
+
+# The status and error type OpenAI answers with for each kind of failure.
+_HTTP: dict[Code, tuple[int, str]] = {
+    Code.INVALID_ARGUMENT: (400, "invalid_request_error"),
+    Code.OUT_OF_RANGE: (400, "invalid_request_error"),
+    Code.FAILED_PRECONDITION: (400, "invalid_request_error"),
+    Code.UNAUTHENTICATED: (401, "authentication_error"),
+    Code.PERMISSION_DENIED: (403, "permission_error"),
+    Code.NOT_FOUND: (404, "not_found_error"),
+    Code.RESOURCE_EXHAUSTED: (429, "rate_limit_error"),
+    Code.UNAVAILABLE: (503, "service_unavailable"),
+    Code.DEADLINE_EXCEEDED: (504, "timeout"),
+}
+MAX_INPUTS = 2048  # OpenAI's limit on inputs per embeddings request
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def make_app(pipeline: Pipeline, *, max_body_bytes: int) -> web.Application:
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[_errors])
+    api = OpenAiHttp(pipeline)
+    app.router.add_get("/v1/models", api.models)
+    app.router.add_post("/v1/embeddings", api.embeddings)
+    return app
+
+
+class OpenAiHttp:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    async def models(self, request: web.Request) -> web.Response:
+        await self._pipeline.authenticate(request.headers.get("Authorization", ""))
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "edgegate"}
+            for name in self._pipeline.models()
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        model = _field(body, "model", str)
+        texts = _inputs(body.get("input"))
+        encoding = body.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            raise InvalidArgument(
+                "encoding_format must be 'float' or 'base64'",
+                details={"param": "encoding_format"},
+            )
+        if body.get("dimensions") is not None:
+            raise InvalidArgument(
+                "dimensions is not supported: the model's own size is returned",
+                details={"param": "dimensions"},
+            )
+        envelope = env.Envelope(channel=env.CHANNEL_HTTP, route=env.RouteHint(model=model))
+        envelope.metadata["openai.endpoint"] = "embeddings"
+        for text in texts:
+            envelope.parts.add(text=text)
+        reply = await self._pipeline.handle(
+            envelope, credential=request.headers.get("Authorization", "")
+        )
+        vectors = _embedding_rows(reply, expected=len(texts))
+        data = [
+            {"object": "embedding", "index": i, "embedding": _encode(row, encoding)}
+            for i, row in enumerate(vectors)
+        ]
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": model,
+                # Token counts are not reported by the inference service yet.
+                "usage": {"prompt_tokens": 0, "total_tokens": 0},
+            },
+            headers={"Edgegate-Backend": "local", "Edgegate-Model-Version": reply.version},
+        )
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        # aiohttp's own refusals (413 body too large, 404 no route, 405): OpenAI's shape too.
+        return _error_response(exc.status, "invalid_request_error", exc.reason, None)
+    except EdgegateError as exc:
+        status, kind = _HTTP.get(exc.code, (500, "server_error"))
+        return _error_response(status, kind, exc.message, exc.details.get("param"))
+    except Exception:
+        log.exception("http request failed", path=request.path)
+        internal = Internal("the gateway failed; see its log")
+        return _error_response(500, "server_error", internal.message, None)
+    finally:
+        log.debug("http", path=request.path, ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+def _error_response(status: int, kind: str, message: str, param: str | None) -> web.Response:
+    code = kind if kind != "invalid_request_error" else None
+    return web.json_response(
+        {"error": {"message": message, "type": kind, "param": param, "code": code}},
+        status=status,
+    )
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidArgument("the body is not valid UTF-8") from None
+    except ValueError:
+        raise InvalidArgument("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("the body must be a JSON object")
+    return body
+
+
+def _field(body: dict[str, Any], name: str, kind: type) -> Any:
+    value = body.get(name)
+    if not isinstance(value, kind) or (isinstance(value, str) and not value):
+        raise InvalidArgument(
+            f"'{name}' is required and must be a non-empty {kind.__name__}",
+            details={"param": name},
+        )
+    return value
+
+
+def _inputs(value: object) -> list[str]:
+    """`input`: a string or a list of strings (token arrays are not supported)."""
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise InvalidArgument(
+            "'input' must be a non-empty string or a non-empty list of strings",
+            details={"param": "input"},
+        )
+    if len(texts) > MAX_INPUTS:
+        raise InvalidArgument(
+            f"'input' has {len(texts)} items; at most {MAX_INPUTS}", details={"param": "input"}
+        )
+    if any(not t for t in texts):
+        raise InvalidArgument("'input' items must not be empty", details={"param": "input"})
+    return texts
+
+
+def _embedding_rows(reply: env.Reply, *, expected: int) -> np.ndarray:
+    tensors = [p.tensor for p in reply.parts if p.WhichOneof("content") == "tensor"]
+    if len(tensors) != 1 or tensors[0].datatype != "FP32" or len(tensors[0].shape) != 2:
+        raise InvalidArgument(
+            "the model does not return one FP32 [batch, dim] embedding; "
+            "use it through the inference API instead"
+        )
+    tensor = tensors[0]
+    rows = np.frombuffer(tensor.raw_data, dtype="<f4").reshape(tuple(tensor.shape))
+    if rows.shape[0] != expected:
+        raise Internal(f"the model answered {rows.shape[0]} embeddings for {expected} inputs")
+    return rows
+
+
+def _encode(row: np.ndarray, encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        return base64.b64encode(row.astype("<f4").tobytes()).decode("ascii")
+    return [float(x) for x in row]
