@@ -12,6 +12,7 @@ from edgegate_gateway import __version__
 from edgegate_gateway.adapters.openai_http import make_app
 from edgegate_gateway.config import GatewaySettings
 from edgegate_gateway.pipeline import Pipeline, Timeouts
+from edgegate_gateway.servicer import GatewayServicer
 from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = get_logger(__name__)
@@ -19,13 +20,6 @@ log = get_logger(__name__)
 
 def build(settings: GatewaySettings) -> ServiceRuntime:
     runtime = ServiceRuntime(settings, version=__version__)
-    # The gRPC adapter's methods arrive in a later step of the gateway's issue;
-    # until then the generated base servicer answers UNIMPLEMENTED.
-    runtime.grpc.add(
-        gateway_pb2_grpc.add_GatewayServicer_to_server,
-        gateway_pb2_grpc.GatewayServicer(),  # type: ignore[abstract]
-        service_name=gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,
-    )
 
     async def start(bus: Bus) -> None:
         readiness = ModelReadiness(bus.nc)
@@ -36,6 +30,13 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
             timeouts=Timeouts(
                 security_s=settings.security_timeout_s, inference_s=settings.inference_timeout_s
             ),
+        )
+        # The pipeline needs the bus, so the servicer is registered here: still
+        # before gRPC starts serving.
+        runtime.grpc.add(
+            gateway_pb2_grpc.add_GatewayServicer_to_server,
+            GatewayServicer(pipeline),
+            service_name=gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,
         )
         runner = web.AppRunner(
             make_app(pipeline, max_body_bytes=settings.max_body_bytes), access_log=None

@@ -9,7 +9,10 @@ the caller's credential. The pipeline:
    originals.
 2. routes it to a model version: the one the envelope names, else the
    highest one an inference replica announces.
-3. runs it on the inference service over NATS.
+3. runs it on the inference service over NATS; or, when the caller asked
+   for async work, or no replica serves the model and the adapter can
+   answer later (`Offline.DEFER`), hands it to the taskstore and answers
+   with the task id.
 
 What comes back is a `Reply`, or an `EdgegateError` that each adapter maps
 to its own protocol (HTTP status, gRPC code, an error frame). Nothing here
@@ -18,6 +21,7 @@ knows HTTP.
 
 from __future__ import annotations
 
+import enum
 import uuid
 from dataclasses import dataclass
 from typing import TypeVar
@@ -38,6 +42,7 @@ from edgegate_common.errors import (
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
 from edgegate_protos.security.v1 import security_pb2 as spb
+from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
 
 BEARER = "bearer "
 Rep = TypeVar("Rep", bound=Message)
@@ -47,6 +52,25 @@ Rep = TypeVar("Rep", bound=Message)
 class Timeouts:
     security_s: float = 2.0
     inference_s: float = 30.0
+    taskstore_s: float = 5.0
+
+
+class Offline(enum.Enum):
+    """What to do when no inference replica serves the model."""
+
+    REFUSE = "refuse"  # the adapter must answer now (an embeddings call): NOT_FOUND
+    DEFER = "defer"  # the adapter can answer later: hand it to the taskstore
+
+
+def _deferred(envelope: env.Envelope, task: tpb.Task) -> env.Reply:
+    reply = env.Reply(
+        envelope_id=envelope.id,
+        backend=env.BACKEND_TASKSTORE,
+        task_id=task.id,
+        model=envelope.route.model,
+    )
+    reply.created_at.GetCurrentTime()
+    return reply
 
 
 def bearer_token(credential: str) -> str:
@@ -77,8 +101,71 @@ class Pipeline:
         )
         return response.principal
 
-    async def handle(self, envelope: env.Envelope, *, credential: str) -> env.Reply:
-        """Admit `envelope`, run it on its model, and return the reply."""
+    async def handle(
+        self,
+        envelope: env.Envelope,
+        *,
+        credential: str,
+        defer: bool = False,
+        offline: Offline = Offline.REFUSE,
+    ) -> env.Reply:
+        """Admit `envelope`, run it on its model (or defer it), and return the reply."""
+        await self._admit(envelope, credential)
+        if defer:
+            return _deferred(envelope, await self._submit(envelope, credential))
+        model, version = envelope.route.model, envelope.route.version
+        chosen = self._readiness.version_to_run(model, version)
+        if chosen is None:
+            if offline is Offline.DEFER:
+                return _deferred(envelope, await self._submit(envelope, credential))
+            raise NotFound(
+                f"no inference replica serves model {model!r}"
+                + (f" version {version!r}" if version else ""),
+                details={"model": model},
+            )
+        try:
+            return await self._bus.request(
+                subjects.inference_infer(model, chosen),
+                envelope,
+                env.Reply,
+                timeout_s=self._timeouts.inference_s,
+            )
+        except NoResponders:
+            self._readiness.mark_down(model, chosen)
+            if offline is Offline.DEFER:
+                return _deferred(envelope, await self._submit(envelope, credential))
+            raise Unavailable(f"model {model!r} version {chosen} is not being served") from None
+
+    async def submit(self, envelope: env.Envelope, *, credential: str) -> tpb.Task:
+        """Admit `envelope` and hand it to the taskstore: the task, to follow later."""
+        await self._admit(envelope, credential)
+        return await self._submit(envelope, credential)
+
+    async def task_call(
+        self, subject: str, request: Message, reply_type: type[Rep], *, credential: str
+    ) -> Rep:
+        """A taskstore call on the caller's behalf (Get, List, Cancel...), with their token."""
+        try:
+            return await self._bus.request(
+                subject,
+                request,
+                reply_type,
+                timeout_s=self._timeouts.security_s + self._timeouts.taskstore_s,
+                headers={"Authorization": f"Bearer {bearer_token(credential)}"},
+            )
+        except (NoResponders, DeadlineExceeded):
+            raise Unavailable("the taskstore is not answering; try again") from None
+
+    async def _submit(self, envelope: env.Envelope, credential: str) -> tpb.Task:
+        return await self.task_call(
+            subjects.TASKSTORE_SUBMIT,
+            tpb.SubmitRequest(envelope=envelope),
+            tpb.Task,
+            credential=credential,
+        )
+
+    async def _admit(self, envelope: env.Envelope, credential: str) -> None:
+        """Security's answer applied to `envelope`: refused, or cleaned and stamped."""
         if not envelope.id:
             envelope.id = uuid.uuid4().hex
         if not envelope.HasField("received_at"):
@@ -99,27 +186,6 @@ class Pipeline:
             envelope.parts.extend(inspection.parts)
         envelope.tenant = admitted.principal.tenant
         envelope.user = envelope.user or admitted.principal.subject
-        return await self._infer(envelope)
-
-    async def _infer(self, envelope: env.Envelope) -> env.Reply:
-        model = envelope.route.model
-        version = self._readiness.version_to_run(model, envelope.route.version)
-        if version is None:
-            raise NotFound(
-                f"no inference replica serves model {model!r}"
-                + (f" version {envelope.route.version!r}" if envelope.route.version else ""),
-                details={"model": model},
-            )
-        try:
-            return await self._bus.request(
-                subjects.inference_infer(model, version),
-                envelope,
-                env.Reply,
-                timeout_s=self._timeouts.inference_s,
-            )
-        except NoResponders:
-            self._readiness.mark_down(model, version)
-            raise Unavailable(f"model {model!r} version {version} is not being served") from None
 
     async def _security(self, subject: str, request: Message, reply_type: type[Rep]) -> Rep:
         try:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from edgegate_common.rpc import authorization
 from edgegate_protos.security.v1 import security_pb2 as pb
 from edgegate_protos.security.v1 import security_pb2_grpc
 from edgegate_security.api import SecurityApi
@@ -46,19 +47,12 @@ class SecurityServicer(security_pb2_grpc.SecurityServicer):
     async def IssueToken(
         self, request: pb.IssueTokenRequest, context: Context
     ) -> pb.IssueTokenResponse:
-        return await self._api.issue_token(request, credential=_authorization(context))
+        return await self._api.issue_token(request, credential=authorization(context))
 
     async def VerifyAudit(
         self, request: pb.VerifyAuditRequest, context: Context
     ) -> pb.VerifyAuditResponse:
-        return await self._api.verify_audit(request, credential=_authorization(context))
+        return await self._api.verify_audit(request, credential=authorization(context))
 
     async def Restore(self, request: pb.RestoreRequest, context: Context) -> pb.RestoreResponse:
-        return await self._api.restore(request, credential=_authorization(context))
-
-
-def _authorization(context: Context) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization" and isinstance(value, str):
-            return value
-    return ""
+        return await self._api.restore(request, credential=authorization(context))

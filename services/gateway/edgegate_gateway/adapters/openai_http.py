@@ -10,16 +10,16 @@ SDKs raise their typed exceptions from that status.
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import numpy as np
 from aiohttp import web
 
 from edgegate_common.errors import Code, EdgegateError, Internal, InvalidArgument
 from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters.http_json import field, json_object, text_inputs
+from edgegate_gateway.adapters.tasks_http import TasksHttp
 from edgegate_gateway.pipeline import Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
 
@@ -37,7 +37,6 @@ _HTTP: dict[Code, tuple[int, str]] = {
     Code.UNAVAILABLE: (503, "service_unavailable"),
     Code.DEADLINE_EXCEEDED: (504, "timeout"),
 }
-MAX_INPUTS = 2048  # OpenAI's limit on inputs per embeddings request
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -47,6 +46,7 @@ def make_app(pipeline: Pipeline, *, max_body_bytes: int) -> web.Application:
     api = OpenAiHttp(pipeline)
     app.router.add_get("/v1/models", api.models)
     app.router.add_post("/v1/embeddings", api.embeddings)
+    TasksHttp(pipeline).add_routes(app)
     return app
 
 
@@ -63,9 +63,9 @@ class OpenAiHttp:
         return web.json_response({"object": "list", "data": data})
 
     async def embeddings(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
-        model = _field(body, "model", str)
-        texts = _inputs(body.get("input"))
+        body = await json_object(request)
+        model = field(body, "model", str)
+        texts = text_inputs(body.get("input"))
         encoding = body.get("encoding_format", "float")
         if encoding not in ("float", "base64"):
             raise InvalidArgument(
@@ -128,46 +128,6 @@ def _error_response(status: int, kind: str, message: str, param: str | None) -> 
         {"error": {"message": message, "type": kind, "param": param, "code": code}},
         status=status,
     )
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        body = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InvalidArgument("the body is not valid UTF-8") from None
-    except ValueError:
-        raise InvalidArgument("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument("the body must be a JSON object")
-    return body
-
-
-def _field(body: dict[str, Any], name: str, kind: type) -> Any:
-    value = body.get(name)
-    if not isinstance(value, kind) or (isinstance(value, str) and not value):
-        raise InvalidArgument(
-            f"'{name}' is required and must be a non-empty {kind.__name__}",
-            details={"param": name},
-        )
-    return value
-
-
-def _inputs(value: object) -> list[str]:
-    """`input`: a string or a list of strings (token arrays are not supported)."""
-    texts = [value] if isinstance(value, str) else value
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-        raise InvalidArgument(
-            "'input' must be a non-empty string or a non-empty list of strings",
-            details={"param": "input"},
-        )
-    if len(texts) > MAX_INPUTS:
-        raise InvalidArgument(
-            f"'input' has {len(texts)} items; at most {MAX_INPUTS}", details={"param": "input"}
-        )
-    if any(not t for t in texts):
-        raise InvalidArgument("'input' items must not be empty", details={"param": "input"})
-    return texts
 
 
 def _embedding_rows(reply: env.Reply, *, expected: int) -> np.ndarray:
