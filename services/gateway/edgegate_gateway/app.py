@@ -10,6 +10,7 @@ from edgegate_common.logging import get_logger
 from edgegate_common.service import ServiceRuntime
 from edgegate_gateway import __version__
 from edgegate_gateway.adapters.openai_http import make_app
+from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.config import GatewaySettings
 from edgegate_gateway.pipeline import Pipeline, Timeouts
 from edgegate_gateway.servicer import GatewayServicer
@@ -24,9 +25,12 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
     async def start(bus: Bus) -> None:
         readiness = ModelReadiness(bus.nc)
         await readiness.start()
+        limiter = await RateLimiter.open(bus.js)
+        await limiter.start()
         pipeline = Pipeline(
             bus=bus,
             readiness=readiness,
+            limiter=limiter,
             timeouts=Timeouts(
                 security_s=settings.security_timeout_s, inference_s=settings.inference_timeout_s
             ),
@@ -48,6 +52,7 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
 
         async def stop() -> None:
             await runner.cleanup()
+            await limiter.stop()
             await readiness.stop()
 
         runtime.on_stop(stop)

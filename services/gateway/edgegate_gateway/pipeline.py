@@ -7,9 +7,11 @@ the caller's credential. The pipeline:
    authenticates the token, authorises `infer:<model>`, inspects the content
    and masks PII. A refusal is a typed error; redacted parts replace the
    originals.
-2. routes it to a model version: the one the envelope names, else the
+2. spends one request of the tenant's (and the API key's) rate limit, shared
+   by all gateway replicas (`adapters/rate_limits.py`).
+3. routes it to a model version: the one the envelope names, else the
    highest one an inference replica announces.
-3. runs it on the inference service over NATS; or, when the caller asked
+4. runs it on the inference service over NATS; or, when the caller asked
    for async work, or no replica serves the model and the adapter can
    answer later (`Offline.DEFER`), hands it to the taskstore and answers
    with the task id.
@@ -39,6 +41,7 @@ from edgegate_common.errors import (
     Unauthenticated,
     Unavailable,
 )
+from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
 from edgegate_protos.security.v1 import security_pb2 as spb
@@ -83,10 +86,18 @@ def bearer_token(credential: str) -> str:
 
 
 class Pipeline:
-    def __init__(self, *, bus: Bus, readiness: ModelReadiness, timeouts: Timeouts) -> None:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        readiness: ModelReadiness,
+        timeouts: Timeouts,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self._bus = bus
         self._readiness = readiness
         self._timeouts = timeouts
+        self._limiter = limiter
 
     def models(self) -> list[str]:
         """The models some inference replica serves now."""
@@ -184,8 +195,11 @@ class Pipeline:
         if inspection.verdict == spb.VERDICT_ALLOW_WITH_REDACTIONS:
             del envelope.parts[:]
             envelope.parts.extend(inspection.parts)
-        envelope.tenant = admitted.principal.tenant
-        envelope.user = envelope.user or admitted.principal.subject
+        principal = admitted.principal
+        envelope.tenant = principal.tenant
+        envelope.user = envelope.user or principal.subject
+        if self._limiter is not None:
+            await self._limiter.admit(principal.tenant, key=principal.token_id or principal.subject)
 
     async def _security(self, subject: str, request: Message, reply_type: type[Rep]) -> Rep:
         try:

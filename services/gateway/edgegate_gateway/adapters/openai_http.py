@@ -113,7 +113,10 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error_response(exc.status, "invalid_request_error", exc.reason, None)
     except EdgegateError as exc:
         status, kind = _HTTP.get(exc.code, (500, "server_error"))
-        return _error_response(status, kind, exc.message, exc.details.get("param"))
+        response = _error_response(status, kind, exc.message, exc.details.get("param"))
+        if "retry_after_s" in exc.details:
+            response.headers["Retry-After"] = exc.details["retry_after_s"]
+        return response
     except Exception:
         log.exception("http request failed", path=request.path)
         internal = Internal("the gateway failed; see its log")

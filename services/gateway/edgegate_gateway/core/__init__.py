@@ -1,0 +1,1 @@
+"""The gateway's pure logic: quotas and token buckets. No I/O."""
