@@ -11,6 +11,7 @@ from edgegate_common.service import ServiceRuntime
 from edgegate_gateway import __version__
 from edgegate_gateway.adapters.openai_http import make_app
 from edgegate_gateway.adapters.rate_limits import RateLimiter
+from edgegate_gateway.adapters.routes import RouteTable
 from edgegate_gateway.config import GatewaySettings
 from edgegate_gateway.pipeline import Pipeline, Timeouts
 from edgegate_gateway.servicer import GatewayServicer
@@ -27,10 +28,13 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
         await readiness.start()
         limiter = await RateLimiter.open(bus.js)
         await limiter.start()
+        routes = await RouteTable.open(bus.js)
+        await routes.start()
         pipeline = Pipeline(
             bus=bus,
             readiness=readiness,
             limiter=limiter,
+            routes=routes,
             timeouts=Timeouts(
                 security_s=settings.security_timeout_s, inference_s=settings.inference_timeout_s
             ),
@@ -53,6 +57,7 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
         async def stop() -> None:
             await runner.cleanup()
             await limiter.stop()
+            await routes.stop()
             await readiness.stop()
 
         runtime.on_stop(stop)

@@ -9,8 +9,9 @@ the caller's credential. The pipeline:
    originals.
 2. spends one request of the tenant's (and the API key's) rate limit, shared
    by all gateway replicas (`adapters/rate_limits.py`).
-3. routes it to a model version: the one the envelope names, else the
-   highest one an inference replica announces.
+3. routes it to a model version: the one the envelope names, else one
+   chosen by the model's weights in `edgegate-routes` (stable / canary),
+   else the highest one an inference replica announces.
 4. runs it on the inference service over NATS; or, when the caller asked
    for async work, or no replica serves the model and the adapter can
    answer later (`Offline.DEFER`), hands it to the taskstore and answers
@@ -42,6 +43,7 @@ from edgegate_common.errors import (
     Unavailable,
 )
 from edgegate_gateway.adapters.rate_limits import RateLimiter
+from edgegate_gateway.adapters.routes import RouteTable
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
 from edgegate_protos.security.v1 import security_pb2 as spb
@@ -93,11 +95,13 @@ class Pipeline:
         readiness: ModelReadiness,
         timeouts: Timeouts,
         limiter: RateLimiter | None = None,
+        routes: RouteTable | None = None,
     ) -> None:
         self._bus = bus
         self._readiness = readiness
         self._timeouts = timeouts
         self._limiter = limiter
+        self._routes = routes
 
     def models(self) -> list[str]:
         """The models some inference replica serves now."""
@@ -125,7 +129,7 @@ class Pipeline:
         if defer:
             return _deferred(envelope, await self._submit(envelope, credential))
         model, version = envelope.route.model, envelope.route.version
-        chosen = self._readiness.version_to_run(model, version)
+        chosen = self._version(model, version)
         if chosen is None:
             if offline is Offline.DEFER:
                 return _deferred(envelope, await self._submit(envelope, credential))
@@ -146,6 +150,16 @@ class Pipeline:
             if offline is Offline.DEFER:
                 return _deferred(envelope, await self._submit(envelope, credential))
             raise Unavailable(f"model {model!r} version {chosen} is not being served") from None
+
+    def _version(self, model: str, named: str) -> str | None:
+        """The version named, else one by the route's weights, else the highest served."""
+        if not named and self._routes is not None:
+            weights = self._routes.weights(model)
+            if weights is not None:
+                chosen = weights.choose(self._readiness.served_versions(model))
+                if chosen is not None:
+                    return chosen
+        return self._readiness.version_to_run(model, named)
 
     async def submit(self, envelope: env.Envelope, *, credential: str) -> tpb.Task:
         """Admit `envelope` and hand it to the taskstore: the task, to follow later."""

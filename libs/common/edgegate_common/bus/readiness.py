@@ -76,6 +76,10 @@ class ModelReadiness:
         ready = [v for (m, v), who in self._instances.items() if m == model and who]
         return max(ready, key=_version_order) if ready else None
 
+    def served_versions(self, model: str) -> list[str]:
+        """The versions of `model` some replica serves now."""
+        return [v for (m, v), who in self._instances.items() if m == model and who]
+
     def models(self) -> list[str]:
         """The models some replica serves now, by name."""
         return sorted({m for (m, _), who in self._instances.items() if who})

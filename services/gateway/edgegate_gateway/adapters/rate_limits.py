@@ -14,7 +14,6 @@ side of admitting less.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from edgegate_common import subjects
 from edgegate_common.bus import ensure_key_value
 from edgegate_common.errors import ResourceExhausted
 from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters import kv_watch
 from edgegate_gateway.core.quota import Bucket, Limit, Quota
 
 log = get_logger(__name__)
@@ -79,28 +79,13 @@ class RateLimiter:
 
     async def start(self) -> None:
         """Load the quotas and follow their changes."""
-        watcher = await self._quotas_kv.watchall()
-        ready = asyncio.Event()
-
-        async def follow() -> None:
-            async for entry in watcher:
-                if entry is None:  # the initial values are all in
-                    ready.set()
-                    continue
-                self._apply(entry.key, entry.value, deleted=entry.operation is not None)
-
-        self._watcher = asyncio.get_running_loop().create_task(follow())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ready.wait(), timeout=5)
+        self._watcher = await kv_watch.follow(self._quotas_kv, self._apply)
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        await kv_watch.stop(self._watcher)
 
-    def _apply(self, tenant: str, value: bytes | None, *, deleted: bool) -> None:
-        if deleted or not value:
+    def _apply(self, tenant: str, value: bytes | None) -> None:
+        if not value:
             self._quotas.pop(tenant, None)
             log.info("quota removed", tenant=tenant)
             return

@@ -1,0 +1,52 @@
+"""Weighted version routing: which version of a model gets a request.
+
+The operator writes one document per model into the NATS KV bucket
+`edgegate-routes` while it rolls out a canary:
+
+    {"weights": {"1": 90, "2": 10}}
+
+A request that names no version goes to one of the weighted versions that
+some replica serves now, in proportion to the weights. A version with weight
+0 gets nothing. When no weighted version is served, or there is no document,
+the request goes to the highest version served.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    by_version: Mapping[str, float]
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Weights:
+        """Parse a route document; ValueError says what is wrong with it."""
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError("a route must be a JSON object") from None
+        weights = doc.get("weights") if isinstance(doc, dict) else None
+        if not isinstance(weights, dict) or not weights:
+            raise ValueError('a route needs "weights": {"<version>": <weight>, ...}')
+        for version, weight in weights.items():
+            if not isinstance(weight, int | float) or isinstance(weight, bool) or weight < 0:
+                raise ValueError(f"the weight of version {version!r} must be a number >= 0")
+        return cls(by_version={str(v): float(w) for v, w in weights.items()})
+
+    def choose(self, served: Iterable[str], *, rng: random.Random | None = None) -> str | None:
+        """A served version by weight, or None when no weighted version is served."""
+        candidates = [(v, w) for v, w in self.by_version.items() if w > 0 and v in set(served)]
+        if not candidates:
+            return None
+        total = sum(w for _, w in candidates)
+        point = (rng or random).uniform(0, total)
+        for version, weight in candidates:
+            point -= weight
+            if point <= 0:
+                return version
+        return candidates[-1][0]
