@@ -9,10 +9,13 @@ from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.logging import get_logger
 from edgegate_common.service import ServiceRuntime
 from edgegate_gateway import __version__
+from edgegate_gateway.adapters.fallback import CloudFallback, FallbackSettings
 from edgegate_gateway.adapters.openai_http import make_app
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.routes import RouteTable
 from edgegate_gateway.config import GatewaySettings
+from edgegate_gateway.core.breaker import BreakerPolicy
+from edgegate_gateway.local import LocalInference
 from edgegate_gateway.pipeline import Pipeline, Timeouts
 from edgegate_gateway.servicer import GatewayServicer
 from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -30,14 +33,42 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
         await limiter.start()
         routes = await RouteTable.open(bus.js)
         await routes.start()
+        s = settings
+        local = LocalInference(
+            bus=bus,
+            readiness=readiness,
+            policy=BreakerPolicy(
+                window_s=s.breaker_window_s,
+                min_calls=s.breaker_min_calls,
+                failure_rate=s.breaker_failure_rate,
+                slow_call_s=s.breaker_slow_call_s,
+                slow_call_rate=s.breaker_slow_call_rate,
+                open_s=s.breaker_open_s,
+                max_open_s=s.breaker_max_open_s,
+                probes=s.breaker_probes,
+            ),
+            timeout_s=s.inference_timeout_s,
+            instance=runtime.instance,
+        )
+        fallback = None
+        if s.fallback_url:
+            fallback = CloudFallback(
+                FallbackSettings(
+                    base_url=s.fallback_url,
+                    api_key=s.fallback_api_key.get_secret_value() if s.fallback_api_key else "",
+                    model=s.fallback_model,
+                    max_concurrency=s.fallback_max_concurrency,
+                    timeout_s=s.fallback_timeout_s,
+                )
+            )
         pipeline = Pipeline(
             bus=bus,
             readiness=readiness,
+            local=local,
+            fallback=fallback,
             limiter=limiter,
             routes=routes,
-            timeouts=Timeouts(
-                security_s=settings.security_timeout_s, inference_s=settings.inference_timeout_s
-            ),
+            timeouts=Timeouts(security_s=settings.security_timeout_s),
         )
         # The pipeline needs the bus, so the servicer is registered here: still
         # before gRPC starts serving.
@@ -58,6 +89,8 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
             await runner.cleanup()
             await limiter.stop()
             await routes.stop()
+            if fallback is not None:
+                await fallback.close()
             await readiness.stop()
 
         runtime.on_stop(stop)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from edgegate_common.config import ServiceSettings
@@ -25,3 +25,20 @@ class GatewaySettings(ServiceSettings):
     # Calls the pipeline makes
     security_timeout_s: float = Field(default=2.0, gt=0)
     inference_timeout_s: float = Field(default=30.0, gt=0)
+
+    # Circuit breaker, one per model version
+    breaker_window_s: float = Field(default=30.0, gt=0)
+    breaker_min_calls: int = Field(default=20, ge=1)
+    breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    breaker_slow_call_s: float = Field(default=5.0, gt=0)
+    breaker_slow_call_rate: float = Field(default=0.8, gt=0, le=1)
+    breaker_open_s: float = Field(default=5.0, gt=0, description="doubles while it keeps failing")
+    breaker_max_open_s: float = Field(default=60.0, gt=0)
+    breaker_probes: int = Field(default=3, ge=1, description="half-open test calls")
+
+    # Cloud fallback (OpenAI-compatible); unset: none
+    fallback_url: str | None = Field(default=None, description="e.g. https://api.openai.com/v1")
+    fallback_api_key: SecretStr | None = None
+    fallback_model: str = Field(default="", description="the cloud's model name; empty: same")
+    fallback_max_concurrency: int = Field(default=8, ge=1)
+    fallback_timeout_s: float = Field(default=10.0, gt=0)

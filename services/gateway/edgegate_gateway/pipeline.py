@@ -12,10 +12,12 @@ the caller's credential. The pipeline:
 3. routes it to a model version: the one the envelope names, else one
    chosen by the model's weights in `edgegate-routes` (stable / canary),
    else the highest one an inference replica announces.
-4. runs it on the inference service over NATS; or, when the caller asked
-   for async work, or no replica serves the model and the adapter can
-   answer later (`Offline.DEFER`), hands it to the taskstore and answers
-   with the task id.
+4. runs it on the inference service over NATS, behind a circuit breaker per
+   model version (`local.py`). When the caller asked for async work it goes
+   to the taskstore instead. When local inference cannot answer (breaker
+   open, nobody serving, failing, a full queue), the cloud fallback answers
+   if one is configured and the deadline allows. Otherwise the taskstore
+   takes it, if the adapter can answer later (`Offline.DEFER`).
 
 What comes back is a `Reply`, or an `EdgegateError` that each adapter maps
 to its own protocol (HTTP status, gRPC code, an error frame). Nothing here
@@ -25,6 +27,7 @@ knows HTTP.
 from __future__ import annotations
 
 import enum
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TypeVar
@@ -36,27 +39,34 @@ from edgegate_common.bus import Bus
 from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.errors import (
     DeadlineExceeded,
+    EdgegateError,
     NoResponders,
     NotFound,
     PermissionDenied,
     Unauthenticated,
     Unavailable,
 )
+from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters.fallback import CloudFallback
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.routes import RouteTable
+from edgegate_gateway.local import Elsewhere, LocalInference
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
 from edgegate_protos.security.v1 import security_pb2 as spb
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
 
+log = get_logger(__name__)
+
 BEARER = "bearer "
+# Below this much time left before its deadline, a message is not sent to the cloud.
+MIN_FALLBACK_BUDGET_S = 0.5
 Rep = TypeVar("Rep", bound=Message)
 
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     security_s: float = 2.0
-    inference_s: float = 30.0
     taskstore_s: float = 5.0
 
 
@@ -65,6 +75,13 @@ class Offline(enum.Enum):
 
     REFUSE = "refuse"  # the adapter must answer now (an embeddings call): NOT_FOUND
     DEFER = "defer"  # the adapter can answer later: hand it to the taskstore
+
+
+def _remaining_s(envelope: env.Envelope) -> float | None:
+    """What the envelope's deadline leaves, in seconds (None: no deadline)."""
+    if not envelope.HasField("deadline"):
+        return None
+    return envelope.deadline.ToNanoseconds() / 1e9 - time.time()
 
 
 def _deferred(envelope: env.Envelope, task: tpb.Task) -> env.Reply:
@@ -94,14 +111,18 @@ class Pipeline:
         bus: Bus,
         readiness: ModelReadiness,
         timeouts: Timeouts,
+        local: LocalInference,
         limiter: RateLimiter | None = None,
         routes: RouteTable | None = None,
+        fallback: CloudFallback | None = None,
     ) -> None:
         self._bus = bus
         self._readiness = readiness
         self._timeouts = timeouts
+        self._local = local
         self._limiter = limiter
         self._routes = routes
+        self._fallback = fallback
 
     def models(self) -> list[str]:
         """The models some inference replica serves now."""
@@ -131,25 +152,31 @@ class Pipeline:
         model, version = envelope.route.model, envelope.route.version
         chosen = self._version(model, version)
         if chosen is None:
-            if offline is Offline.DEFER:
-                return _deferred(envelope, await self._submit(envelope, credential))
-            raise NotFound(
+            missing = NotFound(
                 f"no inference replica serves model {model!r}"
                 + (f" version {version!r}" if version else ""),
                 details={"model": model},
             )
+            return await self._elsewhere(envelope, credential, offline, missing)
         try:
-            return await self._bus.request(
-                subjects.inference_infer(model, chosen),
-                envelope,
-                env.Reply,
-                timeout_s=self._timeouts.inference_s,
-            )
-        except NoResponders:
-            self._readiness.mark_down(model, chosen)
-            if offline is Offline.DEFER:
-                return _deferred(envelope, await self._submit(envelope, credential))
-            raise Unavailable(f"model {model!r} version {chosen} is not being served") from None
+            return await self._local.infer(envelope, model=model, version=chosen)
+        except Elsewhere as why:
+            return await self._elsewhere(envelope, credential, offline, why.error)
+
+    async def _elsewhere(
+        self, envelope: env.Envelope, credential: str, offline: Offline, error: EdgegateError
+    ) -> env.Reply:
+        """Local inference cannot answer: the cloud fallback, else the taskstore, else `error`."""
+        if self._fallback is not None and self._fallback.can_serve(envelope):
+            budget_s = _remaining_s(envelope)
+            if budget_s is None or budget_s > MIN_FALLBACK_BUDGET_S:
+                try:
+                    return await self._fallback.infer(envelope, budget_s=budget_s)
+                except EdgegateError as exc:
+                    log.warning("cloud fallback failed", error=exc.message)
+        if offline is Offline.DEFER:
+            return _deferred(envelope, await self._submit(envelope, credential))
+        raise error
 
     def _version(self, model: str, named: str) -> str | None:
         """The version named, else one by the route's weights, else the highest served."""

@@ -38,6 +38,8 @@ _HTTP: dict[Code, tuple[int, str]] = {
     Code.DEADLINE_EXCEEDED: (504, "timeout"),
 }
 
+_BACKENDS = {env.BACKEND_LOCAL: "local", env.BACKEND_FALLBACK: "fallback"}
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -97,7 +99,10 @@ class OpenAiHttp:
                 # Token counts are not reported by the inference service yet.
                 "usage": {"prompt_tokens": 0, "total_tokens": 0},
             },
-            headers={"Edgegate-Backend": "local", "Edgegate-Model-Version": reply.version},
+            headers={
+                "Edgegate-Backend": _BACKENDS.get(reply.backend, "local"),
+                "Edgegate-Model-Version": reply.version,
+            },
         )
 
 

@@ -1,0 +1,114 @@
+"""The cloud fallback: an OpenAI-compatible endpoint that answers when local inference cannot.
+
+Only text requests (what `/v1/embeddings` sends) can go there: their texts
+go out as one embeddings call, and the answer comes back as the same
+`Reply` local inference gives (one FP32 [batch, dim] tensor), marked
+`BACKEND_FALLBACK`. A cap on concurrent calls keeps a local outage from
+turning into a flood of cloud calls: over the cap, RESOURCE_EXHAUSTED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+import numpy as np
+
+from edgegate_common.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    ResourceExhausted,
+    Unavailable,
+)
+from edgegate_protos.common.v1 import envelope_pb2 as env
+
+FALLBACK_VERSION = "cloud"
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackSettings:
+    base_url: str  # e.g. https://api.openai.com/v1
+    api_key: str = ""
+    model: str = ""  # the cloud's model name; empty: the same name as locally
+    max_concurrency: int = 8
+    timeout_s: float = 10.0
+
+
+class CloudFallback:
+    def __init__(self, settings: FallbackSettings) -> None:
+        self._settings = settings
+        self._in_flight = 0
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def can_serve(self, envelope: env.Envelope) -> bool:
+        return bool(envelope.parts) and all(
+            p.WhichOneof("content") == "text" for p in envelope.parts
+        )
+
+    async def infer(self, envelope: env.Envelope, *, budget_s: float | None) -> env.Reply:
+        """The cloud's answer to `envelope`, within `budget_s` (what its deadline leaves)."""
+        s = self._settings
+        if not self.can_serve(envelope):
+            raise FailedPrecondition("the cloud fallback serves text messages only")
+        if self._in_flight >= s.max_concurrency:
+            raise ResourceExhausted(
+                f"the cloud fallback is at its cap of {s.max_concurrency} concurrent calls"
+            )
+        timeout_s = s.timeout_s if budget_s is None else min(s.timeout_s, budget_s)
+        texts = [p.text for p in envelope.parts]
+        self._in_flight += 1
+        try:
+            rows = await asyncio.wait_for(self._embed(texts, envelope.route.model), timeout_s)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"the cloud fallback did not answer in {timeout_s:g} s"
+            ) from None
+        finally:
+            self._in_flight -= 1
+        reply = env.Reply(
+            envelope_id=envelope.id,
+            backend=env.BACKEND_FALLBACK,
+            model=envelope.route.model,
+            version=FALLBACK_VERSION,
+        )
+        reply.created_at.GetCurrentTime()
+        reply.parts.add(
+            tensor=env.Tensor(
+                name="embedding", datatype="FP32", shape=list(rows.shape), raw_data=rows.tobytes()
+            )
+        )
+        return reply
+
+    async def _embed(self, texts: list[str], model: str) -> np.ndarray:
+        s = self._settings
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        body = {"model": s.model or model, "input": texts, "encoding_format": "float"}
+        headers = {"Authorization": f"Bearer {s.api_key}"} if s.api_key else {}
+        try:
+            async with self._session.post(
+                f"{s.base_url.rstrip('/')}/embeddings", json=body, headers=headers
+            ) as answer:
+                doc = await answer.json(content_type=None)
+                if answer.status != 200:
+                    message = (
+                        (doc.get("error") or {}).get("message", "") if isinstance(doc, dict) else ""
+                    )
+                    raise Unavailable(f"the cloud fallback answered {answer.status}: {message}")
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise Unavailable(f"the cloud fallback failed: {exc!r}") from exc
+        try:
+            data = sorted(doc["data"], key=lambda d: d["index"])
+            rows = np.array([d["embedding"] for d in data], dtype="<f4")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Unavailable(
+                f"the cloud fallback's answer is not an embeddings list: {exc!r}"
+            ) from exc
+        if rows.ndim != 2 or rows.shape[0] != len(texts):
+            raise Unavailable(f"the cloud fallback answered {rows.shape} for {len(texts)} texts")
+        return rows

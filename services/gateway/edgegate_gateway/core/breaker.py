@@ -1,0 +1,108 @@
+"""A circuit breaker per model version: closed, open, half-open.
+
+Closed, it lets every call through and keeps the outcomes of the last
+`window_s`. Once the window holds at least `min_calls`, a failure rate or a
+slow-call rate at or over its threshold opens it: calls go elsewhere (the
+cloud fallback) for `open_s`, doubled each time it opens again without
+having closed, up to `max_open_s`. Then it is half-open: `probes` calls go
+through. If all of them succeed it closes; one failure opens it again.
+
+Only what says the version is unhealthy counts: the caller records
+failures (unavailable, timed out, internal) and successes. Client errors
+(bad input, unknown model) and a full queue (overload spills over, it does
+not trip) are not recorded at all.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass
+
+
+class State(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    window_s: float = 30.0
+    min_calls: int = 20
+    failure_rate: float = 0.5
+    slow_call_s: float = 5.0
+    slow_call_rate: float = 0.8
+    open_s: float = 5.0
+    max_open_s: float = 60.0
+    probes: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    previous: State
+    state: State
+    reason: str
+
+
+class CircuitBreaker:
+    def __init__(self, policy: BreakerPolicy) -> None:
+        self._policy = policy
+        self.state = State.CLOSED
+        self._calls: deque[tuple[float, bool, bool]] = deque()  # (at, failed, slow)
+        self._open_until = 0.0
+        self._open_for = policy.open_s
+        self._probes_sent = 0
+        self._probes_passed = 0
+
+    def allow(self, now_s: float) -> tuple[bool, Transition | None]:
+        """May a call go to the model version now? (and the state change that caused, if any)"""
+        change = None
+        if self.state is State.OPEN and now_s >= self._open_until:
+            change = self._move(State.HALF_OPEN, "open time over: probing")
+            self._probes_sent = self._probes_passed = 0
+        if self.state is State.CLOSED:
+            return True, change
+        if self.state is State.HALF_OPEN and self._probes_sent < self._policy.probes:
+            self._probes_sent += 1
+            return True, change
+        return False, change
+
+    def record(self, *, failed: bool, duration_s: float, now_s: float) -> Transition | None:
+        """One call's outcome; the state change it causes, if any."""
+        p = self._policy
+        if self.state is State.HALF_OPEN:
+            if failed:
+                return self._open(now_s, "a probe failed", backoff=True)
+            self._probes_passed += 1
+            if self._probes_passed >= p.probes:
+                self._calls.clear()
+                self._open_for = p.open_s
+                return self._move(State.CLOSED, "every probe succeeded")
+            return None
+        if self.state is State.OPEN:
+            return None  # a call let through before it opened
+        self._calls.append((now_s, failed, duration_s >= p.slow_call_s))
+        while self._calls and self._calls[0][0] < now_s - p.window_s:
+            self._calls.popleft()
+        if len(self._calls) < p.min_calls:
+            return None
+        failures = sum(1 for _, f, _ in self._calls if f) / len(self._calls)
+        slow = sum(1 for _, _, s in self._calls if s) / len(self._calls)
+        if failures >= p.failure_rate:
+            return self._open(now_s, f"failure rate {failures:.0%} over {len(self._calls)} calls")
+        if slow >= p.slow_call_rate:
+            return self._open(now_s, f"slow-call rate {slow:.0%} over {len(self._calls)} calls")
+        return None
+
+    def _open(self, now_s: float, reason: str, *, backoff: bool = False) -> Transition:
+        if backoff:
+            self._open_for = min(self._policy.max_open_s, self._open_for * 2)
+        self._open_until = now_s + self._open_for
+        self._calls.clear()
+        return self._move(State.OPEN, reason)
+
+    def _move(self, state: State, reason: str) -> Transition:
+        change = Transition(previous=self.state, state=state, reason=reason)
+        self.state = state
+        return change
