@@ -13,6 +13,7 @@ from edgegate_gateway.adapters.fallback import CloudFallback, FallbackSettings
 from edgegate_gateway.adapters.openai_http import make_app
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.routes import RouteTable
+from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.config import GatewaySettings
 from edgegate_gateway.core.breaker import BreakerPolicy
 from edgegate_gateway.local import LocalInference
@@ -77,8 +78,20 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
             GatewayServicer(pipeline),
             service_name=gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,
         )
+        assistant = None
+        if s.knowledge_dir is not None:
+            assistant = Assistant(
+                bus=bus,
+                readiness=readiness,
+                pipeline=pipeline,
+                folder=s.knowledge_dir,
+                model=s.assistant_model,
+                min_score=s.assistant_min_score,
+            )
+            assistant.start()
         runner = web.AppRunner(
-            make_app(pipeline, max_body_bytes=settings.max_body_bytes), access_log=None
+            make_app(pipeline, max_body_bytes=s.max_body_bytes, assistant=assistant),
+            access_log=None,
         )
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
@@ -87,6 +100,8 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
 
         async def stop() -> None:
             await runner.cleanup()
+            if assistant is not None:
+                await assistant.stop()
             await limiter.stop()
             await routes.stop()
             if fallback is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field, SecretStr
@@ -25,6 +26,11 @@ class GatewaySettings(ServiceSettings):
     # Calls the pipeline makes
     security_timeout_s: float = Field(default=2.0, gt=0)
     inference_timeout_s: float = Field(default=30.0, gt=0)
+
+    # The default assistant (/v1/chat/completions); no folder: no assistant
+    knowledge_dir: Path | None = Field(default=None, description="FAQ / document files")
+    assistant_model: str = Field(default="all-MiniLM-L6-v2", description="embeds the passages")
+    assistant_min_score: float = Field(default=0.5, ge=-1, le=1, description="cosine threshold")
 
     # Circuit breaker, one per model version
     breaker_window_s: float = Field(default=30.0, gt=0)

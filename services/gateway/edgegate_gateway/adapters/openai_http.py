@@ -18,8 +18,10 @@ from aiohttp import web
 
 from edgegate_common.errors import Code, EdgegateError, Internal, InvalidArgument
 from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters.chat_http import ASSISTANT, ChatHttp
 from edgegate_gateway.adapters.http_json import field, json_object, text_inputs
 from edgegate_gateway.adapters.tasks_http import TasksHttp
+from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.pipeline import Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
 
@@ -43,24 +45,29 @@ _BACKENDS = {env.BACKEND_LOCAL: "local", env.BACKEND_FALLBACK: "fallback"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def make_app(pipeline: Pipeline, *, max_body_bytes: int) -> web.Application:
+def make_app(
+    pipeline: Pipeline, *, max_body_bytes: int, assistant: Assistant | None = None
+) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes, middlewares=[_errors])
-    api = OpenAiHttp(pipeline)
+    api = OpenAiHttp(pipeline, assistant_model=ASSISTANT if assistant else None)
     app.router.add_get("/v1/models", api.models)
     app.router.add_post("/v1/embeddings", api.embeddings)
     TasksHttp(pipeline).add_routes(app)
+    if assistant is not None:
+        ChatHttp(assistant).add_routes(app)
     return app
 
 
 class OpenAiHttp:
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, *, assistant_model: str | None) -> None:
         self._pipeline = pipeline
+        self._assistant_model = assistant_model
 
     async def models(self, request: web.Request) -> web.Response:
         await self._pipeline.authenticate(request.headers.get("Authorization", ""))
+        names = self._pipeline.models() + ([self._assistant_model] if self._assistant_model else [])
         data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": "edgegate"}
-            for name in self._pipeline.models()
+            {"id": name, "object": "model", "created": 0, "owned_by": "edgegate"} for name in names
         ]
         return web.json_response({"object": "list", "data": data})
 

@@ -1,0 +1,115 @@
+"""The default assistant: chat questions answered from the local knowledge base.
+
+At start-up the gateway reads the knowledge folder and, as soon as an
+inference replica serves the assistant's embedding model, embeds every
+passage (retrying until it can). A question goes through the shared
+pipeline like any message (admitted, rate-limited, embedded by local
+inference) and is answered with the closest passage, its score and source.
+Below the confidence threshold the answer says so plainly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgegate_common import subjects
+from edgegate_common.bus import Bus
+from edgegate_common.bus.readiness import ModelReadiness
+from edgegate_common.errors import EdgegateError, Unavailable
+from edgegate_common.logging import get_logger
+from edgegate_gateway.core.knowledge import Answer, KnowledgeBase, read_passages
+from edgegate_gateway.pipeline import Pipeline
+from edgegate_protos.common.v1 import envelope_pb2 as env
+
+log = get_logger(__name__)
+
+NOT_FOUND = "I could not find an answer to that in the knowledge base."
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    answer: Answer | None  # None: nothing close enough
+
+
+class Assistant:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        readiness: ModelReadiness,
+        pipeline: Pipeline,
+        folder: Path,
+        model: str,
+        min_score: float,
+    ) -> None:
+        self._bus = bus
+        self._readiness = readiness
+        self._pipeline = pipeline
+        self._folder = folder
+        self.model = model
+        self._min_score = min_score
+        self._knowledge: KnowledgeBase | None = None
+        self._loader: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._loader = asyncio.get_running_loop().create_task(self._load())
+
+    async def stop(self) -> None:
+        if self._loader is not None:
+            self._loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loader
+
+    async def ask(self, question: str, *, credential: str) -> Reply:
+        if self._knowledge is None:
+            raise Unavailable("the knowledge base is still being embedded; try again shortly")
+        envelope = env.Envelope(channel=env.CHANNEL_HTTP, route=env.RouteHint(model=self.model))
+        envelope.parts.add(text=question)
+        reply = await self._pipeline.handle(envelope, credential=credential)
+        if reply.backend != env.BACKEND_LOCAL:
+            raise Unavailable("the assistant's model is not available locally right now")
+        answer = self._knowledge.best(_rows(reply)[0])
+        return Reply(text=answer.passage.text if answer else NOT_FOUND, answer=answer)
+
+    async def _load(self) -> None:
+        passages = read_passages(self._folder)
+        log.info("knowledge base read", folder=str(self._folder), passages=len(passages))
+        while True:
+            try:
+                vectors = await self._embed([p.text for p in passages]) if passages else None
+                break
+            except EdgegateError as exc:
+                log.info("knowledge base waits for its model", model=self.model, why=exc.message)
+                await asyncio.sleep(2.0)
+        empty = np.zeros((0, 1), dtype=np.float32)
+        self._knowledge = KnowledgeBase(
+            passages, vectors if vectors is not None else empty, min_score=self._min_score
+        )
+        log.info("knowledge base ready", passages=len(passages))
+
+    async def _embed(self, texts: list[str], batch: int = 32) -> np.ndarray:
+        """The gateway's own documents: straight to inference, no tenant's quota spent."""
+        version = self._readiness.version_to_run(self.model, "")
+        if version is None:
+            raise Unavailable(f"no replica serves {self.model} yet")
+        rows = []
+        for start in range(0, len(texts), batch):
+            envelope = env.Envelope(id="knowledge-base")
+            for text in texts[start : start + batch]:
+                envelope.parts.add(text=text)
+            reply = await self._bus.request(
+                subjects.inference_infer(self.model, version), envelope, env.Reply, timeout_s=60
+            )
+            rows.append(_rows(reply))
+        return np.concatenate(rows)
+
+
+def _rows(reply: env.Reply) -> np.ndarray:
+    tensor = next(p.tensor for p in reply.parts if p.WhichOneof("content") == "tensor")
+    return np.frombuffer(tensor.raw_data, dtype="<f4").reshape(tuple(tensor.shape))

@@ -1,0 +1,118 @@
+"""The default assistant: passages from a folder; `/v1/chat/completions` through the openai SDK."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import openai
+import pytest
+from suite_stack import Stack, start_stack
+
+from edgegate_gateway.core.knowledge import KnowledgeBase, Passage, read_passages
+
+RESET = "To reset the device, hold the power button for ten seconds until the light blinks."
+HOURS = "Support answers on weekdays from nine to five, Beijing time."
+
+
+def _write_knowledge(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "faq.md").write_text(f"# Device FAQ\n\n{RESET}\n\n{HOURS}\n", encoding="utf-8")
+    (folder / "notes.txt").write_text("Firmware updates arrive monthly.\n", encoding="utf-8")
+    (folder / "image.png").write_bytes(b"\x89PNG not a document")
+    return folder
+
+
+def test_passages_are_read_per_paragraph_with_their_source(tmp_path: Path) -> None:
+    passages = read_passages(_write_knowledge(tmp_path / "kb"))
+    assert [(p.source, p.text) for p in passages] == [
+        ("faq.md#1", RESET),
+        ("faq.md#2", HOURS),
+        ("notes.txt#1", "Firmware updates arrive monthly."),
+    ]
+
+
+def test_the_closest_passage_answers_above_the_threshold_only() -> None:
+    kb = KnowledgeBase(
+        [Passage("a", "x#1"), Passage("b", "x#2")],
+        np.array([[1.0, 0.0], [0.0, 2.0]], dtype=np.float32),
+        min_score=0.8,
+    )
+    best = kb.best(np.array([0.1, 0.9], dtype=np.float32))
+    assert best is not None and best.passage.source == "x#2" and best.score > 0.99
+    assert kb.best(np.array([1.0, 1.0], dtype=np.float32)) is None  # 0.707 < 0.8
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start_stack(tmp_path_factory.mktemp("assistant"), taskstores=0)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def client(stack: Stack) -> openai.OpenAI:
+    knowledge = _write_knowledge(stack.folder / "knowledge")
+    _, port = stack.start_gateway(
+        "--knowledge-dir", str(knowledge),
+        "--assistant-model", "toy_text",
+        "--assistant-min-score", "0.999",
+    )  # fmt: skip
+    chat = openai.OpenAI(
+        base_url=f"http://127.0.0.1:{port}/v1", api_key=stack.token("infer:*"), max_retries=0
+    )
+    give_up_at = time.monotonic() + 30
+    while True:  # the passages are embedded in the background after start
+        try:
+            chat.chat.completions.create(
+                model="edgegate-assistant", messages=[{"role": "user", "content": "ready?"}]
+            )
+            return chat
+        except openai.InternalServerError:
+            if time.monotonic() > give_up_at:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_question_is_answered_from_the_knowledge_base(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="edgegate-assistant", messages=[{"role": "user", "content": RESET}]
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content == RESET
+    assert raw.headers["Edgegate-Source"] == "faq.md#1"
+    assert float(raw.headers["Edgegate-Score"]) > 0.999
+    assert "edgegate-assistant" in {m.id for m in client.models.list()}
+
+
+@pytest.mark.slow
+def test_nothing_close_enough_says_so(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model="edgegate-assistant",
+        messages=[{"role": "user", "content": "What is the capital of Mongolia?"}],
+    )
+    assert "could not find an answer" in (completion.choices[0].message.content or "")
+
+
+@pytest.mark.slow
+def test_streaming_sends_the_answer_in_chunks(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="edgegate-assistant", messages=[{"role": "user", "content": HOURS}], stream=True
+    )
+    pieces = [chunk.choices[0].delta.content or "" for chunk in stream]
+    assert len(pieces) > 3 and "".join(pieces) == HOURS
+
+
+@pytest.mark.slow
+def test_bad_chat_requests_are_clear(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError, match="edgegate-assistant"):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError, match="messages"):
+        client.chat.completions.create(model="edgegate-assistant", messages=[])
+    with pytest.raises(openai.BadRequestError, match="user message"):
+        client.chat.completions.create(
+            model="edgegate-assistant", messages=[{"role": "system", "content": "be brief"}]
+        )
