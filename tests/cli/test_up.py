@@ -55,3 +55,16 @@ def test_up_once_embeds_sentences_with_the_default_model(
     # The two sentences about keeping messages safe are closer than either is to Paris.
     assert similarities[0][1] > similarities[0][2] + 0.2
     assert similarities[1][0] > similarities[1][2] + 0.2
+
+
+def test_up_once_answers_a_chat_question_from_the_demo_knowledge_base(
+    tmp_path: Path, default_model_repo: Path
+) -> None:
+    (tmp_path / "models").symlink_to(default_model_repo)
+    result = _edgegate_up_once(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "dev token (tenant dev, 24 h): ey" in result.stdout
+    answer = next(line for line in result.stdout.splitlines() if line.strip().startswith("A:"))
+    assert "becomes a task in the taskstore" in answer, result.stdout
+    assert "(source edgegate-faq.md#" in result.stdout
+    assert (tmp_path / "knowledge" / "edgegate-faq.md").is_file()  # copied for the user to edit

@@ -9,12 +9,18 @@ one and the table says which.
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import signal
+import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
@@ -43,6 +49,7 @@ DEFAULT_PORTS = {
     "gateway": Ports(grpc=50051, metrics=9101),
 }
 GATEWAY_HTTP_PORT = 8080
+DEMO_KNOWLEDGE = Path(__file__).parent / "demo_knowledge"
 
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -56,9 +63,19 @@ DEMO_TEXTS = (
 def _extra_args(service: str, data_dir: Path, *, http_port: int) -> tuple[str, ...]:
     if service == "inference":
         return ("--model-repository", str(data_dir / "models"))
+    if service == "security":
+        return ("--keys-dir", str(data_dir / "keys"))
     if service == "gateway":
-        return ("--http-port", str(http_port))
+        return ("--http-port", str(http_port), "--knowledge-dir", str(_knowledge(data_dir)))
     return ()
+
+
+def _knowledge(data_dir: Path) -> Path:
+    """The assistant's folder: the demo FAQ on first start, then yours to edit."""
+    folder = data_dir / "knowledge"
+    if not folder.exists():
+        shutil.copytree(DEMO_KNOWLEDGE, folder)
+    return folder
 
 
 def _available(port: int) -> int:
@@ -88,9 +105,16 @@ async def run(
             proc.start()
         await asyncio.gather(*(p.wait_serving(timeout_s=timeout_s) for p in processes))
         healthy = await report(processes, nats_url=nats.url, out=out)
-        print(f"OpenAI-compatible HTTP  http://127.0.0.1:{http_port}/v1  (gateway)", file=out)
+        base_url = f"http://127.0.0.1:{http_port}/v1"
+        print(f"OpenAI-compatible HTTP  {base_url}  (gateway)", file=out)
+        token = dev_token(data_dir, nats_url=nats.url)
+        if token:
+            print(f"dev token (tenant dev, 24 h): {token}", file=out)
         if healthy:
             healthy = await demo_embeddings(data_dir / "models", nats_url=nats.url, out=out)
+        have_model = (data_dir / "models" / DEFAULT_MODEL / "1" / "model.onnx").exists()
+        if healthy and token and once and have_model:
+            healthy = await demo_chat(base_url, token=token, out=out)
         if once:
             return 0 if healthy else 1
         print("running; Ctrl-C stops everything", file=out)
@@ -175,6 +199,58 @@ async def demo_embeddings(repo: Path, *, nats_url: str, out: TextIO) -> bool:
         sims = "  ".join(f"{sum(a * b for a, b in zip(vecs[i], v, strict=True)):.2f}" for v in vecs)
         print(f"  [{sims}]  {text}", file=out)
     return True
+
+
+def dev_token(data_dir: Path, *, nats_url: str) -> str | None:
+    """A token for trying the suite out, signed by the local security service's keys."""
+    command = [
+        sys.executable, "-m", "edgegate_security.tools", "token", "issue",
+        "--tenant", "dev", "--sub", "developer",
+        "--scope", "infer:*", "--scope", "tasks:read", "--scope", "tasks:write",
+        "--ttl-s", "86400",
+        "--keys-dir", str(data_dir / "keys"), "--nats-url", nats_url,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+async def demo_chat(base_url: str, *, token: str, out: TextIO) -> bool:
+    """A question to the default assistant over HTTP, as an OpenAI client sends it."""
+    question = "What happens to my message when the model is offline?"
+    body = {"model": "edgegate-assistant", "messages": [{"role": "user", "content": question}]}
+    give_up_at = time.monotonic() + 60
+    while True:  # the gateway embeds the knowledge base once the model is served
+        status, answer, headers = await asyncio.to_thread(
+            _post, f"{base_url}/chat/completions", body, token
+        )
+        if status != 503 or time.monotonic() > give_up_at:
+            break
+        await asyncio.sleep(0.5)
+    if status != 200:
+        print(f"chat request failed: HTTP {status} {answer}", file=out)
+        return False
+    print(f"\nchat over HTTP  Q: {question}", file=out)
+    print(f"  A: {answer['choices'][0]['message']['content']}", file=out)
+    print(
+        f"  (source {headers.get('Edgegate-Source')}, score {headers.get('Edgegate-Score')})",
+        file=out,
+    )
+    return True
+
+
+def _post(
+    url: str, body: Mapping[str, object], token: str
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    request = urllib.request.Request(  # noqa: S310 (the gateway we just started)
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (our own URL)
+            return answer.status, json.loads(answer.read()), dict(answer.headers)
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read() or b"{}"), dict(refused.headers)
 
 
 async def _until_signalled() -> None:
