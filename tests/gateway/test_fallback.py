@@ -17,24 +17,22 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from standins import HttpStandIn
 from suite_stack import Stack, start_stack
 
 from edgegate_common import subjects
-from edgegate_common.local import free_port
 from edgegate_protos.gateway.v1 import gateway_pb2 as gpb
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 CLOUD_DIM = 5
 
 
-class CloudStandIn:
-    """An OpenAI-compatible `/v1/embeddings` on a free port, in its own thread."""
+class CloudStandIn(HttpStandIn):
+    """An OpenAI-compatible `/v1/embeddings` that records what it was sent."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__({"/v1/embeddings": self._embeddings})
         self.requests: list[dict[str, Any]] = []
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -44,33 +42,10 @@ class CloudStandIn:
             {"object": "embedding", "index": i, "embedding": [0.5] * CLOUD_DIM}
             for i in range(len(texts))
         ]
+        usage = {"prompt_tokens": 1, "total_tokens": 1}
         return web.json_response(
-            {
-                "object": "list",
-                "data": data,
-                "model": body["model"],
-                "usage": {"prompt_tokens": 1, "total_tokens": 1},
-            }
+            {"object": "list", "data": data, "model": body["model"], "usage": usage}
         )
-
-    def start(self) -> None:
-        self._thread.start()
-
-        async def serve() -> web.AppRunner:
-            app = web.Application()
-            app.router.add_post("/v1/embeddings", self._embeddings)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", self.port).start()
-            return runner
-
-        self._runner = asyncio.run_coroutine_threadsafe(serve(), self._loop).result(10)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +66,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def base_url(stack: Stack, cloud: CloudStandIn) -> str:
     _, port = stack.start_gateway(
-        "--fallback-url", f"http://127.0.0.1:{cloud.port}/v1",
+        "--fallback-url", f"{cloud.url}/v1",
         "--fallback-api-key", "cloud-secret",
         "--fallback-model", "text-embedding-3-small",
         "--inference-timeout-s", "0.5",

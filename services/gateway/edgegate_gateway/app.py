@@ -13,6 +13,7 @@ from edgegate_gateway.adapters.fallback import CloudFallback, FallbackSettings
 from edgegate_gateway.adapters.openai_http import make_app
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.routes import RouteTable
+from edgegate_gateway.adapters.telegram import TelegramSettings, TelegramWebhook, open_events
 from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.config import GatewaySettings
 from edgegate_gateway.core.breaker import BreakerPolicy
@@ -89,10 +90,11 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
                 min_score=s.assistant_min_score,
             )
             assistant.start()
-        runner = web.AppRunner(
-            make_app(pipeline, max_body_bytes=s.max_body_bytes, assistant=assistant),
-            access_log=None,
-        )
+        app = make_app(pipeline, max_body_bytes=s.max_body_bytes, assistant=assistant)
+        telegram = await _telegram(s, bus, assistant)
+        if telegram is not None:
+            telegram.add_routes(app)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()
@@ -100,6 +102,8 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
 
         async def stop() -> None:
             await runner.cleanup()
+            if telegram is not None:
+                await telegram.close()
             if assistant is not None:
                 await assistant.stop()
             await limiter.stop()
@@ -112,6 +116,23 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
 
     runtime.on_start(start)
     return runtime
+
+
+async def _telegram(
+    s: GatewaySettings, bus: Bus, assistant: Assistant | None
+) -> TelegramWebhook | None:
+    """The Telegram webhook, when its secret, its bot token and a credential are all set."""
+    secrets = (s.telegram_secret_token, s.telegram_bot_token, s.webhook_credential)
+    if assistant is None or any(v is None for v in secrets):
+        return None
+    secret, bot, credential = (v.get_secret_value() for v in secrets if v is not None)
+    return TelegramWebhook(
+        TelegramSettings(
+            secret_token=secret, bot_token=bot, credential=credential, api_base=s.telegram_api_base
+        ),
+        assistant=assistant,
+        events=await open_events(bus.js),
+    )
 
 
 def _bound_port(runner: web.AppRunner, asked: int) -> int:

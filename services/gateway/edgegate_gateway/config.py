@@ -32,6 +32,12 @@ class GatewaySettings(ServiceSettings):
     assistant_model: str = Field(default="all-MiniLM-L6-v2", description="embeds the passages")
     assistant_min_score: float = Field(default=0.5, ge=-1, le=1, description="cosine threshold")
 
+    # Chat webhooks answer with the assistant, as the tenant of this edgegate token
+    webhook_credential: SecretStr | None = Field(default=None, description="a service token")
+    telegram_secret_token: SecretStr | None = Field(default=None, description="setWebhook secret")
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+
     # Circuit breaker, one per model version
     breaker_window_s: float = Field(default=30.0, gt=0)
     breaker_min_calls: int = Field(default=20, ge=1)

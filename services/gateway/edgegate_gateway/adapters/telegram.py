@@ -1,0 +1,145 @@
+"""Telegram: the bot webhook in, the assistant's answer out through the Bot API.
+
+Telegram calls `POST /webhooks/telegram` with each update and the secret set
+at `setWebhook` in `X-Telegram-Bot-Api-Secret-Token`; a wrong or missing
+secret is 401. An update is handled once: its `update_id` is claimed in the
+NATS KV bucket `edgegate-webhook-events` (shared by all replicas, kept a
+day), so Telegram's retries and a second replica do nothing twice. A text
+message goes through the pipeline (with the gateway's webhook credential,
+whose tenant owns the bot) to the default assistant, and the answer is sent
+with `sendMessage`. A 429 is retried after the `retry_after` Telegram asks
+for; anything else is not retried, because Telegram has no idempotency key
+and a message that may have been sent must not go out twice. If handling
+fails before the answer is sent, the claim is released and the webhook
+answers 500, so that Telegram's own retry tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import nats.js.errors
+from aiohttp import web
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+from edgegate_common.bus import ensure_key_value
+from edgegate_common.errors import InvalidArgument, Unauthenticated, Unavailable
+from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters.http_json import json_object
+from edgegate_gateway.assistant import Assistant
+
+log = get_logger(__name__)
+
+KV_WEBHOOK_EVENTS = "edgegate-webhook-events"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
+MAX_RETRY_AFTER_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramSettings:
+    secret_token: str
+    bot_token: str
+    credential: str  # the gateway's edgegate token for this bot's tenant
+    api_base: str = "https://api.telegram.org"
+    send_attempts: int = 3
+
+
+async def open_events(js: JetStreamContext, *, replicas: int = 1) -> KeyValue:
+    return await ensure_key_value(
+        js,
+        KeyValueConfig(
+            bucket=KV_WEBHOOK_EVENTS, storage=StorageType.FILE, replicas=replicas, ttl=24 * 3600
+        ),
+    )
+
+
+class TelegramWebhook:
+    def __init__(
+        self, settings: TelegramSettings, *, assistant: Assistant, events: KeyValue
+    ) -> None:
+        self._settings = settings
+        self._assistant = assistant
+        self._events = events
+        self._session: aiohttp.ClientSession | None = None
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/webhooks/telegram", self.update)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def update(self, request: web.Request) -> web.Response:
+        sent = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), self._settings.secret_token.encode()):
+            raise Unauthenticated("the Telegram secret token is missing or wrong")
+        update = await json_object(request)
+        update_id = update.get("update_id")
+        if not isinstance(update_id, int) or isinstance(update_id, bool):
+            raise InvalidArgument(
+                "an update needs an integer update_id", details={"param": "update_id"}
+            )
+        message = update.get("message") or update.get("edited_message")
+        text, chat_id = _text_and_chat(message)
+        if text is None:
+            return web.json_response({"ok": True, "ignored": "not a text message"})
+        key = f"telegram.{update_id}"
+        try:
+            await self._events.create(key, b"claimed")
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return web.json_response({"ok": True, "duplicate": True})
+        try:
+            reply = await self._assistant.ask(text, credential=self._settings.credential)
+            await self._send(chat_id, reply.text, reply_to=message.get("message_id"))  # type: ignore[union-attr]
+        except BaseException:
+            await self._events.delete(key)  # let Telegram's retry try again
+            raise
+        return web.json_response({"ok": True})
+
+    async def _send(self, chat_id: int | str, text: str, *, reply_to: object) -> None:
+        s = self._settings
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        body: dict[str, Any] = {"chat_id": chat_id, "text": text}
+        if isinstance(reply_to, int):
+            body["reply_parameters"] = {"message_id": reply_to}
+        url = f"{s.api_base.rstrip('/')}/bot{s.bot_token}/sendMessage"
+        for attempt in range(1, s.send_attempts + 1):
+            async with self._session.post(url, json=body) as answer:
+                doc = await answer.json(content_type=None)
+                if answer.status == 200 and doc.get("ok"):
+                    return
+                if answer.status != 429 or attempt == s.send_attempts:
+                    raise Unavailable(
+                        f"Telegram sendMessage answered {answer.status}: {doc.get('description')}"
+                    )
+                wait_s = _retry_after_s(doc, answer.headers.get("Retry-After"))
+            log.info("telegram asks to wait", retry_after_s=wait_s)
+            await asyncio.sleep(wait_s)
+
+
+def _text_and_chat(message: object) -> tuple[str | None, int | str]:
+    if not isinstance(message, dict):
+        return None, 0
+    text, chat = message.get("text"), message.get("chat")
+    if not isinstance(text, str) or not text.strip() or not isinstance(chat, dict):
+        return None, 0
+    chat_id = chat.get("id")
+    if not isinstance(chat_id, int | str) or isinstance(chat_id, bool):
+        raise InvalidArgument("message.chat.id is missing", details={"param": "message.chat.id"})
+    return text, chat_id
+
+
+def _retry_after_s(doc: dict[str, Any], header: str | None) -> float:
+    """How long Telegram asks to wait: `parameters.retry_after`, else Retry-After, capped."""
+    asked: object = (doc.get("parameters") or {}).get("retry_after") or header or 1
+    try:
+        return min(MAX_RETRY_AFTER_S, max(0.0, float(asked)))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 1.0

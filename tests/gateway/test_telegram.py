@@ -1,0 +1,136 @@
+"""Telegram end to end: the webhook (secret, de-duplication) in, the assistant's answer out
+through a Bot API stand-in that speaks Telegram's wire format (and asks once to slow down).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from standins import HttpStandIn
+from suite_stack import Stack, start_stack
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+BOT = "123456:bot-token"
+SECRET = "webhook-secret"
+ANSWER = "Support answers on weekdays from nine to five."
+
+
+class BotApi(HttpStandIn):
+    def __init__(self) -> None:
+        super().__init__({f"/bot{BOT}/sendMessage": self._send})
+        self.sent: list[dict[str, Any]] = []
+        self.refusals = 0
+
+    async def _send(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if self.refusals == 0:  # the first call is told to wait, as Telegram does under load
+            self.refusals += 1
+            return web.json_response(
+                {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 1",
+                 "parameters": {"retry_after": 1}},
+                status=429,
+            )  # fmt: skip
+        self.sent.append(body)
+        return web.json_response({"ok": True, "result": {"message_id": len(self.sent)}})
+
+
+@pytest.fixture(scope="module")
+def bot_api() -> Iterator[BotApi]:
+    api = BotApi()
+    api.start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture(scope="module")
+def webhook(tmp_path_factory: pytest.TempPathFactory, bot_api: BotApi) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("telegram")
+    knowledge = folder / "knowledge"
+    knowledge.mkdir()
+    (knowledge / "faq.md").write_text(f"{ANSWER}\n", encoding="utf-8")
+    stack: Stack = start_stack(folder, taskstores=0)
+    try:
+        _, port = stack.start_gateway(
+            "--knowledge-dir", str(knowledge),
+            "--assistant-model", "toy_text",
+            "--assistant-min-score", "0",
+            "--webhook-credential", stack.token("infer:*", tenant="bots", sub="telegram-bot"),
+            "--telegram-secret-token", SECRET,
+            "--telegram-bot-token", BOT,
+            "--telegram-api-base", bot_api.url,
+        )  # fmt: skip
+        yield f"http://127.0.0.1:{port}/webhooks/telegram"
+    finally:
+        stack.stop()
+
+
+def _update(update_id: int, text: str = "When is support open?") -> dict[str, Any]:
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": 7,
+            "date": 1_700_000_000,
+            "chat": {"id": 42, "type": "private"},
+            "from": {"id": 42, "is_bot": False, "first_name": "Li"},
+            "text": text,
+        },
+    }
+
+
+def _post(url: str, body: object, secret: str | None = SECRET) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def _until_ready(url: str) -> None:
+    give_up_at = time.monotonic() + 30
+    while _post(url, _update(1))[0] == 503:  # the knowledge base is being embedded
+        assert time.monotonic() < give_up_at
+        time.sleep(0.2)
+
+
+def test_a_message_is_answered_once_through_the_bot_api(webhook: str, bot_api: BotApi) -> None:
+    _until_ready(webhook)
+    assert [m["text"] for m in bot_api.sent] == [ANSWER]  # after one 429 and a wait
+    assert bot_api.sent[0]["chat_id"] == 42
+    assert bot_api.sent[0]["reply_parameters"] == {"message_id": 7}
+    status, answer = _post(webhook, _update(1))  # Telegram delivers the same update again
+    assert (status, answer.get("duplicate")) == (200, True)
+    assert len(bot_api.sent) == 1
+
+
+def test_a_wrong_secret_is_401_and_nothing_is_sent(webhook: str, bot_api: BotApi) -> None:
+    before = len(bot_api.sent)
+    assert _post(webhook, _update(2), secret="guess")[0] == 401
+    assert _post(webhook, _update(3), secret=None)[0] == 401
+    assert len(bot_api.sent) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [({"message": {}}, 400), ({"update_id": "x"}, 400), ([1, 2], 400)],
+    ids=["no-update-id", "string-update-id", "not-an-object"],
+)
+def test_malformed_updates_are_400(webhook: str, body: object, status: int) -> None:
+    assert _post(webhook, body)[0] == status
+
+
+def test_updates_without_text_are_acknowledged_and_ignored(webhook: str, bot_api: BotApi) -> None:
+    before = len(bot_api.sent)
+    status, answer = _post(webhook, {"update_id": 9, "message": {"chat": {"id": 1}, "sticker": {}}})
+    assert status == 200 and answer["ignored"]
+    assert len(bot_api.sent) == before
