@@ -13,7 +13,9 @@ from edgegate_gateway.adapters.fallback import CloudFallback, FallbackSettings
 from edgegate_gateway.adapters.openai_http import make_app
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.routes import RouteTable
-from edgegate_gateway.adapters.telegram import TelegramSettings, TelegramWebhook, open_events
+from edgegate_gateway.adapters.slack import SlackEvents, SlackSettings
+from edgegate_gateway.adapters.telegram import TelegramSettings, TelegramWebhook
+from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.config import GatewaySettings
 from edgegate_gateway.core.breaker import BreakerPolicy
@@ -91,9 +93,9 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
             )
             assistant.start()
         app = make_app(pipeline, max_body_bytes=s.max_body_bytes, assistant=assistant)
-        telegram = await _telegram(s, bus, assistant)
-        if telegram is not None:
-            telegram.add_routes(app)
+        webhooks = await _webhooks(s, bus, assistant)
+        for webhook in webhooks:
+            webhook.add_routes(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
@@ -102,8 +104,8 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
 
         async def stop() -> None:
             await runner.cleanup()
-            if telegram is not None:
-                await telegram.close()
+            for webhook in webhooks:
+                await webhook.close()
             if assistant is not None:
                 await assistant.stop()
             await limiter.stop()
@@ -118,21 +120,32 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
     return runtime
 
 
-async def _telegram(
+async def _webhooks(
     s: GatewaySettings, bus: Bus, assistant: Assistant | None
-) -> TelegramWebhook | None:
-    """The Telegram webhook, when its secret, its bot token and a credential are all set."""
-    secrets = (s.telegram_secret_token, s.telegram_bot_token, s.webhook_credential)
-    if assistant is None or any(v is None for v in secrets):
-        return None
-    secret, bot, credential = (v.get_secret_value() for v in secrets if v is not None)
-    return TelegramWebhook(
-        TelegramSettings(
-            secret_token=secret, bot_token=bot, credential=credential, api_base=s.telegram_api_base
-        ),
-        assistant=assistant,
-        events=await open_events(bus.js),
-    )
+) -> list[TelegramWebhook | SlackEvents]:
+    """The chat webhooks whose secrets are set (they answer with the assistant)."""
+    if assistant is None or s.webhook_credential is None:
+        return []
+    credential = s.webhook_credential.get_secret_value()
+    events = await EventClaims.open(bus.js)
+    webhooks: list[TelegramWebhook | SlackEvents] = []
+    if s.telegram_secret_token and s.telegram_bot_token:
+        settings = TelegramSettings(
+            secret_token=s.telegram_secret_token.get_secret_value(),
+            bot_token=s.telegram_bot_token.get_secret_value(),
+            credential=credential,
+            api_base=s.telegram_api_base,
+        )
+        webhooks.append(TelegramWebhook(settings, assistant=assistant, events=events))
+    if s.slack_signing_secret and s.slack_bot_token:
+        slack = SlackSettings(
+            signing_secret=s.slack_signing_secret.get_secret_value(),
+            bot_token=s.slack_bot_token.get_secret_value(),
+            credential=credential,
+            api_base=s.slack_api_base,
+        )
+        webhooks.append(SlackEvents(slack, assistant=assistant, events=events))
+    return webhooks
 
 
 def _bound_port(runner: web.AppRunner, asked: int) -> int:

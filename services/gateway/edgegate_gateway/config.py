@@ -37,6 +37,9 @@ class GatewaySettings(ServiceSettings):
     telegram_secret_token: SecretStr | None = Field(default=None, description="setWebhook secret")
     telegram_bot_token: SecretStr | None = None
     telegram_api_base: str = "https://api.telegram.org"
+    slack_signing_secret: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_api_base: str = "https://slack.com"
 
     # Circuit breaker, one per model version
     breaker_window_s: float = Field(default=30.0, gt=0)

@@ -2,9 +2,8 @@
 
 Telegram calls `POST /webhooks/telegram` with each update and the secret set
 at `setWebhook` in `X-Telegram-Bot-Api-Secret-Token`; a wrong or missing
-secret is 401. An update is handled once: its `update_id` is claimed in the
-NATS KV bucket `edgegate-webhook-events` (shared by all replicas, kept a
-day), so Telegram's retries and a second replica do nothing twice. A text
+secret is 401. An update is handled once (`webhook_events`): Telegram's
+retries and a second replica do nothing twice. A text
 message goes through the pipeline (with the gateway's webhook credential,
 whose tenant owns the bot) to the default assistant, and the answer is sent
 with `sendMessage`. A 429 is retried after the `retry_after` Telegram asks
@@ -22,21 +21,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import nats.js.errors
 from aiohttp import web
-from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.kv import KeyValue
 
-from edgegate_common.bus import ensure_key_value
 from edgegate_common.errors import InvalidArgument, Unauthenticated, Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.http_json import json_object
+from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
 
 log = get_logger(__name__)
 
-KV_WEBHOOK_EVENTS = "edgegate-webhook-events"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
 MAX_RETRY_AFTER_S = 30.0
 
@@ -50,18 +44,9 @@ class TelegramSettings:
     send_attempts: int = 3
 
 
-async def open_events(js: JetStreamContext, *, replicas: int = 1) -> KeyValue:
-    return await ensure_key_value(
-        js,
-        KeyValueConfig(
-            bucket=KV_WEBHOOK_EVENTS, storage=StorageType.FILE, replicas=replicas, ttl=24 * 3600
-        ),
-    )
-
-
 class TelegramWebhook:
     def __init__(
-        self, settings: TelegramSettings, *, assistant: Assistant, events: KeyValue
+        self, settings: TelegramSettings, *, assistant: Assistant, events: EventClaims
     ) -> None:
         self._settings = settings
         self._assistant = assistant
@@ -89,17 +74,11 @@ class TelegramWebhook:
         text, chat_id = _text_and_chat(message)
         if text is None:
             return web.json_response({"ok": True, "ignored": "not a text message"})
-        key = f"telegram.{update_id}"
-        try:
-            await self._events.create(key, b"claimed")
-        except nats.js.errors.KeyWrongLastSequenceError:
-            return web.json_response({"ok": True, "duplicate": True})
-        try:
+        async with self._events.once("telegram", str(update_id)) as first:
+            if not first:
+                return web.json_response({"ok": True, "duplicate": True})
             reply = await self._assistant.ask(text, credential=self._settings.credential)
             await self._send(chat_id, reply.text, reply_to=message.get("message_id"))  # type: ignore[union-attr]
-        except BaseException:
-            await self._events.delete(key)  # let Telegram's retry try again
-            raise
         return web.json_response({"ok": True})
 
     async def _send(self, chat_id: int | str, text: str, *, reply_to: object) -> None:

@@ -1,0 +1,162 @@
+"""Slack: the Events API in, the assistant's answer out through `chat.postMessage`.
+
+Slack signs every request. `X-Slack-Signature` is `v0=` plus the hex
+HMAC-SHA256, keyed by the app's signing secret, of `v0:<timestamp>:<raw
+body>`, where `<timestamp>` is `X-Slack-Request-Timestamp`. A missing or
+wrong signature, or a timestamp more than five minutes away (a replay), is
+401. The check runs on the raw body, before anything is parsed.
+
+- `url_verification` (set-up) answers the challenge.
+- `event_callback` with a user's message or mention is handled once per
+  `event_id` (`webhook_events`). Slack's retries do nothing twice, and
+  bot messages (our own answers included) are ignored, so nothing loops.
+- The answer goes to the same channel, in the message's thread. A 429 is
+  retried after its `Retry-After`. Nothing else is retried: a message that
+  may have been posted must not go out twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from edgegate_common.errors import InvalidArgument, Unauthenticated, Unavailable
+from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters.webhook_events import EventClaims
+from edgegate_gateway.assistant import Assistant
+
+log = get_logger(__name__)
+
+MAX_SKEW_S = 300
+MAX_RETRY_AFTER_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SlackSettings:
+    signing_secret: str
+    bot_token: str
+    credential: str  # the gateway's edgegate token for this workspace's tenant
+    api_base: str = "https://slack.com"
+    send_attempts: int = 3
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """Slack's `v0` request signature."""
+    base = b"v0:" + timestamp.encode() + b":" + body
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, headers: dict[str, str], body: bytes, *, now_s: float) -> None:
+    """Raise Unauthenticated unless the request is signed by Slack, recently."""
+    timestamp = headers.get("X-Slack-Request-Timestamp", "")
+    sent = headers.get("X-Slack-Signature", "")
+    if not timestamp.isascii() or not timestamp.isdigit():
+        raise Unauthenticated("X-Slack-Request-Timestamp is missing or not a number")
+    if abs(now_s - int(timestamp)) > MAX_SKEW_S:
+        raise Unauthenticated("the Slack request is more than five minutes old (or new)")
+    if not hmac.compare_digest(sent.encode(), signature(secret, timestamp, body).encode()):
+        raise Unauthenticated("the Slack signature does not match")
+
+
+class SlackEvents:
+    def __init__(
+        self,
+        settings: SlackSettings,
+        *,
+        assistant: Assistant,
+        events: EventClaims,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._assistant = assistant
+        self._events = events
+        self._clock = clock
+        self._session: aiohttp.ClientSession | None = None
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/webhooks/slack", self.event)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def event(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        verify(self._settings.signing_secret, dict(request.headers), body, now_s=self._clock())
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidArgument("the body is not valid JSON") from None
+        if not isinstance(payload, dict):
+            raise InvalidArgument("the body must be a JSON object")
+        if payload.get("type") == "url_verification":
+            return web.json_response({"challenge": payload.get("challenge", "")})
+        if payload.get("type") != "event_callback":
+            return web.json_response({"ok": True, "ignored": payload.get("type")})
+        event_id = payload.get("event_id")
+        if not isinstance(event_id, str) or not event_id:
+            raise InvalidArgument(
+                "an event_callback needs an event_id", details={"param": "event_id"}
+            )
+        event = payload.get("event")
+        text = _user_text(event)
+        if text is None:
+            return web.json_response({"ok": True, "ignored": "not a user's message"})
+        async with self._events.once("slack", event_id) as first:
+            if not first:
+                return web.json_response({"ok": True, "duplicate": True})
+            reply = await self._assistant.ask(text, credential=self._settings.credential)
+            await self._post(event, reply.text)  # type: ignore[arg-type]
+        return web.json_response({"ok": True})
+
+    async def _post(self, event: dict[str, Any], text: str) -> None:
+        s = self._settings
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        body = {
+            "channel": event["channel"],
+            "text": text,
+            "thread_ts": event.get("thread_ts") or event.get("ts"),
+        }
+        headers = {"Authorization": f"Bearer {s.bot_token}"}
+        url = f"{s.api_base.rstrip('/')}/api/chat.postMessage"
+        for attempt in range(1, s.send_attempts + 1):
+            async with self._session.post(url, json=body, headers=headers) as answer:
+                doc = await answer.json(content_type=None)
+                if answer.status == 200 and doc.get("ok"):
+                    return
+                if answer.status != 429 or attempt == s.send_attempts:
+                    raise Unavailable(
+                        f"Slack chat.postMessage answered {answer.status}: {doc.get('error')}"
+                    )
+                wait_s = _retry_after_s(answer.headers.get("Retry-After"))
+            log.info("slack asks to wait", retry_after_s=wait_s)
+            await asyncio.sleep(wait_s)
+
+
+def _user_text(event: object) -> str | None:
+    """The text of a person's message or mention; None for bots, edits and the like."""
+    if not isinstance(event, dict) or event.get("type") not in ("message", "app_mention"):
+        return None
+    if event.get("bot_id") or event.get("subtype"):
+        return None
+    text = event.get("text")
+    if not isinstance(text, str) or not text.strip() or not isinstance(event.get("channel"), str):
+        return None
+    return text
+
+
+def _retry_after_s(header: str | None) -> float:
+    try:
+        return min(MAX_RETRY_AFTER_S, max(0.0, float(header or 1)))
+    except ValueError:
+        return 1.0

@@ -1,0 +1,54 @@
+"""Handling each chat-platform event once, across retries and replicas.
+
+Platforms deliver an event again when they are unsure it arrived (Telegram,
+Slack and WhatsApp all retry). Each event id is claimed in the NATS KV
+bucket `edgegate-webhook-events` (kept a day): the first claim handles the
+event, a repeat is acknowledged and does nothing. A claim whose handling
+fails before the answer went out is released, so the platform's own retry
+tries again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+from edgegate_common import subjects
+from edgegate_common.bus import ensure_key_value
+
+KV_WEBHOOK_EVENTS = "edgegate-webhook-events"
+
+
+class EventClaims:
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, *, replicas: int = 1) -> EventClaims:
+        kv = await ensure_key_value(
+            js,
+            KeyValueConfig(
+                bucket=KV_WEBHOOK_EVENTS, storage=StorageType.FILE, replicas=replicas, ttl=86400
+            ),
+        )
+        return cls(kv)
+
+    @asynccontextmanager
+    async def once(self, platform: str, event_id: str) -> AsyncIterator[bool]:
+        """Yields True for the first delivery (handle it), False for a repeat (skip it)."""
+        key = f"{platform}.{subjects.ident(event_id)}"
+        try:
+            await self._kv.create(key, b"claimed")
+        except nats.js.errors.KeyWrongLastSequenceError:
+            yield False
+            return
+        try:
+            yield True
+        except BaseException:
+            await self._kv.delete(key)
+            raise
