@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -192,3 +192,29 @@ def finished(task: pb.Task) -> bool:
     """Finished and reported: its event is stored, the record will not change again."""
     done = (pb.TASK_STATUS_COMPLETED, pb.TASK_STATUS_FAILED, pb.TASK_STATUS_CANCELLED)
     return task.status in done and task.reported
+
+
+@contextmanager
+def chat_gateway(
+    folder: Path, *, answer: str, bot: str, webhook_args: tuple[str, ...]
+) -> Iterator[int]:
+    """A stack whose gateway answers chat webhooks with one known passage; yields its HTTP port.
+
+    The knowledge base holds `answer` alone and any score answers, so every
+    question gets `answer`. The webhook credential is a `bots` tenant token for `bot`.
+    """
+    knowledge = folder / "knowledge"
+    knowledge.mkdir()
+    (knowledge / "faq.md").write_text(f"{answer}\n", encoding="utf-8")
+    stack = start_stack(folder, taskstores=0)
+    try:
+        _, port = stack.start_gateway(
+            "--knowledge-dir", str(knowledge),
+            "--assistant-model", TEXT_MODEL,
+            "--assistant-min-score", "0",
+            "--webhook-credential", stack.token("infer:*", tenant="bots", sub=bot),
+            *webhook_args,
+        )  # fmt: skip
+        yield port
+    finally:
+        stack.stop()

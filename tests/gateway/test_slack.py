@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from standins import HttpStandIn
-from suite_stack import Stack, start_stack
+from suite_stack import chat_gateway
 
 from edgegate_common.errors import Unauthenticated
 from edgegate_gateway.adapters.slack import signature, verify
@@ -89,24 +89,14 @@ def web_api() -> Iterator[WebApi]:
 
 @pytest.fixture(scope="module")
 def events_url(tmp_path_factory: pytest.TempPathFactory, web_api: WebApi) -> Iterator[str]:
+    webhook_args = (
+        "--slack-signing-secret", SECRET,
+        "--slack-bot-token", "xoxb-test",
+        "--slack-api-base", web_api.url,
+    )  # fmt: skip
     folder = tmp_path_factory.mktemp("slack")
-    knowledge = folder / "knowledge"
-    knowledge.mkdir()
-    (knowledge / "faq.md").write_text(f"{ANSWER}\n", encoding="utf-8")
-    stack: Stack = start_stack(folder, taskstores=0)
-    try:
-        _, port = stack.start_gateway(
-            "--knowledge-dir", str(knowledge),
-            "--assistant-model", "toy_text",
-            "--assistant-min-score", "0",
-            "--webhook-credential", stack.token("infer:*", tenant="bots", sub="slack-app"),
-            "--slack-signing-secret", SECRET,
-            "--slack-bot-token", "xoxb-test",
-            "--slack-api-base", web_api.url,
-        )  # fmt: skip
+    with chat_gateway(folder, answer=ANSWER, bot="slack-app", webhook_args=webhook_args) as port:
         yield f"http://127.0.0.1:{port}/webhooks/slack"
-    finally:
-        stack.stop()
 
 
 def _send(url: str, payload: object, *, sign: bool = True) -> tuple[int, dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from standins import HttpStandIn
-from suite_stack import Stack, start_stack
+from suite_stack import chat_gateway
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 BOT = "123456:bot-token"
@@ -51,24 +51,14 @@ def bot_api() -> Iterator[BotApi]:
 
 @pytest.fixture(scope="module")
 def webhook(tmp_path_factory: pytest.TempPathFactory, bot_api: BotApi) -> Iterator[str]:
+    webhook_args = (
+        "--telegram-secret-token", SECRET,
+        "--telegram-bot-token", BOT,
+        "--telegram-api-base", bot_api.url,
+    )  # fmt: skip
     folder = tmp_path_factory.mktemp("telegram")
-    knowledge = folder / "knowledge"
-    knowledge.mkdir()
-    (knowledge / "faq.md").write_text(f"{ANSWER}\n", encoding="utf-8")
-    stack: Stack = start_stack(folder, taskstores=0)
-    try:
-        _, port = stack.start_gateway(
-            "--knowledge-dir", str(knowledge),
-            "--assistant-model", "toy_text",
-            "--assistant-min-score", "0",
-            "--webhook-credential", stack.token("infer:*", tenant="bots", sub="telegram-bot"),
-            "--telegram-secret-token", SECRET,
-            "--telegram-bot-token", BOT,
-            "--telegram-api-base", bot_api.url,
-        )  # fmt: skip
+    with chat_gateway(folder, answer=ANSWER, bot="telegram-bot", webhook_args=webhook_args) as port:
         yield f"http://127.0.0.1:{port}/webhooks/telegram"
-    finally:
-        stack.stop()
 
 
 def _update(update_id: int, text: str = "When is support open?") -> dict[str, Any]:
