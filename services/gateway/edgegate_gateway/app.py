@@ -9,6 +9,7 @@ from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.logging import get_logger
 from edgegate_common.service import ServiceRuntime
 from edgegate_gateway import __version__
+from edgegate_gateway.adapters.discord import DiscordInteractions, DiscordSettings
 from edgegate_gateway.adapters.fallback import CloudFallback, FallbackSettings
 from edgegate_gateway.adapters.openai_http import make_app
 from edgegate_gateway.adapters.rate_limits import RateLimiter
@@ -25,6 +26,8 @@ from edgegate_gateway.servicer import GatewayServicer
 from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = get_logger(__name__)
+
+Webhook = TelegramWebhook | SlackEvents | DiscordInteractions
 
 
 def build(settings: GatewaySettings) -> ServiceRuntime:
@@ -120,15 +123,13 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
     return runtime
 
 
-async def _webhooks(
-    s: GatewaySettings, bus: Bus, assistant: Assistant | None
-) -> list[TelegramWebhook | SlackEvents]:
+async def _webhooks(s: GatewaySettings, bus: Bus, assistant: Assistant | None) -> list[Webhook]:
     """The chat webhooks whose secrets are set (they answer with the assistant)."""
     if assistant is None or s.webhook_credential is None:
         return []
     credential = s.webhook_credential.get_secret_value()
     events = await EventClaims.open(bus.js)
-    webhooks: list[TelegramWebhook | SlackEvents] = []
+    webhooks: list[Webhook] = []
     if s.telegram_secret_token and s.telegram_bot_token:
         settings = TelegramSettings(
             secret_token=s.telegram_secret_token.get_secret_value(),
@@ -145,6 +146,9 @@ async def _webhooks(
             api_base=s.slack_api_base,
         )
         webhooks.append(SlackEvents(slack, assistant=assistant, events=events))
+    if s.discord_public_key:
+        discord = DiscordSettings(public_key_hex=s.discord_public_key, credential=credential)
+        webhooks.append(DiscordInteractions(discord, assistant=assistant, events=events))
     return webhooks
 
 

@@ -40,6 +40,7 @@ class GatewaySettings(ServiceSettings):
     slack_signing_secret: SecretStr | None = None
     slack_bot_token: SecretStr | None = None
     slack_api_base: str = "https://slack.com"
+    discord_public_key: str | None = Field(default=None, description="the application's, hex")
 
     # Circuit breaker, one per model version
     breaker_window_s: float = Field(default=30.0, gt=0)
