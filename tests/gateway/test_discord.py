@@ -41,7 +41,8 @@ def _post(url: str, payload: object, *, key: Ed25519PrivateKey | None = KEY) -> 
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as refused:
-        return refused.code, json.loads(refused.read())
+        with refused:  # it holds the connection
+            return refused.code, json.loads(refused.read())
 
 
 def _command(interaction_id: str, question: str = "When is support open?") -> dict[str, Any]:

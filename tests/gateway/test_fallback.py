@@ -89,7 +89,8 @@ def _embed(
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, dict(answer.headers), json.loads(answer.read())
     except urllib.error.HTTPError as refused:
-        return refused.code, dict(refused.headers), json.loads(refused.read())
+        with refused:  # it holds the connection
+            return refused.code, dict(refused.headers), json.loads(refused.read())
 
 
 def test_the_breaker_opens_on_failures_serves_from_the_cloud_and_closes_again(

@@ -130,8 +130,9 @@ def test_bad_bodies_get_openai_shaped_errors(
     )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
-    assert refused.value.code == status
-    error = json.loads(refused.value.read())["error"]
+    with refused.value:  # it holds the connection
+        assert refused.value.code == status
+        error = json.loads(refused.value.read())["error"]
     assert error["type"] and says in error["message"]
 
 

@@ -49,7 +49,8 @@ def _embed(base: str, token: str) -> tuple[int, dict[str, str]]:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, dict(answer.headers)
     except urllib.error.HTTPError as refused:
-        return refused.code, dict(refused.headers)
+        with refused:  # it holds the connection
+            return refused.code, dict(refused.headers)
 
 
 def test_two_replicas_together_admit_at_most_the_tenant_limit(

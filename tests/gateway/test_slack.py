@@ -107,7 +107,8 @@ def _send(url: str, payload: object, *, sign: bool = True) -> tuple[int, dict[st
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as refused:
-        return refused.code, json.loads(refused.read())
+        with refused:  # it holds the connection
+            return refused.code, json.loads(refused.read())
 
 
 def _message(event_id: str, **event: Any) -> dict[str, Any]:

@@ -55,7 +55,8 @@ def _http(
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, json.loads(answer.read()), dict(answer.headers)
     except urllib.error.HTTPError as refused:
-        return refused.code, json.loads(refused.read()), dict(refused.headers)
+        with refused:  # it holds the connection
+            return refused.code, json.loads(refused.read()), dict(refused.headers)
 
 
 def _until_done(base: str, token: str, task_id: str, timeout_s: float = 30) -> dict[str, Any]:

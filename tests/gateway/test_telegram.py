@@ -83,7 +83,8 @@ def _post(url: str, body: object, secret: str | None = SECRET) -> tuple[int, dic
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as refused:
-        return refused.code, json.loads(refused.read())
+        with refused:  # it holds the connection
+            return refused.code, json.loads(refused.read())
 
 
 def _until_ready(url: str) -> None:

@@ -250,7 +250,8 @@ def _post(
         with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (our own URL)
             return answer.status, json.loads(answer.read()), dict(answer.headers)
     except urllib.error.HTTPError as refused:
-        return refused.code, json.loads(refused.read() or b"{}"), dict(refused.headers)
+        with refused:  # it holds the connection
+            return refused.code, json.loads(refused.read() or b"{}"), dict(refused.headers)
 
 
 async def _until_signalled() -> None:

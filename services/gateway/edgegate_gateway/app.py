@@ -17,6 +17,7 @@ from edgegate_gateway.adapters.routes import RouteTable
 from edgegate_gateway.adapters.slack import SlackEvents, SlackSettings
 from edgegate_gateway.adapters.telegram import TelegramSettings, TelegramWebhook
 from edgegate_gateway.adapters.webhook_events import EventClaims
+from edgegate_gateway.adapters.whatsapp import WhatsAppSettings, WhatsAppWebhook
 from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.config import GatewaySettings
 from edgegate_gateway.core.breaker import BreakerPolicy
@@ -27,7 +28,7 @@ from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = get_logger(__name__)
 
-Webhook = TelegramWebhook | SlackEvents | DiscordInteractions
+Webhook = TelegramWebhook | SlackEvents | DiscordInteractions | WhatsAppWebhook
 
 
 def build(settings: GatewaySettings) -> ServiceRuntime:
@@ -146,6 +147,15 @@ async def _webhooks(s: GatewaySettings, bus: Bus, assistant: Assistant | None) -
             api_base=s.slack_api_base,
         )
         webhooks.append(SlackEvents(slack, assistant=assistant, events=events))
+    if s.whatsapp_app_secret and s.whatsapp_verify_token and s.whatsapp_access_token:
+        whatsapp = WhatsAppSettings(
+            app_secret=s.whatsapp_app_secret.get_secret_value(),
+            verify_token=s.whatsapp_verify_token.get_secret_value(),
+            access_token=s.whatsapp_access_token.get_secret_value(),
+            credential=credential,
+            api_base=s.whatsapp_api_base,
+        )
+        webhooks.append(WhatsAppWebhook(whatsapp, assistant=assistant, events=events))
     if s.discord_public_key:
         discord = DiscordSettings(public_key_hex=s.discord_public_key, credential=credential)
         webhooks.append(DiscordInteractions(discord, assistant=assistant, events=events))

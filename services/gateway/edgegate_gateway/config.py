@@ -41,6 +41,10 @@ class GatewaySettings(ServiceSettings):
     slack_bot_token: SecretStr | None = None
     slack_api_base: str = "https://slack.com"
     discord_public_key: str | None = Field(default=None, description="the application's, hex")
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_verify_token: SecretStr | None = None
+    whatsapp_access_token: SecretStr | None = None
+    whatsapp_api_base: str = "https://graph.facebook.com/v21.0"
 
     # Circuit breaker, one per model version
     breaker_window_s: float = Field(default=30.0, gt=0)

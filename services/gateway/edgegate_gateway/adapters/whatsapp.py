@@ -1,0 +1,154 @@
+"""WhatsApp Cloud API: the webhook in, the assistant's answer out through `/messages`.
+
+- **Handshake.** `GET /webhooks/whatsapp` with `hub.mode=subscribe` and the
+  configured `hub.verify_token` echoes `hub.challenge`; anything else is 403.
+- **Signature.** Every `POST` carries `X-Hub-Signature-256: sha256=<hex
+  HMAC-SHA256 of the raw body under the app secret>`; a missing or wrong
+  one is 401, checked before anything is parsed.
+- **Messages.** Each text message in `entry[].changes[].value.messages[]`
+  is handled once per message id (`webhook_events`); status updates are
+  acknowledged and ignored.
+- **Answer.** It goes to the sender as a reply to their message. A 429 is
+  retried after its `Retry-After`, and nothing else is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from edgegate_common.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
+from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters.webhook_events import EventClaims
+from edgegate_gateway.assistant import Assistant
+
+log = get_logger(__name__)
+
+MAX_RETRY_AFTER_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class WhatsAppSettings:
+    app_secret: str
+    verify_token: str
+    access_token: str
+    credential: str  # the gateway's edgegate token for this business account's tenant
+    api_base: str = "https://graph.facebook.com/v21.0"
+    send_attempts: int = 3
+
+
+def signature(app_secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    id: str
+    sender: str
+    phone_number_id: str
+    text: str
+
+
+class WhatsAppWebhook:
+    def __init__(
+        self, settings: WhatsAppSettings, *, assistant: Assistant, events: EventClaims
+    ) -> None:
+        self._settings = settings
+        self._assistant = assistant
+        self._events = events
+        self._session: aiohttp.ClientSession | None = None
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/webhooks/whatsapp", self.handshake)
+        app.router.add_post("/webhooks/whatsapp", self.notification)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def handshake(self, request: web.Request) -> web.Response:
+        query = request.query
+        token = query.get("hub.verify_token", "")
+        if query.get("hub.mode") != "subscribe" or not hmac.compare_digest(
+            token.encode(), self._settings.verify_token.encode()
+        ):
+            raise PermissionDenied("the verify token does not match")
+        return web.Response(text=query.get("hub.challenge", ""))
+
+    async def notification(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        sent = request.headers.get("X-Hub-Signature-256", "")
+        if not hmac.compare_digest(
+            sent.encode(), signature(self._settings.app_secret, body).encode()
+        ):
+            raise Unauthenticated("X-Hub-Signature-256 is missing or does not match")
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidArgument("the body is not valid JSON") from None
+        answered = 0
+        for message in _text_messages(payload):
+            async with self._events.once("whatsapp", message.id) as first:
+                if first:
+                    reply = await self._assistant.ask(
+                        message.text, credential=self._settings.credential
+                    )
+                    await self._send(message, reply.text)
+                    answered += 1
+        return web.json_response({"ok": True, "answered": answered})
+
+    async def _send(self, message: _Message, text: str) -> None:
+        s = self._settings
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        body = {
+            "messaging_product": "whatsapp",
+            "to": message.sender,
+            "type": "text",
+            "text": {"body": text},
+            "context": {"message_id": message.id},
+        }
+        url = f"{s.api_base.rstrip('/')}/{message.phone_number_id}/messages"
+        headers = {"Authorization": f"Bearer {s.access_token}"}
+        for attempt in range(1, s.send_attempts + 1):
+            async with self._session.post(url, json=body, headers=headers) as answer:
+                doc = await answer.json(content_type=None)
+                if answer.status == 200:
+                    return
+                if answer.status != 429 or attempt == s.send_attempts:
+                    error = (doc.get("error") or {}).get("message") if isinstance(doc, dict) else ""
+                    raise Unavailable(f"WhatsApp /messages answered {answer.status}: {error}")
+                wait_s = _retry_after_s(answer.headers.get("Retry-After"))
+            log.info("whatsapp asks to wait", retry_after_s=wait_s)
+            await asyncio.sleep(wait_s)
+
+
+def _text_messages(payload: object) -> list[_Message]:
+    """The text messages a notification carries; malformed structure is a 400."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("entry"), list):
+        raise InvalidArgument("a notification needs an 'entry' list", details={"param": "entry"})
+    found = []
+    for entry in payload["entry"]:
+        for change in (entry or {}).get("changes") or [] if isinstance(entry, dict) else []:
+            value = change.get("value") if isinstance(change, dict) else None
+            if not isinstance(value, dict):
+                continue
+            phone_id = str((value.get("metadata") or {}).get("phone_number_id", ""))
+            for m in value.get("messages") or []:
+                text = ((m or {}).get("text") or {}).get("body") if isinstance(m, dict) else None
+                if isinstance(text, str) and text.strip() and m.get("id") and m.get("from"):
+                    found.append(_Message(str(m["id"]), str(m["from"]), phone_id, text))
+    return found
+
+
+def _retry_after_s(header: str | None) -> float:
+    try:
+        return min(MAX_RETRY_AFTER_S, max(0.0, float(header or 1)))
+    except ValueError:
+        return 1.0
