@@ -43,10 +43,10 @@ from edgegate_common.errors import (
     NoResponders,
     NotFound,
     PermissionDenied,
-    Unauthenticated,
     Unavailable,
 )
 from edgegate_common.logging import get_logger
+from edgegate_common.rpc import bearer_token
 from edgegate_gateway.adapters.fallback import CloudFallback
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.routes import RouteTable
@@ -58,7 +58,6 @@ from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
 
 log = get_logger(__name__)
 
-BEARER = "bearer "
 # Below this much time left before its deadline, a message is not sent to the cloud.
 MIN_FALLBACK_BUDGET_S = 0.5
 Rep = TypeVar("Rep", bound=Message)
@@ -93,15 +92,6 @@ def _deferred(envelope: env.Envelope, task: tpb.Task) -> env.Reply:
     )
     reply.created_at.GetCurrentTime()
     return reply
-
-
-def bearer_token(credential: str) -> str:
-    """The token in an `Authorization` value (`Bearer <jwt>`, or the bare token)."""
-    token = credential[len(BEARER) :] if credential.lower().startswith(BEARER) else credential
-    token = token.strip()
-    if not token:
-        raise Unauthenticated("an API key (a bearer token) is required")
-    return token
 
 
 class Pipeline:

@@ -1,10 +1,14 @@
-"""Reading what a gRPC caller sent besides the message."""
+"""Reading what a caller sent besides the message: its `authorization` and the token in it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import grpc
+
+from edgegate_common.errors import Unauthenticated
+
+BEARER = "bearer "
 
 
 def authorization(context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -13,3 +17,15 @@ def authorization(context: grpc.aio.ServicerContext[Any, Any]) -> str:
         if key == "authorization":
             return value if isinstance(value, str) else value.decode("utf-8", "replace")
     return ""
+
+
+def bearer_token(credential: str) -> str:
+    """The token in an `Authorization` value (`Bearer <jwt>`, or the bare token).
+
+    UNAUTHENTICATED when there is none: every call that needs a caller says so the same way.
+    """
+    token = credential[len(BEARER) :] if credential.lower().startswith(BEARER) else credential
+    token = token.strip()
+    if not token:
+        raise Unauthenticated("a bearer token is required (the authorization header or metadata)")
+    return token

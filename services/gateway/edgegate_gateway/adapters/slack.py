@@ -17,7 +17,6 @@ wrong signature, or a timestamp more than five minutes away (a replay), is
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -26,18 +25,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from edgegate_common.errors import InvalidArgument, Unauthenticated, Unavailable
+from edgegate_common.errors import InvalidArgument, Unauthenticated
 from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters.platform_api import PlatformApi
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
 
 log = get_logger(__name__)
 
 MAX_SKEW_S = 300
-MAX_RETRY_AFTER_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +78,13 @@ class SlackEvents:
         self._assistant = assistant
         self._events = events
         self._clock = clock
-        self._session: aiohttp.ClientSession | None = None
+        self._api = PlatformApi("Slack chat.postMessage", attempts=settings.send_attempts)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/webhooks/slack", self.event)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._api.close()
 
     async def event(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -119,28 +116,18 @@ class SlackEvents:
         return web.json_response({"ok": True})
 
     async def _post(self, event: dict[str, Any], text: str) -> None:
-        s = self._settings
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
         body = {
             "channel": event["channel"],
             "text": text,
             "thread_ts": event.get("thread_ts") or event.get("ts"),
         }
-        headers = {"Authorization": f"Bearer {s.bot_token}"}
-        url = f"{s.api_base.rstrip('/')}/api/chat.postMessage"
-        for attempt in range(1, s.send_attempts + 1):
-            async with self._session.post(url, json=body, headers=headers) as answer:
-                doc = await answer.json(content_type=None)
-                if answer.status == 200 and doc.get("ok"):
-                    return
-                if answer.status != 429 or attempt == s.send_attempts:
-                    raise Unavailable(
-                        f"Slack chat.postMessage answered {answer.status}: {doc.get('error')}"
-                    )
-                wait_s = _retry_after_s(answer.headers.get("Retry-After"))
-            log.info("slack asks to wait", retry_after_s=wait_s)
-            await asyncio.sleep(wait_s)
+        await self._api.post(
+            f"{self._settings.api_base.rstrip('/')}/api/chat.postMessage",
+            body,
+            headers={"Authorization": f"Bearer {self._settings.bot_token}"},
+            accepted=lambda status, doc: status == 200 and bool(doc.get("ok")),
+            error=lambda doc: doc.get("error"),
+        )
 
 
 def _user_text(event: object) -> str | None:
@@ -153,10 +140,3 @@ def _user_text(event: object) -> str | None:
     if not isinstance(text, str) or not text.strip() or not isinstance(event.get("channel"), str):
         return None
     return text
-
-
-def _retry_after_s(header: str | None) -> float:
-    try:
-        return min(MAX_RETRY_AFTER_S, max(0.0, float(header or 1)))
-    except ValueError:
-        return 1.0

@@ -15,24 +15,22 @@ answers 500, so that Telegram's own retry tries again.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from edgegate_common.errors import InvalidArgument, Unauthenticated, Unavailable
+from edgegate_common.errors import InvalidArgument, Unauthenticated
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.http_json import json_object
+from edgegate_gateway.adapters.platform_api import PlatformApi
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
 
 log = get_logger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
-MAX_RETRY_AFTER_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +49,13 @@ class TelegramWebhook:
         self._settings = settings
         self._assistant = assistant
         self._events = events
-        self._session: aiohttp.ClientSession | None = None
+        self._api = PlatformApi("Telegram sendMessage", attempts=settings.send_attempts)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/webhooks/telegram", self.update)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._api.close()
 
     async def update(self, request: web.Request) -> web.Response:
         sent = request.headers.get(SECRET_HEADER, "")
@@ -82,25 +79,16 @@ class TelegramWebhook:
         return web.json_response({"ok": True})
 
     async def _send(self, chat_id: int | str, text: str, *, reply_to: object) -> None:
-        s = self._settings
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
         body: dict[str, Any] = {"chat_id": chat_id, "text": text}
         if isinstance(reply_to, int):
             body["reply_parameters"] = {"message_id": reply_to}
-        url = f"{s.api_base.rstrip('/')}/bot{s.bot_token}/sendMessage"
-        for attempt in range(1, s.send_attempts + 1):
-            async with self._session.post(url, json=body) as answer:
-                doc = await answer.json(content_type=None)
-                if answer.status == 200 and doc.get("ok"):
-                    return
-                if answer.status != 429 or attempt == s.send_attempts:
-                    raise Unavailable(
-                        f"Telegram sendMessage answered {answer.status}: {doc.get('description')}"
-                    )
-                wait_s = _retry_after_s(doc, answer.headers.get("Retry-After"))
-            log.info("telegram asks to wait", retry_after_s=wait_s)
-            await asyncio.sleep(wait_s)
+        await self._api.post(
+            f"{self._settings.api_base.rstrip('/')}/bot{self._settings.bot_token}/sendMessage",
+            body,
+            accepted=lambda status, doc: status == 200 and bool(doc.get("ok")),
+            wait_hint=lambda doc: (doc.get("parameters") or {}).get("retry_after"),
+            error=lambda doc: doc.get("description"),
+        )
 
 
 def _text_and_chat(message: object) -> tuple[str | None, int | str]:
@@ -113,12 +101,3 @@ def _text_and_chat(message: object) -> tuple[str | None, int | str]:
     if not isinstance(chat_id, int | str) or isinstance(chat_id, bool):
         raise InvalidArgument("message.chat.id is missing", details={"param": "message.chat.id"})
     return text, chat_id
-
-
-def _retry_after_s(doc: dict[str, Any], header: str | None) -> float:
-    """How long Telegram asks to wait: `parameters.retry_after`, else Retry-After, capped."""
-    asked: object = (doc.get("parameters") or {}).get("retry_after") or header or 1
-    try:
-        return min(MAX_RETRY_AFTER_S, max(0.0, float(asked)))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 1.0

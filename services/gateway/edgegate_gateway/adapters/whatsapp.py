@@ -14,23 +14,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 
-from edgegate_common.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
+from edgegate_common.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters.platform_api import PlatformApi
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
 
 log = get_logger(__name__)
-
-MAX_RETRY_AFTER_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +59,14 @@ class WhatsAppWebhook:
         self._settings = settings
         self._assistant = assistant
         self._events = events
-        self._session: aiohttp.ClientSession | None = None
+        self._api = PlatformApi("WhatsApp /messages", attempts=settings.send_attempts)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/webhooks/whatsapp", self.handshake)
         app.router.add_post("/webhooks/whatsapp", self.notification)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._api.close()
 
     async def handshake(self, request: web.Request) -> web.Response:
         query = request.query
@@ -104,9 +100,6 @@ class WhatsAppWebhook:
         return web.json_response({"ok": True, "answered": answered})
 
     async def _send(self, message: _Message, text: str) -> None:
-        s = self._settings
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
         body = {
             "messaging_product": "whatsapp",
             "to": message.sender,
@@ -114,19 +107,12 @@ class WhatsAppWebhook:
             "text": {"body": text},
             "context": {"message_id": message.id},
         }
-        url = f"{s.api_base.rstrip('/')}/{message.phone_number_id}/messages"
-        headers = {"Authorization": f"Bearer {s.access_token}"}
-        for attempt in range(1, s.send_attempts + 1):
-            async with self._session.post(url, json=body, headers=headers) as answer:
-                doc = await answer.json(content_type=None)
-                if answer.status == 200:
-                    return
-                if answer.status != 429 or attempt == s.send_attempts:
-                    error = (doc.get("error") or {}).get("message") if isinstance(doc, dict) else ""
-                    raise Unavailable(f"WhatsApp /messages answered {answer.status}: {error}")
-                wait_s = _retry_after_s(answer.headers.get("Retry-After"))
-            log.info("whatsapp asks to wait", retry_after_s=wait_s)
-            await asyncio.sleep(wait_s)
+        await self._api.post(
+            f"{self._settings.api_base.rstrip('/')}/{message.phone_number_id}/messages",
+            body,
+            headers={"Authorization": f"Bearer {self._settings.access_token}"},
+            error=lambda doc: (doc.get("error") or {}).get("message"),
+        )
 
 
 def _text_messages(payload: object) -> list[_Message]:
@@ -145,10 +131,3 @@ def _text_messages(payload: object) -> list[_Message]:
                 if isinstance(text, str) and text.strip() and m.get("id") and m.get("from"):
                     found.append(_Message(str(m["id"]), str(m["from"]), phone_id, text))
     return found
-
-
-def _retry_after_s(header: str | None) -> float:
-    try:
-        return min(MAX_RETRY_AFTER_S, max(0.0, float(header or 1)))
-    except ValueError:
-        return 1.0

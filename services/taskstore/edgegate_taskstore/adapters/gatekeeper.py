@@ -19,13 +19,11 @@ from edgegate_common.errors import (
     DeadlineExceeded,
     NoResponders,
     PermissionDenied,
-    Unauthenticated,
     Unavailable,
 )
+from edgegate_common.rpc import bearer_token
 from edgegate_protos.common.v1 import principal_pb2
 from edgegate_protos.security.v1 import security_pb2 as spb
-
-BEARER = "bearer "
 
 
 class Gatekeeper:
@@ -42,10 +40,7 @@ class Gatekeeper:
 
     async def admit(self, credential: str, *, action: str) -> principal_pb2.Principal:
         """The caller's principal if it may do `action` in its own tenant; else a typed error."""
-        token = credential[len(BEARER) :] if credential.lower().startswith(BEARER) else credential
-        token = token.strip()
-        if not token:
-            raise Unauthenticated("a bearer token is required (authorization)")
+        token = bearer_token(credential)
         key = (token, action)
         hit = self._admitted.get(key)
         if hit is not None and hit[1] > time.time():

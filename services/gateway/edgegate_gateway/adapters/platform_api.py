@@ -1,0 +1,69 @@
+"""Sending to a chat platform's API: one POST, retried only when the platform asks to wait.
+
+Telegram, Slack and WhatsApp answer a message through their own send API.
+None of them takes an idempotency key, so a request that may have gone
+through is never sent again. The one retry is after a 429, at the time the
+platform asks for (capped at `MAX_RETRY_AFTER_S`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+
+from edgegate_common.errors import Unavailable
+from edgegate_common.logging import get_logger
+
+log = get_logger(__name__)
+
+MAX_RETRY_AFTER_S = 30.0
+
+Doc = dict[str, Any]
+
+
+def retry_after_s(asked: object) -> float:
+    """The wait a platform asks for (seconds, as a number or header), capped; 1 s if unreadable."""
+    try:
+        return min(MAX_RETRY_AFTER_S, max(0.0, float(asked or 1)))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 1.0
+
+
+class PlatformApi:
+    def __init__(self, name: str, *, attempts: int = 3) -> None:
+        self._name = name  # for errors and logs: "Telegram sendMessage"
+        self._attempts = attempts
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def post(
+        self,
+        url: str,
+        body: Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        accepted: Callable[[int, Doc], bool] = lambda status, _: status == 200,
+        wait_hint: Callable[[Doc], object] = lambda _: None,
+        error: Callable[[Doc], object] = lambda _: "",
+    ) -> None:
+        """POST `body`; `accepted` says it went through, `wait_hint` reads a 429's wait from the
+        body (else Retry-After), `error` the reason a refusal gives."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        for attempt in range(1, self._attempts + 1):
+            async with self._session.post(url, json=body, headers=headers) as answer:
+                doc = await answer.json(content_type=None)
+                doc = doc if isinstance(doc, dict) else {}
+                if accepted(answer.status, doc):
+                    return
+                if answer.status != 429 or attempt == self._attempts:
+                    raise Unavailable(f"{self._name} answered {answer.status}: {error(doc)}")
+                wait_s = retry_after_s(wait_hint(doc) or answer.headers.get("Retry-After"))
+            log.info("platform asks to wait", api=self._name, retry_after_s=wait_s)
+            await asyncio.sleep(wait_s)
