@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -40,7 +38,7 @@ import numpy as np
 import onnxruntime as ort
 import tritonclient.grpc.aio as tca
 import yaml
-from loadgen import DEFAULT_MODEL, ensure_default_model, percentile
+from loadgen import DEFAULT_MODEL, ensure_default_model, machine, percentile
 from tokenizers import Tokenizer
 
 from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
@@ -389,12 +387,7 @@ def main() -> None:
         "sequence_length": SEQ_LEN,
         "seconds_per_level": args.seconds,
         "rounds": args.rounds,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "onnxruntime": ort.__version__,
-        },
+        "machine": {**machine(), "onnxruntime": ort.__version__},
         "providers": args.providers,
         "raw": {
             "per_batch": per_batch,

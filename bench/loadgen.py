@@ -7,6 +7,8 @@ on the path).
 from __future__ import annotations
 
 import asyncio
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -42,6 +44,15 @@ async def closed_loop(call: Call, *, n: int, callers: int) -> tuple[list[float],
 
 
 Rounds = dict[str, dict[int, list[dict[str, float]]]]  # name -> concurrency -> one per round
+
+
+def machine() -> dict[str, object]:
+    """Where a benchmark ran, for its JSON."""
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def point(latencies_ms: list[float], rps: float) -> dict[str, float]:

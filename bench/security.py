@@ -29,15 +29,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import nats
-from loadgen import Call, Rounds, closed_loop, medians, point, unsampled_span
+from loadgen import Call, Rounds, closed_loop, machine, medians, point, unsampled_span
 from opentelemetry import trace
 
 from edgegate_common import subjects
@@ -174,11 +172,7 @@ def summarise(args: argparse.Namespace, rounds: Rounds) -> dict[str, object]:
     met = at_target["p50_ms"] <= TARGET_P50_MS and at_target["p99_ms"] <= TARGET_P99_MS
     return {
         "benchmark": "security Admit over NATS vs raw NATS request/reply",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
         "settings": {
             "requests_per_point": args.requests,
             "rounds": args.rounds,

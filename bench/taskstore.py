@@ -30,8 +30,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -43,6 +41,7 @@ from loadgen import (
     Rounds,
     closed_loop,
     ensure_default_model,
+    machine,
     medians,
     percentile,
     point,
@@ -252,11 +251,7 @@ def summarise(
     not_completed = end_to_end.pop(0)["not_completed"]
     return {
         "benchmark": "taskstore durable submits vs raw JetStream; submit -> result event latency",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
         "settings": {
             "requests_per_point": args.requests,
             "rounds": args.rounds,
