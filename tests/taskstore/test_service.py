@@ -104,6 +104,35 @@ async def test_the_same_idempotency_key_is_one_task_run_once(stack: Stack) -> No
     assert third.id == first.id and third.revision == done.revision
 
 
+async def test_an_answered_submission_is_kept_completed_and_reported_once(stack: Stack) -> None:
+    token = stack.token()
+    answer = env.Reply(backend=env.BACKEND_LOCAL, model="edgegate-assistant")
+    answer.parts.add(text="the answer")
+    request = pb.SubmitRequest(envelope=text_envelope("a question", key="asked-1"), answer=answer)
+    async with stack.bus() as bus:
+        events: list[pb.Task] = []
+
+        async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
+            events.append(pb.Task.FromString(msg.data))
+
+        await bus.nc.subscribe(subjects.taskstore_events(TENANT, "alice"), cb=on_event)
+        await bus.nc.flush()
+        async with stack.stub() as stub:
+            first = await stub.Submit(request, metadata=bearer(token))
+            again = await stub.Submit(request, metadata=bearer(token))
+            await asyncio.sleep(0.5)
+            failed = pb.SubmitRequest(envelope=text_envelope("q", key="asked-2"))
+            failed.answer.error.code = env.ERROR_CODE_INTERNAL
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.Submit(failed, metadata=bearer(token))
+    assert first.status == pb.TASK_STATUS_COMPLETED and first.reported and first.attempts == 0
+    assert first.result.parts[0].text == "the answer" and first.result.task_id == first.id
+    assert first.model == "edgegate-assistant"
+    assert again.id == first.id and again.revision == first.revision
+    assert [e.id for e in events if e.id == first.id] == [first.id]
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 async def test_the_same_task_over_nats(stack: Stack) -> None:
     token = stack.token()
     headers = {"Authorization": f"Bearer {token}"}

@@ -17,9 +17,11 @@ from edgegate_gateway.adapters.routes import RouteTable
 from edgegate_gateway.adapters.slack import SlackEvents, SlackSettings
 from edgegate_gateway.adapters.telegram import TelegramSettings, TelegramWebhook
 from edgegate_gateway.adapters.webhook_events import EventClaims
+from edgegate_gateway.adapters.websocket import WebSocketAdapter
 from edgegate_gateway.adapters.whatsapp import WhatsAppSettings, WhatsAppWebhook
 from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.config import GatewaySettings
+from edgegate_gateway.conversations import Conversations
 from edgegate_gateway.core.breaker import BreakerPolicy
 from edgegate_gateway.local import LocalInference
 from edgegate_gateway.pipeline import Pipeline, Timeouts
@@ -78,13 +80,6 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
             routes=routes,
             timeouts=Timeouts(security_s=settings.security_timeout_s),
         )
-        # The pipeline needs the bus, so the servicer is registered here: still
-        # before gRPC starts serving.
-        runtime.grpc.add(
-            gateway_pb2_grpc.add_GatewayServicer_to_server,
-            GatewayServicer(pipeline),
-            service_name=gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,
-        )
         assistant = None
         if s.knowledge_dir is not None:
             assistant = Assistant(
@@ -96,7 +91,16 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
                 min_score=s.assistant_min_score,
             )
             assistant.start()
+        conversations = Conversations(bus=bus, pipeline=pipeline, assistant=assistant)
+        # The pipeline needs the bus, so the servicer is registered here: still
+        # before gRPC starts serving.
+        runtime.grpc.add(
+            gateway_pb2_grpc.add_GatewayServicer_to_server,
+            GatewayServicer(pipeline, conversations),
+            service_name=gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,
+        )
         app = make_app(pipeline, max_body_bytes=s.max_body_bytes, assistant=assistant)
+        WebSocketAdapter(conversations, max_frame_bytes=s.max_body_bytes).add_routes(app)
         webhooks = await _webhooks(s, bus, assistant)
         for webhook in webhooks:
             webhook.add_routes(app)

@@ -20,7 +20,7 @@ import numpy as np
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
 from edgegate_common.bus.readiness import ModelReadiness
-from edgegate_common.errors import EdgegateError, Unavailable
+from edgegate_common.errors import EdgegateError, InvalidArgument, Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_gateway.core.knowledge import Answer, KnowledgeBase, read_passages
 from edgegate_gateway.pipeline import Pipeline
@@ -29,6 +29,8 @@ from edgegate_protos.common.v1 import envelope_pb2 as env
 log = get_logger(__name__)
 
 NOT_FOUND = "I could not find an answer to that in the knowledge base."
+# The model name callers use for the assistant (`/v1/chat/completions`, `/ws`, Converse).
+ASSISTANT = "edgegate-assistant"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +69,32 @@ class Assistant:
                 await self._loader
 
     async def ask(self, question: str, *, credential: str) -> Reply:
+        envelope = env.Envelope(channel=env.CHANNEL_HTTP, route=env.RouteHint(model=ASSISTANT))
+        envelope.parts.add(text=question)
+        return await self._answer(envelope, credential)
+
+    async def reply(self, envelope: env.Envelope, *, credential: str) -> env.Reply:
+        """Answer an envelope addressed to the assistant; it is admitted (and masked) in place."""
+        answer = (await self._answer(envelope, credential)).answer
+        reply = env.Reply(envelope_id=envelope.id, backend=env.BACKEND_LOCAL, model=ASSISTANT)
+        reply.parts.add(text=answer.passage.text if answer else NOT_FOUND)
+        if answer is not None:
+            reply.metadata["source"] = answer.passage.source
+            reply.metadata["score"] = f"{answer.score:.4f}"
+        reply.created_at.GetCurrentTime()
+        return reply
+
+    async def _answer(self, envelope: env.Envelope, credential: str) -> Reply:
         if self._knowledge is None:
             raise Unavailable("the knowledge base is still being embedded; try again shortly")
-        envelope = env.Envelope(channel=env.CHANNEL_HTTP, route=env.RouteHint(model=self.model))
-        envelope.parts.add(text=question)
+        question = [p.text for p in envelope.parts if p.WhichOneof("content") == "text"]
+        if len(question) != 1 or not question[0].strip():
+            raise InvalidArgument("a question for the assistant is one non-empty text part")
+        # The question is embedded by the assistant's model, through the whole
+        # pipeline (admitted, masked, rate-limited); the envelope keeps what was admitted.
+        envelope.route.model, envelope.route.version = self.model, ""
         reply = await self._pipeline.handle(envelope, credential=credential)
+        envelope.route.model = ASSISTANT
         if reply.backend != env.BACKEND_LOCAL:
             raise Unavailable("the assistant's model is not available locally right now")
         answer = self._knowledge.best(_rows(reply)[0])

@@ -183,6 +183,21 @@ class Pipeline:
         await self._admit(envelope, credential)
         return await self._submit(envelope, credential)
 
+    async def record(
+        self, envelope: env.Envelope, reply: env.Reply, *, credential: str
+    ) -> tpb.Task:
+        """Keep an admitted envelope answered here as a completed task (its event published).
+
+        Conversations deliver every result from the taskstore, so an answer
+        given inline is stored there too; the same idempotency key stores it once.
+        """
+        return await self.task_call(
+            subjects.TASKSTORE_SUBMIT,
+            tpb.SubmitRequest(envelope=envelope, answer=reply),
+            tpb.Task,
+            credential=credential,
+        )
+
     async def task_call(
         self, subject: str, request: Message, reply_type: type[Rep], *, credential: str
     ) -> Rep:

@@ -67,6 +67,8 @@ class TaskStoreApi:
     async def submit(self, request: pb.SubmitRequest, *, credential: str) -> pb.Task:
         principal = await self._gatekeeper.admit(credential, action=WRITE)
         task = self._new_task(request.envelope, principal)
+        if request.HasField("answer"):
+            return await self._answered(task, request.answer)
         # Queue first, record second: a record never exists without its queue
         # message. A repeat is dropped by the queue inside its duplicate window,
         # and by the workers after it (the round is claimed or finished); a
@@ -75,6 +77,22 @@ class TaskStoreApi:
         await self._queue.enqueue(task)
         stored, _ = await self._records.create(task)
         return stored
+
+    async def _answered(self, task: pb.Task, answer: env.Reply) -> pb.Task:
+        """Keep work the caller already answered: a completed task, its event published.
+
+        It never enters the work queue. A repeat (same key) finds the stored
+        record and only finishes reporting it if the first Submit was cut off
+        before its event was stored; the event is never published twice.
+        """
+        if answer.HasField("error") and answer.error.code:
+            raise InvalidArgument("an answered task carries a result, not an error")
+        task.status = status.COMPLETED
+        task.result.CopyFrom(answer)
+        task.result.envelope_id, task.result.task_id = task.envelope.id, task.id
+        task.model = f"{answer.model}/{answer.version}" if answer.version else answer.model
+        stored, _ = await self._records.create(task)
+        return await report(stored, queue=self._queue, records=self._records)
 
     def _new_task(self, envelope: env.Envelope, principal: principal_pb2.Principal) -> pb.Task:
         if not envelope.parts:

@@ -18,9 +18,7 @@ from aiohttp import web
 
 from edgegate_common.errors import InvalidArgument, NotFound
 from edgegate_gateway.adapters.http_json import field, json_object
-from edgegate_gateway.assistant import Assistant
-
-ASSISTANT = "edgegate-assistant"
+from edgegate_gateway.assistant import ASSISTANT, Assistant
 
 
 class ChatHttp:

@@ -18,10 +18,10 @@ from aiohttp import web
 
 from edgegate_common.errors import Code, EdgegateError, Internal, InvalidArgument
 from edgegate_common.logging import get_logger
-from edgegate_gateway.adapters.chat_http import ASSISTANT, ChatHttp
+from edgegate_gateway.adapters.chat_http import ChatHttp
 from edgegate_gateway.adapters.http_json import field, json_object, text_inputs
-from edgegate_gateway.adapters.tasks_http import TasksHttp
-from edgegate_gateway.assistant import Assistant
+from edgegate_gateway.adapters.tasks_http import BACKEND_NAMES, TasksHttp
+from edgegate_gateway.assistant import ASSISTANT, Assistant
 from edgegate_gateway.pipeline import Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
 
@@ -39,8 +39,6 @@ _HTTP: dict[Code, tuple[int, str]] = {
     Code.UNAVAILABLE: (503, "service_unavailable"),
     Code.DEADLINE_EXCEEDED: (504, "timeout"),
 }
-
-_BACKENDS = {env.BACKEND_LOCAL: "local", env.BACKEND_FALLBACK: "fallback"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -107,7 +105,7 @@ class OpenAiHttp:
                 "usage": {"prompt_tokens": 0, "total_tokens": 0},
             },
             headers={
-                "Edgegate-Backend": _BACKENDS.get(reply.backend, "local"),
+                "Edgegate-Backend": BACKEND_NAMES.get(reply.backend, "local"),
                 "Edgegate-Model-Version": reply.version,
             },
         )

@@ -35,6 +35,12 @@ _STATUSES: dict[str, tpb.TaskStatus.ValueType] = {
 }
 _STATUS_NAMES = {v: k for k, v in _STATUSES.items()}
 _PRIORITY_NAMES = {v: k for k, v in _PRIORITIES.items()}
+# Which backend answered, as responses name it (`Edgegate-Backend`, a task's result).
+BACKEND_NAMES = {
+    env.BACKEND_LOCAL: "local",
+    env.BACKEND_FALLBACK: "fallback",
+    env.BACKEND_TASKSTORE: "taskstore",
+}
 
 
 class TasksHttp:
@@ -54,7 +60,7 @@ class TasksHttp:
                 model=field(body, "model", str), version=_optional(body, "version")
             ),
             idempotency_key=_optional(body, "idempotency_key"),
-            priority=_priority(body.get("priority", "normal")),
+            priority=text_priority(body.get("priority", "normal")),
         )
         for text in text_inputs(body.get("input")):
             envelope.parts.add(text=text)
@@ -98,9 +104,10 @@ def task_json(task: tpb.Task) -> dict[str, Any]:
     result = None
     if task.HasField("result"):
         result = {
-            "backend": "local",
+            "backend": BACKEND_NAMES.get(task.result.backend, "local"),
             "model_version": task.model,
             "outputs": [_part_json(p) for p in task.result.parts],
+            "metadata": dict(task.result.metadata),
         }
     error = None
     if task.HasField("error") and task.error.code:
@@ -113,6 +120,8 @@ def task_json(task: tpb.Task) -> dict[str, Any]:
         "object": "task",
         "status": _STATUS_NAMES.get(task.status, "unknown"),
         "model": task.envelope.route.model,
+        "conversation": task.envelope.conversation or None,
+        "idempotency_key": task.envelope.idempotency_key or None,
         "priority": _PRIORITY_NAMES.get(task.priority, "normal"),
         "attempts": task.attempts,
         "retries": task.retries,
@@ -151,7 +160,7 @@ def _optional(body: dict[str, Any], name: str) -> str:
     return value
 
 
-def _priority(value: object) -> env.Priority.ValueType:
+def text_priority(value: object) -> env.Priority.ValueType:
     if value not in _PRIORITIES:
         raise InvalidArgument(
             f"'priority' must be one of {sorted(_PRIORITIES)}", details={"param": "priority"}

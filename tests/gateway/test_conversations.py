@@ -1,0 +1,323 @@
+"""Conversations over WebSocket `/ws` and gRPC `Converse`: acks, results, resume, bad frames.
+
+Real processes: nats-server, security, inference, taskstore and the gateway
+(with the assistant answering from a one-passage knowledge base).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from suite_stack import TEXT_MODEL, Stack, bearer, start_stack, text_envelope
+
+from edgegate_common.errors import EdgegateError
+from edgegate_gateway.adapters.websocket import _envelope, _frame_object
+from edgegate_protos.common.v1 import envelope_pb2 as env
+from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+ANSWER = "Offline messages wait in the taskstore until a model can answer them."
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start_stack(tmp_path_factory.mktemp("conversations"), taskstores=1)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(stack: Stack) -> tuple[str, str]:
+    """(WebSocket URL, gRPC target) of a gateway whose assistant knows ANSWER."""
+    knowledge = stack.folder / "knowledge"
+    knowledge.mkdir()
+    (knowledge / "faq.md").write_text(f"{ANSWER}\n", encoding="utf-8")
+    proc, port = stack.start_gateway(
+        "--knowledge-dir", str(knowledge),
+        "--assistant-model", TEXT_MODEL,
+        "--assistant-min-score", "0",
+    )  # fmt: skip
+    return f"ws://127.0.0.1:{port}/ws", proc.target
+
+
+def _token(stack: Stack, sub: str = "alice") -> str:
+    return stack.token("infer:*", "tasks:read", "tasks:write", sub=sub)
+
+
+class Client:
+    """A WebSocket client that keeps every frame it receives, by type."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.frames: list[dict[str, Any]] = []
+
+    async def send(self, **frame: Any) -> None:
+        await self.ws.send_str(json.dumps(frame))
+
+    async def next(self, kind: str, timeout_s: float = 20.0) -> dict[str, Any]:
+        """The first frame of `kind` not taken yet (frames of other kinds wait their turn)."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for i, frame in enumerate(self.frames):
+                    if frame["type"] == kind:
+                        return self.frames.pop(i)
+                message = await self.ws.receive()
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    raise AssertionError(f"the connection ended: {message.type!r}")
+                self.frames.append(json.loads(message.data))
+
+    async def quiet(self, seconds: float) -> list[dict[str, Any]]:
+        """Frames not taken yet and those that arrive within `seconds`."""
+        try:
+            async with asyncio.timeout(seconds):
+                while True:
+                    message = await self.ws.receive()
+                    self.frames.append(json.loads(message.data))
+        except TimeoutError:
+            pass
+        got, self.frames = self.frames, []
+        return got
+
+
+@asynccontextmanager
+async def connect(url: str, token: str | None = None, **hello: Any) -> AsyncIterator[Client]:
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        client = Client(ws)
+        if token is not None:
+            await client.send(type="authenticate", token=token, **hello)
+        yield client
+
+
+async def test_a_message_gets_an_ack_then_its_result(
+    stack: Stack, gateway: tuple[str, str]
+) -> None:
+    url, _ = gateway
+    async with connect(url, _token(stack)) as client:
+        ready = await client.next("ready")
+        await client.send(type="send", id="m1", model=TEXT_MODEL, text="hello there")
+        ack = await client.next("ack")
+        assert not client.frames  # no result came before its ack
+        result = await client.next("result")
+    assert ready["conversation"] and ready["after_sequence"] == 0
+    assert ack["id"] == "m1" and len(ack["task_id"]) == 32
+    task = result["task"]
+    assert task["id"] == ack["task_id"] and task["status"] == "completed"
+    assert task["conversation"] == ready["conversation"]
+    assert task["result"]["backend"] == "local"
+    assert task["result"]["outputs"][0]["type"] == "tensor"
+    assert result["sequence"] > 0
+
+
+async def test_the_assistant_answers_over_websocket(stack: Stack, gateway: tuple[str, str]) -> None:
+    url, _ = gateway
+    async with connect(url, _token(stack)) as client:
+        await client.next("ready")
+        await client.send(type="send", model="edgegate-assistant", text="where do messages wait?")
+        result = await client.next("result")
+    answer = result["task"]["result"]
+    assert answer["outputs"] == [{"type": "text", "text": ANSWER}]
+    assert answer["metadata"]["source"] == "faq.md#1" and "score" in answer["metadata"]
+
+
+async def test_a_resend_with_the_same_key_is_one_task_with_one_result(
+    stack: Stack, gateway: tuple[str, str]
+) -> None:
+    url, _ = gateway
+    async with connect(url, _token(stack)) as client:
+        await client.next("ready")
+        for _ in range(2):
+            await client.send(type="send", model=TEXT_MODEL, text="once", idempotency_key="k-dup")
+        first, second = await client.next("ack"), await client.next("ack")
+        await client.next("result")
+        later = await client.quiet(1.5)
+    assert first["task_id"] == second["task_id"]
+    assert not [f for f in later if f["type"] == "result"]
+
+
+async def test_a_client_that_reconnects_gets_what_it_missed_once(
+    stack: Stack, gateway: tuple[str, str]
+) -> None:
+    url, _ = gateway
+    token = _token(stack, sub="bob")
+    conversation = f"resume-{uuid.uuid4().hex[:8]}"
+    async with connect(url, token, conversation=conversation) as client:
+        await client.next("ready")
+        await client.send(type="send", model=TEXT_MODEL, text="first")
+        seen = (await client.next("result"))["sequence"]
+        # Queued work: the client leaves right after the ack, before the result.
+        for text in ("second", "third"):
+            await client.send(type="send", model=TEXT_MODEL, text=text, defer=True)
+            await client.next("ack")
+    # Another conversation of the same user must not leak into this one.
+    async with connect(url, token, conversation="elsewhere") as other:
+        await other.next("ready")
+        await other.send(type="send", model=TEXT_MODEL, text="not yours")
+        await other.next("result")
+    await asyncio.sleep(1.0)  # both queued tasks finish while nobody listens
+
+    async with connect(url, token, conversation=conversation, after_sequence=seen) as client:
+        ready = await client.next("ready")
+        missed = [await client.next("result"), await client.next("result")]
+        extra = await client.quiet(1.5)
+    assert ready["conversation"] == conversation and ready["after_sequence"] == seen
+    texts = sorted(r["task"]["id"] for r in missed)
+    assert len(set(texts)) == 2
+    assert all(r["sequence"] > seen for r in missed)
+    assert not [f for f in extra if f["type"] == "result"]
+
+    # Resuming from the last one seen replays nothing already delivered.
+    last = max(r["sequence"] for r in missed)
+    async with connect(url, token, conversation=conversation, after_sequence=last) as client:
+        await client.next("ready")
+        assert not [f for f in await client.quiet(1.5) if f["type"] == "result"]
+
+
+async def test_bad_frames_get_error_frames_and_the_session_goes_on(
+    stack: Stack, gateway: tuple[str, str]
+) -> None:
+    url, _ = gateway
+    async with connect(url, _token(stack)) as client:
+        await client.next("ready")
+        await client.ws.send_str("{not json")
+        assert (await client.next("error"))["code"] == "INVALID_ARGUMENT"
+        await client.ws.send_bytes(b"\x00\x01")
+        assert "JSON text" in (await client.next("error"))["message"]
+        await client.send(type="launch", id="x")
+        assert (await client.next("error"))["id"] == "x"
+        await client.send(type="send", id="no-text", model=TEXT_MODEL)
+        refused = await client.next("error")
+        assert refused["id"] == "no-text" and "'text'" in refused["message"]
+        await client.send(type="send", id="bad-priority", model=TEXT_MODEL, text="a", priority=9)
+        assert (await client.next("error"))["id"] == "bad-priority"
+        await client.send(type="ping", id="p")
+        assert (await client.next("pong"))["id"] == "p"
+
+
+@pytest.mark.parametrize(
+    ("hello", "code"),
+    [
+        ({"type": "send", "text": "hi"}, "UNAUTHENTICATED"),
+        ({"type": "authenticate", "token": "not-a-token"}, "UNAUTHENTICATED"),
+        ({"type": "authenticate"}, "UNAUTHENTICATED"),
+        ({"type": "authenticate", "token": "x", "after_sequence": -1}, "INVALID_ARGUMENT"),
+    ],
+)
+async def test_a_session_must_authenticate_first(
+    gateway: tuple[str, str], hello: dict[str, Any], code: str
+) -> None:
+    url, _ = gateway
+    async with connect(url) as client:
+        await client.send(**hello)
+        assert (await client.next("error"))["code"] == code
+        closing = await client.ws.receive()
+    assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+        max_leaves=8,
+    )
+    | st.fixed_dictionaries(
+        {"type": st.just("send"), "text": st.text() | st.integers(), "model": st.text()},
+        optional={"priority": st.text(), "defer": st.booleans() | st.text(), "version": st.text()},
+    )
+)
+def test_the_frame_parser_refuses_anything_malformed_with_a_clear_error(value: Any) -> None:
+    """Whatever JSON arrives, the parser builds an envelope or raises an EdgegateError."""
+    refused: EdgegateError | None = None
+    try:
+        envelope, _ = _envelope(_frame_object(json.dumps(value)), "c")
+    except EdgegateError as exc:
+        refused = exc
+    if refused is not None:
+        assert refused.message
+    else:
+        assert envelope.parts[0].text and envelope.route.model
+
+
+def _converse_requests(
+    *items: gateway_pb2.ConverseRequest,
+) -> Iterator[gateway_pb2.ConverseRequest]:
+    yield from items
+
+
+async def test_converse_acks_and_answers_every_message_then_ends(
+    stack: Stack, gateway: tuple[str, str]
+) -> None:
+    _, target = gateway
+    good = [text_envelope(f"message {i}") for i in range(3)]
+    bad = env.Envelope(route=env.RouteHint(model=TEXT_MODEL))  # no parts
+    requests = [gateway_pb2.ConverseRequest(envelope=e) for e in [*good, bad]]
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        call = stub.Converse(_converse_requests(*requests), metadata=bearer(_token(stack)))
+        responses = [r async for r in call]
+    acks = [r.ack for r in responses if r.WhichOneof("kind") == "ack"]
+    replies = [r for r in responses if r.WhichOneof("kind") == "reply"]
+    refused = [r.reply for r in replies if r.reply.error.code]
+    answered = [r for r in replies if not r.reply.error.code]
+    assert len(acks) == 3 and len({a.task_id for a in acks}) == 3
+    assert len({a.conversation for a in acks}) == 1
+    assert {r.reply.task_id for r in answered} == {a.task_id for a in acks}
+    assert all(r.sequence > 0 and r.reply.backend == env.BACKEND_LOCAL for r in answered)
+    assert [r.error.code for r in refused] == [env.ERROR_CODE_INVALID_ARGUMENT]
+
+
+async def test_converse_resume_delivers_what_was_missed(
+    stack: Stack, gateway: tuple[str, str]
+) -> None:
+    _, target = gateway
+    token = _token(stack, sub="carol")
+    conversation = f"grpc-{uuid.uuid4().hex[:8]}"
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        first = text_envelope("before")
+        first.conversation = conversation
+        call = stub.Converse(
+            _converse_requests(gateway_pb2.ConverseRequest(envelope=first)),
+            metadata=bearer(token),
+        )
+        seen = max([r.sequence async for r in call])
+        # Sent with Send (deferred) while no Converse stream is open.
+        missed = text_envelope("while away")
+        missed.conversation = conversation
+        sent = await stub.Send(
+            gateway_pb2.SendRequest(envelope=missed, defer=True), metadata=bearer(token)
+        )
+        resume = gateway_pb2.ConverseRequest(
+            resume=gateway_pb2.Resume(conversation=conversation, after_sequence=seen)
+        )
+        leave = asyncio.Event()
+
+        async def resuming() -> AsyncIterator[gateway_pb2.ConverseRequest]:
+            yield resume
+            await leave.wait()  # a resuming client keeps its side open while it listens
+
+        call = stub.Converse(resuming(), metadata=bearer(token))
+        got = await asyncio.wait_for(call.read(), timeout=20)
+        leave.set()
+        call.cancel()
+    assert got.reply.task_id == sent.reply.task_id and got.sequence > seen
+
+
+async def test_converse_without_a_token_is_unauthenticated(gateway: tuple[str, str]) -> None:
+    _, target = gateway
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        call = stub.Converse(_converse_requests(gateway_pb2.ConverseRequest()))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call.read()
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
