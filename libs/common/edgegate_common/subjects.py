@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 
 PREFIX = "edgegate"
 
@@ -133,3 +134,18 @@ def ident(value: str) -> str:
     if _PLAIN.fullmatch(value):
         return value
     return "_" + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+# Task ids are derived from (tenant, user, idempotency key) in this namespace.
+_TASK_ID_NAMESPACE = uuid.UUID("6f1f4c4e-2b1a-4f53-9d59-0f1d9a3c7e21")
+
+
+def task_id(tenant: str, user: str, basis: str) -> str:
+    """A task's id: the same (tenant, user, idempotency key) always names the same task.
+
+    The taskstore names tasks with it, and the gateway's disk outbox too, so
+    that a message accepted while NATS was away keeps its id. No key: a fresh id.
+    """
+    if not basis:
+        return uuid.uuid4().hex
+    return uuid.uuid5(_TASK_ID_NAMESPACE, f"{tenant}\0{user}\0{basis}").hex

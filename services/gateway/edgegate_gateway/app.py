@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from aiohttp import web
 
 from edgegate_common.bus import Bus
@@ -12,6 +15,7 @@ from edgegate_gateway import __version__
 from edgegate_gateway.adapters.discord import DiscordInteractions, DiscordSettings
 from edgegate_gateway.adapters.fallback import CloudFallback, FallbackSettings
 from edgegate_gateway.adapters.openai_http import make_app
+from edgegate_gateway.adapters.outbox import Outbox
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.routes import RouteTable
 from edgegate_gateway.adapters.slack import SlackEvents, SlackSettings
@@ -71,8 +75,12 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
                     timeout_s=s.fallback_timeout_s,
                 )
             )
+        outbox = None
+        if s.outbox_dir is not None:
+            outbox = Outbox(s.outbox_dir, max_entries=s.outbox_max_entries)
         pipeline = Pipeline(
             bus=bus,
+            outbox=outbox,
             readiness=readiness,
             local=local,
             fallback=fallback,
@@ -110,7 +118,13 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
         await site.start()
         log.info("http serving", port=_bound_port(runner, settings.http_port))
 
+        replayer = asyncio.create_task(_replay_outbox(bus, pipeline)) if outbox else None
+
         async def stop() -> None:
+            if replayer is not None:
+                replayer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await replayer
             await runner.cleanup()
             for webhook in webhooks:
                 await webhook.close()
@@ -164,6 +178,18 @@ async def _webhooks(s: GatewaySettings, bus: Bus, assistant: Assistant | None) -
         discord = DiscordSettings(public_key_hex=s.discord_public_key, credential=credential)
         webhooks.append(DiscordInteractions(discord, assistant=assistant, events=events))
     return webhooks
+
+
+async def _replay_outbox(bus: Bus, pipeline: Pipeline, every_s: float = 1.0) -> None:
+    """While NATS is connected, hand what the outbox kept to the taskstore."""
+    while True:
+        await asyncio.sleep(every_s)
+        if not bus.nc.is_connected:
+            continue
+        try:
+            await pipeline.replay_outbox()
+        except Exception:
+            log.exception("outbox replay failed; it runs again")
 
 
 def _bound_port(runner: web.AppRunner, asked: int) -> int:

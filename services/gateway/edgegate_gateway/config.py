@@ -23,6 +23,10 @@ class GatewaySettings(ServiceSettings):
     http_port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="larger bodies get 413")
 
+    # Messages accepted while NATS is unreachable wait here; unset: refused (503) instead
+    outbox_dir: Path | None = Field(default=None, description="a local folder, kept on restart")
+    outbox_max_entries: int = Field(default=10_000, ge=1)
+
     # Calls the pipeline makes
     security_timeout_s: float = Field(default=2.0, gt=0)
     inference_timeout_s: float = Field(default=30.0, gt=0)

@@ -19,6 +19,11 @@ the caller's credential. The pipeline:
    if one is configured and the deadline allows. Otherwise the taskstore
    takes it, if the adapter can answer later (`Offline.DEFER`).
 
+When NATS itself is unreachable, a message that may wait (a task, a
+deferrable send) from a caller admitted recently is written to the disk
+outbox (`adapters/outbox.py`) and the caller gets its task id; once NATS is
+back, `replay_outbox` admits each one in full and hands it to the taskstore.
+
 What comes back is a `Reply`, or an `EdgegateError` that each adapter maps
 to its own protocol (HTTP status, gRPC code, an error frame). Nothing here
 knows HTTP.
@@ -40,19 +45,23 @@ from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.errors import (
     DeadlineExceeded,
     EdgegateError,
+    InvalidArgument,
     NoResponders,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unavailable,
 )
 from edgegate_common.logging import get_logger
 from edgegate_common.rpc import bearer_token
 from edgegate_gateway.adapters.fallback import CloudFallback
+from edgegate_gateway.adapters.outbox import Outbox
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.routes import RouteTable
 from edgegate_gateway.local import Elsewhere, LocalInference
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
+from edgegate_protos.gateway.v1 import gateway_pb2 as gpb
 from edgegate_protos.security.v1 import security_pb2 as spb
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
 
@@ -60,6 +69,12 @@ log = get_logger(__name__)
 
 # Below this much time left before its deadline, a message is not sent to the cloud.
 MIN_FALLBACK_BUDGET_S = 0.5
+# How long an admitted caller may still leave messages in the outbox while NATS is away.
+REMEMBER_CALLER_S = 3600.0
+MAX_REMEMBERED_CALLERS = 10_000
+# What the taskstore takes (its defaults): checked before the outbox accepts a message.
+MAX_TASK_ENVELOPE_BYTES = 256 * 1024
+MAX_IDEMPOTENCY_KEY = 256
 Rep = TypeVar("Rep", bound=Message)
 
 
@@ -81,6 +96,16 @@ def _remaining_s(envelope: env.Envelope) -> float | None:
     if not envelope.HasField("deadline"):
         return None
     return envelope.deadline.ToNanoseconds() / 1e9 - time.time()
+
+
+def _check_deferrable(envelope: env.Envelope) -> None:
+    """What the taskstore would refuse, refused before the outbox accepts it."""
+    if not envelope.parts or not envelope.route.model:
+        raise InvalidArgument("a message kept for later needs parts and a model")
+    if len(envelope.idempotency_key) > MAX_IDEMPOTENCY_KEY:
+        raise InvalidArgument(f"idempotency_key is longer than {MAX_IDEMPOTENCY_KEY}")
+    if envelope.ByteSize() > MAX_TASK_ENVELOPE_BYTES:
+        raise ResourceExhausted(f"the message is larger than {MAX_TASK_ENVELOPE_BYTES} bytes")
 
 
 def _deferred(envelope: env.Envelope, task: tpb.Task) -> env.Reply:
@@ -105,6 +130,7 @@ class Pipeline:
         limiter: RateLimiter | None = None,
         routes: RouteTable | None = None,
         fallback: CloudFallback | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self._bus = bus
         self._readiness = readiness
@@ -113,6 +139,9 @@ class Pipeline:
         self._limiter = limiter
         self._routes = routes
         self._fallback = fallback
+        self._outbox = outbox
+        # Callers admitted lately (bearer token → principal, until when), for the outbox.
+        self._callers: dict[str, tuple[principal_pb2.Principal, float]] = {}
 
     def models(self) -> list[str]:
         """The models some inference replica serves now."""
@@ -136,7 +165,14 @@ class Pipeline:
         offline: Offline = Offline.REFUSE,
     ) -> env.Reply:
         """Admit `envelope`, run it on its model (or defer it), and return the reply."""
-        await self._admit(envelope, credential)
+        if offline is Offline.DEFER and self._nats_away():
+            return _deferred(envelope, self._keep_for_later(envelope, credential))
+        try:
+            await self._admit(envelope, credential)
+        except Unavailable:
+            if offline is Offline.DEFER and self._nats_away():
+                return _deferred(envelope, self._keep_for_later(envelope, credential))
+            raise
         if defer:
             return _deferred(envelope, await self._submit(envelope, credential))
         model, version = envelope.route.model, envelope.route.version
@@ -180,8 +216,91 @@ class Pipeline:
 
     async def submit(self, envelope: env.Envelope, *, credential: str) -> tpb.Task:
         """Admit `envelope` and hand it to the taskstore: the task, to follow later."""
-        await self._admit(envelope, credential)
+        if self._nats_away():
+            return self._keep_for_later(envelope, credential)
+        try:
+            await self._admit(envelope, credential)
+        except Unavailable:
+            if self._nats_away():
+                return self._keep_for_later(envelope, credential)
+            raise
         return await self._submit(envelope, credential)
+
+    def _nats_away(self) -> bool:
+        return self._outbox is not None and not self._bus.nc.is_connected
+
+    def _keep_for_later(self, envelope: env.Envelope, credential: str) -> tpb.Task:
+        """NATS is unreachable: keep the message in the outbox; the task it will become."""
+        assert self._outbox is not None
+        token = bearer_token(credential)
+        principal = self._recent_caller(token)
+        _check_deferrable(envelope)
+        if not envelope.id:
+            envelope.id = uuid.uuid4().hex
+        if not envelope.HasField("received_at"):
+            envelope.received_at.GetCurrentTime()
+        user = envelope.user or principal.subject
+        task = tpb.Task(
+            id=subjects.task_id(principal.tenant, user, envelope.idempotency_key or envelope.id),
+            tenant=principal.tenant,
+            user=user,
+            status=tpb.TASK_STATUS_PENDING,
+            priority=envelope.priority or env.PRIORITY_NORMAL,
+        )
+        task.envelope.CopyFrom(envelope)
+        task.created_at.GetCurrentTime()
+        task.updated_at.CopyFrom(task.created_at)
+        entry = gpb.OutboxEntry(envelope=envelope, credential=token, task_id=task.id)
+        entry.accepted_at.CopyFrom(task.created_at)
+        self._outbox.put(entry)
+        log.warning("nats unreachable: message kept in the outbox", task=task.id)
+        return task
+
+    def _recent_caller(self, token: str) -> principal_pb2.Principal:
+        known = self._callers.get(token)
+        if known is None or known[1] < time.monotonic():
+            raise Unavailable(
+                "NATS is unreachable and this credential was not admitted lately; try again"
+            )
+        return known[0]
+
+    def _remember(self, token: str, principal: principal_pb2.Principal) -> None:
+        until = time.monotonic() + REMEMBER_CALLER_S
+        if principal.HasField("expires_at"):
+            until = min(until, time.monotonic() + principal.expires_at.ToSeconds() - time.time())
+        self._callers.pop(token, None)
+        self._callers[token] = (principal, until)
+        while len(self._callers) > MAX_REMEMBERED_CALLERS:
+            del self._callers[next(iter(self._callers))]
+
+    async def replay_outbox(self) -> int:
+        """Hand what the outbox keeps to the taskstore; how many went. Stops while NATS is away."""
+        if self._outbox is None:
+            return 0
+        replayed = 0
+        for stored in self._outbox.pending():
+            envelope, credential = stored.entry.envelope, stored.entry.credential
+            try:
+                await self._admit(envelope, credential, limited=False)
+                task = await self._submit(envelope, credential)
+            except (Unavailable, ResourceExhausted) as exc:
+                log.info("outbox replay waits", why=exc.message, left=self._outbox.count())
+                break
+            except EdgegateError as exc:
+                log.error(
+                    "outbox entry refused on replay", task=stored.entry.task_id, why=exc.message
+                )
+                self._outbox.reject(stored.path, f"{exc.code.name}: {exc.message}")
+                continue
+            if task.id != stored.entry.task_id:
+                log.error(
+                    "outbox replay named another task", kept=stored.entry.task_id, got=task.id
+                )
+            self._outbox.done(stored.path)
+            replayed += 1
+        if replayed:
+            log.info("outbox replayed", messages=replayed, left=self._outbox.count())
+        return replayed
 
     async def record(
         self, envelope: env.Envelope, reply: env.Reply, *, credential: str
@@ -221,7 +340,9 @@ class Pipeline:
             credential=credential,
         )
 
-    async def _admit(self, envelope: env.Envelope, credential: str) -> None:
+    async def _admit(
+        self, envelope: env.Envelope, credential: str, *, limited: bool = True
+    ) -> None:
         """Security's answer applied to `envelope`: refused, or cleaned and stamped."""
         if not envelope.id:
             envelope.id = uuid.uuid4().hex
@@ -244,7 +365,9 @@ class Pipeline:
         principal = admitted.principal
         envelope.tenant = principal.tenant
         envelope.user = envelope.user or principal.subject
-        if self._limiter is not None:
+        if self._outbox is not None:
+            self._remember(bearer_token(credential), principal)
+        if limited and self._limiter is not None:
             await self._limiter.admit(principal.tenant, key=principal.token_id or principal.subject)
 
     async def _security(self, subject: str, request: Message, reply_type: type[Rep]) -> Rep:

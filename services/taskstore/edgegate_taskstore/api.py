@@ -12,10 +12,10 @@ bytes to and from here.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from edgegate_common import subjects
 from edgegate_common.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -36,8 +36,6 @@ from edgegate_taskstore.sessions import SessionStates
 READ = "tasks:read"
 WRITE = "tasks:write"
 ADMIN = "admin"
-# Task ids are derived from (tenant, user, idempotency key) in this namespace.
-TASK_ID_NAMESPACE = uuid.UUID("6f1f4c4e-2b1a-4f53-9d59-0f1d9a3c7e21")
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 MAX_IDEMPOTENCY_KEY = 256
@@ -116,7 +114,7 @@ class TaskStoreApi:
             raise InvalidArgument("the task has no user: the token names no subject")
         _check_user(principal, user)
         task = pb.Task(
-            id=_task_id(principal.tenant, user, envelope.idempotency_key or envelope.id),
+            id=subjects.task_id(principal.tenant, user, envelope.idempotency_key or envelope.id),
             tenant=principal.tenant,
             user=user,
             status=status.PENDING,
@@ -247,13 +245,6 @@ def _copy(task: pb.Task) -> pb.Task:
     copy = pb.Task()
     copy.CopyFrom(task)
     return copy
-
-
-def _task_id(tenant: str, user: str, basis: str) -> str:
-    """The same (tenant, user, key) always names the same task; no key, a fresh id."""
-    if not basis:
-        return uuid.uuid4().hex
-    return uuid.uuid5(TASK_ID_NAMESPACE, f"{tenant}\0{user}\0{basis}").hex
 
 
 def _is_task_id(value: str) -> bool:
