@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from suite_stack import TEXT_MODEL, Stack, bearer, start_stack, text_envelope
 
 from edgegate_common.errors import EdgegateError
-from edgegate_gateway.adapters.websocket import _envelope, _frame_object
+from edgegate_gateway.adapters.json_messages import frame_object, message_envelope
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
@@ -239,7 +239,7 @@ def test_the_frame_parser_refuses_anything_malformed_with_a_clear_error(value: A
     """Whatever JSON arrives, the parser builds an envelope or raises an EdgegateError."""
     refused: EdgegateError | None = None
     try:
-        envelope, _ = _envelope(_frame_object(json.dumps(value)), "c")
+        envelope, _ = message_envelope(frame_object(json.dumps(value)), env.CHANNEL_WEBSOCKET, "c")
     except EdgegateError as exc:
         refused = exc
     if refused is not None:

@@ -72,8 +72,7 @@ async def test_kill_9_of_inference_under_load_loses_no_message(stack: Stack) -> 
 
         async def all_completed() -> list[tpb.Task] | None:
             tasks = [
-                await taskstore.Get(tpb.GetRequest(id=i), metadata=bearer(token))
-                for i in deferred
+                await taskstore.Get(tpb.GetRequest(id=i), metadata=bearer(token)) for i in deferred
             ]
             done = all(t.status == tpb.TASK_STATUS_COMPLETED and t.reported for t in tasks)
             return tasks if done else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 
 from aiohttp import web
 
@@ -14,6 +15,7 @@ from edgegate_common.service import ServiceRuntime
 from edgegate_gateway import __version__
 from edgegate_gateway.adapters.discord import DiscordInteractions, DiscordSettings
 from edgegate_gateway.adapters.fallback import CloudFallback, FallbackSettings
+from edgegate_gateway.adapters.mqtt import MqttAdapter, MqttSettings
 from edgegate_gateway.adapters.openai_http import make_app
 from edgegate_gateway.adapters.outbox import Outbox
 from edgegate_gateway.adapters.rate_limits import RateLimiter
@@ -109,6 +111,9 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
         )
         app = make_app(pipeline, max_body_bytes=s.max_body_bytes, assistant=assistant)
         WebSocketAdapter(conversations, max_frame_bytes=s.max_body_bytes).add_routes(app)
+        mqtt = _mqtt(s, bus, conversations)
+        if mqtt is not None:
+            mqtt.start()
         webhooks = await _webhooks(s, bus, assistant)
         for webhook in webhooks:
             webhook.add_routes(app)
@@ -126,6 +131,8 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
                 with contextlib.suppress(asyncio.CancelledError):
                     await replayer
             await runner.cleanup()
+            if mqtt is not None:
+                await mqtt.close()
             for webhook in webhooks:
                 await webhook.close()
             if assistant is not None:
@@ -140,6 +147,21 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
 
     runtime.on_start(start)
     return runtime
+
+
+def _mqtt(s: GatewaySettings, bus: Bus, conversations: Conversations) -> MqttAdapter | None:
+    if s.mqtt_host is None or s.mqtt_credential is None:
+        return None
+    settings = MqttSettings(
+        host=s.mqtt_host,
+        port=s.mqtt_port,
+        prefix=s.mqtt_prefix.strip("/"),
+        credential=s.mqtt_credential.get_secret_value(),
+        client_id=s.mqtt_client_id or f"edgegate-gateway-{socket.gethostname()}",
+        username=s.mqtt_username,
+        password=s.mqtt_password.get_secret_value() if s.mqtt_password else None,
+    )
+    return MqttAdapter(settings, bus=bus, conversations=conversations)
 
 
 async def _webhooks(s: GatewaySettings, bus: Bus, assistant: Assistant | None) -> list[Webhook]:

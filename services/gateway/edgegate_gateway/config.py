@@ -50,6 +50,15 @@ class GatewaySettings(ServiceSettings):
     whatsapp_access_token: SecretStr | None = None
     whatsapp_api_base: str = "https://graph.facebook.com/v21.0"
 
+    # MQTT: devices' requests from a broker, answered with this token's tenant; unset: off
+    mqtt_host: str | None = None
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_prefix: str = Field(default="edgegate/v1", description="<prefix>/<device>/request")
+    mqtt_credential: SecretStr | None = Field(default=None, description="a service token")
+    mqtt_client_id: str = Field(default="", description="unique per replica; empty: host name")
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+
     # Circuit breaker, one per model version
     breaker_window_s: float = Field(default=30.0, gt=0)
     breaker_min_calls: int = Field(default=20, ge=1)

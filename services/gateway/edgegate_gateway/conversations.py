@@ -48,6 +48,7 @@ class Ack:
     envelope_id: str
     idempotency_key: str
     task_id: str
+    deferred: bool  # queued to run later, not answered yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,11 +90,12 @@ class Conversations:
             reply = await self._pipeline.handle(
                 envelope, credential=credential, defer=defer, offline=Offline.DEFER
             )
-        if reply.backend == env.BACKEND_TASKSTORE:
+        deferred = reply.backend == env.BACKEND_TASKSTORE
+        if deferred:
             task_id = reply.task_id
         else:
             task_id = (await self._pipeline.record(envelope, reply, credential=credential)).id
-        return Ack(envelope.id, envelope.idempotency_key, task_id)
+        return Ack(envelope.id, envelope.idempotency_key, task_id, deferred)
 
     async def results(
         self, principal: principal_pb2.Principal, conversation: str, *, after_sequence: int = 0

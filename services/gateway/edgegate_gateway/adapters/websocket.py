@@ -35,11 +35,11 @@ from edgegate_common.errors import (
     EdgegateError,
     Internal,
     InvalidArgument,
-    ResourceExhausted,
     Unauthenticated,
 )
 from edgegate_common.logging import get_logger
-from edgegate_gateway.adapters.tasks_http import task_json, text_priority
+from edgegate_gateway.adapters.json_messages import frame_object, message_envelope, text_field
+from edgegate_gateway.adapters.tasks_http import task_json
 from edgegate_gateway.conversations import Conversations, conversation_id
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
@@ -114,7 +114,7 @@ class _Session:
     async def _authenticate(self, hello: Any) -> tuple[str, principal_pb2.Principal, str, int]:
         if hello.type != WSMsgType.TEXT:
             raise Unauthenticated("the first frame must be a JSON 'authenticate' frame")
-        frame = _frame_object(hello.data)
+        frame = frame_object(hello.data)
         if frame.get("type") != "authenticate":
             raise Unauthenticated("the first frame must be of type 'authenticate'")
         token = frame.get("token")
@@ -123,14 +123,14 @@ class _Session:
         after = frame.get("after_sequence", 0)
         if not isinstance(after, int) or isinstance(after, bool) or after < 0:
             raise InvalidArgument("'after_sequence' must be a non-negative integer")
-        conversation = conversation_id(_text(frame, "conversation", required=False))
+        conversation = conversation_id(text_field(frame, "conversation", required=False))
         credential = f"Bearer {token}"
         principal = await self._conversations.authenticate(credential)
         return credential, principal, conversation, after
 
     async def _frame(self, data: str, credential: str, conversation: str) -> None:
         try:
-            frame = _frame_object(data)
+            frame = frame_object(data)
         except EdgegateError as exc:
             await self._error(exc, None)
             return
@@ -154,7 +154,7 @@ class _Session:
         acked = asyncio.Event()
         key = ""
         try:
-            envelope, defer = _envelope(frame, conversation)
+            envelope, defer = message_envelope(frame, env.CHANNEL_WEBSOCKET, conversation)
             if not envelope.idempotency_key:
                 envelope.idempotency_key = uuid.uuid4().hex
             key = envelope.idempotency_key
@@ -212,42 +212,3 @@ class _Session:
         with contextlib.suppress(Exception):
             await self._error(exc, None)
         await self._ws.close(code=WSCloseCode.POLICY_VIOLATION, message=exc.code.name.encode())
-
-
-def _frame_object(data: str) -> dict[str, Any]:
-    try:
-        frame = json.loads(data)
-    except ValueError:
-        raise InvalidArgument("the frame is not valid JSON") from None
-    if not isinstance(frame, dict):
-        raise InvalidArgument("a frame is a JSON object with a 'type'")
-    return frame
-
-
-def _envelope(frame: dict[str, Any], conversation: str) -> tuple[env.Envelope, bool]:
-    text = _text(frame, "text", required=True)
-    if len(text) > MAX_TEXT_CHARS:
-        raise ResourceExhausted(f"'text' is longer than {MAX_TEXT_CHARS} characters")
-    defer = frame.get("defer", False)
-    if not isinstance(defer, bool):
-        raise InvalidArgument("'defer' must be true or false")
-    envelope = env.Envelope(
-        channel=env.CHANNEL_WEBSOCKET,
-        conversation=conversation,
-        idempotency_key=_text(frame, "idempotency_key", required=False),
-        priority=text_priority(frame.get("priority", "normal")),
-        route=env.RouteHint(
-            model=_text(frame, "model", required=True),
-            version=_text(frame, "version", required=False),
-        ),
-    )
-    envelope.parts.add(text=text)
-    return envelope, defer
-
-
-def _text(frame: dict[str, Any], name: str, *, required: bool) -> str:
-    value = frame.get(name, "")
-    if not isinstance(value, str) or (required and not value):
-        need = "a non-empty string" if required else "a string"
-        raise InvalidArgument(f"'{name}' must be {need}", details={"param": name})
-    return value

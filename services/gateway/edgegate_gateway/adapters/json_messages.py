@@ -1,0 +1,66 @@
+"""The JSON message both WebSocket frames and MQTT requests carry, read with clear errors.
+
+A message is a JSON object: `text` for `model`, and optionally `version`,
+`idempotency_key`, `priority` (`high` / `normal` / `low`) and `defer` (queue
+it in the taskstore even if it could run now). Anything else in it is
+ignored; anything wrong in it is an INVALID_ARGUMENT naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from edgegate_common.errors import InvalidArgument, ResourceExhausted
+from edgegate_gateway.adapters.tasks_http import text_priority
+from edgegate_protos.common.v1 import envelope_pb2 as env
+
+MAX_TEXT_CHARS = 64 * 1024
+
+
+def frame_object(data: str | bytes) -> dict[str, Any]:
+    """A JSON object from text (or UTF-8 bytes), or INVALID_ARGUMENT."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidArgument("the message is not valid UTF-8") from None
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        raise InvalidArgument("the message is not valid JSON") from None
+    if not isinstance(frame, dict):
+        raise InvalidArgument("a message is a JSON object")
+    return frame
+
+
+def message_envelope(
+    frame: dict[str, Any], channel: env.Channel.ValueType, conversation: str
+) -> tuple[env.Envelope, bool]:
+    """The envelope a message asks for, and whether it asked to be deferred."""
+    text = text_field(frame, "text", required=True)
+    if len(text) > MAX_TEXT_CHARS:
+        raise ResourceExhausted(f"'text' is longer than {MAX_TEXT_CHARS} characters")
+    defer = frame.get("defer", False)
+    if not isinstance(defer, bool):
+        raise InvalidArgument("'defer' must be true or false", details={"param": "defer"})
+    envelope = env.Envelope(
+        channel=channel,
+        conversation=conversation,
+        idempotency_key=text_field(frame, "idempotency_key", required=False),
+        priority=text_priority(frame.get("priority", "normal")),
+        route=env.RouteHint(
+            model=text_field(frame, "model", required=True),
+            version=text_field(frame, "version", required=False),
+        ),
+    )
+    envelope.parts.add(text=text)
+    return envelope, defer
+
+
+def text_field(frame: dict[str, Any], name: str, *, required: bool) -> str:
+    value = frame.get(name, "")
+    if not isinstance(value, str) or (required and not value):
+        need = "a non-empty string" if required else "a string"
+        raise InvalidArgument(f"'{name}' must be {need}", details={"param": name})
+    return value

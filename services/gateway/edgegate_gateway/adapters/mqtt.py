@@ -1,0 +1,268 @@
+"""MQTT: devices publish requests to a broker, the gateway publishes their replies.
+
+Topics, under a prefix (`edgegate/v1` by default):
+
+- `<prefix>/<device>/request`: a JSON message (`json_messages.py`) with an
+  optional `id`, echoed in every reply about it.
+- `<prefix>/<device>/reply`: `{"type": "queued", "id", "task_id"}` when the
+  message waits in the taskstore, `{"type": "result", "id", "task"}` when it
+  finished (answered at once or later), `{"type": "error", "id", "code",
+  "message"}` when it was refused.
+
+Devices are authenticated by the broker; the gateway admits their messages
+with one configured edgegate token (`mqtt_credential`), and the device is
+the conversation. A request is acknowledged to the broker (QoS 1) only once
+its task is stored, so a gateway that dies mid-way gets it again. Without
+an `idempotency_key` the key is `<device>/<id>`, so that redelivery is the
+same task.
+
+Results come from the taskstore's events through one durable JetStream
+consumer shared by every gateway replica: each finished task is published
+once by whichever replica takes it, and results that finish while every
+gateway is down are published when one returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+import nats.errors
+import nats.js.errors
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from edgegate_common import subjects
+from edgegate_common.bus import Bus
+from edgegate_common.errors import EdgegateError, Internal, InvalidArgument, Unavailable
+from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters.json_messages import frame_object, message_envelope, text_field
+from edgegate_gateway.adapters.tasks_http import task_json
+from edgegate_gateway.conversations import Conversations
+from edgegate_protos.common.v1 import envelope_pb2 as env
+from edgegate_protos.common.v1 import principal_pb2
+from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
+
+log = get_logger(__name__)
+
+MAX_IN_FLIGHT = 64  # requests being handled at once; past it, reading pauses
+RECONNECT_S = (0.5, 10.0)  # first and longest wait between broker connection attempts
+TRANSIENT_TRIES = 5  # a request meeting UNAVAILABLE is tried this often before an error reply
+ID_METADATA = "mqtt.id"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    host: str
+    port: int
+    prefix: str
+    credential: str
+    client_id: str
+    username: str | None = None
+    password: str | None = None
+
+
+def device_of(topic: str, prefix: str) -> str | None:
+    """The device a request topic names, or None if it is not a request topic."""
+    head, _, rest = topic.partition(prefix + "/")
+    device, _, tail = rest.partition("/")
+    if head or tail != "request" or not device:
+        return None
+    return device
+
+
+def read_request(frame: dict[str, Any], device: str) -> tuple[env.Envelope, bool, str]:
+    """The envelope a request asks for, whether to defer it, and its `id`."""
+    message_id = text_field(frame, "id", required=False)
+    envelope, defer = message_envelope(frame, env.CHANNEL_MQTT, device)
+    if not envelope.idempotency_key and message_id:
+        envelope.idempotency_key = f"{device}/{message_id}"
+    envelope.metadata[ID_METADATA] = message_id
+    return envelope, defer, message_id
+
+
+class MqttAdapter:
+    def __init__(self, settings: MqttSettings, *, bus: Bus, conversations: Conversations) -> None:
+        self._settings = settings
+        self._bus = bus
+        self._conversations = conversations
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._handling: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._receive()), loop.create_task(self._deliver())]
+
+    async def close(self) -> None:
+        for task in [*self._tasks, *self._handling]:
+            task.cancel()
+        for task in [*self._tasks, *self._handling]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # Requests in
+
+    async def _receive(self) -> None:
+        """Stay connected to the broker, subscribed to every device's requests."""
+        s = self._settings
+        wait_s = RECONNECT_S[0]
+        while True:
+            client = aiomqtt.Client(
+                s.host,
+                s.port,
+                identifier=s.client_id,
+                username=s.username,
+                password=s.password,
+                clean_session=False,  # the broker keeps requests while the gateway is away
+            )
+            # aiomqtt does not expose paho's manual acknowledgement; the broker
+            # must not count a request delivered before its task is stored.
+            client._client.manual_ack_set(True)
+            try:
+                async with client:
+                    # A shared subscription: replicas take turns, none sees a request twice.
+                    await client.subscribe(f"$share/edgegate/{s.prefix}/+/request", qos=1)
+                    self._client = client
+                    self._connected.set()
+                    log.info("mqtt subscribed", host=s.host, port=s.port, prefix=s.prefix)
+                    wait_s = RECONNECT_S[0]
+                    async for message in client.messages:
+                        await self._slots.acquire()
+                        handling = asyncio.create_task(self._handle(client, message))
+                        self._handling.add(handling)
+                        handling.add_done_callback(self._handling.discard)
+            except aiomqtt.MqttError as exc:
+                log.warning("mqtt broker unreachable", error=str(exc), retry_in_s=wait_s)
+            finally:
+                self._connected.clear()
+                self._client = None
+            await asyncio.sleep(wait_s)
+            wait_s = min(wait_s * 2, RECONNECT_S[1])
+
+    async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        device = device_of(str(message.topic), self._settings.prefix)
+        message_id = ""
+        try:
+            if device is None:
+                raise InvalidArgument(f"{message.topic} is not a request topic")
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            frame = frame_object(payload)
+            if isinstance(frame.get("id"), str):
+                message_id = frame["id"]  # echoed even when the rest is refused
+            envelope, defer, _ = read_request(frame, device)
+            ack = await self._send(envelope, defer)
+            if ack.deferred:
+                queued = {"type": "queued", "id": message_id, "task_id": ack.task_id}
+                with contextlib.suppress(Unavailable, aiomqtt.MqttError):
+                    await self._reply(device, queued)  # the result follows in any case
+        except EdgegateError as exc:
+            await self._refuse(device, message_id, exc)
+        except Exception:
+            log.exception("mqtt request failed", topic=str(message.topic))
+            await self._refuse(device, message_id, Internal("the gateway failed; see its log"))
+        finally:
+            self._slots.release()
+            with contextlib.suppress(Exception):
+                client._client.ack(message.mid, message.qos)
+
+    async def _send(self, envelope: env.Envelope, defer: bool) -> Any:
+        """Hand the request on; a short outage of a service is waited out, not answered."""
+        for attempt in range(TRANSIENT_TRIES):
+            try:
+                return await self._conversations.send(
+                    envelope, credential=self._settings.credential, defer=defer
+                )
+            except Unavailable:
+                if attempt == TRANSIENT_TRIES - 1:
+                    raise
+                await asyncio.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def _refuse(self, device: str | None, message_id: str, exc: EdgegateError) -> None:
+        if device is None:
+            log.warning("mqtt message on an unknown topic dropped", why=exc.message)
+            return
+        body = {"type": "error", "id": message_id, "code": exc.code.name, "message": exc.message}
+        try:
+            await self._reply(device, body)
+        except (Unavailable, aiomqtt.MqttError):
+            log.warning("mqtt error reply not sent: the broker is away", device=device)
+
+    async def _reply(self, device: str, body: dict[str, Any]) -> None:
+        client = self._client
+        if client is None:
+            raise Unavailable("not connected to the MQTT broker")
+        topic = f"{self._settings.prefix}/{device}/reply"
+        await client.publish(topic, json.dumps(body), qos=1)
+
+    # Results out
+
+    async def _deliver(self) -> None:
+        """Publish every finished MQTT task's result to its device, once across replicas."""
+        principal = await self._principal()
+        durable = (
+            "edgegate-mqtt-"
+            + hashlib.sha256(f"{principal.tenant}\0{principal.subject}".encode()).hexdigest()[:20]
+        )
+        while True:
+            try:
+                subscription = await self._bus.js.pull_subscribe(
+                    subjects.taskstore_events(principal.tenant, principal.subject),
+                    durable=durable,
+                    stream=subjects.STREAM_TASK_EVENTS,
+                    config=ConsumerConfig(
+                        deliver_policy=DeliverPolicy.NEW,
+                        ack_policy=AckPolicy.EXPLICIT,
+                        ack_wait=30,
+                    ),
+                )
+                break
+            except (nats.errors.Error, nats.js.errors.Error) as exc:
+                log.info("mqtt results wait for the taskstore's events", why=repr(exc))
+                await asyncio.sleep(2.0)
+        while True:
+            await self._connected.wait()
+            try:
+                messages = await subscription.fetch(16, timeout=5)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except nats.errors.Error as exc:
+                log.info("mqtt results: events unreachable", why=repr(exc))
+                await asyncio.sleep(1.0)
+                continue
+            for message in messages:
+                task = tpb.Task()
+                try:
+                    task.ParseFromString(message.data)
+                except Exception:
+                    await message.ack()
+                    continue
+                if task.envelope.channel != env.CHANNEL_MQTT:
+                    await message.ack()
+                    continue
+                body = {
+                    "type": "result",
+                    "id": task.envelope.metadata.get(ID_METADATA, ""),
+                    "task": task_json(task),
+                }
+                try:
+                    await self._reply(task.envelope.conversation, body)
+                except (Unavailable, aiomqtt.MqttError):
+                    await message.nak(delay=1.0)  # the broker is away: later
+                    continue
+                await message.ack()
+
+    async def _principal(self) -> principal_pb2.Principal:
+        while True:
+            try:
+                return await self._conversations.authenticate(self._settings.credential)
+            except Unavailable as exc:
+                log.info("mqtt waits for the security service", why=exc.message)
+                await asyncio.sleep(2.0)
