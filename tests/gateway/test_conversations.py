@@ -42,7 +42,14 @@ def gateway(stack: Stack) -> tuple[str, str]:
     knowledge = stack.folder / "knowledge"
     knowledge.mkdir()
     (knowledge / "faq.md").write_text(f"{ANSWER}\n", encoding="utf-8")
+    rules = stack.folder / "rules.yaml"
+    rules.write_text(
+        '- match: {channel: websocket, prefix: "/ask"}\n  to: {pipeline: assistant}\n'
+        f'- match: {{model: "text-embedding-*"}}\n  to: {{model: {TEXT_MODEL}}}\n',
+        encoding="utf-8",
+    )
     proc, port = stack.start_gateway(
+        "--routing-rules", str(rules),
         "--knowledge-dir", str(knowledge),
         "--assistant-model", TEXT_MODEL,
         "--assistant-min-score", "0",
@@ -246,6 +253,25 @@ def test_the_frame_parser_refuses_anything_malformed_with_a_clear_error(value: A
         assert refused.message
     else:
         assert envelope.parts[0].text and envelope.route.model
+
+
+async def test_routing_rules_send_a_command_to_the_assistant_and_alias_a_model(
+    stack: Stack, gateway: tuple[str, str]
+) -> None:
+    url, target = gateway
+    async with connect(url, _token(stack)) as client:
+        await client.next("ready")
+        await client.send(type="send", model=TEXT_MODEL, text="/ask where do messages wait?")
+        asked = (await client.next("result"))["task"]
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        aliased = await stub.Send(
+            gateway_pb2.SendRequest(envelope=text_envelope("hi", model="text-embedding-3-small")),
+            metadata=bearer(_token(stack)),
+        )
+    assert asked["model"] == "edgegate-assistant"
+    assert asked["result"]["outputs"] == [{"type": "text", "text": ANSWER}]
+    assert aliased.reply.backend == env.BACKEND_LOCAL and aliased.reply.model == TEXT_MODEL
 
 
 def _converse_requests(

@@ -29,6 +29,7 @@ from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.config import GatewaySettings
 from edgegate_gateway.conversations import Conversations
 from edgegate_gateway.core.breaker import BreakerPolicy
+from edgegate_gateway.core.rules import Rules
 from edgegate_gateway.local import LocalInference
 from edgegate_gateway.pipeline import Pipeline, Timeouts
 from edgegate_gateway.servicer import GatewayServicer
@@ -83,6 +84,7 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
         pipeline = Pipeline(
             bus=bus,
             outbox=outbox,
+            rules=Rules.load(s.routing_rules) if s.routing_rules else None,
             readiness=readiness,
             local=local,
             fallback=fallback,
@@ -106,7 +108,7 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
         # before gRPC starts serving.
         runtime.grpc.add(
             gateway_pb2_grpc.add_GatewayServicer_to_server,
-            GatewayServicer(pipeline, conversations),
+            GatewayServicer(conversations),
             service_name=gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,
         )
         app = make_app(pipeline, max_body_bytes=s.max_body_bytes, assistant=assistant)

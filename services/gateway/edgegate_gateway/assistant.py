@@ -23,14 +23,13 @@ from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.errors import EdgegateError, InvalidArgument, Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_gateway.core.knowledge import Answer, KnowledgeBase, read_passages
+from edgegate_gateway.core.rules import ASSISTANT
 from edgegate_gateway.pipeline import Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
 
 log = get_logger(__name__)
 
 NOT_FOUND = "I could not find an answer to that in the knowledge base."
-# The model name callers use for the assistant (`/v1/chat/completions`, `/ws`, Converse).
-ASSISTANT = "edgegate-assistant"
 
 
 @dataclass(frozen=True, slots=True)

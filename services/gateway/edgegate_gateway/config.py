@@ -27,6 +27,9 @@ class GatewaySettings(ServiceSettings):
     outbox_dir: Path | None = Field(default=None, description="a local folder, kept on restart")
     outbox_max_entries: int = Field(default=10_000, ge=1)
 
+    # Routing rules: channel / command prefix / model hint → model or pipeline (core/rules.py)
+    routing_rules: Path | None = Field(default=None, description="a YAML file; unset: none")
+
     # Calls the pipeline makes
     security_timeout_s: float = Field(default=2.0, gt=0)
     inference_timeout_s: float = Field(default=30.0, gt=0)

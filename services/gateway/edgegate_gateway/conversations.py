@@ -30,7 +30,8 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
 from edgegate_common.errors import InvalidArgument, NotFound, ResourceExhausted
-from edgegate_gateway.assistant import ASSISTANT, Assistant
+from edgegate_gateway.assistant import Assistant
+from edgegate_gateway.core.rules import ASSISTANT
 from edgegate_gateway.pipeline import Offline, Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
@@ -78,18 +79,28 @@ class Conversations:
     async def authenticate(self, credential: str) -> principal_pb2.Principal:
         return await self._pipeline.authenticate(credential)
 
+    async def answer(
+        self, envelope: env.Envelope, *, credential: str, defer: bool = False
+    ) -> env.Reply:
+        """Route one message and answer it: the assistant, local inference, the cloud, or later.
+
+        A message for a model no replica serves (or with `defer`) goes to the
+        taskstore, and the reply carries its task id.
+        """
+        self._pipeline.route(envelope)
+        if envelope.route.model == ASSISTANT:
+            if self._assistant is None:
+                raise NotFound("this gateway has no assistant (no knowledge folder is configured)")
+            return await self._assistant.reply(envelope, credential=credential)
+        return await self._pipeline.handle(
+            envelope, credential=credential, defer=defer, offline=Offline.DEFER
+        )
+
     async def send(self, envelope: env.Envelope, *, credential: str, defer: bool = False) -> Ack:
         """Run or queue one message of a conversation; the ack once its task is stored."""
         if not envelope.idempotency_key:
             envelope.idempotency_key = uuid.uuid4().hex
-        if envelope.route.model == ASSISTANT:
-            if self._assistant is None:
-                raise NotFound("this gateway has no assistant (no knowledge folder is configured)")
-            reply = await self._assistant.reply(envelope, credential=credential)
-        else:
-            reply = await self._pipeline.handle(
-                envelope, credential=credential, defer=defer, offline=Offline.DEFER
-            )
+        reply = await self.answer(envelope, credential=credential, defer=defer)
         deferred = reply.backend == env.BACKEND_TASKSTORE
         if deferred:
             task_id = reply.task_id

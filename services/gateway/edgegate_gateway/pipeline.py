@@ -58,6 +58,7 @@ from edgegate_gateway.adapters.fallback import CloudFallback
 from edgegate_gateway.adapters.outbox import Outbox
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.routes import RouteTable
+from edgegate_gateway.core.rules import Rules
 from edgegate_gateway.local import Elsewhere, LocalInference
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
@@ -131,6 +132,7 @@ class Pipeline:
         routes: RouteTable | None = None,
         fallback: CloudFallback | None = None,
         outbox: Outbox | None = None,
+        rules: Rules | None = None,
     ) -> None:
         self._bus = bus
         self._readiness = readiness
@@ -140,8 +142,13 @@ class Pipeline:
         self._routes = routes
         self._fallback = fallback
         self._outbox = outbox
+        self._rules = rules or Rules()
         # Callers admitted lately (bearer token → principal, until when), for the outbox.
         self._callers: dict[str, tuple[principal_pb2.Principal, float]] = {}
+
+    def route(self, envelope: env.Envelope) -> None:
+        """Apply the routing rules to a message as it enters (adapters call this once)."""
+        self._rules.route(envelope)
 
     def models(self) -> list[str]:
         """The models some inference replica serves now."""

@@ -1,12 +1,14 @@
 """gRPC `edgegate.gateway.v1.Gateway`: the credential from metadata, the pipeline does the rest.
 
-`Send` runs one envelope: inference when a replica serves its model, else
-(or when `defer` asks for it) the taskstore, whose task id the reply
-carries. `Converse` is a conversation (`conversations.py`): envelopes in;
-an ack per accepted envelope and a reply per finished task out. A client
-that reconnects sends `Resume` first with the last sequence it saw. The
-stream ends when the client has closed its side and every acked message has
-had its reply.
+`Send` runs one envelope, routed by the rules: the assistant, inference
+when a replica serves its model, else (or when `defer` asks for it) the
+taskstore, whose task id the reply carries.
+
+`Converse` is a conversation (`conversations.py`): envelopes in; an ack per
+accepted envelope and a reply per finished task out. A client that
+reconnects sends `Resume` first with the last sequence it saw. The stream
+ends when the client has closed its side and every acked message has had
+its reply.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from edgegate_common.errors import EdgegateError, Internal
 from edgegate_common.logging import get_logger
 from edgegate_common.rpc import authorization
 from edgegate_gateway.conversations import Conversations, Result, conversation_id
-from edgegate_gateway.pipeline import Offline, Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.gateway.v1 import gateway_pb2 as pb
 from edgegate_protos.gateway.v1 import gateway_pb2_grpc
@@ -40,16 +41,15 @@ MAX_QUEUED_RESPONSES = 256
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
-    def __init__(self, pipeline: Pipeline, conversations: Conversations) -> None:
-        self._pipeline = pipeline
+    def __init__(self, conversations: Conversations) -> None:
         self._conversations = conversations
 
     async def Send(self, request: pb.SendRequest, context: Context) -> pb.SendResponse:
         envelope = env.Envelope()
         envelope.CopyFrom(request.envelope)
         envelope.channel = env.CHANNEL_GRPC
-        reply = await self._pipeline.handle(
-            envelope, credential=authorization(context), defer=request.defer, offline=Offline.DEFER
+        reply = await self._conversations.answer(
+            envelope, credential=authorization(context), defer=request.defer
         )
         return pb.SendResponse(reply=reply)
 

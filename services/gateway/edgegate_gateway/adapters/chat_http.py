@@ -18,7 +18,8 @@ from aiohttp import web
 
 from edgegate_common.errors import InvalidArgument, NotFound
 from edgegate_gateway.adapters.http_json import field, json_object
-from edgegate_gateway.assistant import ASSISTANT, Assistant
+from edgegate_gateway.assistant import Assistant
+from edgegate_gateway.core.rules import ASSISTANT
 
 
 class ChatHttp:

@@ -21,7 +21,8 @@ from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.chat_http import ChatHttp
 from edgegate_gateway.adapters.http_json import field, json_object, text_inputs
 from edgegate_gateway.adapters.tasks_http import BACKEND_NAMES, TasksHttp
-from edgegate_gateway.assistant import ASSISTANT, Assistant
+from edgegate_gateway.assistant import Assistant
+from edgegate_gateway.core.rules import ASSISTANT
 from edgegate_gateway.pipeline import Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
 
@@ -88,6 +89,12 @@ class OpenAiHttp:
         envelope.metadata["openai.endpoint"] = "embeddings"
         for text in texts:
             envelope.parts.add(text=text)
+        self._pipeline.route(envelope)
+        if envelope.route.model == ASSISTANT:
+            raise InvalidArgument(
+                f"{model!r} is the chat assistant; embeddings need an embedding model",
+                details={"param": "model"},
+            )
         reply = await self._pipeline.handle(
             envelope, credential=request.headers.get("Authorization", "")
         )

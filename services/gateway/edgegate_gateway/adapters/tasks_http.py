@@ -17,6 +17,7 @@ from aiohttp import web
 from edgegate_common import subjects
 from edgegate_common.errors import InvalidArgument
 from edgegate_gateway.adapters.http_json import field, json_object, text_inputs
+from edgegate_gateway.core.rules import ASSISTANT
 from edgegate_gateway.pipeline import Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
@@ -64,6 +65,12 @@ class TasksHttp:
         )
         for text in text_inputs(body.get("input")):
             envelope.parts.add(text=text)
+        self._pipeline.route(envelope)
+        if envelope.route.model == ASSISTANT:
+            raise InvalidArgument(
+                "the assistant answers at once (/v1/chat/completions); tasks run models",
+                details={"param": "model"},
+            )
         task = await self._pipeline.submit(envelope, credential=_credential(request))
         return web.json_response(
             task_json(task), status=202, headers={"Location": f"/v1/tasks/{task.id}"}
