@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import openai
 import pytest
+from aiohttp import web
+from standins import HttpStandIn
 from suite_stack import Stack, start_stack
 
 from edgegate_gateway.core.knowledge import KnowledgeBase, Passage, read_passages
@@ -116,3 +121,111 @@ def test_bad_chat_requests_are_clear(client: openai.OpenAI) -> None:
         client.chat.completions.create(
             model="edgegate-assistant", messages=[{"role": "system", "content": "be brief"}]
         )
+
+
+CLOUD_ANSWER = "Ulaanbaatar is the capital of Mongolia."
+
+
+class CloudChat(HttpStandIn):
+    """An OpenAI-compatible chat endpoint, as the cloud fallback would be."""
+
+    def __init__(self) -> None:
+        super().__init__({"/v1/chat/completions": self._complete})
+        self.asked: list[dict[str, Any]] = []
+
+    async def _complete(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.asked.append(body)
+        return web.json_response(
+            {
+                "id": "chatcmpl-cloud",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": CLOUD_ANSWER},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+        )
+
+
+def _ready_client(stack: Stack, *extra: str) -> openai.OpenAI:
+    knowledge = stack.folder / "knowledge"
+    _, port = stack.start_gateway(
+        "--knowledge-dir", str(knowledge),
+        "--assistant-model", "toy_text",
+        "--assistant-min-score", "0.999",
+        *extra,
+    )  # fmt: skip
+    chat = openai.OpenAI(
+        base_url=f"http://127.0.0.1:{port}/v1",
+        api_key=stack.token("infer:*", "tasks:read", "tasks:write"),
+        max_retries=0,
+    )
+    give_up_at = time.monotonic() + 30
+    while True:
+        try:
+            chat.chat.completions.create(
+                model="edgegate-assistant", messages=[{"role": "user", "content": RESET}]
+            )
+            return chat
+        except openai.InternalServerError:
+            if time.monotonic() > give_up_at:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_below_the_threshold_the_cloud_answers_when_configured(
+    stack: Stack, client: openai.OpenAI
+) -> None:
+    cloud = CloudChat()
+    cloud.start()
+    try:
+        chat = _ready_client(
+            stack,
+            "--fallback-url", f"{cloud.url}/v1",
+            "--fallback-chat-model", "gpt-4o-mini",
+        )  # fmt: skip
+        raw = chat.chat.completions.with_raw_response.create(
+            model="edgegate-assistant",
+            messages=[{"role": "user", "content": "What is the capital of Mongolia?"}],
+        )
+        known = chat.chat.completions.with_raw_response.create(
+            model="edgegate-assistant", messages=[{"role": "user", "content": HOURS}]
+        )
+    finally:
+        cloud.stop()
+    assert raw.parse().choices[0].message.content == CLOUD_ANSWER
+    assert raw.headers["Edgegate-Backend"] == "fallback"
+    (asked,) = cloud.asked  # the known question never left the gateway
+    assert asked["model"] == "gpt-4o-mini"
+    assert asked["messages"][-1] == {
+        "role": "user",
+        "content": "What is the capital of Mongolia?",
+    }
+    assert known.headers["Edgegate-Backend"] == "local"
+
+
+@pytest.mark.slow
+def test_below_the_threshold_without_a_cloud_an_escalation_task_waits(
+    stack: Stack, client: openai.OpenAI
+) -> None:
+    if not stack.taskstores:
+        stack.start_taskstore()
+    chat = _ready_client(stack)
+    raw = chat.chat.completions.with_raw_response.create(
+        model="edgegate-assistant",
+        messages=[{"role": "user", "content": "Can I pay by bank transfer?"}],
+    )
+    about = json.loads(raw.content)["edgegate"]
+    assert "could not find an answer" in (raw.parse().choices[0].message.content or "")
+    assert raw.headers["Edgegate-Backend"] == "local" and about["escalation_task"]
+    listed = chat.get(f"/tasks/{about['escalation_task']}", cast_to=httpx.Response)
+    task = listed.json()
+    assert task["model"] == "edgegate-escalation" and task["priority"] == "high"
+    assert task["status"] in ("pending", "processing")

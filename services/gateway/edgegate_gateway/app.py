@@ -76,6 +76,7 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
                     model=s.fallback_model,
                     max_concurrency=s.fallback_max_concurrency,
                     timeout_s=s.fallback_timeout_s,
+                    chat_model=s.fallback_chat_model,
                 )
             )
         outbox = None
@@ -101,6 +102,8 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
                 folder=s.knowledge_dir,
                 model=s.assistant_model,
                 min_score=s.assistant_min_score,
+                fallback=fallback,
+                escalate=s.assistant_escalate,
             )
             assistant.start()
         conversations = Conversations(bus=bus, pipeline=pipeline, assistant=assistant)

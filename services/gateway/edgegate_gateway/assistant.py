@@ -22,20 +22,31 @@ from edgegate_common.bus import Bus
 from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.errors import EdgegateError, InvalidArgument, Unavailable
 from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters.fallback import CloudFallback
 from edgegate_gateway.core.knowledge import Answer, KnowledgeBase, read_passages
 from edgegate_gateway.core.rules import ASSISTANT
 from edgegate_gateway.pipeline import Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
+from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
 
 log = get_logger(__name__)
 
 NOT_FOUND = "I could not find an answer to that in the knowledge base."
 
 
+ESCALATION_MODEL = "edgegate-escalation"
+CLOUD_INSTRUCTIONS = (
+    "You answer questions from the users of a product in a few sentences. "
+    "Its own knowledge base had no answer to this one."
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     text: str
-    answer: Answer | None  # None: nothing close enough
+    answer: Answer | None  # the passage that answered; None: nothing close enough
+    backend: env.Backend.ValueType = env.BACKEND_LOCAL  # FALLBACK: the cloud answered
+    escalation: str = ""  # the escalation task's id, when nobody could answer
 
 
 class Assistant:
@@ -48,6 +59,8 @@ class Assistant:
         folder: Path,
         model: str,
         min_score: float,
+        fallback: CloudFallback | None = None,
+        escalate: bool = True,
     ) -> None:
         self._bus = bus
         self._readiness = readiness
@@ -55,6 +68,8 @@ class Assistant:
         self._folder = folder
         self.model = model
         self._min_score = min_score
+        self._fallback = fallback if fallback is not None and fallback.chats else None
+        self._escalate = escalate
         self._knowledge: KnowledgeBase | None = None
         self._loader: asyncio.Task[None] | None = None
 
@@ -74,20 +89,22 @@ class Assistant:
 
     async def reply(self, envelope: env.Envelope, *, credential: str) -> env.Reply:
         """Answer an envelope addressed to the assistant; it is admitted (and masked) in place."""
-        answer = (await self._answer(envelope, credential)).answer
-        reply = env.Reply(envelope_id=envelope.id, backend=env.BACKEND_LOCAL, model=ASSISTANT)
-        reply.parts.add(text=answer.passage.text if answer else NOT_FOUND)
-        if answer is not None:
-            reply.metadata["source"] = answer.passage.source
-            reply.metadata["score"] = f"{answer.score:.4f}"
+        answered = await self._answer(envelope, credential)
+        reply = env.Reply(envelope_id=envelope.id, backend=answered.backend, model=ASSISTANT)
+        reply.parts.add(text=answered.text)
+        if answered.answer is not None:
+            reply.metadata["source"] = answered.answer.passage.source
+            reply.metadata["score"] = f"{answered.answer.score:.4f}"
+        if answered.escalation:
+            reply.metadata["escalation_task"] = answered.escalation
         reply.created_at.GetCurrentTime()
         return reply
 
     async def _answer(self, envelope: env.Envelope, credential: str) -> Reply:
         if self._knowledge is None:
             raise Unavailable("the knowledge base is still being embedded; try again shortly")
-        question = [p.text for p in envelope.parts if p.WhichOneof("content") == "text"]
-        if len(question) != 1 or not question[0].strip():
+        texts = [p.text for p in envelope.parts if p.WhichOneof("content") == "text"]
+        if len(envelope.parts) != 1 or len(texts) != 1 or not texts[0].strip():
             raise InvalidArgument("a question for the assistant is one non-empty text part")
         # The question is embedded by the assistant's model, through the whole
         # pipeline (admitted, masked, rate-limited); the envelope keeps what was admitted.
@@ -97,7 +114,40 @@ class Assistant:
         if reply.backend != env.BACKEND_LOCAL:
             raise Unavailable("the assistant's model is not available locally right now")
         answer = self._knowledge.best(_rows(reply)[0])
-        return Reply(text=answer.passage.text if answer else NOT_FOUND, answer=answer)
+        if answer is not None:
+            return Reply(text=answer.passage.text, answer=answer)
+        if self._fallback is not None:
+            try:
+                text = await self._fallback.chat(
+                    envelope.parts[0].text,  # as admitted: masked
+                    system=CLOUD_INSTRUCTIONS,
+                )
+                return Reply(text=text, answer=None, backend=env.BACKEND_FALLBACK)
+            except EdgegateError as exc:
+                log.warning("cloud chat fallback failed", error=exc.message)
+        escalation = await self._escalation(envelope, credential) if self._escalate else ""
+        return Reply(text=NOT_FOUND, answer=None, escalation=escalation)
+
+    async def _escalation(self, asked: env.Envelope, credential: str) -> str:
+        """A task for a person: the question nobody could answer. Its id, or "" if refused."""
+        envelope = env.Envelope()
+        envelope.CopyFrom(asked)
+        envelope.route.model, envelope.route.version = ESCALATION_MODEL, ""
+        envelope.priority = env.PRIORITY_HIGH
+        envelope.metadata["escalation.reason"] = "no passage above the confidence threshold"
+        if asked.idempotency_key:
+            envelope.idempotency_key = f"{asked.idempotency_key}/escalation"
+        try:
+            task = await self._pipeline.task_call(
+                subjects.TASKSTORE_SUBMIT,
+                tpb.SubmitRequest(envelope=envelope),
+                tpb.Task,
+                credential=credential,
+            )
+        except EdgegateError as exc:
+            log.warning("escalation task not stored", error=exc.message)
+            return ""
+        return task.id
 
     async def _load(self) -> None:
         passages = read_passages(self._folder)

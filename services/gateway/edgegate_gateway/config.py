@@ -38,6 +38,7 @@ class GatewaySettings(ServiceSettings):
     knowledge_dir: Path | None = Field(default=None, description="FAQ / document files")
     assistant_model: str = Field(default="all-MiniLM-L6-v2", description="embeds the passages")
     assistant_min_score: float = Field(default=0.5, ge=-1, le=1, description="cosine threshold")
+    assistant_escalate: bool = Field(default=True, description="unanswered: an escalation task")
 
     # Chat webhooks answer with the assistant, as the tenant of this edgegate token
     webhook_credential: SecretStr | None = Field(default=None, description="a service token")
@@ -78,3 +79,4 @@ class GatewaySettings(ServiceSettings):
     fallback_model: str = Field(default="", description="the cloud's model name; empty: same")
     fallback_max_concurrency: int = Field(default=8, ge=1)
     fallback_timeout_s: float = Field(default=10.0, gt=0)
+    fallback_chat_model: str = Field(default="", description="answers below the threshold")

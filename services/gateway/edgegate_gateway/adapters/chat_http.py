@@ -18,6 +18,7 @@ from aiohttp import web
 
 from edgegate_common.errors import InvalidArgument, NotFound
 from edgegate_gateway.adapters.http_json import field, json_object
+from edgegate_gateway.adapters.tasks_http import BACKEND_NAMES
 from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.core.rules import ASSISTANT
 
@@ -45,8 +46,10 @@ class ChatHttp:
         about = {
             "source": answer.passage.source if answer else None,
             "score": round(answer.score, 4) if answer else None,
+            "backend": BACKEND_NAMES[reply.backend],
+            "escalation_task": reply.escalation or None,
         }
-        headers = {"Edgegate-Backend": "local"}
+        headers = {"Edgegate-Backend": BACKEND_NAMES[reply.backend]}
         if answer:
             headers |= {
                 "Edgegate-Source": answer.passage.source,

@@ -3,14 +3,17 @@
 Only text requests (what `/v1/embeddings` sends) can go there: their texts
 go out as one embeddings call, and the answer comes back as the same
 `Reply` local inference gives (one FP32 [batch, dim] tensor), marked
-`BACKEND_FALLBACK`. A cap on concurrent calls keeps a local outage from
-turning into a flood of cloud calls: over the cap, RESOURCE_EXHAUSTED.
+`BACKEND_FALLBACK`. When a chat model is configured, the assistant also
+sends it the questions its knowledge base cannot answer (`chat`). A cap on
+concurrent calls keeps a local outage from turning into a flood of cloud
+calls: over the cap, RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -33,6 +36,7 @@ class FallbackSettings:
     model: str = ""  # the cloud's model name; empty: the same name as locally
     max_concurrency: int = 8
     timeout_s: float = 10.0
+    chat_model: str = ""  # answers what the knowledge base cannot; empty: no chat fallback
 
 
 class CloudFallback:
@@ -50,26 +54,68 @@ class CloudFallback:
             p.WhichOneof("content") == "text" for p in envelope.parts
         )
 
+    @property
+    def chats(self) -> bool:
+        return bool(self._settings.chat_model)
+
+    async def chat(self, question: str, *, system: str) -> str:
+        """The cloud chat model's answer to one question."""
+        s = self._settings
+        body = {
+            "model": s.chat_model,
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": question},
+            ],
+        }
+        doc = await self._call("chat/completions", body, s.timeout_s)
+        try:
+            content = doc["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise Unavailable(f"the cloud's chat answer has no message: {exc!r}") from exc
+        if not isinstance(content, str) or not content.strip():
+            raise Unavailable("the cloud's chat answer is empty")
+        return content
+
+    async def _call(self, path: str, body: dict[str, Any], timeout_s: float) -> Any:
+        """POST `body` to the endpoint under the concurrency cap; the JSON answer."""
+        s = self._settings
+        if self._in_flight >= s.max_concurrency:
+            raise ResourceExhausted(
+                f"the cloud fallback is at its cap of {s.max_concurrency} concurrent calls"
+            )
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        headers = {"Authorization": f"Bearer {s.api_key}"} if s.api_key else {}
+        self._in_flight += 1
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self._session.post(
+                    f"{s.base_url.rstrip('/')}/{path}", json=body, headers=headers
+                ) as answer:
+                    doc = await answer.json(content_type=None)
+                    if answer.status != 200:
+                        error = doc.get("error") if isinstance(doc, dict) else None
+                        message = error.get("message", "") if isinstance(error, dict) else ""
+                        raise Unavailable(f"the cloud fallback answered {answer.status}: {message}")
+                    return doc
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"the cloud fallback did not answer in {timeout_s:g} s"
+            ) from None
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise Unavailable(f"the cloud fallback failed: {exc!r}") from exc
+        finally:
+            self._in_flight -= 1
+
     async def infer(self, envelope: env.Envelope, *, budget_s: float | None) -> env.Reply:
         """The cloud's answer to `envelope`, within `budget_s` (what its deadline leaves)."""
         s = self._settings
         if not self.can_serve(envelope):
             raise FailedPrecondition("the cloud fallback serves text messages only")
-        if self._in_flight >= s.max_concurrency:
-            raise ResourceExhausted(
-                f"the cloud fallback is at its cap of {s.max_concurrency} concurrent calls"
-            )
         timeout_s = s.timeout_s if budget_s is None else min(s.timeout_s, budget_s)
         texts = [p.text for p in envelope.parts]
-        self._in_flight += 1
-        try:
-            rows = await asyncio.wait_for(self._embed(texts, envelope.route.model), timeout_s)
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"the cloud fallback did not answer in {timeout_s:g} s"
-            ) from None
-        finally:
-            self._in_flight -= 1
+        rows = await self._embed(texts, envelope.route.model, timeout_s)
         reply = env.Reply(
             envelope_id=envelope.id,
             backend=env.BACKEND_FALLBACK,
@@ -84,24 +130,10 @@ class CloudFallback:
         )
         return reply
 
-    async def _embed(self, texts: list[str], model: str) -> np.ndarray:
+    async def _embed(self, texts: list[str], model: str, timeout_s: float) -> np.ndarray:
         s = self._settings
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
         body = {"model": s.model or model, "input": texts, "encoding_format": "float"}
-        headers = {"Authorization": f"Bearer {s.api_key}"} if s.api_key else {}
-        try:
-            async with self._session.post(
-                f"{s.base_url.rstrip('/')}/embeddings", json=body, headers=headers
-            ) as answer:
-                doc = await answer.json(content_type=None)
-                if answer.status != 200:
-                    message = (
-                        (doc.get("error") or {}).get("message", "") if isinstance(doc, dict) else ""
-                    )
-                    raise Unavailable(f"the cloud fallback answered {answer.status}: {message}")
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise Unavailable(f"the cloud fallback failed: {exc!r}") from exc
+        doc = await self._call("embeddings", body, timeout_s)
         try:
             data = sorted(doc["data"], key=lambda d: d["index"])
             rows = np.array([d["embedding"] for d in data], dtype="<f4")
