@@ -171,3 +171,30 @@ def test_client_errors_never_trip_the_breaker(stack: Stack, base_url: str) -> No
     assert asyncio.run(send_bad()) == [grpc.StatusCode.INVALID_ARGUMENT] * 6
     status, headers, _ = _embed(base_url, token, "still local")
     assert (status, headers["Edgegate-Backend"]) == (200, "local")
+
+
+def test_a_remote_oip_server_is_the_fallback_for_a_model_served_nowhere_here(
+    stack: Stack,
+) -> None:
+    """The remote OIP v2 server is a second edgegate inference service, reached over gRPC."""
+    assert stack.inference is not None
+    _, port = stack.start_gateway(
+        "--fallback-protocol", "oip",
+        "--fallback-url", stack.inference.target,
+        "--fallback-model", "toy_text",
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/v1"
+    token = stack.token("infer:*")
+    request = urllib.request.Request(
+        f"{base}/embeddings",
+        data=json.dumps({"model": "remote-encoder", "input": ["hello", "world"]}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        remote, headers = json.loads(answer.read()), dict(answer.headers)
+    status, local_headers, local = _embed(base, token, "hello")
+    assert headers["Edgegate-Backend"] == "fallback"
+    assert local_headers["Edgegate-Backend"] == "local" and status == 200
+    assert [d["index"] for d in remote["data"]] == [0, 1]
+    # The same model answered both ways: the same vector.
+    assert remote["data"][0]["embedding"] == pytest.approx(local["data"][0]["embedding"], abs=1e-6)

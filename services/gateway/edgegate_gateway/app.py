@@ -14,7 +14,12 @@ from edgegate_common.logging import get_logger
 from edgegate_common.service import ServiceRuntime
 from edgegate_gateway import __version__
 from edgegate_gateway.adapters.discord import DiscordInteractions, DiscordSettings
-from edgegate_gateway.adapters.fallback import CloudFallback, FallbackSettings
+from edgegate_gateway.adapters.fallback import (
+    CloudFallback,
+    Fallback,
+    FallbackSettings,
+    OipFallback,
+)
 from edgegate_gateway.adapters.mqtt import MqttAdapter, MqttSettings
 from edgegate_gateway.adapters.openai_http import make_app
 from edgegate_gateway.adapters.outbox import Outbox
@@ -67,18 +72,18 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
             timeout_s=s.inference_timeout_s,
             instance=runtime.instance,
         )
-        fallback = None
+        fallback: Fallback | None = None
         if s.fallback_url:
-            fallback = CloudFallback(
-                FallbackSettings(
-                    base_url=s.fallback_url,
-                    api_key=s.fallback_api_key.get_secret_value() if s.fallback_api_key else "",
-                    model=s.fallback_model,
-                    max_concurrency=s.fallback_max_concurrency,
-                    timeout_s=s.fallback_timeout_s,
-                    chat_model=s.fallback_chat_model,
-                )
+            cloud = FallbackSettings(
+                base_url=s.fallback_url,
+                api_key=s.fallback_api_key.get_secret_value() if s.fallback_api_key else "",
+                model=s.fallback_model,
+                max_concurrency=s.fallback_max_concurrency,
+                timeout_s=s.fallback_timeout_s,
+                chat_model=s.fallback_chat_model,
             )
+            oip = s.fallback_protocol == "oip"
+            fallback = OipFallback(cloud) if oip else CloudFallback(cloud)
         outbox = None
         if s.outbox_dir is not None:
             outbox = Outbox(s.outbox_dir, max_entries=s.outbox_max_entries)

@@ -22,7 +22,7 @@ from edgegate_common.bus import Bus
 from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.errors import EdgegateError, InvalidArgument, Unavailable
 from edgegate_common.logging import get_logger
-from edgegate_gateway.adapters.fallback import CloudFallback
+from edgegate_gateway.adapters.fallback import Fallback
 from edgegate_gateway.core.knowledge import Answer, KnowledgeBase, read_passages
 from edgegate_gateway.core.rules import ASSISTANT
 from edgegate_gateway.pipeline import Pipeline
@@ -59,7 +59,7 @@ class Assistant:
         folder: Path,
         model: str,
         min_score: float,
-        fallback: CloudFallback | None = None,
+        fallback: Fallback | None = None,
         escalate: bool = True,
     ) -> None:
         self._bus = bus

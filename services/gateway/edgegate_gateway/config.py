@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -73,8 +73,11 @@ class GatewaySettings(ServiceSettings):
     breaker_max_open_s: float = Field(default=60.0, gt=0)
     breaker_probes: int = Field(default=3, ge=1, description="half-open test calls")
 
-    # Cloud fallback (OpenAI-compatible); unset: none
-    fallback_url: str | None = Field(default=None, description="e.g. https://api.openai.com/v1")
+    # Cloud fallback: OpenAI-compatible HTTP, or a remote OIP v2 gRPC server; unset: none
+    fallback_protocol: Literal["openai", "oip"] = "openai"
+    fallback_url: str | None = Field(
+        default=None, description="https://api.openai.com/v1, or host:port for oip"
+    )
     fallback_api_key: SecretStr | None = None
     fallback_model: str = Field(default="", description="the cloud's model name; empty: same")
     fallback_max_concurrency: int = Field(default=8, ge=1)

@@ -54,7 +54,7 @@ from edgegate_common.errors import (
 )
 from edgegate_common.logging import get_logger
 from edgegate_common.rpc import bearer_token
-from edgegate_gateway.adapters.fallback import CloudFallback
+from edgegate_gateway.adapters.fallback import Fallback
 from edgegate_gateway.adapters.outbox import Outbox
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.routes import RouteTable
@@ -130,7 +130,7 @@ class Pipeline:
         local: LocalInference,
         limiter: RateLimiter | None = None,
         routes: RouteTable | None = None,
-        fallback: CloudFallback | None = None,
+        fallback: Fallback | None = None,
         outbox: Outbox | None = None,
         rules: Rules | None = None,
     ) -> None:

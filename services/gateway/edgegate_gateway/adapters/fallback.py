@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import grpc
 import numpy as np
 
 from edgegate_common.errors import (
@@ -25,13 +26,15 @@ from edgegate_common.errors import (
     Unavailable,
 )
 from edgegate_protos.common.v1 import envelope_pb2 as env
+from edgegate_protos.oip import grpc_service_pb2 as oip
+from edgegate_protos.oip import grpc_service_pb2_grpc
 
 FALLBACK_VERSION = "cloud"
 
 
 @dataclass(frozen=True, slots=True)
 class FallbackSettings:
-    base_url: str  # e.g. https://api.openai.com/v1
+    base_url: str  # e.g. https://api.openai.com/v1; for OIP, the gRPC target host:port
     api_key: str = ""
     model: str = ""  # the cloud's model name; empty: the same name as locally
     max_concurrency: int = 8
@@ -144,3 +147,99 @@ class CloudFallback:
         if rows.ndim != 2 or rows.shape[0] != len(texts):
             raise Unavailable(f"the cloud fallback answered {rows.shape} for {len(texts)} texts")
         return rows
+
+
+class OipFallback:
+    """A remote Open Inference Protocol v2 server (Triton, KServe, another edgegate) over gRPC.
+
+    Text messages go out as one BYTES tensor to the model's first input (its
+    name and rank read once from ModelMetadata), and the first output comes
+    back as the reply's tensor, marked `BACKEND_FALLBACK`.
+    """
+
+    chats = False
+
+    def __init__(self, settings: FallbackSettings) -> None:
+        self._settings = settings
+        self._in_flight = 0
+        self._channel = grpc.aio.insecure_channel(settings.base_url)
+        self._stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+        self._inputs: dict[str, tuple[str, int]] = {}  # model → (input name, rank)
+
+    async def close(self) -> None:
+        await self._channel.close(grace=None)
+
+    def can_serve(self, envelope: env.Envelope) -> bool:
+        return bool(envelope.parts) and all(
+            p.WhichOneof("content") == "text" for p in envelope.parts
+        )
+
+    async def chat(self, question: str, *, system: str) -> str:
+        raise FailedPrecondition("an OIP fallback serves models, not chat")
+
+    async def infer(self, envelope: env.Envelope, *, budget_s: float | None) -> env.Reply:
+        s = self._settings
+        if not self.can_serve(envelope):
+            raise FailedPrecondition("the cloud fallback serves text messages only")
+        if self._in_flight >= s.max_concurrency:
+            raise ResourceExhausted(
+                f"the cloud fallback is at its cap of {s.max_concurrency} concurrent calls"
+            )
+        model = s.model or envelope.route.model
+        timeout_s = s.timeout_s if budget_s is None else min(s.timeout_s, budget_s)
+        texts = [p.text.encode() for p in envelope.parts]
+        self._in_flight += 1
+        try:
+            name, rank = await self._input(model, timeout_s)
+            request = oip.ModelInferRequest(model_name=model, id=envelope.id)
+            request.inputs.add(
+                name=name,
+                datatype="BYTES",
+                shape=[len(texts)] + [1] * (rank - 1),
+                contents=oip.InferTensorContents(bytes_contents=texts),
+            )
+            response = await self._stub.ModelInfer(request, timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise DeadlineExceeded(
+                    f"the OIP fallback did not answer in {timeout_s:g} s"
+                ) from None
+            raise Unavailable(
+                f"the OIP fallback answered {exc.code().name}: {exc.details()}"
+            ) from None
+        finally:
+            self._in_flight -= 1
+        if not response.outputs or not response.raw_output_contents:
+            raise Unavailable("the OIP fallback's answer has no output tensor")
+        output = response.outputs[0]
+        reply = env.Reply(
+            envelope_id=envelope.id,
+            backend=env.BACKEND_FALLBACK,
+            model=envelope.route.model,
+            version=FALLBACK_VERSION,
+        )
+        reply.created_at.GetCurrentTime()
+        reply.parts.add(
+            tensor=env.Tensor(
+                name=output.name,
+                datatype=output.datatype,
+                shape=list(output.shape),
+                raw_data=response.raw_output_contents[0],
+            )
+        )
+        return reply
+
+    async def _input(self, model: str, timeout_s: float) -> tuple[str, int]:
+        if model not in self._inputs:
+            metadata = await self._stub.ModelMetadata(
+                oip.ModelMetadataRequest(name=model), timeout=timeout_s
+            )
+            if not metadata.inputs or metadata.inputs[0].datatype != "BYTES":
+                raise FailedPrecondition(f"the OIP fallback's {model} takes no text (BYTES) input")
+            first = metadata.inputs[0]
+            self._inputs[model] = (first.name, max(1, len(first.shape)))
+        return self._inputs[model]
+
+
+# Either kind of cloud fallback; the pipeline and the assistant use them alike.
+Fallback = CloudFallback | OipFallback
