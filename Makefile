@@ -40,7 +40,7 @@ test: setup
 
 demo: setup
 	$(BIN)/edgegate model build-default
-	$(BIN)/edgegate up --once
+	$(BIN)/edgegate up --scenario
 
 bench: setup
 	$(BIN)/python bench/bus.py

@@ -68,3 +68,22 @@ def test_up_once_answers_a_chat_question_from_the_demo_knowledge_base(
     assert "becomes a task in the taskstore" in answer, result.stdout
     assert "(source edgegate-faq.md#" in result.stdout
     assert (tmp_path / "knowledge" / "edgegate-faq.md").is_file()  # copied for the user to edit
+
+
+@pytest.mark.timeout(300)
+def test_up_scenario_runs_every_demo_step(tmp_path: Path, default_model_repo: Path) -> None:
+    """`make demo`: the scripted scenario against the running suite, every step passing."""
+    (tmp_path / "models").symlink_to(default_model_repo)
+    edgegate = Path(sys.executable).parent / "edgegate"
+    command = [str(edgegate), "up", "--scenario", "--data-dir", str(tmp_path)]
+    command += ["--nats-port", str(free_port())]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=280)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "scenario passed" in out and "FAILED" not in out
+    assert "result #" in out  # the WebSocket answer
+    stored = next(line for line in out.splitlines() if line.strip().startswith("stored:"))
+    assert "jane.doe@example.com" not in stored
+    assert "x 429" in out and "429 says Retry-After: " in out
+    assert "closed -> open" in out and "half_open -> closed" in out
+    assert "completed after 1 attempt(s)" in out

@@ -1,7 +1,8 @@
 """`edgegate`: one command for what people type.
 
     edgegate up            start the local suite (NATS + four services) until Ctrl-C
-    edgegate up --once     start it, print every service's health, stop (what `make demo` runs)
+    edgegate up --once     start it, print every service's health, stop
+    edgegate up --scenario start it and run the demo scenario (what `make demo` runs)
     edgegate model ...     build, quantise and inspect ONNX models (`edgegate model --help`)
     edgegate token issue   sign a token with the local key ring (`edgegate token issue --help`)
     edgegate keys rotate   sign with a new key; running services pick it up, no restart
@@ -42,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="print health and stop instead of running"
     )
     p_up.add_argument(
+        "--scenario",
+        action="store_true",
+        help="run the demo scenario against it, then stop (what `make demo` runs)",
+    )
+    p_up.add_argument(
         "--timeout-s", type=float, default=60.0, help="how long services may take to start"
     )
     # --help of these goes to the service's tools, which know their own options.
@@ -76,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 data_dir=args.data_dir.resolve(),
                 nats_port=args.nats_port,
                 once=args.once,
+                scenario=args.scenario,
                 timeout_s=args.timeout_s,
             )
         )

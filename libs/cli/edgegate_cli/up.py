@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from edgegate_cli.scenario import DEMO_GATEWAY_ARGS, CloudStandIn, Demo, run_scenario
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
 from edgegate_common.errors import EdgegateError
@@ -60,13 +61,22 @@ DEMO_TEXTS = (
 )
 
 
-def _extra_args(service: str, data_dir: Path, *, http_port: int) -> tuple[str, ...]:
+def _extra_args(
+    service: str, data_dir: Path, *, http_port: int, cloud: CloudStandIn | None
+) -> tuple[str, ...]:
     if service == "inference":
         return ("--model-repository", str(data_dir / "models"))
     if service == "security":
         return ("--keys-dir", str(data_dir / "keys"))
     if service == "gateway":
-        return ("--http-port", str(http_port), "--knowledge-dir", str(_knowledge(data_dir)))
+        args: tuple[str, ...] = (
+            "--http-port", str(http_port),
+            "--knowledge-dir", str(_knowledge(data_dir)),
+            "--outbox-dir", str(data_dir / "outbox"),
+        )  # fmt: skip
+        if cloud is not None:
+            args += ("--fallback-url", cloud.url, *DEMO_GATEWAY_ARGS)
+        return args
     return ()
 
 
@@ -83,8 +93,20 @@ def _available(port: int) -> int:
 
 
 async def run(
-    *, data_dir: Path, nats_port: int, once: bool, timeout_s: float, out: TextIO = sys.stdout
+    *,
+    data_dir: Path,
+    nats_port: int,
+    once: bool,
+    timeout_s: float,
+    scenario: bool = False,
+    out: TextIO = sys.stdout,
 ) -> int:
+    """Start the suite; `once`: report and stop; `scenario`: also run the demo scenario."""
+    once = once or scenario
+    # The scenario's cloud fallback: a stand-in in this process, started before the gateway.
+    cloud = CloudStandIn() if scenario else None
+    if cloud is not None:
+        await cloud.start()
     nats = LocalNatsServer(store_dir=data_dir / "nats", port=_available(nats_port))
     nats.start()
     print(f"nats-server  {nats.url}  JetStream store {nats.store_dir}", file=out)
@@ -96,7 +118,7 @@ async def run(
             grpc_port=_available(ports.grpc),
             metrics_port=_available(ports.metrics),
             log_file=data_dir / "logs" / f"{name}.log",
-            extra_args=_extra_args(name, data_dir, http_port=http_port),
+            extra_args=_extra_args(name, data_dir, http_port=http_port, cloud=cloud),
         )
         for name, ports in DEFAULT_PORTS.items()
     ]
@@ -113,7 +135,11 @@ async def run(
         if healthy:
             healthy = await demo_embeddings(data_dir / "models", nats_url=nats.url, out=out)
         have_model = (data_dir / "models" / DEFAULT_MODEL / "1" / "model.onnx").exists()
-        if healthy and token and once and have_model:
+        if healthy and token and have_model and cloud is not None:
+            inference = next(p for p in processes if p.service == "inference")
+            demo = Demo(base_url, token, nats.url, inference, cloud, out)
+            healthy = await run_scenario(demo)
+        elif healthy and token and once and have_model:
             healthy = await demo_chat(base_url, token=token, out=out)
         if once:
             return 0 if healthy else 1
@@ -126,6 +152,8 @@ async def run(
     finally:
         codes = {p.service: p.stop() for p in reversed(processes)}
         nats.stop()
+        if cloud is not None:
+            await cloud.stop()
         print(
             "stopped: " + ", ".join(f"{name} (exit {code})" for name, code in codes.items()),
             file=out,

@@ -127,6 +127,7 @@ def task_json(task: tpb.Task) -> dict[str, Any]:
         "object": "task",
         "status": _STATUS_NAMES.get(task.status, "unknown"),
         "model": task.envelope.route.model,
+        "input": [p.text for p in task.envelope.parts if p.WhichOneof("content") == "text"],
         "conversation": task.envelope.conversation or None,
         "idempotency_key": task.envelope.idempotency_key or None,
         "priority": _PRIORITY_NAMES.get(task.priority, "normal"),
