@@ -119,7 +119,12 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
             GatewayServicer(conversations),
             service_name=gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,
         )
-        app = make_app(pipeline, max_body_bytes=s.max_body_bytes, assistant=assistant)
+        app = make_app(
+            pipeline,
+            max_body_bytes=s.max_body_bytes,
+            body_timeout_s=s.body_timeout_s,
+            assistant=assistant,
+        )
         WebSocketAdapter(conversations, max_frame_bytes=s.max_body_bytes).add_routes(app)
         mqtt = _mqtt(s, bus, conversations)
         if mqtt is not None:

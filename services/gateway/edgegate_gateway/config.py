@@ -22,6 +22,7 @@ class GatewaySettings(ServiceSettings):
     http_host: str = Field(default="0.0.0.0")
     http_port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="larger bodies get 413")
+    body_timeout_s: float = Field(default=30.0, gt=0, description="slower bodies get 408")
 
     # Messages accepted while NATS is unreachable wait here; unset: refused (503) instead
     outbox_dir: Path | None = Field(default=None, description="a local folder, kept on restart")

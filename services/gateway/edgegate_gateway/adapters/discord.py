@@ -92,7 +92,8 @@ def _option_text(data: object) -> str | None:
     """The first string option of the command: `/ask question: ...`."""
     if not isinstance(data, dict):
         return None
-    for option in data.get("options") or []:
+    options = data.get("options")
+    for option in options if isinstance(options, list) else []:
         if isinstance(option, dict) and isinstance(option.get("value"), str) and option["value"]:
             return str(option["value"])
     return None

@@ -9,12 +9,14 @@ SDKs raise their typed exceptions from that status.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Awaitable, Callable
 
 import numpy as np
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from edgegate_common.errors import Code, EdgegateError, Internal, InvalidArgument
 from edgegate_common.logging import get_logger
@@ -45,9 +47,16 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def make_app(
-    pipeline: Pipeline, *, max_body_bytes: int, assistant: Assistant | None = None
+    pipeline: Pipeline,
+    *,
+    max_body_bytes: int,
+    body_timeout_s: float = 30.0,
+    assistant: Assistant | None = None,
 ) -> web.Application:
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[_errors])
+    """The HTTP app; every route's body must arrive whole within `body_timeout_s`."""
+    app = web.Application(
+        client_max_size=max_body_bytes, middlewares=[_errors, _body_within(body_timeout_s)]
+    )
     api = OpenAiHttp(pipeline, assistant_model=ASSISTANT if assistant else None)
     app.router.add_get("/v1/models", api.models)
     app.router.add_post("/v1/embeddings", api.embeddings)
@@ -116,6 +125,24 @@ class OpenAiHttp:
                 "Edgegate-Model-Version": reply.version,
             },
         )
+
+
+def _body_within(timeout_s: float) -> Middleware:
+    """A client that trickles its body (or stops sending it) gets 408, not a held connection."""
+
+    @web.middleware
+    async def read_body(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.can_read_body:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await request.read()  # kept: the handler's read returns it at once
+            except TimeoutError:
+                raise web.HTTPRequestTimeout(
+                    reason=f"the request body did not arrive within {timeout_s:g} s"
+                ) from None
+        return await handler(request)
+
+    return read_body
 
 
 @web.middleware

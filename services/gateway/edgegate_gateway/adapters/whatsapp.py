@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -121,13 +122,21 @@ def _text_messages(payload: object) -> list[_Message]:
         raise InvalidArgument("a notification needs an 'entry' list", details={"param": "entry"})
     found = []
     for entry in payload["entry"]:
-        for change in (entry or {}).get("changes") or [] if isinstance(entry, dict) else []:
-            value = change.get("value") if isinstance(change, dict) else None
-            if not isinstance(value, dict):
-                continue
-            phone_id = str((value.get("metadata") or {}).get("phone_number_id", ""))
-            for m in value.get("messages") or []:
-                text = ((m or {}).get("text") or {}).get("body") if isinstance(m, dict) else None
-                if isinstance(text, str) and text.strip() and m.get("id") and m.get("from"):
-                    found.append(_Message(str(m["id"]), str(m["from"]), phone_id, text))
+        for change in _list(_dict(entry).get("changes")):
+            value = _dict(_dict(change).get("value"))
+            phone_id = str(_dict(value.get("metadata")).get("phone_number_id", ""))
+            for m in map(_dict, _list(value.get("messages"))):
+                text = _dict(m.get("text")).get("body")
+                sender, message_id = m.get("from"), m.get("id")
+                if isinstance(text, str) and text.strip() and message_id and sender:
+                    found.append(_Message(str(message_id), str(sender), phone_id, text))
     return found
+
+
+def _dict(value: object) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one: missing and malformed read alike."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
