@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import openai
@@ -215,3 +216,35 @@ def test_a_client_that_stops_sending_its_body_gets_408(stack: Stack, impatient_p
         max_retries=0,
     )
     assert client.embeddings.create(model="toy_text", input="still here").data
+
+
+def test_an_answer_with_personal_data_is_masked_on_its_way_out(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Output inspection: the assistant's passage holds an e-mail address; it leaves masked."""
+    knowledge = tmp_path / "knowledge"
+    knowledge.mkdir()
+    (knowledge / "contacts.md").write_text(
+        "Write to the support lead at wang.fang@example.com for refunds.\n", encoding="utf-8"
+    )
+    _, port = stack.start_gateway(
+        "--knowledge-dir", str(knowledge),
+        "--assistant-model", "toy_text",
+        "--assistant-min-score", "-1",
+    )  # fmt: skip
+    chat = openai.OpenAI(
+        base_url=f"http://127.0.0.1:{port}/v1", api_key=stack.token("infer:*"), max_retries=0
+    )
+    give_up_at = time.monotonic() + 30
+    while True:  # the passage is embedded in the background after start
+        try:
+            completion = chat.chat.completions.create(
+                model="edgegate-assistant", messages=[{"role": "user", "content": "refunds?"}]
+            )
+            break
+        except openai.InternalServerError:
+            assert time.monotonic() < give_up_at
+            time.sleep(0.2)
+    answer = completion.choices[0].message.content or ""
+    assert answer.startswith("Write to the support lead at") and "for refunds" in answer
+    assert "wang.fang@example.com" not in answer

@@ -115,18 +115,25 @@ class Assistant:
             raise Unavailable("the assistant's model is not available locally right now")
         answer = self._knowledge.best(_rows(reply)[0])
         if answer is not None:
-            return Reply(text=answer.passage.text, answer=answer)
+            return Reply(text=await self._checked(envelope, answer.passage.text), answer=answer)
         if self._fallback is not None:
             try:
                 text = await self._fallback.chat(
                     envelope.parts[0].text,  # as admitted: masked
                     system=CLOUD_INSTRUCTIONS,
                 )
-                return Reply(text=text, answer=None, backend=env.BACKEND_FALLBACK)
             except EdgegateError as exc:
                 log.warning("cloud chat fallback failed", error=exc.message)
+            else:
+                text = await self._checked(envelope, text)
+                return Reply(text=text, answer=None, backend=env.BACKEND_FALLBACK)
         escalation = await self._escalation(envelope, credential) if self._escalate else ""
         return Reply(text=NOT_FOUND, answer=None, escalation=escalation)
+
+    async def _checked(self, envelope: env.Envelope, text: str) -> str:
+        """The answer as the security service lets it out (masked, or withheld)."""
+        (part,) = await self._pipeline.inspect_output(envelope, [env.Part(text=text)])
+        return part.text
 
     async def _escalation(self, asked: env.Envelope, credential: str) -> str:
         """A task for a person: the question nobody could answer. Its id, or "" if refused."""

@@ -18,6 +18,8 @@ the caller's credential. The pipeline:
    open, nobody serving, failing, a full queue), the cloud fallback answers
    if one is configured and the deadline allows. Otherwise the taskstore
    takes it, if the adapter can answer later (`Offline.DEFER`).
+5. inspects a text answer on its way out (the security service masks or
+   withholds it, as it does for what comes in).
 
 When NATS itself is unreachable, a message that may wait (a task, a
 deferrable send) from a caller admitted recently is written to the disk
@@ -192,9 +194,40 @@ class Pipeline:
             )
             return await self._elsewhere(envelope, credential, offline, missing)
         try:
-            return await self._local.infer(envelope, model=model, version=chosen)
+            reply = await self._local.infer(envelope, model=model, version=chosen)
         except Elsewhere as why:
-            return await self._elsewhere(envelope, credential, offline, why.error)
+            reply = await self._elsewhere(envelope, credential, offline, why.error)
+        if reply.backend != env.BACKEND_TASKSTORE:
+            checked = await self.inspect_output(envelope, list(reply.parts))
+            del reply.parts[:]
+            reply.parts.extend(checked)
+        return reply
+
+    async def inspect_output(self, envelope: env.Envelope, parts: list[env.Part]) -> list[env.Part]:
+        """An answer's parts as they may leave: security's output inspection, for text.
+
+        Tensors pass as they are (no round trip). Text may come back masked;
+        a denied answer is withheld with PERMISSION_DENIED.
+        """
+        if not any(p.WhichOneof("content") == "text" for p in parts):
+            return parts
+        inspected = await self._security(
+            subjects.SECURITY_INSPECT,
+            spb.InspectRequest(
+                principal=principal_pb2.Principal(tenant=envelope.tenant, subject=envelope.user),
+                direction=spb.DIRECTION_OUTPUT,
+                parts=parts,
+            ),
+            spb.InspectResponse,
+        )
+        if inspected.verdict == spb.VERDICT_DENY:
+            raise PermissionDenied(
+                f"the answer was withheld: {inspected.detail or inspected.reason}",
+                details={"reason": inspected.reason},
+            )
+        if inspected.verdict == spb.VERDICT_ALLOW_WITH_REDACTIONS:
+            return list(inspected.parts)
+        return parts
 
     async def _elsewhere(
         self, envelope: env.Envelope, credential: str, offline: Offline, error: EdgegateError
