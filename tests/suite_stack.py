@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
+import openai
 from inference_support import build_test_repository
 
 from edgegate_common.bus import Bus
@@ -192,6 +193,40 @@ def finished(task: pb.Task) -> bool:
     """Finished and reported: its event is stored, the record will not change again."""
     done = (pb.TASK_STATUS_COMPLETED, pb.TASK_STATUS_FAILED, pb.TASK_STATUS_CANCELLED)
     return task.status in done and task.reported
+
+
+def assistant_client(
+    stack: Stack,
+    knowledge: Path,
+    *extra: str,
+    token: str = "",
+    min_score: str = "0",
+    question: str = "ready?",
+) -> tuple[openai.OpenAI, str]:
+    """A gateway whose assistant answers from `knowledge` with `toy_text`: an openai client for
+    it once its passages are embedded, and its answer to `question`."""
+    _, port = stack.start_gateway(
+        "--knowledge-dir", str(knowledge),
+        "--assistant-model", TEXT_MODEL,
+        "--assistant-min-score", min_score,
+        *extra,
+    )  # fmt: skip
+    chat = openai.OpenAI(
+        base_url=f"http://127.0.0.1:{port}/v1",
+        api_key=token or stack.token("infer:*"),
+        max_retries=0,
+    )
+    give_up_at = time.monotonic() + 30
+    while True:  # the passages are embedded in the background after start (503 until then)
+        try:
+            completion = chat.chat.completions.create(
+                model="edgegate-assistant", messages=[{"role": "user", "content": question}]
+            )
+            return chat, completion.choices[0].message.content or ""
+        except openai.InternalServerError:
+            if time.monotonic() > give_up_at:
+                raise
+            time.sleep(0.2)
 
 
 @contextmanager

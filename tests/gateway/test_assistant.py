@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import openai
 import pytest
 from aiohttp import web
 from standins import HttpStandIn
-from suite_stack import Stack, start_stack
+from suite_stack import Stack, assistant_client, start_stack
 
 from edgegate_gateway.core.knowledge import KnowledgeBase, Passage, read_passages
 
@@ -60,25 +59,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def client(stack: Stack) -> openai.OpenAI:
     knowledge = _write_knowledge(stack.folder / "knowledge")
-    _, port = stack.start_gateway(
-        "--knowledge-dir", str(knowledge),
-        "--assistant-model", "toy_text",
-        "--assistant-min-score", "0.999",
-    )  # fmt: skip
-    chat = openai.OpenAI(
-        base_url=f"http://127.0.0.1:{port}/v1", api_key=stack.token("infer:*"), max_retries=0
-    )
-    give_up_at = time.monotonic() + 30
-    while True:  # the passages are embedded in the background after start
-        try:
-            chat.chat.completions.create(
-                model="edgegate-assistant", messages=[{"role": "user", "content": "ready?"}]
-            )
-            return chat
-        except openai.InternalServerError:
-            if time.monotonic() > give_up_at:
-                raise
-            time.sleep(0.2)
+    chat, _ = assistant_client(stack, knowledge, min_score="0.999")
+    return chat
 
 
 @pytest.mark.slow
@@ -154,29 +136,12 @@ class CloudChat(HttpStandIn):
 
 
 def _ready_client(stack: Stack, *extra: str) -> openai.OpenAI:
+    token = stack.token("infer:*", "tasks:read", "tasks:write")
     knowledge = stack.folder / "knowledge"
-    _, port = stack.start_gateway(
-        "--knowledge-dir", str(knowledge),
-        "--assistant-model", "toy_text",
-        "--assistant-min-score", "0.999",
-        *extra,
-    )  # fmt: skip
-    chat = openai.OpenAI(
-        base_url=f"http://127.0.0.1:{port}/v1",
-        api_key=stack.token("infer:*", "tasks:read", "tasks:write"),
-        max_retries=0,
+    chat, _ = assistant_client(
+        stack, knowledge, *extra, token=token, min_score="0.999", question=RESET
     )
-    give_up_at = time.monotonic() + 30
-    while True:
-        try:
-            chat.chat.completions.create(
-                model="edgegate-assistant", messages=[{"role": "user", "content": RESET}]
-            )
-            return chat
-        except openai.InternalServerError:
-            if time.monotonic() > give_up_at:
-                raise
-            time.sleep(0.2)
+    return chat
 
 
 @pytest.mark.slow

@@ -151,6 +151,41 @@ async def test_a_resend_with_the_same_key_is_one_task_with_one_result(
     assert not [f for f in later if f["type"] == "result"]
 
 
+async def test_a_resend_after_a_lost_ack_gets_the_earlier_result_at_once(
+    stack: Stack, gateway: tuple[str, str]
+) -> None:
+    """The first try finished; the client never saw it and sends again on a new session."""
+    url, target = gateway
+    key = f"lost-ack-{uuid.uuid4().hex[:8]}"
+    async with connect(url, _token(stack)) as client:
+        await client.next("ready")
+        await client.send(type="send", model=TEXT_MODEL, text="once", idempotency_key=key)
+        first = await client.next("result")
+    async with connect(url, _token(stack)) as client:
+        await client.next("ready")
+        await client.send(type="send", model=TEXT_MODEL, text="once", idempotency_key=key)
+        ack = await client.next("ack")
+        again = await client.next("result")
+        later = await client.quiet(1.0)
+    assert ack["task_id"] == first["task"]["id"] == again["task"]["id"]
+    assert again["sequence"] == 0 and not [f for f in later if f["type"] == "result"]
+    # Converse: the same resend ends the stream (it does not wait for a result already out).
+    envelope = text_envelope("once", key=key)
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = gateway_pb2_grpc.GatewayStub(channel)
+        call = stub.Converse(
+            _converse_requests(gateway_pb2.ConverseRequest(envelope=envelope)),
+            metadata=bearer(_token(stack)),
+        )
+        responses = await asyncio.wait_for(_all(call), timeout=20)
+    replies = [r for r in responses if r.WhichOneof("kind") == "reply"]
+    assert [(r.sequence, r.reply.task_id) for r in replies] == [(0, first["task"]["id"])]
+
+
+async def _all(call: Any) -> list[gateway_pb2.ConverseResponse]:
+    return [response async for response in call]
+
+
 async def test_a_client_that_reconnects_gets_what_it_missed_once(
     stack: Stack, gateway: tuple[str, str]
 ) -> None:

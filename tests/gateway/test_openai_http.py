@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import openai
 import pytest
-from suite_stack import Stack, start_stack
+from suite_stack import Stack, assistant_client, start_stack
 
 from edgegate_common import subjects
 from edgegate_protos.common.v1 import envelope_pb2 as env
@@ -227,24 +227,6 @@ def test_an_answer_with_personal_data_is_masked_on_its_way_out(
     (knowledge / "contacts.md").write_text(
         "Write to the support lead at wang.fang@example.com for refunds.\n", encoding="utf-8"
     )
-    _, port = stack.start_gateway(
-        "--knowledge-dir", str(knowledge),
-        "--assistant-model", "toy_text",
-        "--assistant-min-score", "-1",
-    )  # fmt: skip
-    chat = openai.OpenAI(
-        base_url=f"http://127.0.0.1:{port}/v1", api_key=stack.token("infer:*"), max_retries=0
-    )
-    give_up_at = time.monotonic() + 30
-    while True:  # the passage is embedded in the background after start
-        try:
-            completion = chat.chat.completions.create(
-                model="edgegate-assistant", messages=[{"role": "user", "content": "refunds?"}]
-            )
-            break
-        except openai.InternalServerError:
-            assert time.monotonic() < give_up_at
-            time.sleep(0.2)
-    answer = completion.choices[0].message.content or ""
+    _, answer = assistant_client(stack, knowledge, min_score="-1", question="refunds?")
     assert answer.startswith("Write to the support lead at") and "for refunds" in answer
     assert "wang.fang@example.com" not in answer

@@ -92,6 +92,9 @@ def test_a_pipeline_hint_names_its_model() -> None:
         ([{"match": {"strip": "yes"}, "to": {"model": "m"}}], "strip must be true or false"),
         ([{"to": {"model": "m", "version": 2}}], "must be strings"),
         (["not a rule"], "routing rule 1"),
+        ([{"match": {"channel": ["http"]}, "to": {"model": "m"}}], "channel must be one of"),
+        ([{"match": [], "to": {"model": "m"}}], "match takes"),
+        ([{"to": {"pipeline": ["assistant"]}}], "pipeline must be one of"),
     ],
 )
 def test_bad_rules_are_refused_naming_the_rule(doc: object, says: str) -> None:

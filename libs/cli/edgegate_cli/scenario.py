@@ -190,23 +190,29 @@ async def pii_masked(demo: Demo) -> bool:
 async def rate_limited_burst(demo: Demo) -> bool:
     quota = {"rate_per_s": 2, "burst": 5}
     bus = await Bus.connect(servers=[demo.nats_url], name="edgegate-demo", connect_timeout_s=5)
+    statuses: list[int] = []
+    retry_after = ""
     try:
         quotas = await bus.js.key_value(subjects.KV_QUOTAS)
         await quotas.put("dev", json.dumps(quota).encode())
-        demo.say(f"  quota for tenant dev in KV {subjects.KV_QUOTAS}: {quota}")
-        await asyncio.sleep(1.0)  # every gateway replica follows the bucket
-        statuses, retry_after = [], ""
-        for _ in range(12):
-            try:
-                await demo.client.embeddings.create(model=DEFAULT_MODEL, input="burst")
-                statuses.append(200)
-            except openai.RateLimitError as exc:
-                statuses.append(429)
-                retry_after = exc.response.headers.get("Retry-After", "")
-        demo.say(f"  12 requests at once: {statuses.count(200)} x 200, {statuses.count(429)} x 429")
-        demo.say(f"  429 says Retry-After: {retry_after} s")
-        await quotas.delete("dev")
-        demo.say("  quota removed")
+        try:
+            demo.say(f"  quota for tenant dev in KV {subjects.KV_QUOTAS}: {quota}")
+            await asyncio.sleep(1.0)  # every gateway replica follows the bucket
+            for _ in range(12):
+                try:
+                    await demo.client.embeddings.create(model=DEFAULT_MODEL, input="burst")
+                    statuses.append(200)
+                except openai.RateLimitError as exc:
+                    statuses.append(429)
+                    retry_after = exc.response.headers.get("Retry-After", "")
+            demo.say(
+                f"  12 requests at once: {statuses.count(200)} x 200, {statuses.count(429)} x 429"
+            )
+            demo.say(f"  429 says Retry-After: {retry_after} s")
+        finally:
+            await quotas.delete("dev")
+            await asyncio.sleep(1.0)  # the gateways see it gone before the next step
+            demo.say("  quota removed")
     finally:
         await bus.close()
     return statuses.count(200) > 0 and statuses.count(429) > 0 and bool(retry_after)
@@ -230,7 +236,7 @@ async def breaker_trip(demo: Demo) -> bool:
             raw = await demo.client.embeddings.with_raw_response.create(
                 model=DEFAULT_MODEL, input=f"request {n}"
             )
-            backend = raw.headers.get("Edgegate-Backend")
+            backend = raw.headers.get("Edgegate-Backend", "?")
             took_ms = (time.perf_counter() - started) * 1000
             demo.say(f"    call {n:>2}: {backend:<8} {took_ms:6.0f} ms")
             if any(e.state == "open" for e in events) and took_ms < 500:
@@ -289,7 +295,10 @@ async def offline_task(demo: Demo) -> bool:
 async def _frame(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
     async with asyncio.timeout(30):
         while True:
-            frame = json.loads((await ws.receive()).data)
+            message = await ws.receive()
+            if message.type != aiohttp.WSMsgType.TEXT:
+                raise RuntimeError(f"the WebSocket closed: {message.type.name} {message.extra}")
+            frame = json.loads(message.data)
             if frame["type"] == kind:
                 return frame  # type: ignore[no-any-return]
             if frame["type"] == "error":

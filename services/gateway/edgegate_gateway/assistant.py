@@ -109,8 +109,10 @@ class Assistant:
         # The question is embedded by the assistant's model, through the whole
         # pipeline (admitted, masked, rate-limited); the envelope keeps what was admitted.
         envelope.route.model, envelope.route.version = self.model, ""
-        reply = await self._pipeline.handle(envelope, credential=credential)
-        envelope.route.model = ASSISTANT
+        try:
+            reply = await self._pipeline.handle(envelope, credential=credential)
+        finally:
+            envelope.route.model = ASSISTANT
         if reply.backend != env.BACKEND_LOCAL:
             raise Unavailable("the assistant's model is not available locally right now")
         answer = self._knowledge.best(_rows(reply)[0])

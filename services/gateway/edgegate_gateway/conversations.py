@@ -23,13 +23,16 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
+import nats.errors
+import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
-from edgegate_common.errors import InvalidArgument, NotFound, ResourceExhausted
+from edgegate_common.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.core.rules import ASSISTANT
 from edgegate_gateway.pipeline import Offline, Pipeline
@@ -50,6 +53,7 @@ class Ack:
     idempotency_key: str
     task_id: str
     deferred: bool  # queued to run later, not answered yet
+    finished: tpb.Task | None = None  # a resend of a task that finished (and was published) before
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,75 +101,121 @@ class Conversations:
         )
 
     async def send(self, envelope: env.Envelope, *, credential: str, defer: bool = False) -> Ack:
-        """Run or queue one message of a conversation; the ack once its task is stored."""
-        if not envelope.idempotency_key:
+        """Run or queue one message of a conversation; the ack once its task is stored.
+
+        A message whose key names a task that finished before (a resend after
+        a lost ack) comes back with that task in `Ack.finished`: its result
+        was published then, so the caller delivers it from the ack.
+        """
+        repeatable = bool(envelope.idempotency_key)
+        if not repeatable:
             envelope.idempotency_key = uuid.uuid4().hex
         reply = await self.answer(envelope, credential=credential, defer=defer)
-        deferred = reply.backend == env.BACKEND_TASKSTORE
-        if deferred:
-            task_id = reply.task_id
-        else:
-            task_id = (await self._pipeline.record(envelope, reply, credential=credential)).id
-        return Ack(envelope.id, envelope.idempotency_key, task_id, deferred)
+        if reply.backend == env.BACKEND_TASKSTORE:
+            finished = None
+            if repeatable:  # only a client's own key can name an earlier task
+                task = await self._pipeline.task_call(
+                    subjects.TASKSTORE_GET,
+                    tpb.GetRequest(id=reply.task_id),
+                    tpb.Task,
+                    credential=credential,
+                )
+                finished = task if task.reported else None
+            return Ack(envelope.id, envelope.idempotency_key, reply.task_id, True, finished)
+        task = await self._pipeline.record(envelope, reply, credential=credential)
+        # Another envelope id: the key named a task answered before this message.
+        earlier = task if task.envelope.id != envelope.id and task.reported else None
+        return Ack(envelope.id, envelope.idempotency_key, task.id, False, earlier)
 
-    async def results(
+    async def follow(
         self, principal: principal_pb2.Principal, conversation: str, *, after_sequence: int = 0
-    ) -> AsyncIterator[Result]:
-        """The conversation's results after `after_sequence` (0: from now on), as they come.
+    ) -> Follow:
+        """Start following the conversation's results after `after_sequence` (0: from now on).
 
-        Raises RESOURCE_EXHAUSTED when the reader falls too far behind; it
-        resumes from the last sequence it received.
+        The subscription exists when this returns, so that whatever the caller
+        sends next has its result delivered.
         """
-        buffered: asyncio.Queue[Result] = asyncio.Queue(maxsize=MAX_BUFFERED_RESULTS)
-        overflowed = asyncio.Event()
+        if not 0 <= after_sequence < 2**63:
+            raise InvalidArgument("after_sequence is not a sequence this gateway gave out")
+        follow = Follow(conversation, after_sequence)
+        await follow.start(self._bus, principal)
+        return follow
 
-        async def on_event(message: Msg) -> None:
-            task = tpb.Task()
-            try:
-                task.ParseFromString(message.data)
-            except Exception:
-                return
-            if task.envelope.conversation != conversation or overflowed.is_set():
-                return
-            try:
-                buffered.put_nowait(Result(message.metadata.sequence.stream, task))
-            except asyncio.QueueFull:
-                overflowed.set()
 
-        if after_sequence:
-            start = ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after_sequence + 1
-            )
-        else:
-            start = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
-        subscription = await self._bus.js.subscribe(
-            subjects.taskstore_events(principal.tenant, principal.subject),
-            stream=subjects.STREAM_TASK_EVENTS,
-            cb=on_event,
-            ordered_consumer=True,
-            config=start,
-        )
-        last = after_sequence
+class Follow:
+    """One conversation's results as they are published, each once, in sequence order."""
+
+    def __init__(self, conversation: str, after_sequence: int) -> None:
+        self._conversation = conversation
+        # Nothing at or below this is delivered: not on resume, nor when the
+        # client library restarts its consumer after a connection blip.
+        self._mark = after_sequence
+        self._buffered: asyncio.Queue[Result] = asyncio.Queue(maxsize=MAX_BUFFERED_RESULTS)
+        self._overflowed = asyncio.Event()
+        self._subscription: Any = None
+        self._delivered = after_sequence  # the last sequence handed to the reader
+
+    async def start(self, bus: Bus, principal: principal_pb2.Principal) -> None:
         try:
-            while True:
-                if buffered.empty() and overflowed.is_set():
-                    raise ResourceExhausted(
-                        f"more than {MAX_BUFFERED_RESULTS} results waited for this client; "
-                        f"resume after sequence {last}"
-                    )
-                waiting = asyncio.ensure_future(buffered.get())
-                stalled = asyncio.ensure_future(overflowed.wait())
-                try:
-                    await asyncio.wait({waiting, stalled}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    stalled.cancel()
-                    if not waiting.done():
-                        waiting.cancel()
-                if waiting.cancelled():
-                    continue
-                result = waiting.result()
-                last = result.sequence
-                yield result
-        finally:
+            if not self._mark:  # from now on: after the stream's last message
+                info = await bus.js.stream_info(subjects.STREAM_TASK_EVENTS)
+                self._mark = info.state.last_seq
+            self._subscription = await bus.js.subscribe(
+                subjects.taskstore_events(principal.tenant, principal.subject),
+                stream=subjects.STREAM_TASK_EVENTS,
+                cb=self._on_event,
+                ordered_consumer=True,
+                config=ConsumerConfig(
+                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self._mark + 1
+                ),
+            )
+        except nats.js.errors.NotFoundError:
+            raise Unavailable("the taskstore has not created its events stream yet") from None
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise Unavailable(f"cannot follow the conversation's results: {exc!r}") from exc
+        self._delivered = self._mark
+
+    async def close(self) -> None:
+        if self._subscription is not None:
             with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
+                await self._subscription.unsubscribe()
+
+    async def _on_event(self, message: Msg) -> None:
+        sequence = message.metadata.sequence.stream
+        if sequence <= self._mark or self._overflowed.is_set():
+            return
+        self._mark = sequence
+        task = tpb.Task()
+        try:
+            task.ParseFromString(message.data)
+        except Exception:
+            return
+        if task.envelope.conversation != self._conversation:
+            return
+        try:
+            self._buffered.put_nowait(Result(sequence, task))
+        except asyncio.QueueFull:
+            self._overflowed.set()
+
+    async def results(self) -> AsyncIterator[Result]:
+        """The results as they come. RESOURCE_EXHAUSTED when the reader falls too far behind;
+        it resumes from the last sequence it received."""
+        while True:
+            if self._buffered.empty() and self._overflowed.is_set():
+                raise ResourceExhausted(
+                    f"more than {MAX_BUFFERED_RESULTS} results waited for this client; "
+                    f"resume after sequence {self._delivered}"
+                )
+            waiting = asyncio.ensure_future(self._buffered.get())
+            stalled = asyncio.ensure_future(self._overflowed.wait())
+            try:
+                await asyncio.wait({waiting, stalled}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stalled.cancel()
+                if not waiting.done():
+                    waiting.cancel()
+            if waiting.cancelled():
+                continue
+            result = waiting.result()
+            self._delivered = result.sequence
+            yield result

@@ -33,9 +33,11 @@ knows HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -78,6 +80,7 @@ MAX_REMEMBERED_CALLERS = 10_000
 # What the taskstore takes (its defaults): checked before the outbox accepts a message.
 MAX_TASK_ENVELOPE_BYTES = 256 * 1024
 MAX_IDEMPOTENCY_KEY = 256
+MAX_REPLAY_REFUSALS = 30  # an outbox entry refused as too much this often is set aside
 Rep = TypeVar("Rep", bound=Message)
 
 
@@ -147,6 +150,7 @@ class Pipeline:
         self._rules = rules or Rules()
         # Callers admitted lately (bearer token → principal, until when), for the outbox.
         self._callers: dict[str, tuple[principal_pb2.Principal, float]] = {}
+        self._replay_refusals: Counter[str] = Counter()  # outbox file → RESOURCE_EXHAUSTED seen
 
     def route(self, envelope: env.Envelope) -> None:
         """Apply the routing rules to a message as it enters (adapters call this once)."""
@@ -175,12 +179,12 @@ class Pipeline:
     ) -> env.Reply:
         """Admit `envelope`, run it on its model (or defer it), and return the reply."""
         if offline is Offline.DEFER and self._nats_away():
-            return _deferred(envelope, self._keep_for_later(envelope, credential))
+            return _deferred(envelope, await self._keep_for_later(envelope, credential))
         try:
             await self._admit(envelope, credential)
         except Unavailable:
             if offline is Offline.DEFER and self._nats_away():
-                return _deferred(envelope, self._keep_for_later(envelope, credential))
+                return _deferred(envelope, await self._keep_for_later(envelope, credential))
             raise
         if defer:
             return _deferred(envelope, await self._submit(envelope, credential))
@@ -257,29 +261,30 @@ class Pipeline:
     async def submit(self, envelope: env.Envelope, *, credential: str) -> tpb.Task:
         """Admit `envelope` and hand it to the taskstore: the task, to follow later."""
         if self._nats_away():
-            return self._keep_for_later(envelope, credential)
+            return await self._keep_for_later(envelope, credential)
         try:
             await self._admit(envelope, credential)
         except Unavailable:
             if self._nats_away():
-                return self._keep_for_later(envelope, credential)
+                return await self._keep_for_later(envelope, credential)
             raise
         return await self._submit(envelope, credential)
 
     def _nats_away(self) -> bool:
         return self._outbox is not None and not self._bus.nc.is_connected
 
-    def _keep_for_later(self, envelope: env.Envelope, credential: str) -> tpb.Task:
+    async def _keep_for_later(self, envelope: env.Envelope, credential: str) -> tpb.Task:
         """NATS is unreachable: keep the message in the outbox; the task it will become."""
         assert self._outbox is not None
         token = bearer_token(credential)
         principal = self._recent_caller(token)
-        _check_deferrable(envelope)
         if not envelope.id:
             envelope.id = uuid.uuid4().hex
         if not envelope.HasField("received_at"):
             envelope.received_at.GetCurrentTime()
         user = envelope.user or principal.subject
+        envelope.tenant, envelope.user = principal.tenant, user
+        _check_deferrable(envelope)
         task = tpb.Task(
             id=subjects.task_id(principal.tenant, user, envelope.idempotency_key or envelope.id),
             tenant=principal.tenant,
@@ -292,7 +297,7 @@ class Pipeline:
         task.updated_at.CopyFrom(task.created_at)
         entry = gpb.OutboxEntry(envelope=envelope, credential=token, task_id=task.id)
         entry.accepted_at.CopyFrom(task.created_at)
-        self._outbox.put(entry)
+        await asyncio.to_thread(self._outbox.put, entry)  # fsyncs: off the event loop
         log.warning("nats unreachable: message kept in the outbox", task=task.id)
         return task
 
@@ -323,9 +328,18 @@ class Pipeline:
             try:
                 await self._admit(envelope, credential, limited=False)
                 task = await self._submit(envelope, credential)
-            except (Unavailable, ResourceExhausted) as exc:
+            except Unavailable as exc:
                 log.info("outbox replay waits", why=exc.message, left=self._outbox.count())
                 break
+            except ResourceExhausted as exc:
+                # The store is full (it frees up), or this message is too big for it (it
+                # never will): the next ones go on, and a message refused too often is set aside.
+                self._replay_refusals[stored.path.name] += 1
+                if self._replay_refusals[stored.path.name] < MAX_REPLAY_REFUSALS:
+                    log.info("outbox entry waits", task=stored.entry.task_id, why=exc.message)
+                    continue
+                self._outbox.reject(stored.path, f"{exc.code.name}: {exc.message}")
+                continue
             except EdgegateError as exc:
                 log.error(
                     "outbox entry refused on replay", task=stored.entry.task_id, why=exc.message

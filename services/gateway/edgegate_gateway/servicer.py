@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from edgegate_common.errors import EdgegateError, Internal
+from edgegate_common.errors import EdgegateError, Internal, Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_common.rpc import authorization
 from edgegate_gateway.conversations import Conversations, Result, conversation_id
@@ -67,10 +67,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             after = first.resume.after_sequence
         else:
             conversation = conversation_id(first.envelope.conversation)
+        # Following before reading: whatever the client sent has its result delivered.
+        follow = await self._conversations.follow(principal, conversation, after_sequence=after)
         stream = _Conversation(self._conversations, credential, conversation)
-        results = self._conversations.results(principal, conversation, after_sequence=after)
-        async for response in stream.run(first, request_iterator, results):
-            yield response
+        try:
+            async for response in stream.run(first, request_iterator, follow.results()):
+                yield response
+        finally:
+            await follow.close()
 
 
 class _Conversation:
@@ -154,7 +158,11 @@ class _Conversation:
         envelope.conversation = self._conversation
         try:
             ack = await self._conversations.send(envelope, credential=self._credential)
-            if ack.task_id not in self._delivered:
+            if ack.finished is not None and ack.task_id not in self._delivered:
+                # A resend whose result went out before: deliver it from here.
+                self._delivered.add(ack.task_id)
+                await self._out.put(pb.ConverseResponse(reply=_task_reply(ack.finished)))
+            elif ack.task_id not in self._delivered:
                 self._awaiting.add(ack.task_id)
             response = pb.ConverseResponse(
                 ack=pb.Ack(
@@ -178,6 +186,8 @@ class _Conversation:
     async def _pump(self, results: AsyncIterator[Result]) -> None:
         try:
             async for result in results:
+                if result.task.id in self._delivered:
+                    continue  # a resend's, delivered from its ack
                 await self._out.put(
                     pb.ConverseResponse(sequence=result.sequence, reply=_task_reply(result.task))
                 )
@@ -186,6 +196,9 @@ class _Conversation:
                 self._changed.set()
         except EdgegateError as exc:
             await self._out.put(exc)
+        except Exception as exc:
+            log.warning("converse results stopped", error=repr(exc))
+            await self._out.put(Unavailable("the results feed broke; reconnect and resume"))
 
 
 def _task_reply(task: tpb.Task) -> env.Reply:

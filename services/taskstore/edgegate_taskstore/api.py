@@ -85,6 +85,11 @@ class TaskStoreApi:
         """
         if answer.HasField("error") and answer.error.code:
             raise InvalidArgument("an answered task carries a result, not an error")
+        if answer.ByteSize() > self._limits.max_envelope_bytes:
+            raise ResourceExhausted(
+                f"the answer is {answer.ByteSize()} bytes; tasks keep at most "
+                f"{self._limits.max_envelope_bytes}"
+            )
         task.status = status.COMPLETED
         task.result.CopyFrom(answer)
         task.result.envelope_id, task.result.task_id = task.envelope.id, task.id

@@ -119,19 +119,12 @@ class CloudFallback:
         timeout_s = s.timeout_s if budget_s is None else min(s.timeout_s, budget_s)
         texts = [p.text for p in envelope.parts]
         rows = await self._embed(texts, envelope.route.model, timeout_s)
-        reply = env.Reply(
-            envelope_id=envelope.id,
-            backend=env.BACKEND_FALLBACK,
-            model=envelope.route.model,
-            version=FALLBACK_VERSION,
-        )
-        reply.created_at.GetCurrentTime()
-        reply.parts.add(
-            tensor=env.Tensor(
+        return _reply(
+            envelope,
+            env.Tensor(
                 name="embedding", datatype="FP32", shape=list(rows.shape), raw_data=rows.tobytes()
-            )
+            ),
         )
-        return reply
 
     async def _embed(self, texts: list[str], model: str, timeout_s: float) -> np.ndarray:
         s = self._settings
@@ -212,22 +205,15 @@ class OipFallback:
         if not response.outputs or not response.raw_output_contents:
             raise Unavailable("the OIP fallback's answer has no output tensor")
         output = response.outputs[0]
-        reply = env.Reply(
-            envelope_id=envelope.id,
-            backend=env.BACKEND_FALLBACK,
-            model=envelope.route.model,
-            version=FALLBACK_VERSION,
-        )
-        reply.created_at.GetCurrentTime()
-        reply.parts.add(
-            tensor=env.Tensor(
+        return _reply(
+            envelope,
+            env.Tensor(
                 name=output.name,
                 datatype=output.datatype,
                 shape=list(output.shape),
                 raw_data=response.raw_output_contents[0],
-            )
+            ),
         )
-        return reply
 
     async def _input(self, model: str, timeout_s: float) -> tuple[str, int]:
         if model not in self._inputs:
@@ -239,6 +225,19 @@ class OipFallback:
             first = metadata.inputs[0]
             self._inputs[model] = (first.name, max(1, len(first.shape)))
         return self._inputs[model]
+
+
+def _reply(envelope: env.Envelope, tensor: env.Tensor) -> env.Reply:
+    """The fallback's answer as local inference gives it, marked as the cloud's."""
+    reply = env.Reply(
+        envelope_id=envelope.id,
+        backend=env.BACKEND_FALLBACK,
+        model=envelope.route.model,
+        version=FALLBACK_VERSION,
+    )
+    reply.created_at.GetCurrentTime()
+    reply.parts.add(tensor=tensor)
+    return reply
 
 
 # Either kind of cloud fallback; the pipeline and the assistant use them alike.

@@ -12,9 +12,11 @@ Topics, under a prefix (`edgegate/v1` by default):
 Devices are authenticated by the broker; the gateway admits their messages
 with one configured edgegate token (`mqtt_credential`), and the device is
 the conversation. A request is acknowledged to the broker (QoS 1) only once
-its task is stored, so a gateway that dies mid-way gets it again. Without
-an `idempotency_key` the key is `<device>/<id>`, so that redelivery is the
-same task.
+its task is stored (or it is refused for good); while a service it needs
+is unavailable, the gateway keeps retrying and the broker keeps the request.
+Without an `idempotency_key` the key is `<device>/<id>`, so that redelivery
+is the same task; a request with neither may run twice if the gateway dies
+while handling it.
 
 Results come from the taskstore's events through one durable JetStream
 consumer shared by every gateway replica: each finished task is published
@@ -42,7 +44,7 @@ from edgegate_common.errors import EdgegateError, Internal, InvalidArgument, Una
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.json_messages import frame_object, message_envelope, text_field
 from edgegate_gateway.adapters.tasks_http import task_json
-from edgegate_gateway.conversations import Conversations
+from edgegate_gateway.conversations import Ack, Conversations
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
@@ -51,7 +53,7 @@ log = get_logger(__name__)
 
 MAX_IN_FLIGHT = 64  # requests being handled at once; past it, reading pauses
 RECONNECT_S = (0.5, 10.0)  # first and longest wait between broker connection attempts
-TRANSIENT_TRIES = 5  # a request meeting UNAVAILABLE is tried this often before an error reply
+RETRY_S = (0.5, 10.0)  # first and longest wait before a request meeting UNAVAILABLE is retried
 ID_METADATA = "mqtt.id"
 
 
@@ -149,6 +151,7 @@ class MqttAdapter:
     async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
         device = device_of(str(message.topic), self._settings.prefix)
         message_id = ""
+        settled = False  # the broker may forget the request: stored, or refused for good
         try:
             if device is None:
                 raise InvalidArgument(f"{message.topic} is not a request topic")
@@ -158,32 +161,44 @@ class MqttAdapter:
                 message_id = frame["id"]  # echoed even when the rest is refused
             envelope, defer, _ = read_request(frame, device)
             ack = await self._send(envelope, defer)
+            settled = True
             if ack.deferred:
                 queued = {"type": "queued", "id": message_id, "task_id": ack.task_id}
                 with contextlib.suppress(Unavailable, aiomqtt.MqttError):
                     await self._reply(device, queued)  # the result follows in any case
+            # A redelivered request that finished before (ack.finished) gets nothing more:
+            # its result was published to the reply topic when it finished.
         except EdgegateError as exc:
+            settled = True
             await self._refuse(device, message_id, exc)
         except Exception:
+            settled = True
             log.exception("mqtt request failed", topic=str(message.topic))
             await self._refuse(device, message_id, Internal("the gateway failed; see its log"))
         finally:
             self._slots.release()
-            with contextlib.suppress(Exception):
-                client._client.ack(message.mid, message.qos)
+            if settled:  # cancelled (shutting down): not acked, the broker delivers it again
+                with contextlib.suppress(Exception):
+                    client._client.ack(message.mid, message.qos)
 
-    async def _send(self, envelope: env.Envelope, defer: bool) -> Any:
-        """Hand the request on; a short outage of a service is waited out, not answered."""
-        for attempt in range(TRANSIENT_TRIES):
+    async def _send(self, envelope: env.Envelope, defer: bool) -> Ack:
+        """Hand the request on, waiting out an outage of a service (the broker keeps it meanwhile).
+
+        Each try starts from the request as received: a failed try may have
+        changed its copy (routed, admitted, masked).
+        """
+        wait_s = RETRY_S[0]
+        while True:
+            attempt = env.Envelope()
+            attempt.CopyFrom(envelope)
             try:
                 return await self._conversations.send(
-                    envelope, credential=self._settings.credential, defer=defer
+                    attempt, credential=self._settings.credential, defer=defer
                 )
-            except Unavailable:
-                if attempt == TRANSIENT_TRIES - 1:
-                    raise
-                await asyncio.sleep(0.5 * 2**attempt)
-        raise AssertionError("unreachable")
+            except Unavailable as exc:
+                log.info("mqtt request waits", why=exc.message, retry_in_s=wait_s)
+                await asyncio.sleep(wait_s)
+                wait_s = min(wait_s * 2, RETRY_S[1])
 
     async def _refuse(self, device: str | None, message_id: str, exc: EdgegateError) -> None:
         if device is None:
@@ -206,6 +221,17 @@ class MqttAdapter:
 
     async def _deliver(self) -> None:
         """Publish every finished MQTT task's result to its device, once across replicas."""
+        while True:
+            try:
+                await self._deliver_from(await self._results())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("mqtt results stopped; starting again")
+                await asyncio.sleep(2.0)
+
+    async def _results(self) -> Any:
+        """The durable consumer of the devices' results, shared by every gateway replica."""
         principal = await self._principal()
         durable = (
             "edgegate-mqtt-"
@@ -213,7 +239,7 @@ class MqttAdapter:
         )
         while True:
             try:
-                subscription = await self._bus.js.pull_subscribe(
+                return await self._bus.js.pull_subscribe(
                     subjects.taskstore_events(principal.tenant, principal.subject),
                     durable=durable,
                     stream=subjects.STREAM_TASK_EVENTS,
@@ -223,16 +249,19 @@ class MqttAdapter:
                         ack_wait=30,
                     ),
                 )
-                break
             except (nats.errors.Error, nats.js.errors.Error) as exc:
                 log.info("mqtt results wait for the taskstore's events", why=repr(exc))
                 await asyncio.sleep(2.0)
+
+    async def _deliver_from(self, subscription: Any) -> None:
         while True:
             await self._connected.wait()
             try:
                 messages = await subscription.fetch(16, timeout=5)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
+            except nats.js.errors.NotFoundError:
+                return  # the consumer is gone: subscribe again
             except nats.errors.Error as exc:
                 log.info("mqtt results: events unreachable", why=repr(exc))
                 await asyncio.sleep(1.0)
@@ -244,20 +273,22 @@ class MqttAdapter:
                 except Exception:
                     await message.ack()
                     continue
-                if task.envelope.channel != env.CHANNEL_MQTT:
-                    await message.ack()
-                    continue
-                body = {
-                    "type": "result",
-                    "id": task.envelope.metadata.get(ID_METADATA, ""),
-                    "task": task_json(task),
-                }
                 try:
-                    await self._reply(task.envelope.conversation, body)
+                    await self._deliver_result(task)
                 except (Unavailable, aiomqtt.MqttError):
                     await message.nak(delay=1.0)  # the broker is away: later
                     continue
                 await message.ack()
+
+    async def _deliver_result(self, task: tpb.Task) -> None:
+        if task.envelope.channel != env.CHANNEL_MQTT:
+            return
+        body = {
+            "type": "result",
+            "id": task.envelope.metadata.get(ID_METADATA, ""),
+            "task": task_json(task),
+        }
+        await self._reply(task.envelope.conversation, body)
 
     async def _principal(self) -> principal_pb2.Principal:
         while True:
@@ -266,3 +297,6 @@ class MqttAdapter:
             except Unavailable as exc:
                 log.info("mqtt waits for the security service", why=exc.message)
                 await asyncio.sleep(2.0)
+            except EdgegateError as exc:
+                log.error("mqtt_credential is refused; MQTT results wait", why=exc.message)
+                await asyncio.sleep(30.0)

@@ -16,7 +16,8 @@ Client → gateway, each a JSON object with a `type`:
 Gateway → client: `ready`, `ack`, `pong`, `error` (`code` as gRPC names it,
 `message`, and the `id` of the frame it answers), and `result`: a
 `sequence` and the finished `task` as `/v1/tasks` shows it; a message's
-result never comes before its ack. Results come
+result never comes before its ack. A resend of a message that finished
+before gets its result right after the ack, with sequence 0. Results come
 from the taskstore (`conversations.py`), so none is lost while the client is
 away and none comes twice after a resume.
 """
@@ -32,17 +33,20 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from edgegate_common.errors import (
+    Code,
     EdgegateError,
     Internal,
     InvalidArgument,
     Unauthenticated,
+    Unavailable,
 )
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.json_messages import frame_object, message_envelope, text_field
 from edgegate_gateway.adapters.tasks_http import task_json
-from edgegate_gateway.conversations import Conversations, conversation_id
+from edgegate_gateway.conversations import Conversations, Follow, conversation_id
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
+from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
 
 log = get_logger(__name__)
 
@@ -81,6 +85,8 @@ class _Session:
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._running: set[asyncio.Task[None]] = set()
         self._pump: asyncio.Task[None] | None = None
+        self._follow: Follow | None = None
+        self._delivered: set[str] = set()  # task ids whose result this session sent
         # Sends not acked yet, by idempotency key: their results wait for the ack.
         self._acking: dict[str, asyncio.Event] = {}
 
@@ -92,10 +98,14 @@ class _Session:
             return
         try:
             credential, principal, conversation, after = await self._authenticate(hello)
+            # Following before `ready`: whatever the client sends next has its result delivered.
+            self._follow = await self._conversations.follow(
+                principal, conversation, after_sequence=after
+            )
         except EdgegateError as exc:
             await self._fail(exc)
             return
-        self._pump = asyncio.create_task(self._push_results(principal, conversation, after))
+        self._pump = asyncio.create_task(self._push_results(self._follow))
         await self._write({"type": "ready", "conversation": conversation, "after_sequence": after})
         async for message in self._ws:
             if message.type != WSMsgType.TEXT:
@@ -109,6 +119,8 @@ class _Session:
         for running in [*self._running, *([self._pump] if self._pump else [])]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await running
+        if self._follow is not None:
+            await self._follow.close()
         await self._ws.close()
 
     async def _authenticate(self, hello: Any) -> tuple[str, principal_pb2.Principal, str, int]:
@@ -169,6 +181,8 @@ class _Session:
                     "idempotency_key": ack.idempotency_key,
                 }
             )
+            if ack.finished is not None:  # a resend: its result went out long ago
+                await self._result(0, ack.finished)
         except EdgegateError as exc:
             await self._error(exc, frame_id)
         except Exception:
@@ -180,22 +194,26 @@ class _Session:
             acked.set()
             self._slots.release()
 
-    async def _push_results(
-        self, principal: principal_pb2.Principal, conversation: str, after: int
-    ) -> None:
+    async def _push_results(self, follow: Follow) -> None:
         try:
-            async for result in self._conversations.results(
-                principal, conversation, after_sequence=after
-            ):
+            async for result in follow.results():
                 acking = self._acking.get(result.task.envelope.idempotency_key)
                 if acking is not None:  # an answer given inline beats its own ack here
                     await acking.wait()
-                await self._write(
-                    {"type": "result", "sequence": result.sequence, "task": task_json(result.task)}
-                )
+                await self._result(result.sequence, result.task)
         except EdgegateError as exc:
-            # Too far behind, or the taskstore is away: the client resumes later.
+            # Too far behind: the client resumes from the last sequence it has.
             await self._fail(exc)
+        except Exception as exc:
+            log.warning("websocket results stopped", error=repr(exc))
+            await self._fail(Unavailable("the results feed broke; reconnect and resume"))
+
+    async def _result(self, sequence: int, task: tpb.Task) -> None:
+        """A task's result, once per session (a resend's may come from its ack or the feed)."""
+        if task.id in self._delivered:
+            return
+        self._delivered.add(task.id)
+        await self._write({"type": "result", "sequence": sequence, "task": task_json(task)})
 
     async def _write(self, frame: dict[str, Any]) -> None:
         async with self._writing:
@@ -208,7 +226,9 @@ class _Session:
         )
 
     async def _fail(self, exc: EdgegateError) -> None:
-        """An error frame, then close: the session cannot go on."""
+        """An error frame, then close: the session cannot go on (1013: resume later)."""
         with contextlib.suppress(Exception):
             await self._error(exc, None)
-        await self._ws.close(code=WSCloseCode.POLICY_VIOLATION, message=exc.code.name.encode())
+        later = exc.code in (Code.UNAVAILABLE, Code.RESOURCE_EXHAUSTED)
+        code = WSCloseCode.TRY_AGAIN_LATER if later else WSCloseCode.POLICY_VIOLATION
+        await self._ws.close(code=code, message=exc.code.name.encode())

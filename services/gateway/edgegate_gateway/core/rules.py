@@ -4,7 +4,7 @@ Rules come from a YAML (or JSON) file, a list tried in order; the first
 that matches a message decides, and a message no rule matches keeps the
 model it asked for:
 
-    - match: {channel: telegram, prefix: "/embed "}
+    - match: {channel: websocket, prefix: "/embed "}
       to: {model: all-MiniLM-L6-v2}
     - match: {channel: mqtt}
       to: {pipeline: assistant}
@@ -16,7 +16,9 @@ slack, whatsapp, discord), a command `prefix` of the first text part
 (removed from the text unless `strip: false`) and the `model` the sender
 asked for (a glob pattern); all named conditions must hold, and an empty
 `match` matches everything. `to` names a `model` (and optionally a
-`version`) or a `pipeline`; `assistant` is the default assistant.
+`version`) or a `pipeline`; `assistant` is the default assistant. The chat
+webhooks (Telegram, Slack, WhatsApp, Discord) always answer with the
+assistant; the rules route what the other adapters receive.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def _rule(number: int, item: Any) -> Rule:
         raise ValueError(
             f"{where}: expected {{match: {{...}}, to: {{...}}}}, got {json.dumps(item)}"
         )
-    match = item.get("match") or {}
+    match = {} if item.get("match") is None else item["match"]
     to = item["to"]
     if not isinstance(match, dict) or set(match) - {"channel", "prefix", "strip", "model"}:
         raise ValueError(f"{where}: match takes channel, prefix, strip and model")
@@ -115,7 +117,7 @@ def _rule(number: int, item: Any) -> Rule:
         raise ValueError(f"{where}: to takes model (and version) or pipeline")
     channel = None
     if "channel" in match:
-        if match["channel"] not in CHANNELS:
+        if not isinstance(match["channel"], str) or match["channel"] not in CHANNELS:
             raise ValueError(f"{where}: channel must be one of {sorted(CHANNELS)}")
         channel = CHANNELS[match["channel"]]
     for key in ("prefix", "model"):
@@ -126,7 +128,7 @@ def _rule(number: int, item: Any) -> Rule:
     model, pipeline = to.get("model", ""), to.get("pipeline", "")
     if bool(model) == bool(pipeline):
         raise ValueError(f"{where}: to names a model or a pipeline, exactly one")
-    if pipeline and pipeline not in PIPELINES:
+    if pipeline and (not isinstance(pipeline, str) or pipeline not in PIPELINES):
         raise ValueError(f"{where}: pipeline must be one of {sorted(PIPELINES)}")
     if not isinstance(model, str) or not isinstance(to.get("version", ""), str):
         raise ValueError(f"{where}: to.model and to.version must be strings")
