@@ -230,10 +230,16 @@ def assistant_client(
 
 
 @contextmanager
-def chat_gateway(
-    folder: Path, *, answer: str, bot: str, webhook_args: tuple[str, ...]
-) -> Iterator[int]:
-    """A stack whose gateway answers chat webhooks with one known passage; yields its HTTP port.
+def chat_stack(
+    folder: Path,
+    *,
+    answer: str,
+    bot: str,
+    webhook_args: tuple[str, ...],
+    inference: bool = True,
+) -> Iterator[tuple[Stack, int]]:
+    """A stack whose gateway answers chat webhooks with one known passage; yields it and the
+    gateway's HTTP port.
 
     The knowledge base holds `answer` alone and any score answers, so every
     question gets `answer`. The webhook credential is a `bots` tenant token for `bot`.
@@ -241,7 +247,7 @@ def chat_gateway(
     knowledge = folder / "knowledge"
     knowledge.mkdir()
     (knowledge / "faq.md").write_text(f"{answer}\n", encoding="utf-8")
-    stack = start_stack(folder, taskstores=0)
+    stack = start_stack(folder, taskstores=0, inference=inference)
     try:
         _, port = stack.start_gateway(
             "--knowledge-dir", str(knowledge),
@@ -250,6 +256,15 @@ def chat_gateway(
             "--webhook-credential", stack.token("infer:*", tenant="bots", sub=bot),
             *webhook_args,
         )  # fmt: skip
-        yield port
+        yield stack, port
     finally:
         stack.stop()
+
+
+@contextmanager
+def chat_gateway(
+    folder: Path, *, answer: str, bot: str, webhook_args: tuple[str, ...]
+) -> Iterator[int]:
+    """`chat_stack`, for the tests that need only the gateway's HTTP port."""
+    with chat_stack(folder, answer=answer, bot=bot, webhook_args=webhook_args) as (_, port):
+        yield port

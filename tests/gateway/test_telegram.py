@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from standins import HttpStandIn
-from suite_stack import chat_gateway
+from suite_stack import chat_gateway, chat_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 BOT = "123456:bot-token"
@@ -125,3 +125,37 @@ def test_updates_without_text_are_acknowledged_and_ignored(webhook: str, bot_api
     status, answer = _post(webhook, {"update_id": 9, "message": {"chat": {"id": 1}, "sticker": {}}})
     assert status == 200 and answer["ignored"]
     assert len(bot_api.sent) == before
+
+
+def test_a_question_while_the_model_is_offline_is_answered_once_it_is_back(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    api = BotApi()
+    api.refusals = 1  # no slow-down this time
+    api.start()
+    webhook_args = (
+        "--telegram-secret-token", SECRET,
+        "--telegram-bot-token", BOT,
+        "--telegram-api-base", api.url,
+    )  # fmt: skip
+    folder = tmp_path_factory.mktemp("telegram-offline")
+    try:
+        with chat_stack(
+            folder, answer=ANSWER, bot="telegram-bot", webhook_args=webhook_args, inference=False
+        ) as (stack, port):
+            url = f"http://127.0.0.1:{port}/webhooks/telegram"
+            status, body = _post(url, _update(9001))
+            again = _post(url, _update(9001))  # Telegram's retry of the same update
+            assert (status, body) == (200, {"ok": True, "queued": True})
+            assert again == (200, {"ok": True, "duplicate": True})
+            time.sleep(1.0)
+            assert api.sent == []  # nothing can answer yet
+            stack.start_inference()
+            give_up_at = time.monotonic() + 40
+            while not api.sent and time.monotonic() < give_up_at:
+                time.sleep(0.2)
+            time.sleep(2.0)  # room for a second answer, if one were coming
+    finally:
+        api.stop()
+    assert [(m["chat_id"], m["text"]) for m in api.sent] == [(42, ANSWER)]
+    assert api.sent[0]["reply_parameters"] == {"message_id": 7}

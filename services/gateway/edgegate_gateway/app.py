@@ -13,6 +13,7 @@ from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.logging import get_logger
 from edgegate_common.service import ServiceRuntime
 from edgegate_gateway import __version__
+from edgegate_gateway.adapters.chat_later import ChatLater
 from edgegate_gateway.adapters.discord import DiscordInteractions, DiscordSettings
 from edgegate_gateway.adapters.fallback import (
     CloudFallback,
@@ -129,7 +130,7 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
         mqtt = _mqtt(s, bus, conversations)
         if mqtt is not None:
             mqtt.start()
-        webhooks = await _webhooks(s, bus, assistant)
+        webhooks, later = await _webhooks(s, bus, assistant)
         for webhook in webhooks:
             webhook.add_routes(app)
         runner = web.AppRunner(app, access_log=None)
@@ -148,6 +149,8 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
             await runner.cleanup()
             if mqtt is not None:
                 await mqtt.close()
+            if later is not None:
+                await later.close()
             for webhook in webhooks:
                 await webhook.close()
             if assistant is not None:
@@ -179,12 +182,15 @@ def _mqtt(s: GatewaySettings, bus: Bus, conversations: Conversations) -> MqttAda
     return MqttAdapter(settings, bus=bus, conversations=conversations)
 
 
-async def _webhooks(s: GatewaySettings, bus: Bus, assistant: Assistant | None) -> list[Webhook]:
+async def _webhooks(
+    s: GatewaySettings, bus: Bus, assistant: Assistant | None
+) -> tuple[list[Webhook], ChatLater | None]:
     """The chat webhooks whose secrets are set (they answer with the assistant)."""
     if assistant is None or s.webhook_credential is None:
-        return []
+        return [], None
     credential = s.webhook_credential.get_secret_value()
     events = await EventClaims.open(bus.js)
+    later = await ChatLater.open(bus.js, events)
     webhooks: list[Webhook] = []
     if s.telegram_secret_token and s.telegram_bot_token:
         settings = TelegramSettings(
@@ -193,7 +199,7 @@ async def _webhooks(s: GatewaySettings, bus: Bus, assistant: Assistant | None) -
             credential=credential,
             api_base=s.telegram_api_base,
         )
-        webhooks.append(TelegramWebhook(settings, assistant=assistant, events=events))
+        webhooks.append(TelegramWebhook(settings, assistant=assistant, events=events, later=later))
     if s.slack_signing_secret and s.slack_bot_token:
         slack = SlackSettings(
             signing_secret=s.slack_signing_secret.get_secret_value(),
@@ -201,7 +207,7 @@ async def _webhooks(s: GatewaySettings, bus: Bus, assistant: Assistant | None) -
             credential=credential,
             api_base=s.slack_api_base,
         )
-        webhooks.append(SlackEvents(slack, assistant=assistant, events=events))
+        webhooks.append(SlackEvents(slack, assistant=assistant, events=events, later=later))
     if s.whatsapp_app_secret and s.whatsapp_verify_token and s.whatsapp_access_token:
         whatsapp = WhatsAppSettings(
             app_secret=s.whatsapp_app_secret.get_secret_value(),
@@ -210,11 +216,15 @@ async def _webhooks(s: GatewaySettings, bus: Bus, assistant: Assistant | None) -
             credential=credential,
             api_base=s.whatsapp_api_base,
         )
-        webhooks.append(WhatsAppWebhook(whatsapp, assistant=assistant, events=events))
+        webhooks.append(WhatsAppWebhook(whatsapp, assistant=assistant, events=events, later=later))
     if s.discord_public_key:
         discord = DiscordSettings(public_key_hex=s.discord_public_key, credential=credential)
         webhooks.append(DiscordInteractions(discord, assistant=assistant, events=events))
-    return webhooks
+    # Discord must be answered within 3 s, in the response itself: nothing to keep for later.
+    later.start(
+        {w.platform: w.answer_later for w in webhooks if not isinstance(w, DiscordInteractions)}
+    )
+    return webhooks, later
 
 
 async def _replay_outbox(bus: Bus, pipeline: Pipeline, every_s: float = 1.0) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
 from edgegate_common.bus.readiness import ModelReadiness
-from edgegate_common.errors import EdgegateError, InvalidArgument, Unavailable
+from edgegate_common.errors import EdgegateError, InvalidArgument, NotFound, Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.fallback import Fallback
 from edgegate_gateway.core.knowledge import Answer, KnowledgeBase, read_passages
@@ -111,6 +111,11 @@ class Assistant:
         envelope.route.model, envelope.route.version = self.model, ""
         try:
             reply = await self._pipeline.handle(envelope, credential=credential)
+        except NotFound:
+            # The operator's own model: not served means offline, not unknown.
+            raise Unavailable(
+                f"the assistant's model {self.model} is not served right now"
+            ) from None
         finally:
             envelope.route.model = ASSISTANT
         if reply.backend != env.BACKEND_LOCAL:

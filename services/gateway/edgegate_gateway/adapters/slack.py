@@ -21,14 +21,15 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from edgegate_common.errors import InvalidArgument, Unauthenticated
+from edgegate_common.errors import InvalidArgument, Unauthenticated, Unavailable
 from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters.chat_later import ChatLater
 from edgegate_gateway.adapters.platform_api import PlatformApi
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
@@ -66,17 +67,21 @@ def verify(secret: str, headers: dict[str, str], body: bytes, *, now_s: float) -
 
 
 class SlackEvents:
+    platform = "slack"
+
     def __init__(
         self,
         settings: SlackSettings,
         *,
         assistant: Assistant,
         events: EventClaims,
+        later: ChatLater | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._assistant = assistant
         self._events = events
+        self._later = later
         self._clock = clock
         self._api = PlatformApi("Slack chat.postMessage", attempts=settings.send_attempts)
 
@@ -111,16 +116,28 @@ class SlackEvents:
         async with self._events.once("slack", event_id) as first:
             if not first:
                 return web.json_response({"ok": True, "duplicate": True})
-            reply = await self._assistant.ask(text, credential=self._settings.credential)
-            await self._post(event, reply.text)  # type: ignore[arg-type]
+            assert isinstance(event, dict)  # _user_text found a message in it
+            reply_to = {
+                "channel": event["channel"],
+                "ts": event.get("thread_ts") or event.get("ts"),
+            }
+            try:
+                reply = await self._assistant.ask(text, credential=self._settings.credential)
+            except Unavailable:
+                if self._later is None:
+                    raise
+                await self._later.keep(self.platform, event_id, text, reply_to)
+                return web.json_response({"ok": True, "queued": True})
+            await self._post(reply_to, reply.text)
         return web.json_response({"ok": True})
 
-    async def _post(self, event: dict[str, Any], text: str) -> None:
-        body = {
-            "channel": event["channel"],
-            "text": text,
-            "thread_ts": event.get("thread_ts") or event.get("ts"),
-        }
+    async def answer_later(self, question: str, reply_to: Mapping[str, Any]) -> None:
+        """A kept question (`chat_later`): ask again, and post the answer if there is one."""
+        reply = await self._assistant.ask(question, credential=self._settings.credential)
+        await self._post(reply_to, reply.text)
+
+    async def _post(self, reply_to: Mapping[str, Any], text: str) -> None:
+        body = {"channel": reply_to["channel"], "text": text, "thread_ts": reply_to["ts"]}
         await self._api.post(
             f"{self._settings.api_base.rstrip('/')}/api/chat.postMessage",
             body,

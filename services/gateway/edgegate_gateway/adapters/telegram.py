@@ -16,13 +16,15 @@ answers 500, so that Telegram's own retry tries again.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from edgegate_common.errors import InvalidArgument, Unauthenticated
+from edgegate_common.errors import InvalidArgument, Unauthenticated, Unavailable
 from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters.chat_later import ChatLater
 from edgegate_gateway.adapters.http_json import json_object
 from edgegate_gateway.adapters.platform_api import PlatformApi
 from edgegate_gateway.adapters.webhook_events import EventClaims
@@ -43,12 +45,20 @@ class TelegramSettings:
 
 
 class TelegramWebhook:
+    platform = "telegram"
+
     def __init__(
-        self, settings: TelegramSettings, *, assistant: Assistant, events: EventClaims
+        self,
+        settings: TelegramSettings,
+        *,
+        assistant: Assistant,
+        events: EventClaims,
+        later: ChatLater | None = None,
     ) -> None:
         self._settings = settings
         self._assistant = assistant
         self._events = events
+        self._later = later
         self._api = PlatformApi("Telegram sendMessage", attempts=settings.send_attempts)
 
     def add_routes(self, app: web.Application) -> None:
@@ -74,9 +84,21 @@ class TelegramWebhook:
         async with self._events.once("telegram", str(update_id)) as first:
             if not first:
                 return web.json_response({"ok": True, "duplicate": True})
-            reply = await self._assistant.ask(text, credential=self._settings.credential)
-            await self._send(chat_id, reply.text, reply_to=message.get("message_id"))  # type: ignore[union-attr]
+            reply_to = {"chat_id": chat_id, "message_id": message.get("message_id")}  # type: ignore[union-attr]
+            try:
+                reply = await self._assistant.ask(text, credential=self._settings.credential)
+            except Unavailable:
+                if self._later is None:
+                    raise
+                await self._later.keep(self.platform, str(update_id), text, reply_to)
+                return web.json_response({"ok": True, "queued": True})
+            await self._send(chat_id, reply.text, reply_to=reply_to["message_id"])
         return web.json_response({"ok": True})
+
+    async def answer_later(self, question: str, reply_to: Mapping[str, Any]) -> None:
+        """A kept question (`chat_later`): ask again, and send the answer if there is one."""
+        reply = await self._assistant.ask(question, credential=self._settings.credential)
+        await self._send(reply_to["chat_id"], reply.text, reply_to=reply_to.get("message_id"))
 
     async def _send(self, chat_id: int | str, text: str, *, reply_to: object) -> None:
         body: dict[str, Any] = {"chat_id": chat_id, "text": text}

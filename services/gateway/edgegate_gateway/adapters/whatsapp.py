@@ -14,16 +14,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from edgegate_common.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from edgegate_common.errors import (
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters.chat_later import ChatLater
 from edgegate_gateway.adapters.platform_api import PlatformApi
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
@@ -54,12 +62,20 @@ class _Message:
 
 
 class WhatsAppWebhook:
+    platform = "whatsapp"
+
     def __init__(
-        self, settings: WhatsAppSettings, *, assistant: Assistant, events: EventClaims
+        self,
+        settings: WhatsAppSettings,
+        *,
+        assistant: Assistant,
+        events: EventClaims,
+        later: ChatLater | None = None,
     ) -> None:
         self._settings = settings
         self._assistant = assistant
         self._events = events
+        self._later = later
         self._api = PlatformApi("WhatsApp /messages", attempts=settings.send_attempts)
 
     def add_routes(self, app: web.Application) -> None:
@@ -89,16 +105,30 @@ class WhatsAppWebhook:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise InvalidArgument("the body is not valid JSON") from None
-        answered = 0
+        answered = queued = 0
         for message in _text_messages(payload):
             async with self._events.once("whatsapp", message.id) as first:
-                if first:
+                if not first:
+                    continue
+                try:
                     reply = await self._assistant.ask(
                         message.text, credential=self._settings.credential
                     )
-                    await self._send(message, reply.text)
-                    answered += 1
-        return web.json_response({"ok": True, "answered": answered})
+                except Unavailable:
+                    if self._later is None:
+                        raise
+                    reply_to = dataclasses.asdict(message)
+                    await self._later.keep(self.platform, message.id, message.text, reply_to)
+                    queued += 1
+                    continue
+                await self._send(message, reply.text)
+                answered += 1
+        return web.json_response({"ok": True, "answered": answered, "queued": queued})
+
+    async def answer_later(self, question: str, reply_to: Mapping[str, Any]) -> None:
+        """A kept question (`chat_later`): ask again, and send the answer if there is one."""
+        reply = await self._assistant.ask(question, credential=self._settings.credential)
+        await self._send(_Message(**reply_to), reply.text)
 
     async def _send(self, message: _Message, text: str) -> None:
         body = {

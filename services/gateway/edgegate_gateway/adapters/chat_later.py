@@ -1,0 +1,147 @@
+"""Chat questions the assistant cannot answer yet, kept in JetStream until it can.
+
+When a chat webhook's question meets an assistant that is not ready (its
+model offline, its knowledge base still being embedded), the webhook keeps
+the question here and tells the platform it has it (200). A worker shared by
+every gateway replica (one durable consumer on the work-queue stream
+`EDGEGATE_CHAT_LATER`) tries each question again every few seconds. Once
+the assistant answers, the answer goes out through the platform's send API
+and the question leaves the stream.
+
+The answer is sent at most once. Its send is claimed first (`<platform>-sent`
+in `edgegate-webhook-events`), so a worker that dies after sending and before
+acknowledging does not send it again. A worker that dies between the claim
+and the send loses that one answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+
+from edgegate_common import subjects
+from edgegate_common.bus import ensure_stream
+from edgegate_common.errors import EdgegateError, Unavailable
+from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters.webhook_events import EventClaims
+
+log = get_logger(__name__)
+
+STREAM = "EDGEGATE_CHAT_LATER"
+SUBJECT = f"{subjects.PREFIX}.gateway.v1.chat_later"
+DURABLE = "edgegate-chat-later"
+RETRY_S = 5.0  # how soon a question the assistant still cannot answer is tried again
+KEEP_S = 24 * 3600  # a question unanswered this long is dropped (and logged)
+
+# platform → how to answer one kept question: ask the assistant, send the answer
+Answerer = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+
+
+class ChatLater:
+    def __init__(self, js: JetStreamContext, events: EventClaims) -> None:
+        self._js = js
+        self._events = events
+        self._worker: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls, js: JetStreamContext, events: EventClaims, *, replicas: int = 1
+    ) -> ChatLater:
+        await ensure_stream(
+            js,
+            StreamConfig(
+                name=STREAM,
+                subjects=[f"{SUBJECT}.>"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                num_replicas=replicas,
+                max_age=KEEP_S,
+                duplicate_window=KEEP_S,
+            ),
+        )
+        return cls(js, events)
+
+    async def keep(
+        self, platform: str, event_id: str, question: str, reply_to: Mapping[str, Any]
+    ) -> None:
+        """Keep a question for later (once per platform event, however often it is kept)."""
+        body = {
+            "platform": platform,
+            "event_id": event_id,
+            "question": question,
+            "reply_to": dict(reply_to),
+        }
+        try:
+            await self._js.publish(
+                f"{SUBJECT}.{subjects.token(platform)}",
+                json.dumps(body).encode(),
+                headers={"Nats-Msg-Id": f"{platform}/{event_id}"},
+            )
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+            raise Unavailable(f"cannot keep the question for later: {exc!r}") from exc
+        log.info("chat question kept until the assistant can answer", platform=platform)
+
+    def start(self, answerers: Mapping[str, Answerer]) -> None:
+        self._worker = asyncio.get_running_loop().create_task(self._work(dict(answerers)))
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+
+    async def _work(self, answerers: dict[str, Answerer]) -> None:
+        while True:
+            try:
+                subscription = await self._js.pull_subscribe(
+                    f"{SUBJECT}.>",
+                    durable=DURABLE,
+                    stream=STREAM,
+                    config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60),
+                )
+                await self._drain(subscription, answerers)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("chat-later worker stopped; starting again")
+                await asyncio.sleep(RETRY_S)
+
+    async def _drain(self, subscription: Any, answerers: dict[str, Answerer]) -> None:
+        while True:
+            try:
+                messages = await subscription.fetch(8, timeout=5)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            for message in messages:
+                await self._answer(message, answerers)
+
+    async def _answer(self, message: Any, answerers: dict[str, Answerer]) -> None:
+        try:
+            kept = json.loads(message.data)
+            platform, event_id = kept["platform"], kept["event_id"]
+            answer = answerers[platform]
+        except (ValueError, KeyError, TypeError):
+            log.error("a kept chat question no webhook here can answer; dropped")
+            await message.term()
+            return
+        try:
+            async with self._events.once(f"{platform}-sent", event_id) as first:
+                if first:
+                    await answer(kept["question"], kept["reply_to"])
+        except Unavailable as exc:
+            log.info("kept chat question waits", platform=platform, why=exc.message)
+            await message.nak(delay=RETRY_S)
+            return
+        except EdgegateError as exc:
+            log.error("kept chat question refused; dropped", platform=platform, why=exc.message)
+            await message.term()
+            return
+        await message.ack()
