@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,35 +42,6 @@ def test_up_fails_loudly_when_a_service_cannot_start(tmp_path: Path) -> None:
     assert "edgegate up failed" in result.stdout
 
 
-def test_up_once_embeds_sentences_with_the_default_model(
-    tmp_path: Path, default_model_repo: Path
-) -> None:
-    """The main job: text in over NATS, unit-length embeddings out, similar texts closer."""
-    (tmp_path / "models").symlink_to(default_model_repo)
-    result = _edgegate_up_once(tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "all-MiniLM-L6-v2 v1: 3 texts -> 384-d embeddings" in result.stdout, result.stdout
-    rows = [line for line in result.stdout.splitlines() if line.strip().startswith("[")]
-    similarities = [[float(v) for v in row.split("]")[0].strip(" [").split()] for row in rows]
-    assert [round(similarities[i][i], 2) for i in range(3)] == [1.0, 1.0, 1.0]
-    # The two sentences about keeping messages safe are closer than either is to Paris.
-    assert similarities[0][1] > similarities[0][2] + 0.2
-    assert similarities[1][0] > similarities[1][2] + 0.2
-
-
-def test_up_once_answers_a_chat_question_from_the_demo_knowledge_base(
-    tmp_path: Path, default_model_repo: Path
-) -> None:
-    (tmp_path / "models").symlink_to(default_model_repo)
-    result = _edgegate_up_once(tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "dev token (tenant dev, 24 h): ey" in result.stdout
-    answer = next(line for line in result.stdout.splitlines() if line.strip().startswith("A:"))
-    assert "becomes a task in the taskstore" in answer, result.stdout
-    assert "(source edgegate-faq.md#" in result.stdout
-    assert (tmp_path / "knowledge" / "edgegate-faq.md").is_file()  # copied for the user to edit
-
-
 @pytest.mark.timeout(300)
 def test_up_scenario_runs_every_demo_step(tmp_path: Path, default_model_repo: Path) -> None:
     """`make demo`: the scripted scenario against the running suite, every step passing."""
@@ -81,6 +53,19 @@ def test_up_scenario_runs_every_demo_step(tmp_path: Path, default_model_repo: Pa
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert "scenario passed" in out and "FAILED" not in out
+    # The main job: text in over NATS, unit-length embeddings out, similar texts closer.
+    assert "all-MiniLM-L6-v2 v1: 3 texts -> 384-d embeddings" in out
+    rows = [line for line in out.splitlines() if re.match(r"\s+\[-?\d\.\d\d ", line)]
+    similarities = [[float(v) for v in row.split("]")[0].strip(" [").split()] for row in rows]
+    assert [round(similarities[i][i], 2) for i in range(3)] == [1.0, 1.0, 1.0]
+    # The two sentences about keeping messages safe are closer than either is to Paris.
+    assert similarities[0][1] > similarities[0][2] + 0.2
+    assert similarities[1][0] > similarities[1][2] + 0.2
+    # Chat over HTTP, answered from the demo knowledge base (copied for the user to edit).
+    answer = next(line for line in out.splitlines() if line.strip().startswith("A:"))
+    assert "becomes a task in the taskstore" in answer
+    assert "(source edgegate-faq.md#" in out and "dev token (tenant dev, 24 h): ey" in out
+    assert (tmp_path / "knowledge" / "edgegate-faq.md").is_file()
     assert "result #" in out  # the WebSocket answer
     stored = next(line for line in out.splitlines() if line.strip().startswith("stored:"))
     assert "jane.doe@example.com" not in stored

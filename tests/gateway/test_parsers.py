@@ -44,7 +44,7 @@ def _only_clear_errors(parse: Callable[[Any], object], value: Any) -> object:
         return exc
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(JSON)
 def test_telegram_messages(value: Any) -> None:
     result = _only_clear_errors(telegram._text_and_chat, value)
@@ -53,35 +53,35 @@ def test_telegram_messages(value: Any) -> None:
         assert text is None or (isinstance(text, str) and text.strip())
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(JSON)
 def test_slack_events(value: Any) -> None:
     result = _only_clear_errors(slack._user_text, value)
     assert result is None or isinstance(result, str | EdgegateError)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(JSON | st.fixed_dictionaries({"entry": st.lists(JSON, max_size=3)}))
 def test_whatsapp_notifications(value: Any) -> None:
     result = _only_clear_errors(whatsapp._text_messages, value)
     assert isinstance(result, list | EdgegateError)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(JSON)
 def test_discord_command_options(value: Any) -> None:
     result = _only_clear_errors(discord._option_text, value)
     assert result is None or isinstance(result, str | EdgegateError)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(JSON)
 def test_chat_completion_messages(value: Any) -> None:
     result = _only_clear_errors(_question, value)
     assert isinstance(result, str | EdgegateError)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(JSON)
 def test_embedding_inputs(value: Any) -> None:
     result = _only_clear_errors(text_inputs, value)

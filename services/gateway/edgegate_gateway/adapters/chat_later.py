@@ -50,6 +50,7 @@ class ChatLater:
         self._js = js
         self._events = events
         self._worker: asyncio.Task[None] | None = None
+        self._subscription: Any = None
 
     @classmethod
     async def open(
@@ -97,17 +98,21 @@ class ChatLater:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
+        if self._subscription is not None:
+            # A pull subscription left open keeps the connection's drain waiting.
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
 
     async def _work(self, answerers: dict[str, Answerer]) -> None:
         while True:
             try:
-                subscription = await self._js.pull_subscribe(
+                self._subscription = await self._js.pull_subscribe(
                     f"{SUBJECT}.>",
                     durable=DURABLE,
                     stream=STREAM,
                     config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60),
                 )
-                await self._drain(subscription, answerers)
+                await self._drain(self._subscription, answerers)
             except asyncio.CancelledError:
                 raise
             except Exception:

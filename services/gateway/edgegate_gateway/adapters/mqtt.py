@@ -97,6 +97,7 @@ class MqttAdapter:
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._handling: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscription: Any = None
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -108,6 +109,10 @@ class MqttAdapter:
         for task in [*self._tasks, *self._handling]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._subscription is not None:
+            # A pull subscription left open keeps the connection's drain waiting.
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
 
     # Requests in
 
@@ -223,7 +228,8 @@ class MqttAdapter:
         """Publish every finished MQTT task's result to its device, once across replicas."""
         while True:
             try:
-                await self._deliver_from(await self._results())
+                self._subscription = await self._results()
+                await self._deliver_from(self._subscription)
             except asyncio.CancelledError:
                 raise
             except Exception:
