@@ -16,12 +16,8 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from suite_stack import TEXT_MODEL, Stack, bearer, start_stack, text_envelope
 
-from edgegate_common.errors import EdgegateError
-from edgegate_gateway.adapters.json_messages import frame_object, message_envelope
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
@@ -263,31 +259,6 @@ async def test_a_session_must_authenticate_first(
         assert (await client.next("error"))["code"] == code
         closing = await client.ws.receive()
     assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    st.recursive(
-        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
-        max_leaves=8,
-    )
-    | st.fixed_dictionaries(
-        {"type": st.just("send"), "text": st.text() | st.integers(), "model": st.text()},
-        optional={"priority": st.text(), "defer": st.booleans() | st.text(), "version": st.text()},
-    )
-)
-def test_the_frame_parser_refuses_anything_malformed_with_a_clear_error(value: Any) -> None:
-    """Whatever JSON arrives, the parser builds an envelope or raises an EdgegateError."""
-    refused: EdgegateError | None = None
-    try:
-        envelope, _ = message_envelope(frame_object(json.dumps(value)), env.CHANNEL_WEBSOCKET, "c")
-    except EdgegateError as exc:
-        refused = exc
-    if refused is not None:
-        assert refused.message
-    else:
-        assert envelope.parts[0].text and envelope.route.model
 
 
 async def test_routing_rules_send_a_command_to_the_assistant_and_alias_a_model(

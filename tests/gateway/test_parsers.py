@@ -2,12 +2,14 @@
 
 Whatever a client or a chat platform sends (any JSON shape, any headers),
 the parsers either return what they promise or raise an EdgegateError, which
-the adapters answer with a 4xx. Nothing else may escape: an AttributeError
+the adapters answer with a 4xx (an error frame or reply for WebSocket and MQTT).
+Nothing else may escape: an AttributeError
 here would be a 500 and a dropped message.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +22,9 @@ from edgegate_common.errors import EdgegateError
 from edgegate_gateway.adapters import discord, slack, telegram, whatsapp
 from edgegate_gateway.adapters.chat_http import _question
 from edgegate_gateway.adapters.http_json import text_inputs
+from edgegate_gateway.adapters.json_messages import frame_object, message_envelope
+from edgegate_gateway.adapters.mqtt import read_request
+from edgegate_protos.common.v1 import envelope_pb2 as env
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
@@ -97,3 +102,29 @@ def test_signature_checks_refuse_anything_unsigned(headers: dict[str, str], body
     )
     discord_says = _only_clear_errors(lambda _: discord.verify(key, headers, body), None)
     assert isinstance(slack_says, EdgegateError) and isinstance(discord_says, EdgegateError)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    JSON
+    | st.fixed_dictionaries(
+        {"type": st.just("send"), "text": st.text() | st.integers(), "model": st.text()},
+        optional={"priority": st.text(), "defer": st.booleans() | st.text(), "version": st.text()},
+    )
+)
+def test_websocket_frames(value: Any) -> None:
+    result = _only_clear_errors(
+        lambda v: message_envelope(frame_object(json.dumps(v)), env.CHANNEL_WEBSOCKET, "c"), value
+    )
+    if isinstance(result, tuple):
+        envelope, _ = result
+        assert envelope.parts[0].text and envelope.route.model
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200) | st.builds(lambda d: json.dumps(d).encode(), JSON))
+def test_mqtt_requests(payload: bytes) -> None:
+    result = _only_clear_errors(lambda p: read_request(frame_object(p), "device"), payload)
+    if isinstance(result, tuple):
+        envelope, _, _ = result
+        assert envelope.parts[0].text and envelope.route.model
