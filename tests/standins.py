@@ -34,8 +34,10 @@ class HttpStandIn:
 
         async def serve() -> web.AppRunner:
             app = web.Application()
-            for path, handler in self._routes.items():
-                app.router.add_post(path, handler)
+            for route, handler in self._routes.items():
+                # "/path" takes a POST; "PATCH /path" names its method.
+                method, _, path = route.rpartition(" ")
+                app.router.add_route(method or "POST", path, handler)
             runner = web.AppRunner(app)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", self.port).start()

@@ -216,13 +216,18 @@ def assistant_client(
         api_key=token or stack.token("infer:*"),
         max_retries=0,
     )
+    return chat, first_answer(chat, question)
+
+
+def first_answer(chat: openai.OpenAI, question: str = "ready?") -> str:
+    """The assistant's answer to `question`, once its passages are embedded (503 until then)."""
     give_up_at = time.monotonic() + 30
-    while True:  # the passages are embedded in the background after start (503 until then)
+    while True:
         try:
             completion = chat.chat.completions.create(
                 model="edgegate-assistant", messages=[{"role": "user", "content": question}]
             )
-            return chat, completion.choices[0].message.content or ""
+            return completion.choices[0].message.content or ""
         except openai.InternalServerError:
             if time.monotonic() > give_up_at:
                 raise
@@ -256,6 +261,10 @@ def chat_stack(
             "--webhook-credential", stack.token("infer:*", tenant="bots", sub=bot),
             *webhook_args,
         )  # fmt: skip
+        if inference:  # the knowledge base is embedded: questions get answers, not a queue
+            probe = stack.token("infer:*", tenant="bots", sub="probe")
+            base_url = f"http://127.0.0.1:{port}/v1"
+            first_answer(openai.OpenAI(base_url=base_url, api_key=probe, max_retries=0))
         yield stack, port
     finally:
         stack.stop()

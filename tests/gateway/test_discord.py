@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from suite_stack import chat_gateway
+from standins import HttpStandIn
+from suite_stack import chat_gateway, chat_stack
 
 pytestmark = pytest.mark.slow
 ANSWER = "Support answers on weekdays from nine to five."
@@ -49,6 +51,7 @@ def _command(interaction_id: str, question: str = "When is support open?") -> di
     return {
         "id": interaction_id,
         "type": 2,
+        "application_id": "998877",
         "token": "interaction-token",
         "data": {"name": "ask", "options": [{"name": "question", "type": 3, "value": question}]},
     }
@@ -78,3 +81,40 @@ def test_a_slash_command_is_answered_in_the_response_once(url: str) -> None:
 def test_malformed_interactions_are_400(url: str, payload: dict[str, Any], says: str) -> None:
     status, answer = _post(url, payload)
     assert status == 400 and says in answer["error"]["message"]
+
+
+class InteractionWebhooks(HttpStandIn):
+    """Discord's interaction webhook: the deferred answer edits the original response."""
+
+    def __init__(self) -> None:
+        route = "PATCH /webhooks/998877/interaction-token/messages/@original"
+        super().__init__({route: self._edit})
+        self.edits: list[dict[str, Any]] = []
+
+    async def _edit(self, request: web.Request) -> web.Response:
+        self.edits.append(await request.json())
+        return web.json_response({"id": "1", "content": self.edits[-1]["content"]})
+
+
+@pytest.mark.timeout(120)
+def test_a_command_while_the_model_is_offline_is_deferred_then_answered(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    discord_api = InteractionWebhooks()
+    discord_api.start()
+    args = ("--discord-public-key", PUBLIC_HEX, "--discord-api-base", discord_api.url)
+    folder = tmp_path_factory.mktemp("discord-offline")
+    try:
+        with chat_stack(
+            folder, answer=ANSWER, bot="discord-app", webhook_args=args, inference=False
+        ) as (stack, port):
+            url = f"http://127.0.0.1:{port}/webhooks/discord"
+            assert _post(url, _command("555")) == (200, {"type": 5})  # "thinking..."
+            stack.start_inference()
+            give_up_at = time.monotonic() + 40
+            while not discord_api.edits and time.monotonic() < give_up_at:
+                time.sleep(0.2)
+            time.sleep(1.0)
+    finally:
+        discord_api.stop()
+    assert discord_api.edits == [{"content": ANSWER}]

@@ -218,12 +218,13 @@ async def _webhooks(
         )
         webhooks.append(WhatsAppWebhook(whatsapp, assistant=assistant, events=events, later=later))
     if s.discord_public_key:
-        discord = DiscordSettings(public_key_hex=s.discord_public_key, credential=credential)
-        webhooks.append(DiscordInteractions(discord, assistant=assistant, events=events))
-    # Discord must be answered within 3 s, in the response itself: nothing to keep for later.
-    later.start(
-        {w.platform: w.answer_later for w in webhooks if not isinstance(w, DiscordInteractions)}
-    )
+        discord = DiscordSettings(
+            public_key_hex=s.discord_public_key, credential=credential, api_base=s.discord_api_base
+        )
+        webhooks.append(
+            DiscordInteractions(discord, assistant=assistant, events=events, later=later)
+        )
+    later.start({w.platform: w.answer_later for w in webhooks})
     return webhooks, later
 
 

@@ -50,6 +50,7 @@ class GatewaySettings(ServiceSettings):
     slack_bot_token: SecretStr | None = None
     slack_api_base: str = "https://slack.com"
     discord_public_key: str | None = Field(default=None, description="the application's, hex")
+    discord_api_base: str = "https://discord.com/api/v10"
     whatsapp_app_secret: SecretStr | None = None
     whatsapp_verify_token: SecretStr | None = None
     whatsapp_access_token: SecretStr | None = None

@@ -7,30 +7,46 @@ missing signature is 401 (Discord itself sends such requests to check that
 the endpoint refuses them). A `PING` (type 1) gets a `PONG` (type 1). An
 application command (type 2) with a text option is answered in the response
 itself (type 4, `CHANNEL_MESSAGE_WITH_SOURCE`), so nothing goes out twice.
-Each interaction id is handled once (`webhook_events`).
+Each interaction id is handled once (`webhook_events`). While the assistant
+cannot answer, the response defers (type 5, Discord shows "thinking…"), the
+question is kept (`chat_later`), and the answer later replaces the deferred
+message through the interaction's webhook, within the 15 minutes Discord
+keeps the interaction's token.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edgegate_common.errors import InvalidArgument, Unauthenticated
+from edgegate_common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    Unauthenticated,
+    Unavailable,
+)
+from edgegate_gateway.adapters.chat_later import ChatLater
+from edgegate_gateway.adapters.platform_api import PlatformApi
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
 
 PING, APPLICATION_COMMAND = 1, 2
-PONG, CHANNEL_MESSAGE_WITH_SOURCE = 1, 4
+PONG, CHANNEL_MESSAGE_WITH_SOURCE, DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE = 1, 4, 5
+TOKEN_LIFETIME_S = 14 * 60  # Discord keeps an interaction token 15 minutes
 
 
 @dataclass(frozen=True, slots=True)
 class DiscordSettings:
     public_key_hex: str
     credential: str  # the gateway's edgegate token for this application's tenant
+    api_base: str = "https://discord.com/api/v10"
 
 
 def verify(public_key: Ed25519PublicKey, headers: dict[str, str], body: bytes) -> None:
@@ -44,19 +60,29 @@ def verify(public_key: Ed25519PublicKey, headers: dict[str, str], body: bytes) -
 
 
 class DiscordInteractions:
+    platform = "discord"
+
     def __init__(
-        self, settings: DiscordSettings, *, assistant: Assistant, events: EventClaims
+        self,
+        settings: DiscordSettings,
+        *,
+        assistant: Assistant,
+        events: EventClaims,
+        later: ChatLater | None = None,
     ) -> None:
         self._key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(settings.public_key_hex))
+        self._settings = settings
         self._credential = settings.credential
         self._assistant = assistant
         self._events = events
+        self._later = later
+        self._api = PlatformApi("Discord interaction webhook")
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/webhooks/discord", self.interaction)
 
     async def close(self) -> None:
-        return None
+        await self._api.close()
 
     async def interaction(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -82,10 +108,40 @@ class DiscordInteractions:
             if not first:
                 content = "This question was answered already."
             else:
-                content = (await self._assistant.ask(question, credential=self._credential)).text
+                try:
+                    answered = await self._assistant.ask(question, credential=self._credential)
+                except Unavailable:
+                    follow_up = _follow_up(payload)
+                    if self._later is None or follow_up is None:
+                        raise
+                    await self._later.keep(self.platform, interaction_id, question, follow_up)
+                    return web.json_response({"type": DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE})
+                content = answered.text
         return web.json_response(
             {"type": CHANNEL_MESSAGE_WITH_SOURCE, "data": {"content": content[:2000]}}
         )
+
+    async def answer_later(self, question: str, reply_to: Mapping[str, Any]) -> None:
+        """A kept question (`chat_later`): the answer replaces the deferred message."""
+        if time.time() > float(reply_to["expires_at"]):
+            raise FailedPrecondition("the interaction's token expired before an answer came")
+        answered = await self._assistant.ask(question, credential=self._credential)
+        await self._api.post(
+            f"{self._settings.api_base.rstrip('/')}/webhooks/{reply_to['application_id']}/"
+            f"{reply_to['token']}/messages/@original",
+            {"content": answered.text[:2000]},
+            method="PATCH",
+            error=lambda doc: doc.get("message"),
+        )
+
+
+def _follow_up(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """Where a deferred answer goes: the interaction's webhook (None if the payload lacks it)."""
+    application_id, token = payload.get("application_id"), payload.get("token")
+    if not isinstance(application_id, str) or not isinstance(token, str) or not token:
+        return None
+    expires_at = time.time() + TOKEN_LIFETIME_S
+    return {"application_id": application_id, "token": token, "expires_at": expires_at}
 
 
 def _option_text(data: object) -> str | None:

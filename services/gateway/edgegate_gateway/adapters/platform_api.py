@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from edgegate_common.errors import Unavailable
+from edgegate_common.errors import FailedPrecondition, Unavailable
 from edgegate_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -51,19 +51,29 @@ class PlatformApi:
         accepted: Callable[[int, Doc], bool] = lambda status, _: status == 200,
         wait_hint: Callable[[Doc], object] = lambda _: None,
         error: Callable[[Doc], object] = lambda _: "",
+        method: str = "POST",
     ) -> None:
         """POST `body`; `accepted` says it went through, `wait_hint` reads a 429's wait from the
-        body (else Retry-After), `error` the reason a refusal gives."""
+        body (else Retry-After), `error` the reason a refusal gives. A 4xx other than 429 is
+        FAILED_PRECONDITION (it would be refused again); a 5xx or no answer is UNAVAILABLE."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
         for attempt in range(1, self._attempts + 1):
-            async with self._session.post(url, json=body, headers=headers) as answer:
-                doc = await answer.json(content_type=None)
-                doc = doc if isinstance(doc, dict) else {}
-                if accepted(answer.status, doc):
-                    return
-                if answer.status != 429 or attempt == self._attempts:
-                    raise Unavailable(f"{self._name} answered {answer.status}: {error(doc)}")
-                wait_s = retry_after_s(wait_hint(doc) or answer.headers.get("Retry-After"))
+            try:
+                async with self._session.request(method, url, json=body, headers=headers) as answer:
+                    doc = await answer.json(content_type=None)
+                    doc = doc if isinstance(doc, dict) else {}
+                    status = answer.status
+                    retry_after = answer.headers.get("Retry-After")
+            except (aiohttp.ClientError, ValueError) as exc:
+                raise Unavailable(f"{self._name} could not be reached: {exc!r}") from exc
+            if accepted(status, doc):
+                return
+            refused = f"{self._name} answered {status}: {error(doc)}"
+            if 400 <= status < 500 and status != 429:
+                raise FailedPrecondition(refused)  # sending it again would be refused again
+            if status != 429 or attempt == self._attempts:
+                raise Unavailable(refused)
+            wait_s = retry_after_s(wait_hint(doc) or retry_after)
             log.info("platform asks to wait", api=self._name, retry_after_s=wait_s)
             await asyncio.sleep(wait_s)
