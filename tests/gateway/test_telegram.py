@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 BOT = "123456:bot-token"
 SECRET = "webhook-secret"
 ANSWER = "Support answers on weekdays from nine to five."
+UNKNOWN_CHAT = 404
 
 
 class BotApi(HttpStandIn):
@@ -30,6 +31,11 @@ class BotApi(HttpStandIn):
 
     async def _send(self, request: web.Request) -> web.Response:
         body = await request.json()
+        if body["chat_id"] == UNKNOWN_CHAT:
+            return web.json_response(
+                {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"},
+                status=400,
+            )
         if self.refusals == 0:  # the first call is told to wait, as Telegram does under load
             self.refusals += 1
             return web.json_response(
@@ -61,13 +67,15 @@ def webhook(tmp_path_factory: pytest.TempPathFactory, bot_api: BotApi) -> Iterat
         yield f"http://127.0.0.1:{port}/webhooks/telegram"
 
 
-def _update(update_id: int, text: str = "When is support open?") -> dict[str, Any]:
+def _update(
+    update_id: int, text: str = "When is support open?", *, chat: int = 42
+) -> dict[str, Any]:
     return {
         "update_id": update_id,
         "message": {
             "message_id": 7,
             "date": 1_700_000_000,
-            "chat": {"id": 42, "type": "private"},
+            "chat": {"id": chat, "type": "private"},
             "from": {"id": 42, "is_bot": False, "first_name": "Li"},
             "text": text,
         },
@@ -102,6 +110,14 @@ def test_a_message_is_answered_once_through_the_bot_api(webhook: str, bot_api: B
     status, answer = _post(webhook, _update(1))  # Telegram delivers the same update again
     assert (status, answer.get("duplicate")) == (200, True)
     assert len(bot_api.sent) == 1
+
+
+def test_an_answer_telegram_refuses_is_not_tried_again(webhook: str, bot_api: BotApi) -> None:
+    _until_ready(webhook)
+    status, answer = _post(webhook, _update(77, chat=UNKNOWN_CHAT))
+    assert status == 200 and "chat not found" in answer["refused"]
+    # Telegram's retry of the same update is a duplicate: the refused answer is not re-sent.
+    assert _post(webhook, _update(77, chat=UNKNOWN_CHAT)) == (200, {"ok": True, "duplicate": True})
 
 
 def test_a_wrong_secret_is_401_and_nothing_is_sent(webhook: str, bot_api: BotApi) -> None:

@@ -224,7 +224,7 @@ async def _webhooks(
         webhooks.append(
             DiscordInteractions(discord, assistant=assistant, events=events, later=later)
         )
-    later.start({w.platform: w.answer_later for w in webhooks})
+    later.start({w.platform: w.answerer() for w in webhooks})
     return webhooks, later
 
 

@@ -8,10 +8,17 @@ every gateway replica (one durable consumer on the work-queue stream
 the assistant answers, the answer goes out through the platform's send API
 and the question leaves the stream.
 
-The answer is sent at most once. Its send is claimed first (`<platform>-sent`
-in `edgegate-webhook-events`), so a worker that dies after sending and before
-acknowledging does not send it again. A worker that dies between the claim
-and the send loses that one answer.
+The answer is sent at most once. The assistant is asked first; only then
+is the send claimed (`<platform>-sent` in `edgegate-webhook-events`), and the
+claim is kept whatever happens to the send. A worker that dies after sending
+and before acknowledging therefore does not send it again, and neither does
+another replica; a send that fails (or dies) after its claim loses that one
+answer rather than risk a second copy.
+
+A question meets the assistant again while the failure is one that passes:
+UNAVAILABLE, RESOURCE_EXHAUSTED (the webhook tenant's rate limit), or
+DEADLINE_EXCEEDED. Any other refusal drops it with a log line, and so does
+a day without an answer.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
@@ -29,7 +37,12 @@ from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType,
 
 from edgegate_common import subjects
 from edgegate_common.bus import ensure_stream
-from edgegate_common.errors import EdgegateError, Unavailable
+from edgegate_common.errors import (
+    DeadlineExceeded,
+    EdgegateError,
+    ResourceExhausted,
+    Unavailable,
+)
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.webhook_events import EventClaims
 
@@ -39,10 +52,18 @@ STREAM = "EDGEGATE_CHAT_LATER"
 SUBJECT = f"{subjects.PREFIX}.gateway.v1.chat_later"
 DURABLE = "edgegate-chat-later"
 RETRY_S = 5.0  # how soon a question the assistant still cannot answer is tried again
+ACK_WAIT_S = 300  # longer than one question can take (asking, then the platform's 429 waits)
+# Failures that pass: the question meets the assistant again later.
+PASSING = (Unavailable, ResourceExhausted, DeadlineExceeded)
 KEEP_S = 24 * 3600  # a question unanswered this long is dropped (and logged)
 
-# platform → how to answer one kept question: ask the assistant, send the answer
-Answerer = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+
+@dataclass(frozen=True, slots=True)
+class Answerer:
+    """How one platform answers a kept question: ask the assistant, then send the answer."""
+
+    ask: Callable[[str], Awaitable[str]]
+    send: Callable[[str, Mapping[str, Any]], Awaitable[None]]
 
 
 class ChatLater:
@@ -106,11 +127,14 @@ class ChatLater:
     async def _work(self, answerers: dict[str, Answerer]) -> None:
         while True:
             try:
+                if self._subscription is not None:
+                    with contextlib.suppress(Exception):
+                        await self._subscription.unsubscribe()
                 self._subscription = await self._js.pull_subscribe(
                     f"{SUBJECT}.>",
                     durable=DURABLE,
                     stream=STREAM,
-                    config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60),
+                    config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S),
                 )
                 await self._drain(self._subscription, answerers)
             except asyncio.CancelledError:
@@ -122,31 +146,49 @@ class ChatLater:
     async def _drain(self, subscription: Any, answerers: dict[str, Answerer]) -> None:
         while True:
             try:
-                messages = await subscription.fetch(8, timeout=5)
+                # One at a time: a question may take a while (an inference timeout, a
+                # platform's 429), and the others must not sit past their ack wait meanwhile.
+                messages = await subscription.fetch(1, timeout=5)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             for message in messages:
-                await self._answer(message, answerers)
+                try:
+                    await self._answer(message, answerers)
+                except Exception:
+                    log.exception("kept chat question failed; it comes back later")
+                    with contextlib.suppress(Exception):
+                        await message.nak(delay=RETRY_S)
 
     async def _answer(self, message: Any, answerers: dict[str, Answerer]) -> None:
         try:
             kept = json.loads(message.data)
-            platform, event_id = kept["platform"], kept["event_id"]
-            answer = answerers[platform]
+            platform, event_id = str(kept["platform"]), str(kept["event_id"])
+            question, reply_to = str(kept["question"]), dict(kept["reply_to"])
         except (ValueError, KeyError, TypeError):
-            log.error("a kept chat question no webhook here can answer; dropped")
+            log.error("a kept chat question does not parse; dropped")
             await message.term()
             return
+        answer = answerers.get(platform)
+        if answer is None:  # another replica (or a newer version) has this platform
+            await message.nak(delay=RETRY_S)
+            return
         try:
-            async with self._events.once(f"{platform}-sent", event_id) as first:
-                if first:
-                    await answer(kept["question"], kept["reply_to"])
-        except Unavailable as exc:
+            text = await answer.ask(question)
+        except PASSING as exc:
             log.info("kept chat question waits", platform=platform, why=exc.message)
             await message.nak(delay=RETRY_S)
             return
         except EdgegateError as exc:
             log.error("kept chat question refused; dropped", platform=platform, why=exc.message)
+            await message.term()
+            return
+        if not await self._events.claim(f"{platform}-sent", event_id):
+            await message.ack()  # another worker took it and sends it
+            return
+        try:
+            await answer.send(text, reply_to)
+        except Exception as exc:
+            log.error("kept chat answer not sent; dropped", platform=platform, why=repr(exc))
             await message.term()
             return
         await message.ack()

@@ -16,6 +16,7 @@ keeps the interaction's token.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping
@@ -32,7 +33,7 @@ from edgegate_common.errors import (
     Unauthenticated,
     Unavailable,
 )
-from edgegate_gateway.adapters.chat_later import ChatLater
+from edgegate_gateway.adapters.chat_later import Answerer, ChatLater
 from edgegate_gateway.adapters.platform_api import PlatformApi
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
@@ -40,6 +41,7 @@ from edgegate_gateway.assistant import Assistant
 PING, APPLICATION_COMMAND = 1, 2
 PONG, CHANNEL_MESSAGE_WITH_SOURCE, DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE = 1, 4, 5
 TOKEN_LIFETIME_S = 14 * 60  # Discord keeps an interaction token 15 minutes
+ANSWER_WITHIN_S = 2.5  # Discord waits 3 s for the response
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,27 +111,33 @@ class DiscordInteractions:
                 content = "This question was answered already."
             else:
                 try:
-                    answered = await self._assistant.ask(question, credential=self._credential)
-                except Unavailable:
+                    # Discord waits 3 s for the response: a slower answer comes later.
+                    content = await asyncio.wait_for(self._ask(question), ANSWER_WITHIN_S)
+                except (Unavailable, TimeoutError):
                     follow_up = _follow_up(payload)
                     if self._later is None or follow_up is None:
-                        raise
+                        raise Unavailable("the assistant cannot answer right now") from None
                     await self._later.keep(self.platform, interaction_id, question, follow_up)
                     return web.json_response({"type": DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE})
-                content = answered.text
         return web.json_response(
             {"type": CHANNEL_MESSAGE_WITH_SOURCE, "data": {"content": content[:2000]}}
         )
 
-    async def answer_later(self, question: str, reply_to: Mapping[str, Any]) -> None:
-        """A kept question (`chat_later`): the answer replaces the deferred message."""
+    def answerer(self) -> Answerer:
+        """How a kept question (`chat_later`) is answered: asked again, then it replaces the
+        deferred message."""
+        return Answerer(ask=self._ask, send=self._edit_original)
+
+    async def _ask(self, question: str) -> str:
+        return (await self._assistant.ask(question, credential=self._credential)).text
+
+    async def _edit_original(self, text: str, reply_to: Mapping[str, Any]) -> None:
         if time.time() > float(reply_to["expires_at"]):
             raise FailedPrecondition("the interaction's token expired before an answer came")
-        answered = await self._assistant.ask(question, credential=self._credential)
         await self._api.post(
             f"{self._settings.api_base.rstrip('/')}/webhooks/{reply_to['application_id']}/"
             f"{reply_to['token']}/messages/@original",
-            {"content": answered.text[:2000]},
+            {"content": text[:2000]},
             method="PATCH",
             error=lambda doc: doc.get("message"),
         )

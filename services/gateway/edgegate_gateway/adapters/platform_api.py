@@ -9,6 +9,7 @@ platform asks for (capped at `MAX_RETRY_AFTER_S`).
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from edgegate_common.logging import get_logger
 log = get_logger(__name__)
 
 MAX_RETRY_AFTER_S = 30.0
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 Doc = dict[str, Any]
 
@@ -30,6 +32,15 @@ def retry_after_s(asked: object) -> float:
         return min(MAX_RETRY_AFTER_S, max(0.0, float(asked or 1)))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return 1.0
+
+
+def _json_object(raw: bytes) -> Doc:
+    """The body as a JSON object; {} for anything else (an HTML error page, say)."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 class PlatformApi:
@@ -54,24 +65,28 @@ class PlatformApi:
         method: str = "POST",
     ) -> None:
         """POST `body`; `accepted` says it went through, `wait_hint` reads a 429's wait from the
-        body (else Retry-After), `error` the reason a refusal gives. A 4xx other than 429 is
-        FAILED_PRECONDITION (it would be refused again); a 5xx or no answer is UNAVAILABLE."""
+        body (else Retry-After), `error` the reason a refusal gives. A refusal (a 4xx other
+        than 429, or a 2xx that says no) is FAILED_PRECONDITION: it would be refused again. A
+        5xx or no answer is UNAVAILABLE."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
         for attempt in range(1, self._attempts + 1):
             try:
-                async with self._session.request(method, url, json=body, headers=headers) as answer:
-                    doc = await answer.json(content_type=None)
-                    doc = doc if isinstance(doc, dict) else {}
+                async with self._session.request(
+                    method, url, json=body, headers=headers, timeout=REQUEST_TIMEOUT
+                ) as answer:
                     status = answer.status
                     retry_after = answer.headers.get("Retry-After")
-            except (aiohttp.ClientError, ValueError) as exc:
+                    raw = await answer.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 raise Unavailable(f"{self._name} could not be reached: {exc!r}") from exc
+            doc = _json_object(raw)
             if accepted(status, doc):
                 return
             refused = f"{self._name} answered {status}: {error(doc)}"
-            if 400 <= status < 500 and status != 429:
-                raise FailedPrecondition(refused)  # sending it again would be refused again
+            if status < 500 and status != 429:
+                # A 4xx, or a 2xx that says no (Slack's ok:false): it would be refused again.
+                raise FailedPrecondition(refused)
             if status != 429 or attempt == self._attempts:
                 raise Unavailable(refused)
             wait_s = retry_after_s(wait_hint(doc) or retry_after)

@@ -27,9 +27,9 @@ from typing import Any
 
 from aiohttp import web
 
-from edgegate_common.errors import InvalidArgument, Unauthenticated, Unavailable
+from edgegate_common.errors import FailedPrecondition, InvalidArgument, Unauthenticated, Unavailable
 from edgegate_common.logging import get_logger
-from edgegate_gateway.adapters.chat_later import ChatLater
+from edgegate_gateway.adapters.chat_later import Answerer, ChatLater
 from edgegate_gateway.adapters.platform_api import PlatformApi
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
@@ -128,15 +128,21 @@ class SlackEvents:
                     raise
                 await self._later.keep(self.platform, event_id, text, reply_to)
                 return web.json_response({"ok": True, "queued": True})
-            await self._post(reply_to, reply.text)
+            try:
+                await self._post(reply.text, reply_to)
+            except FailedPrecondition as refused:  # Slack would refuse its retries too
+                log.warning("slack refused the answer", why=refused.message)
+                return web.json_response({"ok": True, "refused": refused.message})
         return web.json_response({"ok": True})
 
-    async def answer_later(self, question: str, reply_to: Mapping[str, Any]) -> None:
-        """A kept question (`chat_later`): ask again, and post the answer if there is one."""
-        reply = await self._assistant.ask(question, credential=self._settings.credential)
-        await self._post(reply_to, reply.text)
+    def answerer(self) -> Answerer:
+        """How a kept question (`chat_later`) is answered: asked again, then posted."""
+        return Answerer(ask=self._ask, send=self._post)
 
-    async def _post(self, reply_to: Mapping[str, Any], text: str) -> None:
+    async def _ask(self, question: str) -> str:
+        return (await self._assistant.ask(question, credential=self._settings.credential)).text
+
+    async def _post(self, text: str, reply_to: Mapping[str, Any]) -> None:
         body = {"channel": reply_to["channel"], "text": text, "thread_ts": reply_to["ts"]}
         await self._api.post(
             f"{self._settings.api_base.rstrip('/')}/api/chat.postMessage",

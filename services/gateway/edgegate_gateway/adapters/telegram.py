@@ -22,9 +22,14 @@ from typing import Any
 
 from aiohttp import web
 
-from edgegate_common.errors import InvalidArgument, Unauthenticated, Unavailable
+from edgegate_common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    Unauthenticated,
+    Unavailable,
+)
 from edgegate_common.logging import get_logger
-from edgegate_gateway.adapters.chat_later import ChatLater
+from edgegate_gateway.adapters.chat_later import Answerer, ChatLater
 from edgegate_gateway.adapters.http_json import json_object
 from edgegate_gateway.adapters.platform_api import PlatformApi
 from edgegate_gateway.adapters.webhook_events import EventClaims
@@ -33,6 +38,7 @@ from edgegate_gateway.assistant import Assistant
 log = get_logger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name)
+MAX_MESSAGE_CHARS = 4096  # sendMessage refuses longer texts
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,16 +98,25 @@ class TelegramWebhook:
                     raise
                 await self._later.keep(self.platform, str(update_id), text, reply_to)
                 return web.json_response({"ok": True, "queued": True})
-            await self._send(chat_id, reply.text, reply_to=reply_to["message_id"])
+            try:
+                await self._send_later(reply.text, reply_to)
+            except FailedPrecondition as refused:  # Telegram would refuse its retries too
+                log.warning("telegram refused the answer", why=refused.message)
+                return web.json_response({"ok": True, "refused": refused.message})
         return web.json_response({"ok": True})
 
-    async def answer_later(self, question: str, reply_to: Mapping[str, Any]) -> None:
-        """A kept question (`chat_later`): ask again, and send the answer if there is one."""
-        reply = await self._assistant.ask(question, credential=self._settings.credential)
-        await self._send(reply_to["chat_id"], reply.text, reply_to=reply_to.get("message_id"))
+    def answerer(self) -> Answerer:
+        """How a kept question (`chat_later`) is answered: asked again, then sent."""
+        return Answerer(ask=self._ask, send=self._send_later)
+
+    async def _ask(self, question: str) -> str:
+        return (await self._assistant.ask(question, credential=self._settings.credential)).text
+
+    async def _send_later(self, text: str, reply_to: Mapping[str, Any]) -> None:
+        await self._send(reply_to["chat_id"], text, reply_to=reply_to.get("message_id"))
 
     async def _send(self, chat_id: int | str, text: str, *, reply_to: object) -> None:
-        body: dict[str, Any] = {"chat_id": chat_id, "text": text}
+        body: dict[str, Any] = {"chat_id": chat_id, "text": text[:MAX_MESSAGE_CHARS]}
         if isinstance(reply_to, int):
             body["reply_parameters"] = {"message_id": reply_to}
         await self._api.post(

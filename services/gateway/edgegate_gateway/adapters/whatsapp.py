@@ -25,18 +25,20 @@ from typing import Any
 from aiohttp import web
 
 from edgegate_common.errors import (
+    FailedPrecondition,
     InvalidArgument,
     PermissionDenied,
     Unauthenticated,
     Unavailable,
 )
 from edgegate_common.logging import get_logger
-from edgegate_gateway.adapters.chat_later import ChatLater
+from edgegate_gateway.adapters.chat_later import Answerer, ChatLater
 from edgegate_gateway.adapters.platform_api import PlatformApi
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
 
 log = get_logger(__name__)
+MAX_MESSAGE_CHARS = 4096  # a text message's body is at most this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,21 +123,28 @@ class WhatsAppWebhook:
                     await self._later.keep(self.platform, message.id, message.text, reply_to)
                     queued += 1
                     continue
-                await self._send(message, reply.text)
+                try:
+                    await self._send(reply.text, dataclasses.asdict(message))
+                except FailedPrecondition as refused:  # WhatsApp would refuse its retries too
+                    log.warning("whatsapp refused the answer", why=refused.message)
+                    continue
                 answered += 1
         return web.json_response({"ok": True, "answered": answered, "queued": queued})
 
-    async def answer_later(self, question: str, reply_to: Mapping[str, Any]) -> None:
-        """A kept question (`chat_later`): ask again, and send the answer if there is one."""
-        reply = await self._assistant.ask(question, credential=self._settings.credential)
-        await self._send(_Message(**reply_to), reply.text)
+    def answerer(self) -> Answerer:
+        """How a kept question (`chat_later`) is answered: asked again, then sent."""
+        return Answerer(ask=self._ask, send=self._send)
 
-    async def _send(self, message: _Message, text: str) -> None:
+    async def _ask(self, question: str) -> str:
+        return (await self._assistant.ask(question, credential=self._settings.credential)).text
+
+    async def _send(self, text: str, reply_to: Mapping[str, Any]) -> None:
+        message = _Message(**reply_to)
         body = {
             "messaging_product": "whatsapp",
             "to": message.sender,
             "type": "text",
-            "text": {"body": text},
+            "text": {"body": text[:MAX_MESSAGE_CHARS]},
             "context": {"message_id": message.id},
         }
         await self._api.post(
