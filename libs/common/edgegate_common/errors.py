@@ -34,6 +34,21 @@ class Code(enum.IntEnum):
     UNAUTHENTICATED = 16
 
 
+# Codes that say the request itself is wrong: another attempt fails the same way, and the
+# service that refused it is healthy (a circuit breaker does not count them).
+REQUEST_ERRORS = frozenset(
+    {
+        Code.INVALID_ARGUMENT,
+        Code.NOT_FOUND,
+        Code.PERMISSION_DENIED,
+        Code.UNAUTHENTICATED,
+        Code.FAILED_PRECONDITION,
+        Code.OUT_OF_RANGE,
+        Code.UNIMPLEMENTED,
+    }
+)
+
+
 class EdgegateError(Exception):
     """Root of every error edgegate raises on purpose."""
 

@@ -25,7 +25,7 @@ from edgegate_common import subjects
 from edgegate_common.bus import Bus
 from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.errors import (
-    Code,
+    REQUEST_ERRORS,
     EdgegateError,
     NoResponders,
     ResourceExhausted,
@@ -37,19 +37,6 @@ from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.gateway.v1 import gateway_pb2 as gpb
 
 log = get_logger(__name__)
-
-# The caller's mistakes: the version is fine, the request is not.
-CLIENT_ERRORS = frozenset(
-    {
-        Code.INVALID_ARGUMENT,
-        Code.NOT_FOUND,
-        Code.PERMISSION_DENIED,
-        Code.UNAUTHENTICATED,
-        Code.FAILED_PRECONDITION,
-        Code.OUT_OF_RANGE,
-        Code.UNIMPLEMENTED,
-    }
-)
 
 
 class Elsewhere(Exception):
@@ -106,7 +93,7 @@ class LocalInference:
                 Unavailable(f"model {model!r} version {version} is not being served")
             ) from None
         except EdgegateError as exc:
-            if exc.code in CLIENT_ERRORS:
+            if exc.code in REQUEST_ERRORS:  # the request is wrong, not the version
                 raise
             if isinstance(exc, ResourceExhausted):
                 raise Elsewhere(exc) from None  # overload spills over; it does not trip

@@ -320,7 +320,7 @@ class Pipeline:
 
     async def replay_outbox(self) -> int:
         """Hand what the outbox keeps to the taskstore; how many went. Stops while NATS is away."""
-        if self._outbox is None:
+        if self._outbox is None or not self._outbox.count():
             return 0
         replayed = 0
         for stored in self._outbox.pending():

@@ -33,8 +33,8 @@ from edgegate_common.errors import (
     Unauthenticated,
     Unavailable,
 )
-from edgegate_gateway.adapters.chat_later import Answerer, ChatLater
-from edgegate_gateway.adapters.platform_api import PlatformApi
+from edgegate_gateway.adapters.chat_later import ChatLater
+from edgegate_gateway.adapters.chat_webhook import ChatWebhook
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
 
@@ -61,8 +61,9 @@ def verify(public_key: Ed25519PublicKey, headers: dict[str, str], body: bytes) -
         raise Unauthenticated("invalid request signature") from None
 
 
-class DiscordInteractions:
+class DiscordInteractions(ChatWebhook):
     platform = "discord"
+    api_name = "Discord interaction webhook"
 
     def __init__(
         self,
@@ -72,19 +73,14 @@ class DiscordInteractions:
         events: EventClaims,
         later: ChatLater | None = None,
     ) -> None:
+        super().__init__(
+            credential=settings.credential, assistant=assistant, events=events, later=later
+        )
         self._key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(settings.public_key_hex))
         self._settings = settings
-        self._credential = settings.credential
-        self._assistant = assistant
-        self._events = events
-        self._later = later
-        self._api = PlatformApi("Discord interaction webhook")
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/webhooks/discord", self.interaction)
-
-    async def close(self) -> None:
-        await self._api.close()
 
     async def interaction(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -112,7 +108,7 @@ class DiscordInteractions:
             else:
                 try:
                     # Discord waits 3 s for the response: a slower answer comes later.
-                    content = await asyncio.wait_for(self._ask(question), ANSWER_WITHIN_S)
+                    content = await asyncio.wait_for(self.ask(question), ANSWER_WITHIN_S)
                 except (Unavailable, TimeoutError):
                     follow_up = _follow_up(payload)
                     if self._later is None or follow_up is None:
@@ -123,15 +119,8 @@ class DiscordInteractions:
             {"type": CHANNEL_MESSAGE_WITH_SOURCE, "data": {"content": content[:2000]}}
         )
 
-    def answerer(self) -> Answerer:
-        """How a kept question (`chat_later`) is answered: asked again, then it replaces the
-        deferred message."""
-        return Answerer(ask=self._ask, send=self._edit_original)
-
-    async def _ask(self, question: str) -> str:
-        return (await self._assistant.ask(question, credential=self._credential)).text
-
-    async def _edit_original(self, text: str, reply_to: Mapping[str, Any]) -> None:
+    async def send(self, text: str, reply_to: Mapping[str, Any]) -> None:
+        """A kept question's answer replaces the deferred message."""
         if time.time() > float(reply_to["expires_at"]):
             raise FailedPrecondition("the interaction's token expired before an answer came")
         await self._api.post(

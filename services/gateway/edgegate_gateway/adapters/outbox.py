@@ -37,10 +37,12 @@ class Outbox:
         self._max_entries = max_entries
         self._rejected.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(folder, 0o700)
+        # This process alone writes the folder: counted once here, then kept up to date.
+        self._count = sum(1 for _ in folder.glob("*.entry"))
 
     def put(self, entry: pb.OutboxEntry) -> Path:
         """Keep `entry` on disk (durably) before the caller is told it was accepted."""
-        if self.count() >= self._max_entries:
+        if self._count >= self._max_entries:
             raise ResourceExhausted(
                 f"the gateway's outbox holds {self._max_entries} messages waiting for NATS; "
                 "try again later"
@@ -56,6 +58,7 @@ class Outbox:
         path = self._folder / f"{name}.entry"
         os.replace(temporary, path)
         _sync_folder(self._folder)
+        self._count += 1
         return path
 
     def pending(self) -> list[Stored]:
@@ -65,22 +68,26 @@ class Outbox:
             entry = pb.OutboxEntry()
             try:
                 entry.ParseFromString(path.read_bytes())
-            except FileNotFoundError:
-                continue  # replayed meanwhile
             except Exception as exc:
-                self.reject(path, f"the entry does not parse: {exc!r}")
+                self._set_aside(path, f"the entry does not parse: {exc!r}")
                 continue
             stored.append(Stored(path, entry))
+        self._count = len(stored)  # what the folder holds, whoever put it there
         return stored
 
     def count(self) -> int:
-        return sum(1 for _ in self._folder.glob("*.entry"))
+        return self._count
 
     def done(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
+        path.unlink()
         _sync_folder(self._folder)
+        self._count -= 1
 
     def reject(self, path: Path, reason: str) -> None:
+        self._set_aside(path, reason)
+        self._count -= 1
+
+    def _set_aside(self, path: Path, reason: str) -> None:
         target = self._rejected / path.name
         os.replace(path, target)
         target.with_suffix(".reason").write_text(reason + "\n", encoding="utf-8")

@@ -27,10 +27,10 @@ from typing import Any
 
 from aiohttp import web
 
-from edgegate_common.errors import FailedPrecondition, InvalidArgument, Unauthenticated, Unavailable
+from edgegate_common.errors import InvalidArgument, Unauthenticated
 from edgegate_common.logging import get_logger
-from edgegate_gateway.adapters.chat_later import Answerer, ChatLater
-from edgegate_gateway.adapters.platform_api import PlatformApi
+from edgegate_gateway.adapters.chat_later import ChatLater
+from edgegate_gateway.adapters.chat_webhook import ChatWebhook
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
 
@@ -66,8 +66,9 @@ def verify(secret: str, headers: dict[str, str], body: bytes, *, now_s: float) -
         raise Unauthenticated("the Slack signature does not match")
 
 
-class SlackEvents:
+class SlackEvents(ChatWebhook):
     platform = "slack"
+    api_name = "Slack chat.postMessage"
 
     def __init__(
         self,
@@ -78,18 +79,18 @@ class SlackEvents:
         later: ChatLater | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(
+            credential=settings.credential,
+            assistant=assistant,
+            events=events,
+            later=later,
+            send_attempts=settings.send_attempts,
+        )
         self._settings = settings
-        self._assistant = assistant
-        self._events = events
-        self._later = later
         self._clock = clock
-        self._api = PlatformApi("Slack chat.postMessage", attempts=settings.send_attempts)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/webhooks/slack", self.event)
-
-    async def close(self) -> None:
-        await self._api.close()
 
     async def event(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -121,28 +122,10 @@ class SlackEvents:
                 "channel": event["channel"],
                 "ts": event.get("thread_ts") or event.get("ts"),
             }
-            try:
-                reply = await self._assistant.ask(text, credential=self._settings.credential)
-            except Unavailable:
-                if self._later is None:
-                    raise
-                await self._later.keep(self.platform, event_id, text, reply_to)
-                return web.json_response({"ok": True, "queued": True})
-            try:
-                await self._post(reply.text, reply_to)
-            except FailedPrecondition as refused:  # Slack would refuse its retries too
-                log.warning("slack refused the answer", why=refused.message)
-                return web.json_response({"ok": True, "refused": refused.message})
-        return web.json_response({"ok": True})
+            answered = await self.answer(event_id, text, reply_to)
+        return web.json_response(answered.response())
 
-    def answerer(self) -> Answerer:
-        """How a kept question (`chat_later`) is answered: asked again, then posted."""
-        return Answerer(ask=self._ask, send=self._post)
-
-    async def _ask(self, question: str) -> str:
-        return (await self._assistant.ask(question, credential=self._settings.credential)).text
-
-    async def _post(self, text: str, reply_to: Mapping[str, Any]) -> None:
+    async def send(self, text: str, reply_to: Mapping[str, Any]) -> None:
         body = {"channel": reply_to["channel"], "text": text, "thread_ts": reply_to["ts"]}
         await self._api.post(
             f"{self._settings.api_base.rstrip('/')}/api/chat.postMessage",

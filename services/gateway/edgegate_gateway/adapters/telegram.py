@@ -23,15 +23,13 @@ from typing import Any
 from aiohttp import web
 
 from edgegate_common.errors import (
-    FailedPrecondition,
     InvalidArgument,
     Unauthenticated,
-    Unavailable,
 )
 from edgegate_common.logging import get_logger
-from edgegate_gateway.adapters.chat_later import Answerer, ChatLater
+from edgegate_gateway.adapters.chat_later import ChatLater
+from edgegate_gateway.adapters.chat_webhook import ChatWebhook
 from edgegate_gateway.adapters.http_json import json_object
-from edgegate_gateway.adapters.platform_api import PlatformApi
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
 
@@ -50,8 +48,9 @@ class TelegramSettings:
     send_attempts: int = 3
 
 
-class TelegramWebhook:
+class TelegramWebhook(ChatWebhook):
     platform = "telegram"
+    api_name = "Telegram sendMessage"
 
     def __init__(
         self,
@@ -61,17 +60,17 @@ class TelegramWebhook:
         events: EventClaims,
         later: ChatLater | None = None,
     ) -> None:
+        super().__init__(
+            credential=settings.credential,
+            assistant=assistant,
+            events=events,
+            later=later,
+            send_attempts=settings.send_attempts,
+        )
         self._settings = settings
-        self._assistant = assistant
-        self._events = events
-        self._later = later
-        self._api = PlatformApi("Telegram sendMessage", attempts=settings.send_attempts)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/webhooks/telegram", self.update)
-
-    async def close(self) -> None:
-        await self._api.close()
 
     async def update(self, request: web.Request) -> web.Response:
         sent = request.headers.get(SECRET_HEADER, "")
@@ -91,28 +90,10 @@ class TelegramWebhook:
             if not first:
                 return web.json_response({"ok": True, "duplicate": True})
             reply_to = {"chat_id": chat_id, "message_id": message.get("message_id")}  # type: ignore[union-attr]
-            try:
-                reply = await self._assistant.ask(text, credential=self._settings.credential)
-            except Unavailable:
-                if self._later is None:
-                    raise
-                await self._later.keep(self.platform, str(update_id), text, reply_to)
-                return web.json_response({"ok": True, "queued": True})
-            try:
-                await self._send_later(reply.text, reply_to)
-            except FailedPrecondition as refused:  # Telegram would refuse its retries too
-                log.warning("telegram refused the answer", why=refused.message)
-                return web.json_response({"ok": True, "refused": refused.message})
-        return web.json_response({"ok": True})
+            answered = await self.answer(str(update_id), text, reply_to)
+        return web.json_response(answered.response())
 
-    def answerer(self) -> Answerer:
-        """How a kept question (`chat_later`) is answered: asked again, then sent."""
-        return Answerer(ask=self._ask, send=self._send_later)
-
-    async def _ask(self, question: str) -> str:
-        return (await self._assistant.ask(question, credential=self._settings.credential)).text
-
-    async def _send_later(self, text: str, reply_to: Mapping[str, Any]) -> None:
+    async def send(self, text: str, reply_to: Mapping[str, Any]) -> None:
         await self._send(reply_to["chat_id"], text, reply_to=reply_to.get("message_id"))
 
     async def _send(self, chat_id: int | str, text: str, *, reply_to: object) -> None:

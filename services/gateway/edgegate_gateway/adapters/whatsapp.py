@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,15 +26,13 @@ from typing import Any
 from aiohttp import web
 
 from edgegate_common.errors import (
-    FailedPrecondition,
     InvalidArgument,
     PermissionDenied,
     Unauthenticated,
-    Unavailable,
 )
 from edgegate_common.logging import get_logger
-from edgegate_gateway.adapters.chat_later import Answerer, ChatLater
-from edgegate_gateway.adapters.platform_api import PlatformApi
+from edgegate_gateway.adapters.chat_later import ChatLater
+from edgegate_gateway.adapters.chat_webhook import ChatWebhook, Outcome
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
 
@@ -63,8 +62,9 @@ class _Message:
     text: str
 
 
-class WhatsAppWebhook:
+class WhatsAppWebhook(ChatWebhook):
     platform = "whatsapp"
+    api_name = "WhatsApp /messages"
 
     def __init__(
         self,
@@ -74,18 +74,18 @@ class WhatsAppWebhook:
         events: EventClaims,
         later: ChatLater | None = None,
     ) -> None:
+        super().__init__(
+            credential=settings.credential,
+            assistant=assistant,
+            events=events,
+            later=later,
+            send_attempts=settings.send_attempts,
+        )
         self._settings = settings
-        self._assistant = assistant
-        self._events = events
-        self._later = later
-        self._api = PlatformApi("WhatsApp /messages", attempts=settings.send_attempts)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/webhooks/whatsapp", self.handshake)
         app.router.add_post("/webhooks/whatsapp", self.notification)
-
-    async def close(self) -> None:
-        await self._api.close()
 
     async def handshake(self, request: web.Request) -> web.Response:
         query = request.query
@@ -107,38 +107,22 @@ class WhatsAppWebhook:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise InvalidArgument("the body is not valid JSON") from None
-        answered = queued = 0
+        answers: Counter[Outcome] = Counter()
         for message in _text_messages(payload):
             async with self._events.once("whatsapp", message.id) as first:
                 if not first:
                     continue
-                try:
-                    reply = await self._assistant.ask(
-                        message.text, credential=self._settings.credential
-                    )
-                except Unavailable:
-                    if self._later is None:
-                        raise
-                    reply_to = dataclasses.asdict(message)
-                    await self._later.keep(self.platform, message.id, message.text, reply_to)
-                    queued += 1
-                    continue
-                try:
-                    await self._send(reply.text, dataclasses.asdict(message))
-                except FailedPrecondition as refused:  # WhatsApp would refuse its retries too
-                    log.warning("whatsapp refused the answer", why=refused.message)
-                    continue
-                answered += 1
-        return web.json_response({"ok": True, "answered": answered, "queued": queued})
+                answered = await self.answer(message.id, message.text, dataclasses.asdict(message))
+                answers[answered.outcome] += 1
+        return web.json_response(
+            {
+                "ok": True,
+                "answered": answers[Outcome.ANSWERED],
+                "queued": answers[Outcome.QUEUED],
+            }
+        )
 
-    def answerer(self) -> Answerer:
-        """How a kept question (`chat_later`) is answered: asked again, then sent."""
-        return Answerer(ask=self._ask, send=self._send)
-
-    async def _ask(self, question: str) -> str:
-        return (await self._assistant.ask(question, credential=self._settings.credential)).text
-
-    async def _send(self, text: str, reply_to: Mapping[str, Any]) -> None:
+    async def send(self, text: str, reply_to: Mapping[str, Any]) -> None:
         message = _Message(**reply_to)
         body = {
             "messaging_product": "whatsapp",

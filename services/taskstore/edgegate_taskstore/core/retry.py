@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 
 from edgegate_common.errors import (
-    Code,
+    REQUEST_ERRORS,
     EdgegateError,
     NoResponders,
 )
@@ -25,24 +25,10 @@ class Outcome(enum.Enum):
     WAIT_FOR_MODEL = "wait_for_model"  # nobody serves the model now; not an attempt
 
 
-# Errors that say the request itself is wrong: retrying cannot help.
-_PERMANENT = frozenset(
-    {
-        Code.INVALID_ARGUMENT,
-        Code.NOT_FOUND,
-        Code.PERMISSION_DENIED,
-        Code.UNAUTHENTICATED,
-        Code.FAILED_PRECONDITION,
-        Code.OUT_OF_RANGE,
-        Code.UNIMPLEMENTED,
-    }
-)
-
-
 def classify(error: EdgegateError) -> Outcome:
     if isinstance(error, NoResponders):
         return Outcome.WAIT_FOR_MODEL
-    return Outcome.GIVE_UP if error.code in _PERMANENT else Outcome.RETRY
+    return Outcome.GIVE_UP if error.code in REQUEST_ERRORS else Outcome.RETRY
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,94 @@
+"""What every chat webhook shares: ask the assistant, send the answer, or keep it for later.
+
+A platform's webhook (Telegram, Slack, WhatsApp, Discord) verifies and reads
+its own requests and knows its own send API (`send`). The rest is the same
+for all of them and lives here: asking the assistant with the webhook's
+credential, keeping a question for later while the assistant cannot answer
+(`chat_later`), and treating a platform's refusal of an answer as final.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from edgegate_common.errors import FailedPrecondition, Unavailable
+from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters.chat_later import Answerer, ChatLater
+from edgegate_gateway.adapters.platform_api import PlatformApi
+from edgegate_gateway.adapters.webhook_events import EventClaims
+from edgegate_gateway.assistant import Assistant
+
+log = get_logger(__name__)
+
+
+class Outcome(enum.Enum):
+    ANSWERED = "answered"
+    QUEUED = "queued"  # kept until the assistant can answer
+    REFUSED = "refused"  # the platform refused the answer; retrying would not help
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    outcome: Outcome
+    refusal: str = ""  # why the platform refused it
+
+    def response(self) -> dict[str, Any]:
+        """What the webhook tells the platform (always 200: the event is handled)."""
+        if self.outcome is Outcome.QUEUED:
+            return {"ok": True, "queued": True}
+        if self.outcome is Outcome.REFUSED:
+            return {"ok": True, "refused": self.refusal}
+        return {"ok": True}
+
+
+class ChatWebhook:
+    platform: ClassVar[str]  # the name in event claims and kept questions
+    api_name: ClassVar[str]  # the send API, for errors and logs
+
+    def __init__(
+        self,
+        *,
+        credential: str,
+        assistant: Assistant,
+        events: EventClaims,
+        later: ChatLater | None,
+        send_attempts: int = 3,
+    ) -> None:
+        self._credential = credential  # the gateway's edgegate token for this platform's tenant
+        self._assistant = assistant
+        self._events = events
+        self._later = later
+        self._api = PlatformApi(self.api_name, attempts=send_attempts)
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    def answerer(self) -> Answerer:
+        """How a kept question (`chat_later`) is answered: asked again, then sent."""
+        return Answerer(ask=self.ask, send=self.send)
+
+    async def ask(self, question: str) -> str:
+        return (await self._assistant.ask(question, credential=self._credential)).text
+
+    async def send(self, text: str, reply_to: Mapping[str, Any]) -> None:
+        """Send `text` through the platform's API, as a reply to what `reply_to` names."""
+        raise NotImplementedError
+
+    async def answer(self, event_id: str, question: str, reply_to: Mapping[str, Any]) -> Answered:
+        """Ask and send; keep the question for later while the assistant cannot answer."""
+        try:
+            text = await self.ask(question)
+        except Unavailable:
+            if self._later is None:
+                raise
+            await self._later.keep(self.platform, event_id, question, reply_to)
+            return Answered(Outcome.QUEUED)
+        try:
+            await self.send(text, reply_to)
+        except FailedPrecondition as refused:  # the platform would refuse its retries too
+            log.warning("the platform refused the answer", api=self.api_name, why=refused.message)
+            return Answered(Outcome.REFUSED, refused.message)
+        return Answered(Outcome.ANSWERED)
