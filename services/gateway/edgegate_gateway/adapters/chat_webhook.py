@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from edgegate_common.errors import FailedPrecondition, Unavailable
 from edgegate_common.logging import get_logger
@@ -44,24 +44,36 @@ class Answered:
         return {"ok": True}
 
 
-class ChatWebhook:
+class WebhookSettings(Protocol):
+    @property
+    def credential(self) -> str:  # the gateway's edgegate token for the platform's tenant
+        ...
+
+    @property
+    def send_attempts(self) -> int: ...
+
+
+Settings = TypeVar("Settings", bound=WebhookSettings)
+
+
+class ChatWebhook(Generic[Settings]):
     platform: ClassVar[str]  # the name in event claims and kept questions
     api_name: ClassVar[str]  # the send API, for errors and logs
 
     def __init__(
         self,
+        settings: Settings,
         *,
-        credential: str,
         assistant: Assistant,
         events: EventClaims,
-        later: ChatLater | None,
-        send_attempts: int = 3,
+        later: ChatLater | None = None,
     ) -> None:
-        self._credential = credential  # the gateway's edgegate token for this platform's tenant
+        self._settings = settings
+        self._credential = settings.credential
         self._assistant = assistant
         self._events = events
         self._later = later
-        self._api = PlatformApi(self.api_name, attempts=send_attempts)
+        self._api = PlatformApi(self.api_name, attempts=settings.send_attempts)
 
     async def close(self) -> None:
         await self._api.close()

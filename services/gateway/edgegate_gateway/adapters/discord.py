@@ -17,7 +17,6 @@ keeps the interaction's token.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from edgegate_common.errors import (
 )
 from edgegate_gateway.adapters.chat_later import ChatLater
 from edgegate_gateway.adapters.chat_webhook import ChatWebhook
+from edgegate_gateway.adapters.http_json import parse_object
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
 
@@ -49,6 +49,7 @@ class DiscordSettings:
     public_key_hex: str
     credential: str  # the gateway's edgegate token for this application's tenant
     api_base: str = "https://discord.com/api/v10"
+    send_attempts: int = 3
 
 
 def verify(public_key: Ed25519PublicKey, headers: dict[str, str], body: bytes) -> None:
@@ -61,7 +62,7 @@ def verify(public_key: Ed25519PublicKey, headers: dict[str, str], body: bytes) -
         raise Unauthenticated("invalid request signature") from None
 
 
-class DiscordInteractions(ChatWebhook):
+class DiscordInteractions(ChatWebhook[DiscordSettings]):
     platform = "discord"
     api_name = "Discord interaction webhook"
 
@@ -73,11 +74,8 @@ class DiscordInteractions(ChatWebhook):
         events: EventClaims,
         later: ChatLater | None = None,
     ) -> None:
-        super().__init__(
-            credential=settings.credential, assistant=assistant, events=events, later=later
-        )
+        super().__init__(settings, assistant=assistant, events=events, later=later)
         self._key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(settings.public_key_hex))
-        self._settings = settings
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/webhooks/discord", self.interaction)
@@ -85,12 +83,7 @@ class DiscordInteractions(ChatWebhook):
     async def interaction(self, request: web.Request) -> web.Response:
         body = await request.read()
         verify(self._key, dict(request.headers), body)
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidArgument("the body is not valid JSON") from None
-        if not isinstance(payload, dict):
-            raise InvalidArgument("the body must be a JSON object")
+        payload = parse_object(body)
         kind = payload.get("type")
         if kind == PING:
             return web.json_response({"type": PONG})

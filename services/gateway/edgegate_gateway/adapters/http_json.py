@@ -13,7 +13,11 @@ MAX_INPUTS = 2048  # OpenAI's limit on inputs per embeddings request
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+    return parse_object(await request.read())
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    """A body read already (a webhook checks its signature on the raw bytes first)."""
     try:
         body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from edgegate_common.errors import InvalidArgument, Unauthenticated
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.chat_later import ChatLater
 from edgegate_gateway.adapters.chat_webhook import ChatWebhook
+from edgegate_gateway.adapters.http_json import parse_object
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
 
@@ -66,7 +66,7 @@ def verify(secret: str, headers: dict[str, str], body: bytes, *, now_s: float) -
         raise Unauthenticated("the Slack signature does not match")
 
 
-class SlackEvents(ChatWebhook):
+class SlackEvents(ChatWebhook[SlackSettings]):
     platform = "slack"
     api_name = "Slack chat.postMessage"
 
@@ -79,14 +79,7 @@ class SlackEvents(ChatWebhook):
         later: ChatLater | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(
-            credential=settings.credential,
-            assistant=assistant,
-            events=events,
-            later=later,
-            send_attempts=settings.send_attempts,
-        )
-        self._settings = settings
+        super().__init__(settings, assistant=assistant, events=events, later=later)
         self._clock = clock
 
     def add_routes(self, app: web.Application) -> None:
@@ -95,12 +88,7 @@ class SlackEvents(ChatWebhook):
     async def event(self, request: web.Request) -> web.Response:
         body = await request.read()
         verify(self._settings.signing_secret, dict(request.headers), body, now_s=self._clock())
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidArgument("the body is not valid JSON") from None
-        if not isinstance(payload, dict):
-            raise InvalidArgument("the body must be a JSON object")
+        payload = parse_object(body)
         if payload.get("type") == "url_verification":
             return web.json_response({"challenge": payload.get("challenge", "")})
         if payload.get("type") != "event_callback":

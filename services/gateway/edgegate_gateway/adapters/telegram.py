@@ -27,11 +27,8 @@ from edgegate_common.errors import (
     Unauthenticated,
 )
 from edgegate_common.logging import get_logger
-from edgegate_gateway.adapters.chat_later import ChatLater
 from edgegate_gateway.adapters.chat_webhook import ChatWebhook
 from edgegate_gateway.adapters.http_json import json_object
-from edgegate_gateway.adapters.webhook_events import EventClaims
-from edgegate_gateway.assistant import Assistant
 
 log = get_logger(__name__)
 
@@ -48,26 +45,9 @@ class TelegramSettings:
     send_attempts: int = 3
 
 
-class TelegramWebhook(ChatWebhook):
+class TelegramWebhook(ChatWebhook[TelegramSettings]):
     platform = "telegram"
     api_name = "Telegram sendMessage"
-
-    def __init__(
-        self,
-        settings: TelegramSettings,
-        *,
-        assistant: Assistant,
-        events: EventClaims,
-        later: ChatLater | None = None,
-    ) -> None:
-        super().__init__(
-            credential=settings.credential,
-            assistant=assistant,
-            events=events,
-            later=later,
-            send_attempts=settings.send_attempts,
-        )
-        self._settings = settings
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/webhooks/telegram", self.update)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,10 +30,8 @@ from edgegate_common.errors import (
     Unauthenticated,
 )
 from edgegate_common.logging import get_logger
-from edgegate_gateway.adapters.chat_later import ChatLater
 from edgegate_gateway.adapters.chat_webhook import ChatWebhook, Outcome
-from edgegate_gateway.adapters.webhook_events import EventClaims
-from edgegate_gateway.assistant import Assistant
+from edgegate_gateway.adapters.http_json import parse_object
 
 log = get_logger(__name__)
 MAX_MESSAGE_CHARS = 4096  # a text message's body is at most this long
@@ -62,26 +59,9 @@ class _Message:
     text: str
 
 
-class WhatsAppWebhook(ChatWebhook):
+class WhatsAppWebhook(ChatWebhook[WhatsAppSettings]):
     platform = "whatsapp"
     api_name = "WhatsApp /messages"
-
-    def __init__(
-        self,
-        settings: WhatsAppSettings,
-        *,
-        assistant: Assistant,
-        events: EventClaims,
-        later: ChatLater | None = None,
-    ) -> None:
-        super().__init__(
-            credential=settings.credential,
-            assistant=assistant,
-            events=events,
-            later=later,
-            send_attempts=settings.send_attempts,
-        )
-        self._settings = settings
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/webhooks/whatsapp", self.handshake)
@@ -103,10 +83,7 @@ class WhatsAppWebhook(ChatWebhook):
             sent.encode(), signature(self._settings.app_secret, body).encode()
         ):
             raise Unauthenticated("X-Hub-Signature-256 is missing or does not match")
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidArgument("the body is not valid JSON") from None
+        payload = parse_object(body)
         answers: Counter[Outcome] = Counter()
         for message in _text_messages(payload):
             async with self._events.once("whatsapp", message.id) as first:
