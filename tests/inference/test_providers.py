@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import model_factory as mf
+import pytest
 import structlog
 
 from edgegate_inference.adapters import onnx_runtime
 from edgegate_inference.adapters.onnx_runtime import OnnxSession, plan_providers
-from edgegate_inference.core.spec import DEFAULT_PROVIDERS, ExecutionProvider
+from edgegate_inference.core.spec import DEFAULT_PROVIDERS, ExecutionProvider, Instances
 
 TRT, CUDA, CPU = (
     "TensorrtExecutionProvider",
@@ -66,3 +67,17 @@ def test_session_reports_what_actually_runs(tmp_path: Path) -> None:
     session = OnnxSession(path, providers=DEFAULT_PROVIDERS)
     assert session.providers[-1] == "cpu"
     assert set(session.providers) <= {"tensorrt", "cuda", "cpu"}
+
+
+def test_threads_spin_as_onnx_runtime_does_unless_the_config_says_not(tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(mf.scale())
+    keys = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+    assert Instances().allow_spinning  # the default leaves ONNX Runtime's own: spinning
+    spinning = OnnxSession(path, providers=DEFAULT_PROVIDERS)._session.get_session_options()
+    for key in keys:
+        with pytest.raises(Exception, match="does not have configuration"):
+            spinning.get_session_config_entry(key)  # not set: ORT's default (spin)
+    still = OnnxSession(path, providers=DEFAULT_PROVIDERS, allow_spinning=False)
+    options = still._session.get_session_options()
+    assert [options.get_session_config_entry(key) for key in keys] == ["0", "0"]
