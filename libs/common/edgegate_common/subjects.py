@@ -137,6 +137,8 @@ def ident(value: str) -> str:
 
 
 # Task ids are derived from (tenant, user, idempotency key) in this namespace.
+# The longest idempotency key a task takes (the taskstore refuses longer; the outbox too).
+MAX_IDEMPOTENCY_KEY = 256
 _TASK_ID_NAMESPACE = uuid.UUID("6f1f4c4e-2b1a-4f53-9d59-0f1d9a3c7e21")
 
 

@@ -27,7 +27,6 @@ from edgegate_gateway.core.knowledge import Answer, KnowledgeBase, read_passages
 from edgegate_gateway.core.rules import ASSISTANT
 from edgegate_gateway.pipeline import Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
-from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
 
 log = get_logger(__name__)
 
@@ -152,12 +151,7 @@ class Assistant:
         if asked.idempotency_key:
             envelope.idempotency_key = f"{asked.idempotency_key}/escalation"
         try:
-            task = await self._pipeline.task_call(
-                subjects.TASKSTORE_SUBMIT,
-                tpb.SubmitRequest(envelope=envelope),
-                tpb.Task,
-                credential=credential,
-            )
+            task = await self._pipeline.store(envelope, credential=credential)
         except EdgegateError as exc:
             log.warning("escalation task not stored", error=exc.message)
             return ""

@@ -35,7 +35,7 @@ from edgegate_common.bus import Bus
 from edgegate_common.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.core.rules import ASSISTANT
-from edgegate_gateway.pipeline import Offline, Pipeline
+from edgegate_gateway.pipeline import Handled, Offline, Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
@@ -91,12 +91,15 @@ class Conversations:
         A message for a model no replica serves (or with `defer`) goes to the
         taskstore, and the reply carries its task id.
         """
+        return (await self._run(envelope, credential=credential, defer=defer)).reply
+
+    async def _run(self, envelope: env.Envelope, *, credential: str, defer: bool) -> Handled:
         self._pipeline.route(envelope)
         if envelope.route.model == ASSISTANT:
             if self._assistant is None:
                 raise NotFound("this gateway has no assistant (no knowledge folder is configured)")
-            return await self._assistant.reply(envelope, credential=credential)
-        return await self._pipeline.handle(
+            return Handled(await self._assistant.reply(envelope, credential=credential))
+        return await self._pipeline.run(
             envelope, credential=credential, defer=defer, offline=Offline.DEFER
         )
 
@@ -110,19 +113,12 @@ class Conversations:
         repeatable = bool(envelope.idempotency_key)
         if not repeatable:
             envelope.idempotency_key = uuid.uuid4().hex
-        reply = await self.answer(envelope, credential=credential, defer=defer)
-        if reply.backend == env.BACKEND_TASKSTORE:
-            finished = None
-            if repeatable:  # only a client's own key can name an earlier task
-                task = await self._pipeline.task_call(
-                    subjects.TASKSTORE_GET,
-                    tpb.GetRequest(id=reply.task_id),
-                    tpb.Task,
-                    credential=credential,
-                )
-                finished = task if task.reported else None
-            return Ack(envelope.id, envelope.idempotency_key, reply.task_id, True, finished)
-        task = await self._pipeline.record(envelope, reply, credential=credential)
+        handled = await self._run(envelope, credential=credential, defer=defer)
+        if handled.task is not None:  # deferred: the task as the taskstore (or outbox) keeps it
+            # Only a client's own key can name an earlier task.
+            finished = handled.task if repeatable and handled.task.reported else None
+            return Ack(envelope.id, envelope.idempotency_key, handled.task.id, True, finished)
+        task = await self._pipeline.store(envelope, credential=credential, answer=handled.reply)
         # Another envelope id: the key named a task answered before this message.
         earlier = task if task.envelope.id != envelope.id and task.reported else None
         return Ack(envelope.id, envelope.idempotency_key, task.id, False, earlier)
@@ -153,7 +149,7 @@ class Follow:
         self._buffered: asyncio.Queue[Result] = asyncio.Queue(maxsize=MAX_BUFFERED_RESULTS)
         self._overflowed = asyncio.Event()
         self._subscription: Any = None
-        self._delivered = after_sequence  # the last sequence handed to the reader
+        self._delivered = 0  # the last sequence handed to the reader (set by start)
 
     async def start(self, bus: Bus, principal: principal_pb2.Principal) -> None:
         try:

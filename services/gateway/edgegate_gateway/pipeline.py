@@ -79,7 +79,6 @@ REMEMBER_CALLER_S = 3600.0
 MAX_REMEMBERED_CALLERS = 10_000
 # What the taskstore takes (its defaults): checked before the outbox accepts a message.
 MAX_TASK_ENVELOPE_BYTES = 256 * 1024
-MAX_IDEMPOTENCY_KEY = 256
 MAX_REPLAY_REFUSALS = 30  # an outbox entry refused as too much this often is set aside
 Rep = TypeVar("Rep", bound=Message)
 
@@ -108,13 +107,21 @@ def _check_deferrable(envelope: env.Envelope) -> None:
     """What the taskstore would refuse, refused before the outbox accepts it."""
     if not envelope.parts or not envelope.route.model:
         raise InvalidArgument("a message kept for later needs parts and a model")
-    if len(envelope.idempotency_key) > MAX_IDEMPOTENCY_KEY:
-        raise InvalidArgument(f"idempotency_key is longer than {MAX_IDEMPOTENCY_KEY}")
+    if len(envelope.idempotency_key) > subjects.MAX_IDEMPOTENCY_KEY:
+        raise InvalidArgument(f"idempotency_key is longer than {subjects.MAX_IDEMPOTENCY_KEY}")
     if envelope.ByteSize() > MAX_TASK_ENVELOPE_BYTES:
         raise ResourceExhausted(f"the message is larger than {MAX_TASK_ENVELOPE_BYTES} bytes")
 
 
-def _deferred(envelope: env.Envelope, task: tpb.Task) -> env.Reply:
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """A message's reply, and the task that keeps it when it was deferred."""
+
+    reply: env.Reply
+    task: tpb.Task | None = None
+
+
+def _deferred(envelope: env.Envelope, task: tpb.Task) -> Handled:
     reply = env.Reply(
         envelope_id=envelope.id,
         backend=env.BACKEND_TASKSTORE,
@@ -122,7 +129,7 @@ def _deferred(envelope: env.Envelope, task: tpb.Task) -> env.Reply:
         model=envelope.route.model,
     )
     reply.created_at.GetCurrentTime()
-    return reply
+    return Handled(reply, task)
 
 
 class Pipeline:
@@ -178,16 +185,27 @@ class Pipeline:
         offline: Offline = Offline.REFUSE,
     ) -> env.Reply:
         """Admit `envelope`, run it on its model (or defer it), and return the reply."""
-        if offline is Offline.DEFER and self._nats_away():
-            return _deferred(envelope, await self._keep_for_later(envelope, credential))
+        handled = await self.run(envelope, credential=credential, defer=defer, offline=offline)
+        return handled.reply
+
+    async def run(
+        self,
+        envelope: env.Envelope,
+        *,
+        credential: str,
+        defer: bool = False,
+        offline: Offline = Offline.REFUSE,
+    ) -> Handled:
+        """As `handle`, with the task that keeps the message when it was deferred."""
         try:
+            # With NATS away this fails at once, before any I/O.
             await self._admit(envelope, credential)
         except Unavailable:
             if offline is Offline.DEFER and self._nats_away():
                 return _deferred(envelope, await self._keep_for_later(envelope, credential))
             raise
         if defer:
-            return _deferred(envelope, await self._submit(envelope, credential))
+            return _deferred(envelope, await self.store(envelope, credential=credential))
         model, version = envelope.route.model, envelope.route.version
         chosen = self._version(model, version)
         if chosen is None:
@@ -200,12 +218,15 @@ class Pipeline:
         try:
             reply = await self._local.infer(envelope, model=model, version=chosen)
         except Elsewhere as why:
-            reply = await self._elsewhere(envelope, credential, offline, why.error)
-        if reply.backend != env.BACKEND_TASKSTORE:
-            checked = await self.inspect_output(envelope, list(reply.parts))
-            del reply.parts[:]
-            reply.parts.extend(checked)
-        return reply
+            return await self._elsewhere(envelope, credential, offline, why.error)
+        return await self._checked(envelope, reply)
+
+    async def _checked(self, envelope: env.Envelope, reply: env.Reply) -> Handled:
+        """An answer given now, its parts as they may leave (see `inspect_output`)."""
+        checked = await self.inspect_output(envelope, list(reply.parts))
+        del reply.parts[:]
+        reply.parts.extend(checked)
+        return Handled(reply)
 
     async def inspect_output(self, envelope: env.Envelope, parts: list[env.Part]) -> list[env.Part]:
         """An answer's parts as they may leave: security's output inspection, for text.
@@ -235,17 +256,19 @@ class Pipeline:
 
     async def _elsewhere(
         self, envelope: env.Envelope, credential: str, offline: Offline, error: EdgegateError
-    ) -> env.Reply:
+    ) -> Handled:
         """Local inference cannot answer: the cloud fallback, else the taskstore, else `error`."""
         if self._fallback is not None and self._fallback.can_serve(envelope):
             budget_s = _remaining_s(envelope)
             if budget_s is None or budget_s > MIN_FALLBACK_BUDGET_S:
                 try:
-                    return await self._fallback.infer(envelope, budget_s=budget_s)
+                    reply = await self._fallback.infer(envelope, budget_s=budget_s)
                 except EdgegateError as exc:
                     log.warning("cloud fallback failed", error=exc.message)
+                else:
+                    return await self._checked(envelope, reply)
         if offline is Offline.DEFER:
-            return _deferred(envelope, await self._submit(envelope, credential))
+            return _deferred(envelope, await self.store(envelope, credential=credential))
         raise error
 
     def _version(self, model: str, named: str) -> str | None:
@@ -260,28 +283,26 @@ class Pipeline:
 
     async def submit(self, envelope: env.Envelope, *, credential: str) -> tpb.Task:
         """Admit `envelope` and hand it to the taskstore: the task, to follow later."""
-        if self._nats_away():
-            return await self._keep_for_later(envelope, credential)
         try:
+            # With NATS away this fails at once, before any I/O.
             await self._admit(envelope, credential)
         except Unavailable:
             if self._nats_away():
                 return await self._keep_for_later(envelope, credential)
             raise
-        return await self._submit(envelope, credential)
+        return await self.store(envelope, credential=credential)
 
     def _nats_away(self) -> bool:
         return self._outbox is not None and not self._bus.nc.is_connected
 
     async def _keep_for_later(self, envelope: env.Envelope, credential: str) -> tpb.Task:
-        """NATS is unreachable: keep the message in the outbox; the task it will become."""
+        """NATS is unreachable: keep the message in the outbox; the task it will become.
+
+        Called after `_admit` failed, which gave the envelope its id and arrival time.
+        """
         assert self._outbox is not None
         token = bearer_token(credential)
         principal = self._recent_caller(token)
-        if not envelope.id:
-            envelope.id = uuid.uuid4().hex
-        if not envelope.HasField("received_at"):
-            envelope.received_at.GetCurrentTime()
         user = envelope.user or principal.subject
         envelope.tenant, envelope.user = principal.tenant, user
         _check_deferrable(envelope)
@@ -327,7 +348,7 @@ class Pipeline:
             envelope, credential = stored.entry.envelope, stored.entry.credential
             try:
                 await self._admit(envelope, credential, limited=False)
-                task = await self._submit(envelope, credential)
+                task = await self.store(envelope, credential=credential)
             except Unavailable as exc:
                 log.info("outbox replay waits", why=exc.message, left=self._outbox.count())
                 break
@@ -356,17 +377,18 @@ class Pipeline:
             log.info("outbox replayed", messages=replayed, left=self._outbox.count())
         return replayed
 
-    async def record(
-        self, envelope: env.Envelope, reply: env.Reply, *, credential: str
+    async def store(
+        self, envelope: env.Envelope, *, credential: str, answer: env.Reply | None = None
     ) -> tpb.Task:
-        """Keep an admitted envelope answered here as a completed task (its event published).
+        """Hand an admitted envelope to the taskstore: a task to run later, or, with
+        `answer`, one answered here, kept as completed (its event published).
 
         Conversations deliver every result from the taskstore, so an answer
         given inline is stored there too; the same idempotency key stores it once.
         """
         return await self.task_call(
             subjects.TASKSTORE_SUBMIT,
-            tpb.SubmitRequest(envelope=envelope, answer=reply),
+            tpb.SubmitRequest(envelope=envelope, answer=answer),
             tpb.Task,
             credential=credential,
         )
@@ -385,14 +407,6 @@ class Pipeline:
             )
         except (NoResponders, DeadlineExceeded):
             raise Unavailable("the taskstore is not answering; try again") from None
-
-    async def _submit(self, envelope: env.Envelope, credential: str) -> tpb.Task:
-        return await self.task_call(
-            subjects.TASKSTORE_SUBMIT,
-            tpb.SubmitRequest(envelope=envelope),
-            tpb.Task,
-            credential=credential,
-        )
 
     async def _admit(
         self, envelope: env.Envelope, credential: str, *, limited: bool = True

@@ -38,7 +38,6 @@ WRITE = "tasks:write"
 ADMIN = "admin"
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
-MAX_IDEMPOTENCY_KEY = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +105,8 @@ class TaskStoreApi:
             )
         if envelope.tenant and envelope.tenant != principal.tenant:
             raise PermissionDenied(f"the caller belongs to tenant {principal.tenant!r}")
-        if len(envelope.idempotency_key) > MAX_IDEMPOTENCY_KEY:
-            raise InvalidArgument(f"idempotency_key is longer than {MAX_IDEMPOTENCY_KEY}")
+        if len(envelope.idempotency_key) > subjects.MAX_IDEMPOTENCY_KEY:
+            raise InvalidArgument(f"idempotency_key is longer than {subjects.MAX_IDEMPOTENCY_KEY}")
         size = envelope.ByteSize()
         if size > self._limits.max_envelope_bytes:
             raise ResourceExhausted(

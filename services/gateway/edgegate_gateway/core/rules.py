@@ -73,9 +73,6 @@ class Rules:
     def __init__(self, rules: Sequence[Rule] = ()) -> None:
         self._rules = tuple(rules)
 
-    def __len__(self) -> int:
-        return len(self._rules)
-
     @classmethod
     def load(cls, path: Path) -> Rules:
         """Read a rules file; ValueError names the rule and what is wrong with it."""
