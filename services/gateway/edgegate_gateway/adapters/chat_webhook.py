@@ -66,7 +66,7 @@ class ChatWebhook(Generic[Settings]):
         *,
         assistant: Assistant,
         events: EventClaims,
-        later: ChatLater | None = None,
+        later: ChatLater,
     ) -> None:
         self._settings = settings
         self._credential = settings.credential
@@ -94,8 +94,6 @@ class ChatWebhook(Generic[Settings]):
         try:
             text = await self.ask(question)
         except Unavailable:
-            if self._later is None:
-                raise
             await self._later.keep(self.platform, event_id, question, reply_to)
             return Answered(Outcome.QUEUED)
         try:

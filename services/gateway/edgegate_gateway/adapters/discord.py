@@ -72,7 +72,7 @@ class DiscordInteractions(ChatWebhook[DiscordSettings]):
         *,
         assistant: Assistant,
         events: EventClaims,
-        later: ChatLater | None = None,
+        later: ChatLater,
     ) -> None:
         super().__init__(settings, assistant=assistant, events=events, later=later)
         self._key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(settings.public_key_hex))
@@ -95,7 +95,7 @@ class DiscordInteractions(ChatWebhook[DiscordSettings]):
         question = _option_text(payload.get("data"))
         if question is None:
             raise InvalidArgument("the command needs a text option (the question)")
-        async with self._events.once("discord", interaction_id) as first:
+        async with self._events.once(self.platform, interaction_id) as first:
             if not first:
                 content = "This question was answered already."
             else:
@@ -104,7 +104,7 @@ class DiscordInteractions(ChatWebhook[DiscordSettings]):
                     content = await asyncio.wait_for(self.ask(question), ANSWER_WITHIN_S)
                 except (Unavailable, TimeoutError):
                     follow_up = _follow_up(payload)
-                    if self._later is None or follow_up is None:
+                    if follow_up is None:
                         raise Unavailable("the assistant cannot answer right now") from None
                     await self._later.keep(self.platform, interaction_id, question, follow_up)
                     return web.json_response({"type": DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE})

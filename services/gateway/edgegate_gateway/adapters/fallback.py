@@ -12,6 +12,8 @@ calls: over the cap, RESOURCE_EXHAUSTED.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,20 +44,46 @@ class FallbackSettings:
     chat_model: str = ""  # answers what the knowledge base cannot; empty: no chat fallback
 
 
-class CloudFallback:
+class _TextFallback:
+    """What both fallbacks share: text messages only, the timeout, the cap on calls."""
+
     def __init__(self, settings: FallbackSettings) -> None:
         self._settings = settings
         self._in_flight = 0
-        self._session: aiohttp.ClientSession | None = None
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
     def can_serve(self, envelope: env.Envelope) -> bool:
         return bool(envelope.parts) and all(
             p.WhichOneof("content") == "text" for p in envelope.parts
         )
+
+    def _checked_timeout_s(self, envelope: env.Envelope, budget_s: float | None) -> float:
+        """The call's timeout (what the envelope's deadline leaves, at most the setting)."""
+        if not self.can_serve(envelope):
+            raise FailedPrecondition("the cloud fallback serves text messages only")
+        s = self._settings
+        return s.timeout_s if budget_s is None else min(s.timeout_s, budget_s)
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[None]:
+        """One call under the concurrency cap; over it, RESOURCE_EXHAUSTED."""
+        cap = self._settings.max_concurrency
+        if self._in_flight >= cap:
+            raise ResourceExhausted(f"the cloud fallback is at its cap of {cap} concurrent calls")
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+
+
+class CloudFallback(_TextFallback):
+    def __init__(self, settings: FallbackSettings) -> None:
+        super().__init__(settings)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     @property
     def chats(self) -> bool:
@@ -83,40 +111,31 @@ class CloudFallback:
     async def _call(self, path: str, body: dict[str, Any], timeout_s: float) -> Any:
         """POST `body` to the endpoint under the concurrency cap; the JSON answer."""
         s = self._settings
-        if self._in_flight >= s.max_concurrency:
-            raise ResourceExhausted(
-                f"the cloud fallback is at its cap of {s.max_concurrency} concurrent calls"
-            )
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        headers = {"Authorization": f"Bearer {s.api_key}"} if s.api_key else {}
-        self._in_flight += 1
-        try:
-            async with asyncio.timeout(timeout_s):
-                async with self._session.post(
-                    f"{s.base_url.rstrip('/')}/{path}", json=body, headers=headers
-                ) as answer:
-                    doc = await answer.json(content_type=None)
-                    if answer.status != 200:
-                        error = doc.get("error") if isinstance(doc, dict) else None
-                        message = error.get("message", "") if isinstance(error, dict) else ""
-                        raise Unavailable(f"the cloud fallback answered {answer.status}: {message}")
-                    return doc
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"the cloud fallback did not answer in {timeout_s:g} s"
-            ) from None
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise Unavailable(f"the cloud fallback failed: {exc!r}") from exc
-        finally:
-            self._in_flight -= 1
+        with self._slot():
+            if self._session is None:
+                self._session = aiohttp.ClientSession()
+            headers = {"Authorization": f"Bearer {s.api_key}"} if s.api_key else {}
+            try:
+                async with asyncio.timeout(timeout_s):
+                    async with self._session.post(
+                        f"{s.base_url.rstrip('/')}/{path}", json=body, headers=headers
+                    ) as answer:
+                        doc = await answer.json(content_type=None)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"the cloud fallback did not answer in {timeout_s:g} s"
+                ) from None
+            except (aiohttp.ClientError, ValueError) as exc:
+                raise Unavailable(f"the cloud fallback failed: {exc!r}") from exc
+        if answer.status != 200:
+            error = doc.get("error") if isinstance(doc, dict) else None
+            message = error.get("message", "") if isinstance(error, dict) else ""
+            raise Unavailable(f"the cloud fallback answered {answer.status}: {message}")
+        return doc
 
     async def infer(self, envelope: env.Envelope, *, budget_s: float | None) -> env.Reply:
         """The cloud's answer to `envelope`, within `budget_s` (what its deadline leaves)."""
-        s = self._settings
-        if not self.can_serve(envelope):
-            raise FailedPrecondition("the cloud fallback serves text messages only")
-        timeout_s = s.timeout_s if budget_s is None else min(s.timeout_s, budget_s)
+        timeout_s = self._checked_timeout_s(envelope, budget_s)
         texts = [p.text for p in envelope.parts]
         rows = await self._embed(texts, envelope.route.model, timeout_s)
         return _reply(
@@ -142,7 +161,7 @@ class CloudFallback:
         return rows
 
 
-class OipFallback:
+class OipFallback(_TextFallback):
     """A remote Open Inference Protocol v2 server (Triton, KServe, another edgegate) over gRPC.
 
     Text messages go out as one BYTES tensor to the model's first input (its
@@ -153,8 +172,7 @@ class OipFallback:
     chats = False
 
     def __init__(self, settings: FallbackSettings) -> None:
-        self._settings = settings
-        self._in_flight = 0
+        super().__init__(settings)
         self._channel = grpc.aio.insecure_channel(settings.base_url)
         self._stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
         self._inputs: dict[str, tuple[str, int]] = {}  # model → (input name, rank)
@@ -162,46 +180,32 @@ class OipFallback:
     async def close(self) -> None:
         await self._channel.close(grace=None)
 
-    def can_serve(self, envelope: env.Envelope) -> bool:
-        return bool(envelope.parts) and all(
-            p.WhichOneof("content") == "text" for p in envelope.parts
-        )
-
     async def chat(self, question: str, *, system: str) -> str:
         raise FailedPrecondition("an OIP fallback serves models, not chat")
 
     async def infer(self, envelope: env.Envelope, *, budget_s: float | None) -> env.Reply:
-        s = self._settings
-        if not self.can_serve(envelope):
-            raise FailedPrecondition("the cloud fallback serves text messages only")
-        if self._in_flight >= s.max_concurrency:
-            raise ResourceExhausted(
-                f"the cloud fallback is at its cap of {s.max_concurrency} concurrent calls"
-            )
-        model = s.model or envelope.route.model
-        timeout_s = s.timeout_s if budget_s is None else min(s.timeout_s, budget_s)
+        timeout_s = self._checked_timeout_s(envelope, budget_s)
+        model = self._settings.model or envelope.route.model
         texts = [p.text.encode() for p in envelope.parts]
-        self._in_flight += 1
-        try:
-            name, rank = await self._input(model, timeout_s)
-            request = oip.ModelInferRequest(model_name=model, id=envelope.id)
-            request.inputs.add(
-                name=name,
-                datatype="BYTES",
-                shape=[len(texts)] + [1] * (rank - 1),
-                contents=oip.InferTensorContents(bytes_contents=texts),
-            )
-            response = await self._stub.ModelInfer(request, timeout=timeout_s)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise DeadlineExceeded(
-                    f"the OIP fallback did not answer in {timeout_s:g} s"
+        with self._slot():
+            try:
+                name, rank = await self._input(model, timeout_s)
+                request = oip.ModelInferRequest(model_name=model, id=envelope.id)
+                request.inputs.add(
+                    name=name,
+                    datatype="BYTES",
+                    shape=[len(texts)] + [1] * (rank - 1),
+                    contents=oip.InferTensorContents(bytes_contents=texts),
+                )
+                response = await self._stub.ModelInfer(request, timeout=timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise DeadlineExceeded(
+                        f"the OIP fallback did not answer in {timeout_s:g} s"
+                    ) from None
+                raise Unavailable(
+                    f"the OIP fallback answered {exc.code().name}: {exc.details()}"
                 ) from None
-            raise Unavailable(
-                f"the OIP fallback answered {exc.code().name}: {exc.details()}"
-            ) from None
-        finally:
-            self._in_flight -= 1
         if not response.outputs or not response.raw_output_contents:
             raise Unavailable("the OIP fallback's answer has no output tensor")
         output = response.outputs[0]

@@ -54,3 +54,11 @@ def text_inputs(value: object) -> list[str]:
     if any(not t for t in texts):
         raise InvalidArgument("'input' items must not be empty", details={"param": "input"})
     return texts
+
+
+def text_field(frame: dict[str, Any], name: str, *, required: bool) -> str:
+    value = frame.get(name, "")
+    if not isinstance(value, str) or (required and not value):
+        need = "a non-empty string" if required else "a string"
+        raise InvalidArgument(f"'{name}' must be {need}", details={"param": name})
+    return value

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from edgegate_common.errors import InvalidArgument, ResourceExhausted
+from edgegate_gateway.adapters.http_json import text_field
 from edgegate_gateway.adapters.tasks_http import text_priority
 from edgegate_protos.common.v1 import envelope_pb2 as env
 
@@ -56,11 +57,3 @@ def message_envelope(
     )
     envelope.parts.add(text=text)
     return envelope, defer
-
-
-def text_field(frame: dict[str, Any], name: str, *, required: bool) -> str:
-    value = frame.get(name, "")
-    if not isinstance(value, str) or (required and not value):
-        need = "a non-empty string" if required else "a string"
-        raise InvalidArgument(f"'{name}' must be {need}", details={"param": name})
-    return value

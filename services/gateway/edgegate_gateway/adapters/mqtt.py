@@ -42,7 +42,8 @@ from edgegate_common import subjects
 from edgegate_common.bus import Bus
 from edgegate_common.errors import EdgegateError, Internal, InvalidArgument, Unavailable
 from edgegate_common.logging import get_logger
-from edgegate_gateway.adapters.json_messages import frame_object, message_envelope, text_field
+from edgegate_gateway.adapters.http_json import text_field
+from edgegate_gateway.adapters.json_messages import frame_object, message_envelope
 from edgegate_gateway.adapters.tasks_http import task_json
 from edgegate_gateway.conversations import Ack, Conversations
 from edgegate_protos.common.v1 import envelope_pb2 as env

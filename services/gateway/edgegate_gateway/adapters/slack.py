@@ -76,7 +76,7 @@ class SlackEvents(ChatWebhook[SlackSettings]):
         *,
         assistant: Assistant,
         events: EventClaims,
-        later: ChatLater | None = None,
+        later: ChatLater,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(settings, assistant=assistant, events=events, later=later)
@@ -102,7 +102,7 @@ class SlackEvents(ChatWebhook[SlackSettings]):
         text = _user_text(event)
         if text is None:
             return web.json_response({"ok": True, "ignored": "not a user's message"})
-        async with self._events.once("slack", event_id) as first:
+        async with self._events.once(self.platform, event_id) as first:
             if not first:
                 return web.json_response({"ok": True, "duplicate": True})
             assert isinstance(event, dict)  # _user_text found a message in it

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from edgegate_common import subjects
 from edgegate_common.errors import InvalidArgument
-from edgegate_gateway.adapters.http_json import field, json_object, text_inputs
+from edgegate_gateway.adapters.http_json import field, json_object, text_field, text_inputs
 from edgegate_gateway.core.rules import ASSISTANT
 from edgegate_gateway.pipeline import Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
@@ -58,9 +58,9 @@ class TasksHttp:
         envelope = env.Envelope(
             channel=env.CHANNEL_HTTP,
             route=env.RouteHint(
-                model=field(body, "model", str), version=_optional(body, "version")
+                model=field(body, "model", str), version=text_field(body, "version", required=False)
             ),
-            idempotency_key=_optional(body, "idempotency_key"),
+            idempotency_key=text_field(body, "idempotency_key", required=False),
             priority=text_priority(body.get("priority", "normal")),
         )
         for text in text_inputs(body.get("input")):
@@ -159,13 +159,6 @@ def _part_json(part: env.Part) -> dict[str, Any]:
 
 def _credential(request: web.Request) -> str:
     return request.headers.get("Authorization", "")
-
-
-def _optional(body: dict[str, Any], name: str) -> str:
-    value = body.get(name, "")
-    if not isinstance(value, str):
-        raise InvalidArgument(f"'{name}' must be a string", details={"param": name})
-    return value
 
 
 def text_priority(value: object) -> env.Priority.ValueType:

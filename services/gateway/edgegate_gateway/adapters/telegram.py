@@ -66,7 +66,7 @@ class TelegramWebhook(ChatWebhook[TelegramSettings]):
         text, chat_id = _text_and_chat(message)
         if text is None:
             return web.json_response({"ok": True, "ignored": "not a text message"})
-        async with self._events.once("telegram", str(update_id)) as first:
+        async with self._events.once(self.platform, str(update_id)) as first:
             if not first:
                 return web.json_response({"ok": True, "duplicate": True})
             reply_to = {"chat_id": chat_id, "message_id": message.get("message_id")}  # type: ignore[union-attr]
@@ -74,12 +74,10 @@ class TelegramWebhook(ChatWebhook[TelegramSettings]):
         return web.json_response(answered.response())
 
     async def send(self, text: str, reply_to: Mapping[str, Any]) -> None:
-        await self._send(reply_to["chat_id"], text, reply_to=reply_to.get("message_id"))
-
-    async def _send(self, chat_id: int | str, text: str, *, reply_to: object) -> None:
-        body: dict[str, Any] = {"chat_id": chat_id, "text": text[:MAX_MESSAGE_CHARS]}
-        if isinstance(reply_to, int):
-            body["reply_parameters"] = {"message_id": reply_to}
+        body: dict[str, Any] = {"chat_id": reply_to["chat_id"], "text": text[:MAX_MESSAGE_CHARS]}
+        message_id = reply_to.get("message_id")
+        if isinstance(message_id, int):
+            body["reply_parameters"] = {"message_id": message_id}
         await self._api.post(
             f"{self._settings.api_base.rstrip('/')}/bot{self._settings.bot_token}/sendMessage",
             body,

@@ -41,7 +41,8 @@ from edgegate_common.errors import (
     Unavailable,
 )
 from edgegate_common.logging import get_logger
-from edgegate_gateway.adapters.json_messages import frame_object, message_envelope, text_field
+from edgegate_gateway.adapters.http_json import text_field
+from edgegate_gateway.adapters.json_messages import frame_object, message_envelope
 from edgegate_gateway.adapters.tasks_http import task_json
 from edgegate_gateway.conversations import Conversations, Follow, conversation_id
 from edgegate_protos.common.v1 import envelope_pb2 as env
@@ -52,7 +53,6 @@ log = get_logger(__name__)
 
 AUTHENTICATE_WITHIN_S = 10.0
 MAX_IN_FLIGHT = 32  # sends one connection may have running; past it, reading pauses
-MAX_TEXT_CHARS = 64 * 1024
 HEARTBEAT_S = 30.0  # WebSocket-level pings; a client that never answers is dropped
 
 

@@ -86,7 +86,7 @@ class WhatsAppWebhook(ChatWebhook[WhatsAppSettings]):
         payload = parse_object(body)
         answers: Counter[Outcome] = Counter()
         for message in _text_messages(payload):
-            async with self._events.once("whatsapp", message.id) as first:
+            async with self._events.once(self.platform, message.id) as first:
                 if not first:
                     continue
                 answered = await self.answer(message.id, message.text, dataclasses.asdict(message))
