@@ -189,10 +189,45 @@ async def eventually(
         await asyncio.sleep(0.05)
 
 
+async def all_completed(
+    taskstore: taskstore_pb2_grpc.TaskStoreStub,
+    ids: list[str],
+    token: str,
+    *,
+    timeout_s: float,
+    what: str,
+) -> list[pb.Task]:
+    """The tasks `ids`, once every one is completed and reported (read with `token`)."""
+
+    async def check() -> list[pb.Task] | None:
+        tasks = [await taskstore.Get(pb.GetRequest(id=i), metadata=bearer(token)) for i in ids]
+        done = all(t.status == pb.TASK_STATUS_COMPLETED and t.reported for t in tasks)
+        return tasks if done else None
+
+    return await eventually(check, timeout_s=timeout_s, what=what)
+
+
 def finished(task: pb.Task) -> bool:
     """Finished and reported: its event is stored, the record will not change again."""
     done = (pb.TASK_STATUS_COMPLETED, pb.TASK_STATUS_FAILED, pb.TASK_STATUS_CANCELLED)
     return task.status in done and task.reported
+
+
+def one_passage_knowledge(folder: Path, answer: str) -> Path:
+    """A knowledge folder (`folder/knowledge`) whose one passage is `answer`."""
+    knowledge = folder / "knowledge"
+    knowledge.mkdir()
+    (knowledge / "faq.md").write_text(f"{answer}\n", encoding="utf-8")
+    return knowledge
+
+
+def assistant_args(knowledge: Path, min_score: str = "0") -> tuple[str, ...]:
+    """Gateway flags for an assistant that answers from `knowledge` with `toy_text`."""
+    return (
+        "--knowledge-dir", str(knowledge),
+        "--assistant-model", TEXT_MODEL,
+        "--assistant-min-score", min_score,
+    )  # fmt: skip
 
 
 def assistant_client(
@@ -205,12 +240,7 @@ def assistant_client(
 ) -> tuple[openai.OpenAI, str]:
     """A gateway whose assistant answers from `knowledge` with `toy_text`: an openai client for
     it once its passages are embedded, and its answer to `question`."""
-    _, port = stack.start_gateway(
-        "--knowledge-dir", str(knowledge),
-        "--assistant-model", TEXT_MODEL,
-        "--assistant-min-score", min_score,
-        *extra,
-    )  # fmt: skip
+    _, port = stack.start_gateway(*assistant_args(knowledge, min_score), *extra)
     chat = openai.OpenAI(
         base_url=f"http://127.0.0.1:{port}/v1",
         api_key=token or stack.token("infer:*"),
@@ -249,15 +279,11 @@ def chat_stack(
     The knowledge base holds `answer` alone and any score answers, so every
     question gets `answer`. The webhook credential is a `bots` tenant token for `bot`.
     """
-    knowledge = folder / "knowledge"
-    knowledge.mkdir()
-    (knowledge / "faq.md").write_text(f"{answer}\n", encoding="utf-8")
+    knowledge = one_passage_knowledge(folder, answer)
     stack = start_stack(folder, taskstores=0, inference=inference)
     try:
         _, port = stack.start_gateway(
-            "--knowledge-dir", str(knowledge),
-            "--assistant-model", TEXT_MODEL,
-            "--assistant-min-score", "0",
+            *assistant_args(knowledge),
             "--webhook-credential", stack.token("infer:*", tenant="bots", sub=bot),
             *webhook_args,
         )  # fmt: skip

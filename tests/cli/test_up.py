@@ -1,4 +1,4 @@
-"""`edgegate up --once`: what `make demo` runs, end to end."""
+"""`edgegate up`: `--once` starts the suite and stops; `--scenario` is what `make demo` runs."""
 
 from __future__ import annotations
 
@@ -14,15 +14,17 @@ from edgegate_common.local import free_port
 pytestmark = pytest.mark.slow
 
 
-def _edgegate_up_once(data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def _edgegate_up(
+    data_dir: Path, *extra: str, mode: str = "--once", timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
     edgegate = Path(sys.executable).parent / "edgegate"
-    command = [str(edgegate), "up", "--once", "--data-dir", str(data_dir)]
+    command = [str(edgegate), "up", mode, "--data-dir", str(data_dir)]
     command += ["--nats-port", str(free_port()), *extra]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
 
 
 def test_up_once_starts_everything_and_reports_four_serving(tmp_path: Path) -> None:
-    result = _edgegate_up_once(tmp_path)
+    result = _edgegate_up(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.split()}
     for service in ("gateway", "inference", "taskstore", "security"):
@@ -37,7 +39,7 @@ def test_up_once_starts_everything_and_reports_four_serving(tmp_path: Path) -> N
 
 
 def test_up_fails_loudly_when_a_service_cannot_start(tmp_path: Path) -> None:
-    result = _edgegate_up_once(tmp_path, "--timeout-s", "0.01")
+    result = _edgegate_up(tmp_path, "--timeout-s", "0.01")
     assert result.returncode == 1
     assert "edgegate up failed" in result.stdout
 
@@ -46,10 +48,7 @@ def test_up_fails_loudly_when_a_service_cannot_start(tmp_path: Path) -> None:
 def test_up_scenario_runs_every_demo_step(tmp_path: Path, default_model_repo: Path) -> None:
     """`make demo`: the scripted scenario against the running suite, every step passing."""
     (tmp_path / "models").symlink_to(default_model_repo)
-    edgegate = Path(sys.executable).parent / "edgegate"
-    command = [str(edgegate), "up", "--scenario", "--data-dir", str(tmp_path)]
-    command += ["--nats-port", str(free_port())]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=280)
+    result = _edgegate_up(tmp_path, mode="--scenario", timeout_s=280)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert "scenario passed" in out and "FAILED" not in out

@@ -16,7 +16,15 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
-from suite_stack import TEXT_MODEL, Stack, bearer, start_stack, text_envelope
+from suite_stack import (
+    TEXT_MODEL,
+    Stack,
+    assistant_args,
+    bearer,
+    one_passage_knowledge,
+    start_stack,
+    text_envelope,
+)
 
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -35,21 +43,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def gateway(stack: Stack) -> tuple[str, str]:
     """(WebSocket URL, gRPC target) of a gateway whose assistant knows ANSWER."""
-    knowledge = stack.folder / "knowledge"
-    knowledge.mkdir()
-    (knowledge / "faq.md").write_text(f"{ANSWER}\n", encoding="utf-8")
+    knowledge = one_passage_knowledge(stack.folder, ANSWER)
     rules = stack.folder / "rules.yaml"
     rules.write_text(
         '- match: {channel: websocket, prefix: "/ask"}\n  to: {pipeline: assistant}\n'
         f'- match: {{model: "text-embedding-*"}}\n  to: {{model: {TEXT_MODEL}}}\n',
         encoding="utf-8",
     )
-    proc, port = stack.start_gateway(
-        "--routing-rules", str(rules),
-        "--knowledge-dir", str(knowledge),
-        "--assistant-model", TEXT_MODEL,
-        "--assistant-min-score", "0",
-    )  # fmt: skip
+    proc, port = stack.start_gateway("--routing-rules", str(rules), *assistant_args(knowledge))
     return f"ws://127.0.0.1:{port}/ws", proc.target
 
 

@@ -13,11 +13,10 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from suite_stack import Stack, bearer, eventually, start_stack, text_envelope
+from suite_stack import Stack, all_completed, bearer, start_stack, text_envelope
 
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 CLIENTS = 4
@@ -69,14 +68,8 @@ async def test_kill_9_of_inference_under_load_loses_no_message(stack: Stack) -> 
     assert before_kill > 0 and deferred and local
     assert all(r.parts for r in local)
     async with stack.stub() as taskstore:
-
-        async def all_completed() -> list[tpb.Task] | None:
-            tasks = [
-                await taskstore.Get(tpb.GetRequest(id=i), metadata=bearer(token)) for i in deferred
-            ]
-            done = all(t.status == tpb.TASK_STATUS_COMPLETED and t.reported for t in tasks)
-            return tasks if done else None
-
-        tasks = await eventually(all_completed, timeout_s=90, what="every deferred task")
+        tasks = await all_completed(
+            taskstore, deferred, token, timeout_s=90, what="every deferred task"
+        )
     assert len({t.id for t in tasks}) == len(deferred)
     assert all(t.result.parts for t in tasks)

@@ -15,7 +15,7 @@ from typing import Any
 import aiomqtt
 import pytest
 from mqtt_broker import Mosquitto
-from suite_stack import TEXT_MODEL, Stack, start_stack
+from suite_stack import TEXT_MODEL, Stack, assistant_args, one_passage_knowledge, start_stack
 
 from edgegate_gateway.adapters.mqtt import device_of, read_request
 
@@ -49,14 +49,10 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, broker: Mosquitto) -> Iterator[Stack]:
     running = start_stack(tmp_path_factory.mktemp("gateway-mqtt"), taskstores=1)
-    knowledge = running.folder / "knowledge"
-    knowledge.mkdir()
-    (knowledge / "faq.md").write_text(f"{ANSWER}\n", encoding="utf-8")
+    knowledge = one_passage_knowledge(running.folder, ANSWER)
     try:
         running.start_gateway(
-            "--knowledge-dir", str(knowledge),
-            "--assistant-model", TEXT_MODEL,
-            "--assistant-min-score", "0",
+            *assistant_args(knowledge),
             "--mqtt-host", "127.0.0.1",
             "--mqtt-port", str(broker.port),
             "--mqtt-credential",

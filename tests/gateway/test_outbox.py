@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from suite_stack import TENANT, bearer, eventually, start_stack, text_envelope
+from suite_stack import TENANT, all_completed, bearer, eventually, start_stack, text_envelope
 
 from edgegate_common import subjects
 from edgegate_common.errors import ResourceExhausted
@@ -130,16 +130,9 @@ async def test_nats_down_then_up_replays_the_outbox_exactly_once(tmp_path: Path)
 
         await eventually(emptied, timeout_s=60, what="the outbox to be replayed")
         async with stack.stub() as taskstore:
-
-            async def all_done() -> list[tpb.Task] | None:
-                tasks = [
-                    await taskstore.Get(tpb.GetRequest(id=i), metadata=bearer(token))
-                    for i in accepted
-                ]
-                done = all(t.status == tpb.TASK_STATUS_COMPLETED and t.reported for t in tasks)
-                return tasks if done else None
-
-            tasks = await eventually(all_done, timeout_s=60, what="every accepted task to finish")
+            tasks = await all_completed(
+                taskstore, accepted, token, timeout_s=60, what="every accepted task to finish"
+            )
         async with stack.bus() as bus:
             events = await _events(bus, TENANT, "alice")
     finally:

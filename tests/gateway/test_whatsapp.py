@@ -5,7 +5,6 @@ once through a Graph API stand-in that speaks WhatsApp's wire format (and asks o
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -98,10 +97,7 @@ def test_the_handshake_echoes_the_challenge_for_the_right_token(url: str) -> Non
 
 
 def test_a_text_message_is_answered_once(url: str, graph: GraphApi) -> None:
-    give_up_at = time.monotonic() + 30
-    while (answer := _post(url, _notification("wamid.IN1")))[0] == 503:
-        assert time.monotonic() < give_up_at
-        time.sleep(0.2)
+    answer = _post(url, _notification("wamid.IN1"))  # chat_stack waited for the assistant
     assert answer == (200, {"ok": True, "answered": 1, "queued": 0})
     assert graph.sent == [
         {

@@ -33,6 +33,11 @@ from edgegate_protos.gateway.v1 import gateway_pb2
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 ASSISTANT = "edgegate-assistant"
 QUESTION = "What happens to my message when the model is offline?"
+DEMO_TEXTS = (
+    "The gateway keeps every accepted message safe while the model is offline.",
+    "No accepted message is lost when inference is down.",
+    "Spring in Paris is mild and often rainy.",
+)
 # The gateway settings the demo runs with: a breaker that trips within seconds.
 DEMO_GATEWAY_ARGS = (
     "--inference-timeout-s", "1",
@@ -166,11 +171,7 @@ async def chat_websocket(demo: Demo) -> bool:
 
 
 async def embeddings(demo: Demo) -> bool:
-    texts = [
-        "The gateway keeps every accepted message safe while the model is offline.",
-        "No accepted message is lost when inference is down.",
-        "Spring in Paris is mild and often rainy.",
-    ]
+    texts = list(DEMO_TEXTS)
     answer = await demo.client.embeddings.create(model=DEFAULT_MODEL, input=texts)
     vectors = np.array([d.embedding for d in answer.data])
     demo.say(f"  {len(texts)} texts -> {vectors.shape[1]}-d vectors; cosine to the first:")

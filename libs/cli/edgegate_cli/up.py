@@ -22,7 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from edgegate_cli.scenario import DEMO_GATEWAY_ARGS, CloudStandIn, Demo, run_scenario
+from edgegate_cli.scenario import (
+    ASSISTANT,
+    DEFAULT_MODEL,
+    DEMO_GATEWAY_ARGS,
+    DEMO_TEXTS,
+    QUESTION,
+    CloudStandIn,
+    Demo,
+    run_scenario,
+)
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
 from edgegate_common.errors import EdgegateError
@@ -51,14 +60,6 @@ DEFAULT_PORTS = {
 }
 GATEWAY_HTTP_PORT = 8080
 DEMO_KNOWLEDGE = Path(__file__).parent / "demo_knowledge"
-
-
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-DEMO_TEXTS = (
-    "The gateway keeps every accepted message safe while the model is offline.",
-    "No accepted message is lost when inference is down.",
-    "Spring in Paris is mild and often rainy.",
-)
 
 
 def _extra_args(
@@ -244,8 +245,7 @@ def dev_token(data_dir: Path, *, nats_url: str) -> str | None:
 
 async def demo_chat(base_url: str, *, token: str, out: TextIO) -> bool:
     """A question to the default assistant over HTTP, as an OpenAI client sends it."""
-    question = "What happens to my message when the model is offline?"
-    body = {"model": "edgegate-assistant", "messages": [{"role": "user", "content": question}]}
+    body = {"model": ASSISTANT, "messages": [{"role": "user", "content": QUESTION}]}
     give_up_at = time.monotonic() + 60
     while True:  # the gateway embeds the knowledge base once the model is served
         status, answer, headers = await asyncio.to_thread(
@@ -257,7 +257,7 @@ async def demo_chat(base_url: str, *, token: str, out: TextIO) -> bool:
     if status != 200:
         print(f"chat request failed: HTTP {status} {answer}", file=out)
         return False
-    print(f"\nchat over HTTP  Q: {question}", file=out)
+    print(f"\nchat over HTTP  Q: {QUESTION}", file=out)
     print(f"  A: {answer['choices'][0]['message']['content']}", file=out)
     print(
         f"  (source {headers.get('Edgegate-Source')}, score {headers.get('Edgegate-Score')})",
