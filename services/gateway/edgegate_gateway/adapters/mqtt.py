@@ -229,6 +229,9 @@ class MqttAdapter:
         """Publish every finished MQTT task's result to its device, once across replicas."""
         while True:
             try:
+                if self._subscription is not None:  # the last one stopped: let it go first
+                    with contextlib.suppress(Exception):
+                        await self._subscription.unsubscribe()
                 self._subscription = await self._results()
                 await self._deliver_from(self._subscription)
             except asyncio.CancelledError:
