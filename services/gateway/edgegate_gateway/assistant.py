@@ -109,7 +109,7 @@ class Assistant:
         # pipeline (admitted, masked, rate-limited); the envelope keeps what was admitted.
         envelope.route.model, envelope.route.version = self.model, ""
         try:
-            reply = await self._pipeline.handle(envelope, credential=credential)
+            reply = (await self._pipeline.handle(envelope, credential=credential)).reply
         except NotFound:
             # The operator's own model: not served means offline, not unknown.
             raise Unavailable(

@@ -99,7 +99,7 @@ class Conversations:
             if self._assistant is None:
                 raise NotFound("this gateway has no assistant (no knowledge folder is configured)")
             return Handled(await self._assistant.reply(envelope, credential=credential))
-        return await self._pipeline.run(
+        return await self._pipeline.handle(
             envelope, credential=credential, defer=defer, offline=Offline.DEFER
         )
 

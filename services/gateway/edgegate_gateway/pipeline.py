@@ -183,20 +183,9 @@ class Pipeline:
         credential: str,
         defer: bool = False,
         offline: Offline = Offline.REFUSE,
-    ) -> env.Reply:
-        """Admit `envelope`, run it on its model (or defer it), and return the reply."""
-        handled = await self.run(envelope, credential=credential, defer=defer, offline=offline)
-        return handled.reply
-
-    async def run(
-        self,
-        envelope: env.Envelope,
-        *,
-        credential: str,
-        defer: bool = False,
-        offline: Offline = Offline.REFUSE,
     ) -> Handled:
-        """As `handle`, with the task that keeps the message when it was deferred."""
+        """Admit `envelope`, run it on its model (or defer it): the reply, and the task
+        that keeps the message when it was deferred."""
         try:
             # With NATS away this fails at once, before any I/O.
             await self._admit(envelope, credential)

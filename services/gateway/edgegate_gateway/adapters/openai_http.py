@@ -104,9 +104,10 @@ class OpenAiHttp:
                 f"{model!r} is the chat assistant; embeddings need an embedding model",
                 details={"param": "model"},
             )
-        reply = await self._pipeline.handle(
+        handled = await self._pipeline.handle(
             envelope, credential=request.headers.get("Authorization", "")
         )
+        reply = handled.reply
         vectors = _embedding_rows(reply, expected=len(texts))
         data = [
             {"object": "embedding", "index": i, "embedding": _encode(row, encoding)}
