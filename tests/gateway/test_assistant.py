@@ -38,6 +38,40 @@ def test_passages_are_read_per_paragraph_with_their_source(tmp_path: Path) -> No
     ]
 
 
+OFFLINE_Q = "What happens to my message when the model is offline?"
+OFFLINE_A = "It becomes a task and is answered once the model is back."
+WARRANTY_Q = "How long is the warranty?"
+WARRANTY_A = "Two years from the day of purchase."
+QUESTIONS = f"""# Questions people ask
+
+{OFFLINE_Q} {OFFLINE_A}
+
+## {WARRANTY_Q}
+
+{WARRANTY_A}
+
+Can I return it?
+Yes, within thirty days. Keep the receipt.
+
+Plain text opens this paragraph. A question later? It stays part of the answer.
+"""
+
+
+def test_a_question_filed_with_its_answer_is_kept_apart_from_it(tmp_path: Path) -> None:
+    """Same line, a question heading, the line above: each way an FAQ is written."""
+    (tmp_path / "questions.md").write_text(QUESTIONS, encoding="utf-8")
+    passages = read_passages(tmp_path)
+    assert [(p.source, p.question, p.answer) for p in passages] == [
+        ("questions.md#1", OFFLINE_Q, OFFLINE_A),
+        ("questions.md#2", WARRANTY_Q, WARRANTY_A),
+        ("questions.md#3", "Can I return it?", "Yes, within thirty days. Keep the receipt."),
+        ("questions.md#4", "", "Plain text opens this paragraph. A question later? It stays "
+         "part of the answer."),
+    ]  # fmt: skip
+    # The question is embedded with its answer: it is what people's questions match.
+    assert passages[1].text == f"{WARRANTY_Q} {WARRANTY_A}"
+
+
 def test_the_closest_passage_answers_above_the_threshold_only() -> None:
     kb = KnowledgeBase(
         [Passage("a", "x#1"), Passage("b", "x#2")],
@@ -59,6 +93,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def client(stack: Stack) -> openai.OpenAI:
     knowledge = _write_knowledge(stack.folder / "knowledge")
+    (knowledge / "questions.md").write_text(QUESTIONS, encoding="utf-8")
     chat, _ = assistant_client(stack, knowledge, min_score="0.999")
     return chat
 
@@ -73,6 +108,26 @@ def test_a_question_is_answered_from_the_knowledge_base(client: openai.OpenAI) -
     assert raw.headers["Edgegate-Source"] == "faq.md#1"
     assert float(raw.headers["Edgegate-Score"]) > 0.999
     assert "edgegate-assistant" in {m.id for m in client.models.list()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("asked", "question", "answer"),
+    [
+        (f"{OFFLINE_Q} {OFFLINE_A}", OFFLINE_Q, OFFLINE_A),
+        (f"{WARRANTY_Q} {WARRANTY_A}", WARRANTY_Q, WARRANTY_A),
+    ],
+    ids=["same line", "heading"],
+)
+def test_the_answer_does_not_echo_the_question_it_was_filed_under(
+    client: openai.OpenAI, asked: str, question: str, answer: str
+) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="edgegate-assistant", messages=[{"role": "user", "content": asked}]
+    )
+    said = raw.parse().choices[0].message.content or ""
+    assert said == answer and question not in said
+    assert raw.headers["Edgegate-Source"].startswith("questions.md#")
 
 
 @pytest.mark.slow

@@ -4,7 +4,8 @@ At start-up the gateway reads the knowledge folder and, as soon as an
 inference replica serves the assistant's embedding model, embeds every
 passage (retrying until it can). A question goes through the shared
 pipeline like any message (admitted, rate-limited, embedded by local
-inference) and is answered with the closest passage, its score and source.
+inference) and is answered with the closest passage's answer (without the
+question it was filed under), its score and source.
 Below the confidence threshold the answer says so plainly.
 """
 
@@ -121,7 +122,9 @@ class Assistant:
             raise Unavailable("the assistant's model is not available locally right now")
         answer = self._knowledge.best(_rows(reply)[0])
         if answer is not None:
-            return Reply(text=await self._checked(envelope, answer.passage.text), answer=answer)
+            # The passage's answer alone: its question would read like an echo of the user's.
+            text = await self._checked(envelope, answer.passage.answer)
+            return Reply(text=text, answer=answer)
         if self._fallback is not None:
             try:
                 text = await self._fallback.chat(

@@ -1,10 +1,14 @@
 """The default assistant's knowledge base: passages from a folder, found by embedding similarity.
 
 Every `.md` and `.txt` file in the folder is split into passages at blank
-lines (a question and its answer, written on adjacent lines, stay one
-passage). The passages are embedded once with the default model; a question
-is embedded the same way and answered with the closest passage, its cosine
-score and its source (`file#n`). Below `min_score` there is no answer.
+lines. A passage that opens with a question (its first line or sentence ends
+with "?") keeps the question apart from its answer; so does a paragraph after
+a heading, or a line of its own, that asks a question. The question is
+embedded with the answer, because people's questions match a question best,
+but the assistant says only the answer: repeating the question back reads
+like an echo. The passages are embedded once with the default model; a
+question is embedded the same way and answered with the closest passage, its
+cosine score and its source (`file#n`). Below `min_score` there is no answer.
 """
 
 from __future__ import annotations
@@ -17,12 +21,24 @@ import numpy as np
 
 SUFFIXES = (".md", ".txt")
 _BLANK_LINES = re.compile(r"\n\s*\n")
+# One sentence that is a question: no sentence ends before its "?".
+_QUESTION = r"(?:[^.!?]|[.!?](?!\s))*\?"
+_ONLY_A_QUESTION = re.compile(_QUESTION)
+_OPENING_QUESTION = re.compile(rf"({_QUESTION})\s+(\S.*)")
 
 
 @dataclass(frozen=True, slots=True)
 class Passage:
-    text: str
+    """One answer the assistant can give, and the question it answers if the file says one."""
+
+    answer: str
     source: str  # "<file name>#<n>", n counting from 1
+    question: str = ""
+
+    @property
+    def text(self) -> str:
+        """What is embedded: the question, as people phrase it, then the answer."""
+        return f"{self.question} {self.answer}" if self.question else self.answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +51,51 @@ def read_passages(folder: Path) -> list[Passage]:
     passages = []
     for path in sorted(p for p in folder.rglob("*") if p.suffix in SUFFIXES and p.is_file()):
         text = path.read_text(encoding="utf-8", errors="replace")
-        chunks = [" ".join(c.split()) for c in _BLANK_LINES.split(text)]
-        for n, chunk in enumerate((c for c in chunks if c and not c.startswith("#")), start=1):
-            passages.append(Passage(text=chunk, source=f"{path.relative_to(folder)}#{n}"))
+        source = path.relative_to(folder)
+        for n, (question, answer) in enumerate(split_passages(text), start=1):
+            passages.append(Passage(answer=answer, source=f"{source}#{n}", question=question))
     return passages
+
+
+def split_passages(text: str) -> list[tuple[str, str]]:
+    """(question, answer) for each paragraph that has an answer; question "" if none is asked.
+
+    A heading, or a paragraph that is one question and nothing else, asks the
+    question of the paragraph after it; other headings only organise the file.
+    """
+    found: list[tuple[str, str]] = []
+    asked = ""
+    for chunk in _BLANK_LINES.split(text):
+        lines = [" ".join(line.split()) for line in chunk.strip().splitlines()]
+        headings = [line.lstrip("#").strip() for line in _leading_headings(lines)]
+        body = lines[len(headings) :]
+        if headings:
+            asked = headings[-1] if headings[-1].endswith("?") else ""
+        if not body:
+            continue
+        question, answer = _question_and_answer(body)
+        if question and not answer:  # a question alone: the next paragraph answers it
+            asked = question
+            continue
+        found.append((question or asked, answer))
+        asked = ""
+    return found
+
+
+def _leading_headings(lines: list[str]) -> list[str]:
+    count = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    return lines[:count]
+
+
+def _question_and_answer(body: list[str]) -> tuple[str, str]:
+    """The body's opening question (its first line, or its first sentence) and the rest."""
+    if len(body) > 1 and body[0].endswith("?"):
+        return body[0], " ".join(body[1:])
+    joined = " ".join(body)
+    if _ONLY_A_QUESTION.fullmatch(joined):
+        return joined, ""
+    opening = _OPENING_QUESTION.fullmatch(joined)
+    return (opening[1], opening[2]) if opening else ("", joined)
 
 
 class KnowledgeBase:
