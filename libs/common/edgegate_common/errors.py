@@ -48,6 +48,20 @@ REQUEST_ERRORS = frozenset(
     }
 )
 
+# Codes that say "not now": the same request may succeed later. Their answers always
+# tell the caller when to try again (HTTP `Retry-After`, gRPC `google.rpc.RetryInfo`).
+RETRYABLE = frozenset({Code.RESOURCE_EXHAUSTED, Code.UNAVAILABLE})
+
+# The wait to suggest when the refusing code knows no better: an overloaded queue
+# drains in about a second; an absent dependency takes a few to come back.
+DEFAULT_RETRY_AFTER_S: dict[Code, float] = {
+    Code.RESOURCE_EXHAUSTED: 1.0,
+    Code.UNAVAILABLE: 2.0,
+}
+MAX_RETRY_AFTER_S = 300.0
+
+RETRY_AFTER_KEY = "retry_after_s"  # in `details`: the wait the refusing code chose
+
 
 class EdgegateError(Exception):
     """Root of every error edgegate raises on purpose."""
@@ -132,6 +146,24 @@ _BY_CODE: dict[Code, type[EdgegateError]] = {
         Unauthenticated,
     )
 }
+
+
+def retry_after_s(error: EdgegateError) -> float | None:
+    """How long the caller should wait before trying again; None if retrying cannot help.
+
+    The wait the refusing code put in `details` (a breaker's time to its next
+    probe, a bucket's time to its next token), else the code's default.
+    """
+    if error.code not in RETRYABLE:
+        return None
+    default = DEFAULT_RETRY_AFTER_S[error.code]
+    try:
+        chosen = float(error.details.get(RETRY_AFTER_KEY, default))
+    except ValueError:
+        chosen = default
+    if chosen != chosen:  # NaN
+        chosen = default
+    return min(MAX_RETRY_AFTER_S, max(0.0, chosen))
 
 
 def error_for(

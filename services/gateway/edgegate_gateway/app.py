@@ -21,6 +21,7 @@ from edgegate_gateway.adapters.fallback import (
     FallbackSettings,
     OipFallback,
 )
+from edgegate_gateway.adapters.http_server import GatewayRunner
 from edgegate_gateway.adapters.mqtt import MqttAdapter, MqttSettings
 from edgegate_gateway.adapters.openai_http import make_app
 from edgegate_gateway.adapters.outbox import Outbox
@@ -133,7 +134,7 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
         webhooks, later = await _webhooks(s, bus, assistant)
         for webhook in webhooks:
             webhook.add_routes(app)
-        runner = web.AppRunner(app, access_log=None)
+        runner = GatewayRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()

@@ -110,7 +110,7 @@ def _check_deferrable(envelope: env.Envelope) -> None:
     if len(envelope.idempotency_key) > subjects.MAX_IDEMPOTENCY_KEY:
         raise InvalidArgument(f"idempotency_key is longer than {subjects.MAX_IDEMPOTENCY_KEY}")
     if envelope.ByteSize() > MAX_TASK_ENVELOPE_BYTES:
-        raise ResourceExhausted(f"the message is larger than {MAX_TASK_ENVELOPE_BYTES} bytes")
+        raise InvalidArgument(f"the message is larger than {MAX_TASK_ENVELOPE_BYTES} bytes")
 
 
 @dataclass(frozen=True, slots=True)

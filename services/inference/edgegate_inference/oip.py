@@ -48,6 +48,12 @@ def decode_request(request: pb.ModelInferRequest) -> tuple[InferRequest, dict[st
     for index, tensor in enumerate(request.inputs):
         if tensor.name in inputs:
             raise InvalidArgument(f"input {tensor.name!r} appears twice")
+        if raw and tensor.HasField("contents"):
+            # Triton refuses the mix too: which of the two would be the data?
+            raise InvalidArgument(
+                f"input {tensor.name!r} has typed contents while the request sends "
+                "raw_input_contents; send every input one way"
+            )
         inputs[tensor.name] = decode_tensor(
             name=tensor.name,
             datatype=tensor.datatype,

@@ -3,7 +3,10 @@
 Servicers hold no try/except for domain errors: they raise `EdgegateError`
 subclasses and this interceptor turns them into the matching gRPC status with
 the error's message. Anything unexpected becomes INTERNAL with a generic
-message (the traceback goes to the log, never to the caller).
+message (the traceback goes to the log, never to the caller). A request whose
+bytes do not parse as the method's message (garbage, a string field that is
+not UTF-8) is INVALID_ARGUMENT naming the message type, where grpc alone
+would answer UNKNOWN with the parser's exception.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from grpc.aio import AbortError
 from opentelemetry import trace
 
 from edgegate_common import telemetry
-from edgegate_common.errors import Code, EdgegateError
+from edgegate_common.errors import Code, EdgegateError, InvalidArgument
 from edgegate_common.logging import get_logger
 from edgegate_common.metrics import RpcMetrics
 from edgegate_common.rpc.status import trailing_metadata
@@ -62,31 +65,74 @@ class ServiceInterceptor(_Interceptor):
         service, _, name = method.lstrip("/").rpartition("/")
         metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
         call = _Call(self, service=service, method=name, metadata=metadata)
+        parse = _lenient(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 call.wrap_unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=parse,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                call.wrap_unary(handler.stream_unary),
-                request_deserializer=handler.request_deserializer,
+                call.wrap_unary(handler.stream_unary, streaming=True),
+                request_deserializer=parse,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 call.wrap_stream(handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=parse,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream is None:
             return handler
         return grpc.stream_stream_rpc_method_handler(
-            call.wrap_stream(handler.stream_stream),
-            request_deserializer=handler.request_deserializer,
+            call.wrap_stream(handler.stream_stream, streaming=True),
+            request_deserializer=parse,
             response_serializer=handler.response_serializer,
         )
+
+
+class _Undecodable:
+    """Stands for request bytes the method's message type could not parse."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+    def error(self) -> InvalidArgument:
+        return InvalidArgument(f"the request is not a valid {self.type_name} message")
+
+
+def _lenient(parse: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`parse`, returning an `_Undecodable` where it would raise (see the module doc)."""
+    if parse is None:
+        return None
+    owner = getattr(parse, "__self__", None)  # `Message.FromString` of the request's type
+    type_name = getattr(getattr(owner, "DESCRIPTOR", None), "full_name", "request")
+
+    def lenient(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception:
+            return _Undecodable(type_name)
+
+    return lenient
+
+
+def _checked(request: Any, *, streaming: bool) -> Any:
+    """The request, or its stream, raising INVALID_ARGUMENT at an undecodable message."""
+    if not streaming:
+        if isinstance(request, _Undecodable):
+            raise request.error()
+        return request
+
+    async def messages() -> AsyncIterator[Any]:
+        async for message in request:
+            if isinstance(message, _Undecodable):
+                raise message.error()
+            yield message
+
+    return messages()
 
 
 class _Call:
@@ -100,12 +146,12 @@ class _Call:
         self._method = method
         self._metadata = metadata
 
-    def wrap_unary(self, behavior: Behavior) -> Behavior:
+    def wrap_unary(self, behavior: Behavior, *, streaming: bool = False) -> Behavior:
         async def wrapped(request: Any, context: Context) -> Any:
             with self._span() as span:
                 started, cancelled = time.perf_counter(), False
                 try:
-                    return await behavior(request, context)
+                    return await behavior(_checked(request, streaming=streaming), context)
                 except asyncio.CancelledError:
                     cancelled = True  # the client went away or its deadline passed
                     raise
@@ -117,12 +163,12 @@ class _Call:
 
         return wrapped
 
-    def wrap_stream(self, behavior: Behavior) -> Behavior:
+    def wrap_stream(self, behavior: Behavior, *, streaming: bool = False) -> Behavior:
         async def wrapped(request: Any, context: Context) -> AsyncIterator[Any]:
             with self._span() as span:
                 started, cancelled = time.perf_counter(), False
                 try:
-                    responses = behavior(request, context)
+                    responses = behavior(_checked(request, streaming=streaming), context)
                     if inspect.isawaitable(responses):
                         await responses  # a servicer that sends with context.write()
                     else:

@@ -20,6 +20,7 @@ from edgegate_common.errors import InvalidArgument, NotFound
 from edgegate_gateway.adapters.http_json import field, json_object
 from edgegate_gateway.adapters.tasks_http import BACKEND_NAMES
 from edgegate_gateway.assistant import Assistant
+from edgegate_gateway.core import json_input
 from edgegate_gateway.core.rules import ASSISTANT
 
 
@@ -80,23 +81,47 @@ class ChatHttp:
 
 
 def _question(messages: object) -> str:
+    """The last user message's text: a string, or its text parts joined by spaces."""
     if not isinstance(messages, list) or not messages:
         raise InvalidArgument("'messages' must be a non-empty list", details={"param": "messages"})
-    for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
-                content = " ".join(
-                    p.get("text", "")
-                    for p in content
-                    if isinstance(p, dict) and p.get("type") == "text"
-                )
-            if isinstance(content, str) and content.strip():
-                return content
-            break
-    raise InvalidArgument(
-        "the last user message must have text content", details={"param": "messages"}
-    )
+    users = [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
+        raise InvalidArgument(
+            "'messages' has no user message to answer", details={"param": "messages"}
+        )
+    last = users[-1]
+    message, where = messages[last], f"messages[{last}]"
+    content = message.get("content")
+    if isinstance(content, list):
+        content = " ".join(
+            _text_part(part, f"{where}.content[{i}]") for i, part in enumerate(content)
+        )
+    if not isinstance(content, str):
+        raise InvalidArgument(
+            f"{where}.content must be a string or a list of text parts, not "
+            f"{json_input.json_type(content)}",
+            details={"param": "messages"},
+        )
+    if not content.strip():
+        raise InvalidArgument(f"{where} has no text", details={"param": "messages"})
+    return content
+
+
+def _text_part(part: object, where: str) -> str:
+    """`{"type": "text", "text": "..."}`; the assistant reads text only."""
+    if not isinstance(part, dict) or part.get("type") != "text":
+        raise InvalidArgument(
+            f"{where} must be a text part ({{'type': 'text', 'text': ...}}); "
+            "the assistant reads text only",
+            details={"param": "messages"},
+        )
+    text = part.get("text")
+    if not isinstance(text, str):
+        raise InvalidArgument(
+            f"{where}.text must be a string, not {json_input.json_type(text)}",
+            details={"param": "messages"},
+        )
+    return text
 
 
 async def _stream(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from edgegate_common.errors import InvalidArgument
+from edgegate_gateway.core import json_input
 
 MAX_INPUTS = 2048  # OpenAI's limit on inputs per embeddings request
 
@@ -18,15 +18,7 @@ async def json_object(request: web.Request) -> dict[str, Any]:
 
 def parse_object(raw: bytes) -> dict[str, Any]:
     """A body read already (a webhook checks its signature on the raw bytes first)."""
-    try:
-        body = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InvalidArgument("the body is not valid UTF-8") from None
-    except ValueError:
-        raise InvalidArgument("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument("the body must be a JSON object")
-    return body
+    return json_input.decode_object(raw, what="the body")
 
 
 def field(body: dict[str, Any], name: str, kind: type) -> Any:

@@ -8,12 +8,12 @@ ignored; anything wrong in it is an INVALID_ARGUMENT naming the field.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from edgegate_common.errors import InvalidArgument, ResourceExhausted
+from edgegate_common.errors import EdgegateError, InvalidArgument, retry_after_s
 from edgegate_gateway.adapters.http_json import text_field
 from edgegate_gateway.adapters.tasks_http import text_priority
+from edgegate_gateway.core import json_input
 from edgegate_protos.common.v1 import envelope_pb2 as env
 
 MAX_TEXT_CHARS = 64 * 1024
@@ -21,17 +21,21 @@ MAX_TEXT_CHARS = 64 * 1024
 
 def frame_object(data: str | bytes) -> dict[str, Any]:
     """A JSON object from text (or UTF-8 bytes), or INVALID_ARGUMENT."""
-    if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidArgument("the message is not valid UTF-8") from None
-    try:
-        frame = json.loads(data)
-    except ValueError:
-        raise InvalidArgument("the message is not valid JSON") from None
-    if not isinstance(frame, dict):
-        raise InvalidArgument("a message is a JSON object")
+    return json_input.decode_object(data, what="the message")
+
+
+def error_frame(exc: EdgegateError, message_id: str | None) -> dict[str, Any]:
+    """The `error` message answering `message_id`: the gRPC code name, what was wrong,
+    and, for a refusal that may pass later, `retry_after_s`."""
+    frame: dict[str, Any] = {
+        "type": "error",
+        "id": message_id,
+        "code": exc.code.name,
+        "message": exc.message,
+    }
+    wait_s = retry_after_s(exc)
+    if wait_s is not None:
+        frame["retry_after_s"] = wait_s
     return frame
 
 
@@ -40,8 +44,10 @@ def message_envelope(
 ) -> tuple[env.Envelope, bool]:
     """The envelope a message asks for, and whether it asked to be deferred."""
     text = text_field(frame, "text", required=True)
-    if len(text) > MAX_TEXT_CHARS:
-        raise ResourceExhausted(f"'text' is longer than {MAX_TEXT_CHARS} characters")
+    if len(text) > MAX_TEXT_CHARS:  # a limit of the message, not a load: no retry helps
+        raise InvalidArgument(
+            f"'text' is longer than {MAX_TEXT_CHARS} characters", details={"param": "text"}
+        )
     defer = frame.get("defer", False)
     if not isinstance(defer, bool):
         raise InvalidArgument("'defer' must be true or false", details={"param": "defer"})

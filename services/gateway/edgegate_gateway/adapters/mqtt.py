@@ -43,7 +43,7 @@ from edgegate_common.bus import Bus
 from edgegate_common.errors import EdgegateError, Internal, InvalidArgument, Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.http_json import text_field
-from edgegate_gateway.adapters.json_messages import frame_object, message_envelope
+from edgegate_gateway.adapters.json_messages import error_frame, frame_object, message_envelope
 from edgegate_gateway.adapters.tasks_http import task_json
 from edgegate_gateway.conversations import Ack, Conversations
 from edgegate_protos.common.v1 import envelope_pb2 as env
@@ -210,9 +210,8 @@ class MqttAdapter:
         if device is None:
             log.warning("mqtt message on an unknown topic dropped", why=exc.message)
             return
-        body = {"type": "error", "id": message_id, "code": exc.code.name, "message": exc.message}
         try:
-            await self._reply(device, body)
+            await self._reply(device, error_frame(exc, message_id))
         except (Unavailable, aiomqtt.MqttError):
             log.warning("mqtt error reply not sent: the broker is away", device=device)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -18,7 +19,7 @@ import numpy as np
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from edgegate_common.errors import Code, EdgegateError, Internal, InvalidArgument
+from edgegate_common.errors import Code, EdgegateError, Internal, InvalidArgument, retry_after_s
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.chat_http import ChatHttp
 from edgegate_gateway.adapters.http_json import field, json_object, text_inputs
@@ -159,8 +160,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except EdgegateError as exc:
         status, kind = _HTTP.get(exc.code, (500, "server_error"))
         response = _error_response(status, kind, exc.message, exc.details.get("param"))
-        if "retry_after_s" in exc.details:
-            response.headers["Retry-After"] = exc.details["retry_after_s"]
+        response.headers.update(retry_headers(exc))
         return response
     except Exception:
         log.exception("http request failed", path=request.path)
@@ -168,6 +168,21 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error_response(500, "server_error", internal.message, None)
     finally:
         log.debug("http", path=request.path, ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+def retry_headers(error: EdgegateError) -> dict[str, str]:
+    """When to try again, for a refusal that may pass later (every 429 and 503).
+
+    `Retry-After` in whole seconds (RFC 9110), and `retry-after-ms`, which the
+    OpenAI SDKs read first and honour to the millisecond.
+    """
+    wait_s = retry_after_s(error)
+    if wait_s is None:
+        return {}
+    return {
+        "Retry-After": str(max(1, math.ceil(wait_s))),
+        "retry-after-ms": str(round(wait_s * 1000)),
+    }
 
 
 def _error_response(status: int, kind: str, message: str, param: str | None) -> web.Response:

@@ -9,14 +9,14 @@ platform asks for (capped at `MAX_RETRY_AFTER_S`).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
 
-from edgegate_common.errors import FailedPrecondition, Unavailable
+from edgegate_common.errors import FailedPrecondition, InvalidArgument, Unavailable
 from edgegate_common.logging import get_logger
+from edgegate_gateway.core import json_input
 
 log = get_logger(__name__)
 
@@ -37,10 +37,9 @@ def retry_after_s(asked: object) -> float:
 def _json_object(raw: bytes) -> Doc:
     """The body as a JSON object; {} for anything else (an HTML error page, say)."""
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        return json_input.decode_object(raw, what="the platform's answer")
+    except InvalidArgument:
         return {}
-    return doc if isinstance(doc, dict) else {}
 
 
 class PlatformApi:

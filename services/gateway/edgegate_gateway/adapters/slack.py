@@ -58,9 +58,11 @@ def verify(secret: str, headers: dict[str, str], body: bytes, *, now_s: float) -
     """Raise Unauthenticated unless the request is signed by Slack, recently."""
     timestamp = headers.get("X-Slack-Request-Timestamp", "")
     sent = headers.get("X-Slack-Signature", "")
-    if not timestamp.isascii() or not timestamp.isdigit():
-        raise Unauthenticated("X-Slack-Request-Timestamp is missing or not a number")
-    if abs(now_s - int(timestamp)) > MAX_SKEW_S:
+    # Whole seconds since 1970: ten digits until 2286. Compared as integers, so
+    # no value a client sends can overflow a float.
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+        raise Unauthenticated("X-Slack-Request-Timestamp is missing or not a Unix time in seconds")
+    if abs(int(now_s) - int(timestamp)) > MAX_SKEW_S:
         raise Unauthenticated("the Slack request is more than five minutes old (or new)")
     if not hmac.compare_digest(sent.encode(), signature(secret, timestamp, body).encode()):
         raise Unauthenticated("the Slack signature does not match")

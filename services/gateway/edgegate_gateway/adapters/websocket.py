@@ -42,7 +42,7 @@ from edgegate_common.errors import (
 )
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.http_json import text_field
-from edgegate_gateway.adapters.json_messages import frame_object, message_envelope
+from edgegate_gateway.adapters.json_messages import error_frame, frame_object, message_envelope
 from edgegate_gateway.adapters.tasks_http import task_json
 from edgegate_gateway.conversations import Conversations, Follow, conversation_id
 from edgegate_protos.common.v1 import envelope_pb2 as env
@@ -221,9 +221,7 @@ class _Session:
                 await self._ws.send_str(json.dumps(frame))
 
     async def _error(self, exc: EdgegateError, frame_id: str | None) -> None:
-        await self._write(
-            {"type": "error", "id": frame_id, "code": exc.code.name, "message": exc.message}
-        )
+        await self._write(error_frame(exc, frame_id))
 
     async def _fail(self, exc: EdgegateError) -> None:
         """An error frame, then close: the session cannot go on (1013: resume later)."""

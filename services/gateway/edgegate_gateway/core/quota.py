@@ -13,9 +13,11 @@ can bring it up to date from the time it was written.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
+
+from edgegate_common.errors import InvalidArgument
+from edgegate_gateway.core import json_input
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +35,9 @@ class Quota:
     def from_json(cls, raw: bytes) -> Quota:
         """Parse a quota document; ValueError says what is wrong with it."""
         try:
-            doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"a quota must be a JSON object: {exc}") from None
-        if not isinstance(doc, dict):
-            raise ValueError("a quota must be a JSON object")
+            doc = json_input.decode_object(raw, what="a quota")
+        except InvalidArgument as exc:
+            raise ValueError(exc.message) from None
         tenant = _limit(doc, "rate_per_s", "burst")
         if tenant is None:
             raise ValueError("a quota needs rate_per_s")

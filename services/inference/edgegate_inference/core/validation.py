@@ -30,7 +30,7 @@ def check_inputs(
     `max_batch_size` > 0 the first dimension is the batch and the declared dims
     describe the rest. Requests with equal keys can share a model call; a text
     pipeline pads variable lengths itself (`pads_variable_dims`), so all its
-    requests share one key.
+    requests share one key, and its BYTES input must hold text (`check_texts`).
     """
     expected = {t.name: t for t in declared}
     unknown = sorted(set(inputs) - set(expected))
@@ -74,6 +74,8 @@ def check_inputs(
             )
         if -1 in t.dims and not pads_variable_dims:
             key.append((t.name, dims))
+        if pads_variable_dims and t.datatype == "BYTES":
+            check_texts(model=model, name=t.name, array=array)
     if len(batch_sizes) > 1:
         raise InvalidArgument(
             f"model {model!r}: inputs disagree on the batch size ({sorted(batch_sizes)})"
@@ -84,6 +86,32 @@ def check_inputs(
             f"model {model!r}: batch size {batch} exceeds max_batch_size {max_batch_size}"
         )
     return batch, tuple(key)
+
+
+def check_texts(*, model: str, name: str, array: Array) -> None:
+    """Each element of a text pipeline's BYTES input is non-empty UTF-8 text without NUL.
+
+    Anything else would be tokenised into something the client never wrote
+    (replacement characters, or nothing at all) and answered as if it were
+    text, so it is refused, as Triton refuses BYTES it cannot decode.
+    """
+    for index, element in enumerate(array.reshape(-1)):
+        item: object = element
+        if isinstance(item, bytes):
+            try:
+                item = item.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidArgument(
+                    f"model {model!r}: input {name!r} element {index} is not UTF-8 text "
+                    f"(invalid byte at offset {exc.start})"
+                ) from None
+        if not isinstance(item, str) or not item:
+            raise InvalidArgument(f"model {model!r}: input {name!r} element {index} is empty")
+        if "\x00" in item:
+            raise InvalidArgument(
+                f"model {model!r}: input {name!r} element {index} holds a NUL character; "
+                "text inputs take text"
+            )
 
 
 def check_outputs(*, model: str, declared: Sequence[TensorSpec], requested: Sequence[str]) -> None:
