@@ -22,6 +22,7 @@ import pytest
 
 from edgegate_common.errors import (
     DeadlineExceeded,
+    EdgegateError,
     Internal,
     InvalidArgument,
     ResourceExhausted,
@@ -582,3 +583,125 @@ async def test_a_full_queue_is_cut_to_the_largest_preferred_size() -> None:
         model.release()
         await asyncio.gather(held, *waiting)
     assert [len(call) for call in model.calls[1:]] == [4, 2]
+
+
+# -- admission: refuse at once what cannot be served within the queue timeout --
+
+
+async def _measured(batcher: DynamicBatcher) -> None:
+    """One full call, so that the batcher knows the model's rate."""
+    await batcher.infer(x(0, 0, 0, 0), size=4)
+
+
+async def _burst(
+    batcher: DynamicBatcher, count: int, *, rows: int = 4
+) -> list[tuple[float, dict[str, Array] | EdgegateError]]:
+    """`count` requests of `rows` items at once: (seconds until answered, outputs or error)."""
+    started = time.perf_counter()
+
+    async def one(value: float) -> tuple[float, dict[str, Array] | EdgegateError]:
+        outcome: dict[str, Array] | EdgegateError
+        try:
+            outcome = await batcher.infer(x(*[value] * rows), size=rows)
+        except EdgegateError as exc:
+            outcome = exc
+        return time.perf_counter() - started, outcome
+
+    return await asyncio.gather(*(one(float(i + 20)) for i in range(count)))
+
+
+def _kinds(outcomes: list[tuple[float, dict[str, Array] | EdgegateError]]) -> list[str]:
+    return [type(o).__name__ if isinstance(o, EdgegateError) else "served" for _, o in outcomes]
+
+
+async def test_a_burst_beyond_the_queue_timeout_is_refused_at_once_with_a_retry_hint() -> None:
+    # 40 requests of 4 rows on a model that serves 4 rows per 50 ms: 2 s of work
+    # against a 0.5 s queue timeout.
+    model = Model(sleep_s=0.05)
+    config = batching(queue_policy=QueuePolicy(default_timeout_us=500_000))
+    async with serving(model, max_batch_size=4, config=config) as batcher:
+        await _measured(batcher)
+        outcomes = await _burst(batcher, 40)
+        refused = [(at, o) for at, o in outcomes if isinstance(o, ResourceExhausted)]
+        served = [(at, o) for at, o in outcomes if not isinstance(o, EdgegateError)]
+        # Nothing admitted timed out in the queue: each was refused or served.
+        assert set(_kinds(outcomes)) == {"served", "ResourceExhausted"}
+        assert 2 <= len(served) <= 12
+        assert all(at < 0.2 for at, _ in refused)  # at once, not after a wait
+        for _, exc in refused:
+            assert "overloaded" in exc.message and "queue timeout" in exc.message
+            assert 0.4 <= float(exc.details["retry_after_s"]) <= 3.0
+        # Served within the queue timeout plus their own call.
+        assert all(at <= 0.5 + 0.1 for at, _ in served)
+        assert all(o["y"].shape == (4, 1) for _, o in served)
+        await batcher.infer(x(1), size=1)  # drained: admitted again
+
+
+async def test_admission_counts_rows_not_requests() -> None:
+    # 5 requests of 32 rows, and the model's batch is 32: 0.3 s a request. Counted in
+    # requests, the queue would look short; counted in rows, it holds 1.5 s of work.
+    model = Model(sleep_s=0.3)
+    config = batching(queue_policy=QueuePolicy(default_timeout_us=1_000_000))
+    async with serving(model, max_batch_size=32, config=config) as batcher:
+        await batcher.infer(x(*[0] * 32), size=32)
+        outcomes = await _burst(batcher, 5, rows=32)
+    # Waits of 0, 0.3 and 0.6 s are admitted (within 0.8 of the 1 s timeout); 0.9 and 1.2 not.
+    assert _kinds(outcomes) == ["served"] * 3 + ["ResourceExhausted"] * 2
+
+
+async def test_a_higher_priority_request_is_admitted_past_a_full_lower_level() -> None:
+    model = Model(sleep_s=0.05)
+    config = batching(
+        priority_levels=2,
+        default_priority_level=2,
+        queue_policy=QueuePolicy(default_timeout_us=300_000),
+    )
+    async with serving(model, max_batch_size=4, config=config) as batcher:
+        await _measured(batcher)
+        held = await hold(batcher, model)
+        low = [submit(batcher, float(i)) for i in range(20, 60)]  # 40 rows queued at level 2
+        await settle()
+        with pytest.raises(ResourceExhausted, match="overloaded"):
+            await batcher.infer(x(99), size=1)  # level 2: behind them
+        high = submit(batcher, 100, priority=1)  # level 1: nothing ahead of it
+        await settle()
+        model.release()
+        await asyncio.wait([held, high, *low])
+    assert y_of(high) == [200]
+    assert 100.0 in model.calls[2]  # the first call after the held one (and the measured one)
+
+
+async def test_a_request_may_wait_as_long_as_the_work_ahead_allows_with_delay_or_no_timeout() -> (
+    None
+):
+    model = Model(sleep_s=0.02)
+    for policy in (QueuePolicy(default_timeout_us=0), QueuePolicy(timeout_action="delay")):
+        async with serving(model, max_batch_size=1, config=batching(queue_policy=policy)) as b:
+            await b.infer(x(0), size=1)
+            outcomes = await _burst(b, 20, rows=1)  # 0.4 s of work
+            assert _kinds(outcomes) == ["served"] * 20
+
+
+async def test_without_a_configured_timeout_a_request_is_admitted_for_a_2_s_wait_at_most() -> None:
+    # 40 requests of 4 rows, 0.1 s each: 4 s of work against the default 2 s timeout.
+    model = Model(sleep_s=0.1)
+    async with serving(model, max_batch_size=4, config=batching()) as batcher:
+        await _measured(batcher)
+        outcomes = await _burst(batcher, 40)
+    assert set(_kinds(outcomes)) == {"served", "ResourceExhausted"}
+    assert 8 <= _kinds(outcomes).count("served") <= 20
+    assert max(at for at, o in outcomes if not isinstance(o, EdgegateError)) <= 2.0 + 0.2
+
+
+async def test_served_requests_report_their_queue_and_compute_time() -> None:
+    model = Model(sleep_s=0.05)
+    async with serving(model, config=batching()) as batcher:
+        held = await hold(batcher, model)
+        queued = asyncio.ensure_future(batcher.serve(x(1), size=1))
+        await asyncio.sleep(0.1)
+        model.release()
+        await held
+        served = await queued
+    assert served.queue_s >= 0.09  # behind the held call
+    assert 0.045 <= served.compute_s < 0.09  # its own call, not the wait
+    assert [float(v) for v in served.outputs["y"][:, 0]] == [2]

@@ -71,7 +71,7 @@ def test_a_full_yaml_config_parses_to_the_documented_spec() -> None:
         preferred_batch_sizes=(16, 32),
         priority_levels=2,
         default_priority_level=2,
-        queue_policy=QueuePolicy(max_queue_size=512, timeout_action="reject"),
+        queue_policy=QueuePolicy(max_queue_size=512, default_timeout_us=0, timeout_action="reject"),
         priority_queue_policy={
             1: QueuePolicy(max_queue_size=8, default_timeout_us=5000, timeout_action="delay")
         },
@@ -114,8 +114,9 @@ def test_dynamic_batching_defaults_follow_triton() -> None:
     assert batching.preferred_batch_sizes == ()
     assert batching.levels == 1
     assert batching.default_level == 1
+    # Unlike Triton, a 2 s queue timeout: overload is refused at once (core/admission.py).
     assert batching.queue_policy == QueuePolicy(
-        max_queue_size=0, default_timeout_us=0, timeout_action="reject"
+        max_queue_size=0, default_timeout_us=2_000_000, timeout_action="reject"
     )
     assert not batching.preserve_ordering
 
@@ -288,7 +289,10 @@ def test_a_triton_config_pbtxt_parses_to_the_same_spec() -> None:
             ),
             priority_queue_policy={
                 1: QueuePolicy(
-                    max_queue_size=10, allow_timeout_override=False, timeout_action="reject"
+                    max_queue_size=10,
+                    default_timeout_us=0,  # as in Triton: a pbtxt that names none has none
+                    allow_timeout_override=False,
+                    timeout_action="reject",
                 )
             },
             preserve_ordering=True,

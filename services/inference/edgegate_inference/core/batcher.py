@@ -12,8 +12,11 @@ batch together) and when a model instance comes free:
 - the batch goes out at once when it is full or reaches a preferred size (then
   cut to the largest preferred size it holds), else when its head has waited
   `max_queue_delay_us`;
-- a full level answers RESOURCE_EXHAUSTED at once; a request that outlives its
-  queue timeout answers DEADLINE_EXCEEDED (`reject`) or drops behind every
+- a full level answers RESOURCE_EXHAUSTED at once, and so does a request
+  that would wait longer than its queue timeout (`reject`), as estimated from
+  the rows ahead of it and the measured service rate (see `admission`), with
+  the estimated wait as a retry hint; a request that outlives its queue
+  timeout anyway answers DEADLINE_EXCEEDED (`reject`) or drops behind every
   other request (`delay`); a request may shorten its level's timeout, never
   lengthen it; a request whose caller left is skipped;
 - if a batch fails, each of its requests is run again alone, so one bad
@@ -48,6 +51,7 @@ from edgegate_common.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from edgegate_inference.core.admission import Admission
 from edgegate_inference.core.spec import DynamicBatching, QueuePolicy
 from edgegate_inference.core.stats import VersionStats
 
@@ -72,6 +76,18 @@ class _Pending:
     state: int = _QUEUED
     delayed: bool = False
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    dispatched_ns: int = 0
+    compute_ns: int = 0  # its model call's input + infer + output time
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A request's outputs, and where its time went: callers judge the model on
+    `compute_s`, since `queue_s` grows with the load, not with a fault."""
+
+    outputs: dict[str, Array]
+    queue_s: float
+    compute_s: float
 
 
 class DynamicBatcher:
@@ -100,6 +116,7 @@ class DynamicBatcher:
         self._queues: dict[int, deque[_Pending]] = {lv: deque() for lv in range(1, levels + 1)}
         self._queued: dict[int, int] = dict.fromkeys(self._queues, 0)
         self._delayed: deque[_Pending] = deque()
+        self._admission = Admission(name=name, instances=len(runners), levels=self._queues)
         self._executors = [
             ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-instance{i}")
             for i in range(len(self._runners))
@@ -126,6 +143,21 @@ class DynamicBatcher:
         timeout_us: int = 0,
     ) -> dict[str, Array]:
         """Queue one request (`size` items along the batch dimension); await its outputs."""
+        served = await self.serve(
+            inputs, size=size, key=key, priority=priority, timeout_us=timeout_us
+        )
+        return served.outputs
+
+    async def serve(
+        self,
+        inputs: Tensors,
+        *,
+        size: int,
+        key: Hashable = None,
+        priority: int = 0,
+        timeout_us: int = 0,
+    ) -> Served:
+        """As `infer`, with the time the request spent queued and in its model call."""
         started = time.perf_counter()
         error: str | None = "CANCELLED"
         try:
@@ -138,7 +170,11 @@ class DynamicBatcher:
             else:
                 result = await pending.future
             error = None
-            return result
+            return Served(
+                outputs=result,
+                queue_s=(pending.dispatched_ns - pending.enqueued_ns) / 1e9,
+                compute_s=pending.compute_ns / 1e9,
+            )
         except EdgegateError as exc:
             error = exc.code.name
             raise
@@ -161,21 +197,25 @@ class DynamicBatcher:
                 f"{self.name}: queue full ({policy.max_queue_size} requests waiting at "
                 f"priority {level}); retry later"
             )
+        timeout = self._timeout_us(policy, timeout_us)
+        now = time.monotonic_ns()
+        if policy.timeout_action == "reject":  # `delay` serves late requests: no refusal
+            self._admission.admit(level=level, timeout_us=timeout, now_ns=now)
         loop = self._loop
         pending = _Pending(
             inputs=inputs,
             size=size,
             key=key,
             level=level,
-            enqueued_ns=time.monotonic_ns(),
+            enqueued_ns=now,
             future=loop.create_future(),
         )
         pending.future.add_done_callback(lambda _: self._left(pending))
-        timeout = self._timeout_us(policy, timeout_us)
         if timeout:
             pending.timer = loop.call_later(timeout / 1e6, self._expire, pending, policy)
         self._queues[level].append(pending)
         self._queued[level] += 1
+        self._admission.queued(level=level, rows=size)
         if not self._dispatch_soon:
             # At the end of this loop pass, so requests that arrive together batch together.
             self._dispatch_soon = True
@@ -218,6 +258,7 @@ class DynamicBatcher:
         if pending.state == _QUEUED:
             pending.state = _DROPPED
             self._queued[pending.level] -= 1
+            self._admission.left_queue(level=pending.level, rows=pending.size)
             self._check_drained()
 
     def _expire(self, pending: _Pending, policy: QueuePolicy) -> None:
@@ -247,7 +288,9 @@ class DynamicBatcher:
             self._free.remove(instance)
             now = time.monotonic_ns()
             for pending in batch:
+                pending.dispatched_ns = now
                 self._stats.observe_queue(now - pending.enqueued_ns)
+            self._admission.started(instance=instance, rows=sum(p.size for p in batch), now_ns=now)
             self._executors[instance].submit(self._call, instance, batch)
 
     def _next_batch(self) -> list[_Pending]:
@@ -277,6 +320,7 @@ class DynamicBatcher:
         for pending in batch:
             pending.state = _DISPATCHED
             self._queued[pending.level] -= 1
+            self._admission.left_queue(level=pending.level, rows=pending.size)
             if pending.timer is not None:
                 pending.timer.cancel()
         return batch
@@ -332,6 +376,9 @@ class DynamicBatcher:
 
     def _finish(self, instance: int, batch: list[_Pending], outcome: _Outcome | Exception) -> None:
         """On the loop: answer the batch's requests and free the instance."""
+        measured = None if isinstance(outcome, Exception) else sum(outcome[1]) / 1e9
+        rows = sum(p.size for p in batch)
+        self._admission.finished(instance=instance, rows=rows, seconds=measured)
         if isinstance(outcome, Exception) and len(batch) > 1:
             # One bad request must not fail the others: run each alone again.
             task = self._loop.create_task(self._run_singly(instance, batch))
@@ -369,6 +416,7 @@ class DynamicBatcher:
             output_ns=output_ns,
         )
         for pending, result in zip(batch, results, strict=True):
+            pending.compute_ns = input_ns + infer_ns + output_ns
             _settle(pending, result)
 
     def _release(self, instance: int) -> None:

@@ -64,11 +64,22 @@ class TensorSpec(_Frozen):
         return value
 
 
+# The queue timeout of a model whose config names none. Triton has no default (requests
+# wait for ever); here a request that could not start within 2 s is refused at once with
+# RESOURCE_EXHAUSTED and a retry hint (see core/admission.py), since an interactive caller
+# is better served by "retry in 1.5 s" now than by a 15 s wait. 2 s leaves room for a few
+# batches of a model whose batch takes up to ~0.5 s; slower models set their own.
+# A Triton config.pbtxt says 0 (no timeout) unless it names one, as in Triton.
+DEFAULT_QUEUE_TIMEOUT_US = 2_000_000
+
+
 class QueuePolicy(_Frozen):
     """How long a request may wait and how many may wait (Triton's ModelQueuePolicy)."""
 
     max_queue_size: int = Field(default=0, ge=0, description="0: unbounded")
-    default_timeout_us: int = Field(default=0, ge=0, description="0: no timeout")
+    default_timeout_us: int = Field(
+        default=DEFAULT_QUEUE_TIMEOUT_US, ge=0, description="0: no timeout (and no admission)"
+    )
     allow_timeout_override: bool = True
     timeout_action: Literal["reject", "delay"] = "reject"
 
