@@ -11,15 +11,17 @@ from typing import Any
 import grpc
 import pytest
 from certs import make_certs
+from google.rpc import error_details_pb2, status_pb2
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
 from edgegate_common import telemetry
-from edgegate_common.errors import NotFound, ResourceExhausted
+from edgegate_common.errors import NotFound, ResourceExhausted, Unavailable
 from edgegate_common.local import free_port, health_status
 from edgegate_common.metrics import RpcMetrics
 from edgegate_common.rpc import GrpcServer
+from edgegate_common.rpc.status import DETAILS_KEY, error_details
 from edgegate_gateway.config import GatewaySettings
 from edgegate_protos.common.v1 import envelope_pb2
 from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -40,6 +42,10 @@ class Behaviours(gateway_pb2_grpc.GatewayServicer):
                 raise RuntimeError("password=hunter2")
             case "slow":
                 await asyncio.sleep(5)
+            case "busy":
+                raise ResourceExhausted("queue full", details={"retry_after_s": "0.25"})
+            case "away":
+                raise Unavailable("the taskstore is not answering")
         return gateway_pb2.SendResponse(reply=envelope_pb2.Reply(envelope_id=request.envelope.id))
 
     async def Converse(
@@ -117,6 +123,66 @@ async def test_domain_errors_become_their_status_code(
     assert info.value.details() == "no route for channel 'fax'"
     labels = {"grpc_service": GATEWAY, "grpc_method": "Send", "grpc_code": "NOT_FOUND"}
     assert registry.get_sample_value("edgegate_grpc_server_handled_total", labels) == 1
+
+
+def _retry_delay_s(error: grpc.aio.AioRpcError) -> float | None:
+    """The `google.rpc.RetryInfo` delay in the error's rich status, as clients read it."""
+    for key, value in error.trailing_metadata() or ():
+        if key == DETAILS_KEY and isinstance(value, bytes):
+            for detail in status_pb2.Status.FromString(value).details:
+                retry = error_details_pb2.RetryInfo()
+                if detail.Unpack(retry):
+                    return retry.retry_delay.ToNanoseconds() / 1e9
+    return None
+
+
+@pytest.mark.parametrize(
+    ("envelope_id", "code", "delay_s"),
+    [
+        ("busy", grpc.StatusCode.RESOURCE_EXHAUSTED, 0.25),  # the refusing code's own wait
+        ("away", grpc.StatusCode.UNAVAILABLE, 2.0),  # the default for its code
+        ("missing", grpc.StatusCode.NOT_FOUND, None),  # retrying cannot help
+    ],
+)
+async def test_refusals_that_may_pass_later_say_when_to_retry(
+    plain: tuple[gateway_pb2_grpc.GatewayStub, CollectorRegistry],
+    envelope_id: str,
+    code: grpc.StatusCode,
+    delay_s: float | None,
+) -> None:
+    stub, _ = plain
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Send(_send(envelope_id))
+    assert info.value.code() == code
+    assert _retry_delay_s(info.value) == delay_s
+    if delay_s is not None:
+        assert float(error_details(info.value.trailing_metadata())["retry_after_s"]) == delay_s
+
+
+async def test_bytes_that_do_not_parse_are_invalid_argument_naming_the_message(
+    tmp_path: Path,
+) -> None:
+    server, _ = await _serve(tmp_path)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        send = channel.unary_unary(
+            f"/{GATEWAY}/Send", request_serializer=bytes, response_deserializer=bytes
+        )
+        for garbage in (b"\xff\xff\xff\xff", b"\x0a\x03\x0a\x01\xc3"):  # junk; bad UTF-8
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await send(garbage)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert info.value.details() == (
+                "the request is not a valid edgegate.gateway.v1.SendRequest message"
+            )
+        converse = channel.stream_stream(
+            f"/{GATEWAY}/Converse", request_serializer=bytes, response_deserializer=bytes
+        )
+        call = converse(iter([b"\xff\xff"]))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in call:
+                pass
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    await server.stop(grace_s=1)
 
 
 async def test_unexpected_errors_are_internal_and_leak_nothing(

@@ -120,3 +120,52 @@ def test_fuzzed_requests_never_break_the_server(inference_server, stub) -> None:
     np.testing.assert_array_equal(
         client.infer("simple_fp32", inputs).as_numpy("OUTPUT0"), np.full((1, 16), 10, np.float32)
     )
+
+
+def _text_request(*texts: bytes) -> tpb.ModelInferRequest:
+    """`toy_text` with `texts` as its BYTES input, serialised as tritonclient does."""
+    request = tpb.ModelInferRequest(model_name="toy_text")
+    request.inputs.add(name="TEXT", datatype="BYTES", shape=[len(texts), 1])
+    request.raw_input_contents.append(b"".join(len(t).to_bytes(4, "little") + t for t in texts))
+    return request
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (b"\xff\xfe binary", ["element 1", "not UTF-8", "offset 0"]),
+        (b"caf\xc3", ["element 1", "not UTF-8"]),
+        (b"\x00\x00\x00", ["element 1", "NUL"]),
+        (b"", ["element 1", "empty"]),
+    ],
+)
+def test_a_text_model_refuses_bytes_that_are_not_text(stub, text: bytes, words: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Triton answers INVALID_ARGUMENT; decoding with replacement characters would answer a
+    question nobody asked."""
+    error = _fails(stub, _text_request(b"fine", text))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    for word in words:
+        assert word in error.details(), error.details()
+    assert stub.ModelInfer(_text_request(b"fine", "café ☕".encode())).outputs
+
+
+def test_typed_contents_beside_raw_contents_are_refused(stub) -> None:  # type: ignore[no-untyped-def]
+    request = _request()
+    request.inputs[1].contents.fp32_contents.extend([2.0] * 16)
+    error = _fails(stub, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'INPUT1'" in error.details() and "raw_input_contents" in error.details()
+
+
+def test_bytes_that_are_no_request_message_are_invalid_argument(inference_server) -> None:  # type: ignore[no-untyped-def]
+    """grpc alone answers UNKNOWN with the parser's exception."""
+    with grpc.insecure_channel(inference_server.url) as channel:
+        infer = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=lambda b: b,
+            response_deserializer=lambda b: b,
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            infer(b"\x0a\x05\xff\xfe\xfd\xfc\xfb", timeout=10)  # model_name: not UTF-8
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "inference.ModelInferRequest" in err.value.details()
