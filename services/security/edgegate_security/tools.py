@@ -41,6 +41,24 @@ from edgegate_security.plane import issued_details
 
 BROKEN = 1
 FAILED = 2
+# `token issue --help` ends with this, as written (argparse would break infer:all-MiniLM-*).
+SCOPES_AND_OUTPUT = """\
+scopes (--scope; repeat for more):
+  infer:<model pattern>  run inference on the models it matches (fnmatch):
+                         infer:all-MiniLM-L6-v2, 'infer:all-MiniLM-*', 'infer:*'
+                         (quote a pattern, or the shell expands it)
+  tasks:read             read async tasks
+  tasks:write            create and cancel async tasks
+  admin                  everything, within the token's own tenant only
+  (no --scope)           a token that may do nothing
+
+output: the token alone on stdout, so TOKEN=$(edgegate token issue ...) works;
+  --json prints token, token_id, expires_at and scopes instead.
+
+example:
+  edgegate token issue --tenant acme --sub alice --scope 'infer:*' \\
+      --scope tasks:read --keys-dir .edgegate/keys --ttl-s 86400
+"""
 
 
 def build_parser(defaults: SecuritySettings) -> argparse.ArgumentParser:
@@ -48,9 +66,23 @@ def build_parser(defaults: SecuritySettings) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # What `token issue` and `keys rotate` share: the key ring, and where their record goes.
     ring = argparse.ArgumentParser(add_help=False)
-    ring.add_argument("--keys-dir", type=Path, default=defaults.keys_dir)
-    ring.add_argument("--nats-url", default=defaults.nats_url, help="for the audit record")
-    ring.add_argument("--no-audit", action="store_true", help="file no audit record")
+    ring.add_argument(
+        "--keys-dir",
+        type=Path,
+        default=defaults.keys_dir,
+        help="the security service's key ring (PEM files), e.g. .edgegate/keys under "
+        "`edgegate up`; read access to it is the credential (default: %(default)s)",
+    )
+    ring.add_argument(
+        "--nats-url",
+        default=defaults.nats_url,
+        help="the NATS server whose audit stream gets the record (default: %(default)s)",
+    )
+    ring.add_argument(
+        "--no-audit",
+        action="store_true",
+        help="file no audit record: for an offline set-up with no NATS running",
+    )
 
     token = commands.add_parser("token", help="issue tokens (local mode, tests)")
     token_commands = token.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -58,21 +90,46 @@ def build_parser(defaults: SecuritySettings) -> argparse.ArgumentParser:
         "issue",
         parents=[ring],
         help="sign a token with the service's key ring",
-        description="Sign a JWT for SUB in TENANT with the service's own key ring, file an "
+        description="Sign a JWT for SUB in TENANT with the service's own key ring, file an\n"
         "admin audit record, and print the token.",
+        epilog=SCOPES_AND_OUTPUT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    issue.add_argument("--tenant", required=True)
-    issue.add_argument("--sub", required=True, help="the subject: a user or a service")
+    issue.add_argument(
+        "--tenant",
+        required=True,
+        help="the tenant the token acts for, e.g. acme: it reaches that tenant's data only",
+    )
+    issue.add_argument(
+        "--sub", required=True, help="the subject: the user or service it names, e.g. alice"
+    )
     issue.add_argument(
         "--scope",
         action="append",
         default=[],
-        help="admin, tasks:read, tasks:write or infer:<model pattern>; repeat for more",
+        help="one thing it may do (see scopes below); repeat for more",
     )
-    issue.add_argument("--ttl-s", type=float, default=3600.0, help="lifetime in seconds")
-    issue.add_argument("--issuer", default=defaults.issuer)
-    issue.add_argument("--audience", default=defaults.audience)
-    issue.add_argument("--json", action="store_true", help="print token, expiry and id as JSON")
+    issue.add_argument(
+        "--ttl-s",
+        type=float,
+        default=3600.0,
+        help=f"lifetime in seconds, at most {defaults.max_token_ttl_s} (default: %(default)s)",
+    )
+    issue.add_argument(
+        "--issuer",
+        default=defaults.issuer,
+        help="the token's iss claim; services accept their own issuer (default: %(default)s)",
+    )
+    issue.add_argument(
+        "--audience",
+        default=defaults.audience,
+        help="the token's aud claim; services require theirs (default: %(default)s)",
+    )
+    issue.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (token, token_id, expires_at, scopes), not the bare token",
+    )
 
     keys = commands.add_parser("keys", help="the service's signing keys")
     keys_commands = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
