@@ -57,3 +57,35 @@ def test_half_open_probes_close_it_or_open_it_for_longer() -> None:
     assert closed is not None and closed.state is State.CLOSED
     _calls(breaker, [True] * 4, at=7)
     assert breaker.allow(8.9)[0] is False and breaker.allow(9.0)[0] is True  # back to 2 s
+
+
+def test_long_queue_waits_with_fast_service_keep_it_closed() -> None:
+    """A busy model answers late because callers queue, not because it is slow."""
+    breaker = CircuitBreaker(POLICY)
+    for at in range(20):
+        assert breaker.allow(at * 0.1)[0]
+        # 3 s per call, 2.9 s of it in the model's queue: 0.1 s of service.
+        assert breaker.record(failed=False, duration_s=3.0, queued_s=2.9, now_s=at * 0.1) is None
+    assert breaker.state is State.CLOSED
+
+
+def test_slow_service_after_a_queue_wait_still_counts_as_slow() -> None:
+    breaker = CircuitBreaker(POLICY)
+    changes = [
+        breaker.record(failed=False, duration_s=3.0, queued_s=1.5, now_s=0.0) for _ in range(4)
+    ]
+    assert changes[-1] is not None and "slow-call rate" in changes[-1].reason
+
+
+def test_a_probe_without_a_verdict_frees_its_slot() -> None:
+    """A half-open probe that ends in overload or a client error says nothing about the
+    version; were its slot kept, the breaker would refuse everything for ever."""
+    breaker = CircuitBreaker(POLICY)
+    _calls(breaker, [True] * 4, at=0)
+    assert breaker.allow(2.0)[0] and breaker.allow(2.0)[0]  # both probes out
+    assert breaker.allow(2.0)[0] is False
+    breaker.forget()  # one came back RESOURCE_EXHAUSTED
+    assert breaker.allow(2.1)[0] is True  # another probe may go
+    assert breaker.record(failed=False, duration_s=0.1, now_s=2.1) is None
+    closed = breaker.record(failed=False, duration_s=0.1, now_s=2.1)
+    assert closed is not None and closed.state is State.CLOSED

@@ -93,6 +93,11 @@ TASKSTORE_GET_STATE = f"{PREFIX}.taskstore.v1.get_state"
 # gateway
 GATEWAY_BREAKER_EVENTS = f"{PREFIX}.gateway.v1.breaker"
 
+# Reply.metadata keys inference sets on an answer: the seconds it waited in the batcher's
+# queue and spent in its model call, so that a caller's breaker judges service, not queueing.
+REPLY_QUEUE_S = "inference.queue_s"
+REPLY_COMPUTE_S = "inference.compute_s"
+
 # JetStream streams and KV buckets
 STREAM_TASKS = "EDGEGATE_TASKS"
 STREAM_TASKS_DEAD = "EDGEGATE_TASKS_DEAD"

@@ -5,8 +5,12 @@ unless that version's breaker is open. What it cannot answer for a reason
 that is not the caller's fault (breaker open, nobody serving, failing, too
 slow, a full queue) comes out as `Elsewhere`, so the pipeline can try the
 cloud fallback or the taskstore. The caller's own errors (bad input, unknown
-model) pass through as they are and never touch the breaker. A full queue
-spills over without counting against the version.
+model) pass through as they are and never touch the breaker. An overloaded
+version (RESOURCE_EXHAUSTED: its queue is full, or it could not start the
+request within its queue timeout) spills over without counting against it;
+with nowhere to spill, the caller gets that refusal and its retry hint (429),
+never a 503. Slow calls count on service time: the reply says how long the
+request waited in the model's queue, and that wait is not the version's fault.
 
 Every state change is logged and published on `edgegate.gateway.v1.breaker`
 for the operator.
@@ -14,7 +18,9 @@ for the operator.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable
 
@@ -86,6 +92,9 @@ class LocalInference:
                 env.Reply,
                 timeout_s=self._timeout_s,
             )
+        except asyncio.CancelledError:
+            breaker.forget()  # the caller left: nothing learned about the version
+            raise
         except NoResponders:
             self._readiness.mark_down(model, version)
             await self._record(breaker, model, version, failed=True, started=started)
@@ -94,19 +103,37 @@ class LocalInference:
             ) from None
         except EdgegateError as exc:
             if exc.code in REQUEST_ERRORS:  # the request is wrong, not the version
+                breaker.forget()
                 raise
             if isinstance(exc, ResourceExhausted):
+                breaker.forget()
                 raise Elsewhere(exc) from None  # overload spills over; it does not trip
             await self._record(breaker, model, version, failed=True, started=started)
             raise Elsewhere(exc) from None
-        await self._record(breaker, model, version, failed=False, started=started)
+        queued_s = _seconds(reply.metadata.get(subjects.REPLY_QUEUE_S))
+        await self._record(
+            breaker, model, version, failed=False, started=started, queued_s=queued_s
+        )
         return reply
 
     async def _record(
-        self, breaker: CircuitBreaker, model: str, version: str, *, failed: bool, started: float
+        self,
+        breaker: CircuitBreaker,
+        model: str,
+        version: str,
+        *,
+        failed: bool,
+        started: float,
+        queued_s: float = 0.0,
     ) -> None:
         now = self._clock()
-        change = breaker.record(failed=failed, duration_s=now - started, now_s=now)
+        duration_s = now - started
+        change = breaker.record(
+            failed=failed,
+            duration_s=duration_s,
+            queued_s=min(queued_s, duration_s),
+            now_s=now,
+        )
         await self._report(model, version, change)
 
     async def _report(self, model: str, version: str, change: Transition | None) -> None:
@@ -133,3 +160,13 @@ class LocalInference:
         )
         with contextlib.suppress(nats.errors.Error):
             await self._bus.nc.publish(subjects.GATEWAY_BREAKER_EVENTS, event.SerializeToString())
+
+
+def _seconds(raw: str | None) -> float:
+    """A duration a reply's metadata states; 0 when absent or unreadable (then the whole
+    call counts as service, as it did before inference reported its queue time)."""
+    try:
+        value = float(raw or 0)
+    except ValueError:
+        return 0.0
+    return value if math.isfinite(value) and value > 0 else 0.0

@@ -63,13 +63,14 @@ class ModelVersion:
             pads_variable_dims=self.spec.text is not None,
         )
         check_outputs(model=self.name, declared=self.spec.outputs, requested=request.outputs)
-        outputs = await self.batcher.infer(
+        served = await self.batcher.serve(
             request.inputs,
             size=size,
             key=key,
             priority=request.priority,
             timeout_us=request.timeout_us,
         )
+        outputs = served.outputs
         if request.outputs:
             outputs = {name: outputs[name] for name in request.outputs}
         return InferResponse(
@@ -78,6 +79,8 @@ class ModelVersion:
             outputs=outputs,
             id=request.id,
             datatypes=self.output_datatypes,
+            queue_s=served.queue_s,
+            compute_s=served.compute_s,
         )
 
     @functools.cached_property

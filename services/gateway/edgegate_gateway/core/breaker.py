@@ -10,7 +10,14 @@ through. If all of them succeed it closes; one failure opens it again.
 Only what says the version is unhealthy counts: the caller records
 failures (unavailable, timed out, internal) and successes. Client errors
 (bad input, unknown model) and a full queue (overload spills over, it does
-not trip) are not recorded at all.
+not trip) are not recorded at all; a half-open probe that ends that way is
+`forgotten`, so that its slot goes to another probe.
+
+A slow call is one whose *service* took `slow_call_s` or more: its duration
+less the time it waited in the model's queue (`queued_s`, which inference
+reports with each answer). Waiting in a queue is load, not a fault: a
+breaker that counted it would open on a busy, healthy model and send
+everyone to the fallback, or to a 503, at exactly the moment capacity matters.
 """
 
 from __future__ import annotations
@@ -68,8 +75,11 @@ class CircuitBreaker:
             return True, change
         return False, change
 
-    def record(self, *, failed: bool, duration_s: float, now_s: float) -> Transition | None:
-        """One call's outcome; the state change it causes, if any."""
+    def record(
+        self, *, failed: bool, duration_s: float, now_s: float, queued_s: float = 0.0
+    ) -> Transition | None:
+        """One call's outcome (`queued_s` of its `duration_s` spent waiting in the model's
+        queue, not counted as slow); the state change it causes, if any."""
         p = self._policy
         if self.state is State.HALF_OPEN:
             if failed:
@@ -82,7 +92,7 @@ class CircuitBreaker:
             return None
         if self.state is State.OPEN:
             return None  # a call let through before it opened
-        self._calls.append((now_s, failed, duration_s >= p.slow_call_s))
+        self._calls.append((now_s, failed, duration_s - queued_s >= p.slow_call_s))
         while self._calls and self._calls[0][0] < now_s - p.window_s:
             self._calls.popleft()
         if len(self._calls) < p.min_calls:
@@ -94,6 +104,12 @@ class CircuitBreaker:
         if slow >= p.slow_call_rate:
             return self._open(now_s, f"slow-call rate {slow:.0%} over {len(self._calls)} calls")
         return None
+
+    def forget(self) -> None:
+        """A call let through ended without a verdict on the version (the caller's own
+        error, overload, the caller gone): a half-open probe slot it took is free again."""
+        if self.state is State.HALF_OPEN and self._probes_sent > self._probes_passed:
+            self._probes_sent -= 1
 
     def _open(self, now_s: float, reason: str, *, backoff: bool = False) -> Transition:
         if backoff:

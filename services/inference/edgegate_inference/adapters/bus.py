@@ -12,6 +12,11 @@ stop serving a version, and again when anyone asks on `...availability_query`
 (a taskstore that starts later learns what runs). They publish a
 `MetricsSnapshot` per version every `interval_s` on
 `...metrics.<model>.<version>` for the operator's canary analysis.
+
+A `Reply` says in its metadata how long the request waited in the queue and
+how long its model call took (`subjects.REPLY_QUEUE_S`, `REPLY_COMPUTE_S`):
+the gateway's breaker counts slow calls on service time, not on queueing.
+An overloaded version answers RESOURCE_EXHAUSTED at once, with a retry hint.
 """
 
 from __future__ import annotations
@@ -212,6 +217,8 @@ def _to_reply(envelope: env.Envelope, response: InferResponse) -> env.Reply:
         version=response.version,
     )
     reply.created_at.GetCurrentTime()
+    reply.metadata[subjects.REPLY_QUEUE_S] = f"{response.queue_s:.6f}"
+    reply.metadata[subjects.REPLY_COMPUTE_S] = f"{response.compute_s:.6f}"
     encoded = oip.encode_response(response)
     for tensor, raw in zip(encoded.outputs, encoded.raw_output_contents, strict=True):
         reply.parts.add().tensor.CopyFrom(

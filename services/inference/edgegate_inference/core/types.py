@@ -28,3 +28,7 @@ class InferResponse:
     outputs: dict[str, Array]
     id: str = ""
     datatypes: dict[str, str] = field(default_factory=dict)  # output name -> OIP datatype
+    # Seconds in the batcher's queue and in the model call: callers judge service on the
+    # second (the first grows with the load, not with a fault).
+    queue_s: float = 0.0
+    compute_s: float = 0.0
