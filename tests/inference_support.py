@@ -18,6 +18,9 @@ dynamic_batching: {max_queue_delay_us: 2000, queue_policy: {max_queue_size: 64}}
 instances: {count: 1, intra_op_threads: 1}
 warmup: [{batch_size: 2}]
 """
+# The repository-control key test servers are started with (load/unload need it).
+REPOSITORY_KEY = "test-repository-control-key"
+CONTROL_HEADERS = {"edgegate-repository-key": REPOSITORY_KEY}
 IDENTITY_TYPES = ("FP32", "FP16", "INT32", "INT64", "BOOL", "BYTES", "UINT8", "INT8", "FP64")
 IDENTITY_CONFIG = "max_batch_size: 4\ndynamic_batching: {}\n"
 SCALE_CONFIG = "max_batch_size: 16\ndynamic_batching: {max_queue_delay_us: 1000}\n"
@@ -58,14 +61,26 @@ class InferenceServer:
 
 
 def start_inference(
-    *, repo: Path, nats_url: str, log_dir: Path, extra: tuple[str, ...] = ()
+    *,
+    repo: Path,
+    nats_url: str,
+    log_dir: Path,
+    extra: tuple[str, ...] = (),
+    repository_key: str | None = REPOSITORY_KEY,
 ) -> InferenceServer:
+    """An inference process; load/unload need `CONTROL_HEADERS` (None: control is off)."""
+    control: tuple[str, ...] = ()
+    if repository_key is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        key_file = log_dir / "repository.key"
+        key_file.write_text(repository_key, encoding="utf-8")
+        control = ("--repository-control-key-file", str(key_file))
     (proc,) = asyncio.run(
         start_services(
             ["inference"],
             nats_url=nats_url,
             log_dir=log_dir,
-            extra_args=("--model-repository", str(repo), *extra),
+            extra_args=("--model-repository", str(repo), *control, *extra),
         )
     )
     return InferenceServer(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+from collections.abc import Iterator
 
 import grpc
+import model_factory as mf
 import numpy as np
 import pytest
 import tritonclient.grpc as tc
 import tritonclient.grpc.aio as tca
-from inference_support import IDENTITY_TYPES
+from inference_support import CONTROL_HEADERS, IDENTITY_TYPES, InferenceServer, start_inference
 from tritonclient.grpc import service_pb2 as tpb
 from tritonclient.grpc import service_pb2_grpc as tpb_grpc
 from tritonclient.utils import InferenceServerException
@@ -192,16 +194,61 @@ def test_repository_index_and_version_policy(inference_server) -> None:  # type:
 
 def test_unload_then_load(inference_server) -> None:  # type: ignore[no-untyped-def]
     client = _client(inference_server)
-    client.unload_model("bare")
+    client.unload_model("bare", headers=CONTROL_HEADERS)
     assert not client.is_model_ready("bare")
     with pytest.raises(InferenceServerException) as err:
         client.get_model_metadata("bare")
     assert "NOT_FOUND" in _status(err.value)
-    client.load_model("bare")
+    client.load_model("bare", headers=CONTROL_HEADERS)
     assert client.is_model_ready("bare")
     with pytest.raises(InferenceServerException) as err:
-        client.load_model("not-in-repo")
+        client.load_model("not-in-repo", headers=CONTROL_HEADERS)
     assert "NOT_FOUND" in _status(err.value)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [None, {"edgegate-repository-key": "wrong"}, {"authorization": "Bearer x"}],
+    ids=["no-key", "wrong-key", "a-bearer-token-instead"],
+)
+def test_load_and_unload_need_the_repository_key(inference_server, headers) -> None:  # type: ignore[no-untyped-def]
+    client = _client(inference_server)
+    for call in (client.unload_model, client.load_model):
+        with pytest.raises(InferenceServerException) as err:
+            call("simple", headers=headers)
+        assert "UNAUTHENTICATED" in _status(err.value)
+        assert "edgegate-repository-key" in err.value.message()
+    assert client.is_model_ready("simple")  # nothing was taken down
+
+
+@pytest.fixture(scope="module")
+def uncontrolled_server(shared_nats, tmp_path_factory) -> Iterator[InferenceServer]:  # type: ignore[no-untyped-def]
+    """A server started as an operator does by default: no repository-control key."""
+    root = tmp_path_factory.mktemp("uncontrolled")
+    repo = root / "models"
+    mf.write_model(repo, "bare", onnx_bytes=mf.scale(factor=3.0))
+    server = start_inference(
+        repo=repo,
+        nats_url=shared_nats.url,
+        log_dir=root,
+        extra=("--repository-poll-s", "0", "--metrics-snapshot-s", "0"),
+        repository_key=None,
+    )
+    yield server
+    server.process.stop()
+
+
+def test_repository_control_is_off_by_default(uncontrolled_server) -> None:  # type: ignore[no-untyped-def]
+    client = _client(uncontrolled_server)
+    for headers in (None, CONTROL_HEADERS):
+        with pytest.raises(InferenceServerException) as err:
+            client.unload_model("bare", headers=headers)
+        # Not UNAVAILABLE as Triton says: nothing a client retries would change the answer.
+        assert "PERMISSION_DENIED" in _status(err.value)
+        assert "repository control is off" in err.value.message()
+    assert client.is_model_ready("bare")
+    index = client.get_model_repository_index().models  # read-only: open like metadata
+    assert [(m.name, m.state) for m in index] == [("bare", "READY")]
 
 
 async def test_grpc_aio_client(inference_server) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as tc
 from harness import NatsLike
-from inference_support import InferenceServer, start_inference
+from inference_support import CONTROL_HEADERS, InferenceServer, start_inference
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -116,7 +116,7 @@ def test_failed_load_keeps_the_old_version_serving(polling_server) -> None:  # t
     assert client.is_model_ready("scale", "1")
     # An explicit load reports the failure to the caller too.
     with pytest.raises(Exception, match="cannot load"):
-        client.load_model("scale")
+        client.load_model("scale", headers=CONTROL_HEADERS)
     assert client.is_model_ready("scale", "1")
 
 
@@ -144,8 +144,8 @@ def test_a_broken_model_does_not_stop_the_poller(polling_server) -> None:  # typ
 
 def test_an_explicit_unload_sticks_while_polling(polling_server) -> None:  # type: ignore[no-untyped-def]
     client = tc.InferenceServerClient(polling_server.url)
-    client.unload_model("scale")
+    client.unload_model("scale", headers=CONTROL_HEADERS)
     time.sleep(1.0)  # five polls
     assert not client.is_model_ready("scale")
-    client.load_model("scale")
+    client.load_model("scale", headers=CONTROL_HEADERS)
     assert client.is_model_ready("scale")

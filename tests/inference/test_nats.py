@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 import tritonclient.grpc as tc
-from inference_support import build_test_repository, start_inference
+from inference_support import CONTROL_HEADERS, build_test_repository, start_inference
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
@@ -158,14 +158,14 @@ async def test_replicas_share_the_queue_group_and_announce(nats_server, tmp_path
         assert sum(counts) == 40
         assert min(counts) > 0, counts  # both replicas took a share
         # Unloading on one replica announces it; the other keeps serving the subject.
-        tc.InferenceServerClient(servers[0].url).unload_model("toy_text")
+        tc.InferenceServerClient(servers[0].url).unload_model("toy_text", headers=CONTROL_HEADERS)
         while True:
             note = await asyncio.wait_for(announcements.get(), timeout=10)
             if note.model == "toy_text" and not note.ready:
                 break
         for _ in range(5):
             await bus.request(subject, envelope, env.Reply)
-        tc.InferenceServerClient(servers[1].url).unload_model("toy_text")
+        tc.InferenceServerClient(servers[1].url).unload_model("toy_text", headers=CONTROL_HEADERS)
         with pytest.raises(Exception) as err:  # noqa: PT011 - NoResponders or NotFound, both fine
             await bus.request(subject, envelope, env.Reply, timeout_s=2)
         assert "toy_text" in str(err.value) or isinstance(err.value, NotFound)

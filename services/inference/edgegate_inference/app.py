@@ -9,7 +9,7 @@ from edgegate_inference.adapters.bus import InferenceBus
 from edgegate_inference.config import InferenceSettings
 from edgegate_inference.metrics import RepositoryCollector
 from edgegate_inference.repository import ModelRepository
-from edgegate_inference.servicer import InferenceServicer
+from edgegate_inference.servicer import InferenceServicer, RepositoryControl
 from edgegate_protos import INFERENCE_POOL
 from edgegate_protos.oip import grpc_service_pb2, grpc_service_pb2_grpc
 
@@ -25,7 +25,11 @@ def build(settings: InferenceSettings) -> ServiceRuntime:
     runtime.registry.register(RepositoryCollector(repository))
     runtime.grpc.add(
         grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server,
-        InferenceServicer(repository=repository, serving=lambda: runtime.serving),  # type: ignore[abstract]
+        InferenceServicer(  # type: ignore[abstract]
+            repository=repository,
+            serving=lambda: runtime.serving,
+            control=RepositoryControl(settings.repository_key()),
+        ),
         service_name=grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
     )
 

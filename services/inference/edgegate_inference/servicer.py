@@ -3,14 +3,27 @@
 No try/except for domain errors here: they are `EdgegateError`s and the
 shared interceptor turns them into status codes. Shared-memory, trace and log
 settings RPCs stay UNIMPLEMENTED (the generated base class answers them).
+
+This port is the cluster-internal data plane, as Triton's is: health,
+metadata, statistics, the repository index and inference answer whoever
+reaches it (the gateway, which authorises callers, reaches inference over
+NATS; a NetworkPolicy keeps everyone else off the port). Repository control
+is the exception, restricted as Triton's `--grpc-restricted-protocol` does:
+`RepositoryModelLoad` and `RepositoryModelUnload` take a model down or swap
+it, so they are refused unless the operator configured a key, and then need
+that key in the `edgegate-repository-key` metadata (see `RepositoryControl`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from pydantic import SecretStr
+
+from edgegate_common.errors import PermissionDenied, Unauthenticated
 from edgegate_inference import __version__, oip
 from edgegate_inference.core import triton_config
 from edgegate_inference.core.stats import Duration, VersionStats
@@ -22,13 +35,57 @@ from edgegate_protos.oip import grpc_service_pb2_grpc
 SERVER_NAME = "edgegate-inference"
 EXTENSIONS = ("model_repository", "model_configuration", "statistics", "schedule_policy")
 PLATFORM = "onnxruntime_onnx"
-Context = Any  # grpc.aio.ServicerContext; unused beyond the signature
+REPOSITORY_KEY_HEADER = "edgegate-repository-key"
+Context = Any  # grpc.aio.ServicerContext
+
+
+class RepositoryControl:
+    """Who may load and unload models: nobody without a key, else whoever presents it.
+
+    Off (no key) is PERMISSION_DENIED: no credential can change that answer,
+    so it must not look retryable, as Triton's UNAVAILABLE does. With a key, a
+    call without it or with another is UNAUTHENTICATED. The comparison takes
+    the same time however much of the key matches.
+    """
+
+    def __init__(self, key: SecretStr | None) -> None:
+        self._key = key.get_secret_value().encode() if key is not None else None
+
+    @property
+    def enabled(self) -> bool:
+        return self._key is not None
+
+    def check(self, context: Context) -> None:
+        if self._key is None:
+            raise PermissionDenied(
+                "repository control is off on this server; the operator enables it with "
+                "repository_control_key (or _file)"
+            )
+        presented = _metadata(context, REPOSITORY_KEY_HEADER)
+        if presented is None:
+            raise Unauthenticated(f"repository control needs the {REPOSITORY_KEY_HEADER} metadata")
+        if not hmac.compare_digest(presented.encode(), self._key):
+            raise Unauthenticated(f"the {REPOSITORY_KEY_HEADER} metadata is not the right key")
+
+
+def _metadata(context: Context, name: str) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == name:
+            return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    return None
 
 
 class InferenceServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, *, repository: ModelRepository, serving: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        *,
+        repository: ModelRepository,
+        serving: Callable[[], bool],
+        control: RepositoryControl,
+    ) -> None:
         self._repository = repository
         self._serving = serving
+        self._control = control
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> Any:
         return pb.ServerLiveResponse(live=True)
@@ -135,12 +192,14 @@ class InferenceServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Context
     ) -> Any:
+        self._control.check(context)
         await self._repository.load(request.model_name)
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Context
     ) -> Any:
+        self._control.check(context)
         await self._repository.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
