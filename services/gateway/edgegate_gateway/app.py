@@ -138,7 +138,7 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()
-        log.info("http serving", port=_bound_port(runner, settings.http_port))
+        log.info("http serving", port=_bound_port(runner, settings.http_port), routes=_routes(app))
 
         replayer = asyncio.create_task(_replay_outbox(bus, pipeline)) if outbox else None
 
@@ -239,6 +239,12 @@ async def _replay_outbox(bus: Bus, pipeline: Pipeline, every_s: float = 1.0) -> 
             await pipeline.replay_outbox()
         except Exception:
             log.exception("outbox replay failed; it runs again")
+
+
+def _routes(app: web.Application) -> list[str]:
+    """What the HTTP server answers, as "METHOD /path" (HEAD, which aiohttp adds, left out)."""
+    served = {f"{r.method} {r.resource.canonical}" for r in app.router.routes() if r.resource}
+    return sorted(route for route in served if not route.startswith("HEAD "))
 
 
 def _bound_port(runner: web.AppRunner, asked: int) -> int:

@@ -162,11 +162,11 @@ def _credential(request: web.Request) -> str:
 
 
 def text_priority(value: object) -> env.Priority.ValueType:
-    if value not in _PRIORITIES:
+    if not isinstance(value, str) or value not in _PRIORITIES:  # a list is unhashable
         raise InvalidArgument(
             f"'priority' must be one of {sorted(_PRIORITIES)}", details={"param": "priority"}
         )
-    return _PRIORITIES[str(value)]
+    return _PRIORITIES[value]
 
 
 def _status(value: str) -> tpb.TaskStatus.ValueType:
