@@ -60,7 +60,8 @@ class Stack:
     def token(self, *scopes: str, tenant: str = TENANT, sub: str = "alice") -> str:
         ring = KeyRing.open(self.keys_dir, alg="ES256", max_token_ttl_s=24 * 3600)
         issuer = TokenIssuer(ring, issuer="edgegate", audience="edgegate")
-        granted = scopes or ("tasks:read", "tasks:write")
+        # By default what a task client needs: submitting runs a model (`infer:`).
+        granted = scopes or ("infer:*", "tasks:read", "tasks:write")
         return issuer.issue(tenant=tenant, subject=sub, scopes=granted, ttl_s=3600).token
 
     def start_inference(self) -> ServiceProcess:

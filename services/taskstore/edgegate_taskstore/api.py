@@ -7,6 +7,12 @@ The tenant always comes from the principal, never from the request; a
 principal sees its own user's tasks, and an `admin` those of every user of
 its tenant. gRPC (`servicer.py`) and NATS (`adapters/bus.py`) only move
 bytes to and from here.
+
+Whatever can make a worker run a model needs what the gateway needs for it,
+whichever door the call came in by: Submit has security admit the envelope
+(`infer:<model>`, inspection, PII masking) and stores the parts as admitted,
+with the principal in `admitted_by`; Retry needs `infer:<model>` too. An
+answer handed in with Submit is kept only as output inspection lets it out.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from edgegate_common.errors import (
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
-from edgegate_taskstore.adapters.gatekeeper import Gatekeeper
+from edgegate_taskstore.adapters.gatekeeper import Admitted, Gatekeeper
 from edgegate_taskstore.adapters.queue import WorkQueue
 from edgegate_taskstore.adapters.records import TaskRecords
 from edgegate_taskstore.core import status
@@ -36,13 +42,20 @@ from edgegate_taskstore.sessions import SessionStates
 READ = "tasks:read"
 WRITE = "tasks:write"
 ADMIN = "admin"
+INFER = "infer:"
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
+# What a List reply may hold besides its tasks (the page token) and its transport's headers.
+PAGE_HEADROOM_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_envelope_bytes: int = 256 * 1024
+    # A List reply stops growing here: NATS's max payload (and gRPC's 4 MiB default), less
+    # headroom. A page always holds at least one task, whatever its size (records are
+    # kept below NATS's max payload).
+    max_page_bytes: int = 1024 * 1024 - PAGE_HEADROOM_BYTES
 
 
 class TaskStoreApi:
@@ -62,8 +75,10 @@ class TaskStoreApi:
         self._limits = limits
 
     async def submit(self, request: pb.SubmitRequest, *, credential: str) -> pb.Task:
-        principal = await self._gatekeeper.admit(credential, action=WRITE)
-        task = self._new_task(request.envelope, principal)
+        await self._gatekeeper.admit(credential, action=WRITE)
+        self._check(request.envelope)  # before the envelope travels to security
+        admitted = await self._gatekeeper.admit_envelope(credential, request.envelope)
+        task = self._new_task(request.envelope, admitted)
         if request.HasField("answer"):
             return await self._answered(task, request.answer)
         # Queue first, record second: a record never exists without its queue
@@ -78,9 +93,11 @@ class TaskStoreApi:
     async def _answered(self, task: pb.Task, answer: env.Reply) -> pb.Task:
         """Keep work the caller already answered: a completed task, its event published.
 
-        It never enters the work queue. A repeat (same key) finds the stored
-        record and only finishes reporting it if the first Submit was cut off
-        before its event was stored; the event is never published twice.
+        It never enters the work queue. Its answer is kept as security's output
+        inspection lets it out, as the gateway would answer it. A repeat (same
+        key) finds the stored record and only finishes reporting it if the
+        first Submit was cut off before its event was stored; the event is
+        never published twice.
         """
         if answer.HasField("error") and answer.error.code:
             raise InvalidArgument("an answered task carries a result, not an error")
@@ -89,22 +106,24 @@ class TaskStoreApi:
                 f"the answer is {answer.ByteSize()} bytes; tasks keep at most "
                 f"{self._limits.max_envelope_bytes}"
             )
+        parts = await self._gatekeeper.inspect_output(task.admitted_by, list(answer.parts))
         task.status = status.COMPLETED
         task.result.CopyFrom(answer)
+        del task.result.parts[:]
+        task.result.parts.extend(parts)
         task.result.envelope_id, task.result.task_id = task.envelope.id, task.id
         task.model = f"{answer.model}/{answer.version}" if answer.version else answer.model
         stored, _ = await self._records.create(task)
         return await report(stored, queue=self._queue, records=self._records)
 
-    def _new_task(self, envelope: env.Envelope, principal: principal_pb2.Principal) -> pb.Task:
+    def _check(self, envelope: env.Envelope) -> None:
+        """What makes an envelope no task at all, refused before anyone inspects it."""
         if not envelope.parts:
             raise InvalidArgument("the envelope has no parts", details={"field": "envelope.parts"})
         if not envelope.route.model:
             raise InvalidArgument(
                 "a task needs a model (envelope.route.model)", details={"field": "envelope.route"}
             )
-        if envelope.tenant and envelope.tenant != principal.tenant:
-            raise PermissionDenied(f"the caller belongs to tenant {principal.tenant!r}")
         if len(envelope.idempotency_key) > subjects.MAX_IDEMPOTENCY_KEY:
             raise InvalidArgument(f"idempotency_key is longer than {subjects.MAX_IDEMPOTENCY_KEY}")
         size = envelope.ByteSize()
@@ -113,6 +132,12 @@ class TaskStoreApi:
                 f"the envelope is {size} bytes; tasks take at most "
                 f"{self._limits.max_envelope_bytes}"
             )
+
+    def _new_task(self, envelope: env.Envelope, admitted: Admitted) -> pb.Task:
+        """The pending task for `envelope` as security admitted it (its parts masked)."""
+        principal = admitted.principal
+        if envelope.tenant and envelope.tenant != principal.tenant:
+            raise PermissionDenied(f"the caller belongs to tenant {principal.tenant!r}")
         user = envelope.user or principal.subject
         if not user:
             raise InvalidArgument("the task has no user: the token names no subject")
@@ -125,6 +150,10 @@ class TaskStoreApi:
             priority=envelope.priority or env.PRIORITY_NORMAL,
         )
         task.envelope.CopyFrom(envelope)
+        del task.envelope.parts[:]
+        task.envelope.parts.extend(admitted.parts)
+        self._check(task.envelope)  # masking may have changed its size
+        task.admitted_by.CopyFrom(principal)
         task.envelope.tenant, task.envelope.user = principal.tenant, user
         if not task.envelope.id:
             task.envelope.id = task.id
@@ -150,6 +179,7 @@ class TaskStoreApi:
         since = _since(request)
         wanted = set(request.statuses)
         response = pb.ListResponse()
+        page_bytes = 0
         async for task in self._records.scan(principal.tenant, after_revision=after, since=since):
             if task.tenant != principal.tenant or (user and task.user != user):
                 continue
@@ -157,7 +187,13 @@ class TaskStoreApi:
                 continue
             if since is not None and task.updated_at.ToDatetime() < since:
                 continue
+            task_bytes = _field_bytes(task.ByteSize())
+            if response.tasks and page_bytes + task_bytes > self._limits.max_page_bytes:
+                # Full by size: the next page starts after the last task sent.
+                response.next_page_token = str(response.tasks[-1].revision)
+                break
             response.tasks.append(task)
+            page_bytes += task_bytes
             if len(response.tasks) == page_size:
                 response.next_page_token = str(task.revision)
                 break
@@ -192,6 +228,8 @@ class TaskStoreApi:
     async def retry(self, request: pb.RetryRequest, *, credential: str) -> pb.Task:
         principal = await self._gatekeeper.admit(credential, action=WRITE)
         task = await self._own(principal, request.id)
+        # Retry runs the model again: the caller must be allowed to run it now.
+        await self._gatekeeper.admit(credential, action=f"{INFER}{task.envelope.route.model}")
         if task.status == status.PENDING:
             # Queue it (again): finishes a Retry or Submit cut off between its two writes.
             await self._queue.enqueue(task)
@@ -243,6 +281,14 @@ class TaskStoreApi:
             raise PermissionDenied(f"task {task_id} belongs to another tenant")
         _check_user(principal, task.user)
         return task
+
+
+def _field_bytes(size: int) -> int:
+    """What a message of `size` bytes adds to a repeated field: tag, length, body."""
+    length = 1
+    while size >= 0x80 << (7 * (length - 1)):
+        length += 1
+    return 1 + length + size
 
 
 def _copy(task: pb.Task) -> pb.Task:

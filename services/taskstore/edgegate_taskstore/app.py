@@ -11,12 +11,14 @@ from edgegate_taskstore.adapters import bus as taskstore_bus
 from edgegate_taskstore.adapters.gatekeeper import Gatekeeper
 from edgegate_taskstore.adapters.queue import QueueSettings, WorkQueue
 from edgegate_taskstore.adapters.records import Storage, TaskRecords
-from edgegate_taskstore.api import Limits, TaskStoreApi
+from edgegate_taskstore.api import PAGE_HEADROOM_BYTES, Limits, TaskStoreApi
 from edgegate_taskstore.config import TaskstoreSettings
 from edgegate_taskstore.core.retry import Backoff
 from edgegate_taskstore.servicer import TaskStoreServicer
 from edgegate_taskstore.sessions import SessionStates
 from edgegate_taskstore.worker import Workers, WorkerSettings
+
+GRPC_DEFAULT_MAX_RECEIVE_BYTES = 4 * 1024 * 1024
 
 
 def build(settings: TaskstoreSettings) -> ServiceRuntime:
@@ -56,7 +58,12 @@ def build(settings: TaskstoreSettings) -> ServiceRuntime:
             records=records,
             queue=queue,
             sessions=sessions,
-            limits=Limits(max_envelope_bytes=s.max_envelope_bytes),
+            limits=Limits(
+                max_envelope_bytes=s.max_envelope_bytes,
+                # A List reply must fit a NATS reply and a gRPC client's default 4 MiB.
+                max_page_bytes=min(bus.nc.max_payload, GRPC_DEFAULT_MAX_RECEIVE_BYTES)
+                - PAGE_HEADROOM_BYTES,
+            ),
         )
         runtime.grpc.add(
             taskstore_pb2_grpc.add_TaskStoreServicer_to_server,

@@ -9,6 +9,8 @@ Running one delivery of a task:
 1. Read the record. A finished one (a redelivery after a crash) is reported
    if nobody reported it yet (`events.report`) and acknowledged.
 2. A round that another queue message is running (its `claim`) is left to it.
+   A record security never admitted (no `admitted_by` of its tenant: written
+   straight into the stream, not by Submit) is failed, never run.
 3. No replica is known to serve the model: hand it back with a delay; not an
    attempt.
 4. Out of attempts: dead-letter, then `failed`, report, ack.
@@ -42,7 +44,13 @@ from nats.aio.msg import Msg
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
 from edgegate_common.bus.readiness import ModelReadiness
-from edgegate_common.errors import EdgegateError, FailedPrecondition, NotFound, ResourceExhausted
+from edgegate_common.errors import (
+    EdgegateError,
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from edgegate_common.logging import get_logger
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
@@ -207,6 +215,13 @@ class Workers:
             # (a Submit repeated after the duplicate window): that one finishes it.
             await msg.ack()
             return
+        if not _admitted(task):
+            refused = PermissionDenied(
+                "the task was never admitted by the security service (it has no admitted_by "
+                "of its tenant): it is not run"
+            )
+            await self._give_up(msg, task, reason=refused.message, error=refused)
+            return
         model = task.envelope.route.model
         version = self._readiness.version_to_run(model, task.envelope.route.version)
         if version is None:
@@ -355,3 +370,10 @@ class Workers:
             await asyncio.sleep(self._settings.heartbeat_s)
             with contextlib.suppress(nats.errors.Error):
                 await msg.in_progress()
+
+
+def _admitted(task: pb.Task) -> bool:
+    """Whether Submit stored this task after security admitted it for its tenant."""
+    if not task.HasField("admitted_by"):
+        return False
+    return task.admitted_by.tenant == task.tenant and bool(task.admitted_by.subject)

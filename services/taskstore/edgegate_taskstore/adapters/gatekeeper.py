@@ -6,12 +6,23 @@ gRPC, the `Authorization` header on NATS). The security service verifies it
 refusal); the answer is kept for `cache_s` (never past the token's expiry),
 so a busy client costs the security service a round trip per token and
 action every half minute, not per call.
+
+Content is another matter: what a task will feed a model, or what it keeps
+as an answer, is decided per message (`admit_envelope`, `inspect_output`),
+never from the cache. That is what makes every door into a worker the
+gateway's door too: the `infer:<model>` scope, the input inspection
+(banned patterns, size) and PII masking happen here whoever called.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from google.protobuf.message import Message
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
@@ -22,8 +33,19 @@ from edgegate_common.errors import (
     Unavailable,
 )
 from edgegate_common.rpc import bearer_token
+from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
 from edgegate_protos.security.v1 import security_pb2 as spb
+
+R = TypeVar("R", bound=Message)
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """Security's yes to one message: who sent it, and its parts as they may be stored."""
+
+    principal: principal_pb2.Principal
+    parts: list[env.Part]
 
 
 class Gatekeeper:
@@ -53,26 +75,68 @@ class Gatekeeper:
             self._admitted.popitem(last=False)
         return principal
 
-    async def _decide(self, token: str, action: str) -> principal_pb2.Principal:
+    async def admit_envelope(self, credential: str, envelope: env.Envelope) -> Admitted:
+        """Security's `Admit` for `envelope`: `infer:<route.model>`, input inspection, masking.
+
+        A refused token or scope comes back as security's own typed error; content
+        the inspection denies is PERMISSION_DENIED with its reason.
+        """
+        admitted = await self._ask(
+            subjects.SECURITY_ADMIT,
+            spb.AdmitRequest(token=bearer_token(credential), envelope=envelope),
+            spb.AdmitResponse,
+        )
+        parts = _passed("the message was refused", admitted.inspection, envelope.parts)
+        return Admitted(principal=admitted.principal, parts=parts)
+
+    async def inspect_output(
+        self, principal: principal_pb2.Principal, parts: list[env.Part]
+    ) -> list[env.Part]:
+        """`parts` of an answer as security lets them out: masked, or refused (DENY)."""
+        if not any(p.WhichOneof("content") == "text" for p in parts):
+            return parts  # tensors pass as they are, as the gateway lets them
+        inspected = await self._ask(
+            subjects.SECURITY_INSPECT,
+            spb.InspectRequest(principal=principal, direction=spb.DIRECTION_OUTPUT, parts=parts),
+            spb.InspectResponse,
+        )
+        return _passed("the answer was refused", inspected, parts)
+
+    async def _ask(self, subject: str, request: Message, reply_type: type[R]) -> R:
         try:
-            authenticated = await self._bus.request(
-                subjects.SECURITY_AUTHENTICATE,
-                spb.AuthenticateRequest(token=token),
-                spb.AuthenticateResponse,
-                timeout_s=self._timeout_s,
-            )
-            principal = authenticated.principal
-            decision = await self._bus.request(
-                subjects.SECURITY_AUTHORIZE,
-                spb.AuthorizeRequest(principal=principal, action=action, tenant=principal.tenant),
-                spb.AuthorizeResponse,
-                timeout_s=self._timeout_s,
-            )
+            return await self._bus.request(subject, request, reply_type, timeout_s=self._timeout_s)
         except (NoResponders, DeadlineExceeded):
             raise Unavailable("the security service is not answering; try again later") from None
+
+    async def _decide(self, token: str, action: str) -> principal_pb2.Principal:
+        authenticated = await self._ask(
+            subjects.SECURITY_AUTHENTICATE,
+            spb.AuthenticateRequest(token=token),
+            spb.AuthenticateResponse,
+        )
+        principal = authenticated.principal
+        decision = await self._ask(
+            subjects.SECURITY_AUTHORIZE,
+            spb.AuthorizeRequest(principal=principal, action=action, tenant=principal.tenant),
+            spb.AuthorizeResponse,
+        )
         if not decision.allowed:
             raise PermissionDenied(
                 f"{action} is not allowed for {principal.subject} ({decision.reason})",
                 details={"reason": decision.reason},
             )
         return principal
+
+
+def _passed(
+    refused: str, inspection: spb.InspectResponse, parts: Sequence[env.Part]
+) -> list[env.Part]:
+    """The parts an inspection lets through: its redacted ones, the originals, or a refusal."""
+    if inspection.verdict == spb.VERDICT_DENY:
+        raise PermissionDenied(
+            f"{refused}: {inspection.detail or inspection.reason}",
+            details={"reason": inspection.reason},
+        )
+    if inspection.verdict == spb.VERDICT_ALLOW_WITH_REDACTIONS:
+        return list(inspection.parts)
+    return list(parts)
