@@ -39,9 +39,8 @@ async def _submit(stack: Stack, token: str, request: pb.SubmitRequest, door: str
     """Submit through `door` ("grpc" or "nats"); a refusal raises the same typed error."""
     if door == "nats":
         async with stack.bus() as bus:
-            return await bus.request(
-                subjects.TASKSTORE_SUBMIT, request, pb.Task, headers={"Authorization": f"Bearer {token}"}
-            )
+            headers = {"Authorization": f"Bearer {token}"}
+            return await bus.request(subjects.TASKSTORE_SUBMIT, request, pb.Task, headers=headers)
     async with stack.stub() as stub:
         try:
             return await stub.Submit(request, metadata=bearer(token))
