@@ -34,7 +34,8 @@ JSON = st.recursive(
     | st.dictionaries(
         st.sampled_from(
             ["text", "chat", "id", "type", "channel", "entry", "changes", "value", "metadata",
-             "messages", "body", "from", "options", "role", "content", "bot_id", "subtype"]
+             "messages", "body", "from", "options", "role", "content", "bot_id", "subtype",
+             "model", "priority", "defer", "idempotency_key", "version", "id"]
         )
         | st.text(max_size=4),
         inner,
@@ -160,6 +161,8 @@ HOSTILE_BODIES = [
     '{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}',
     '{"text": 1e400, "model": "m"}',
     '{"text": "hi", "model": "m", "priority": NaN}',
+    '{"text": "hi", "model": "m", "priority": ["high"]}',
+    '{"text": "hi", "model": "m", "priority": {"a": 1}}',
     '{"input": [' + "9" * 5000 + "]}",
 ]
 
