@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
+import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from edgegate_cli.scenario import QUESTION
 from edgegate_common.local import free_port
 
 pytestmark = pytest.mark.slow
@@ -36,6 +43,109 @@ def test_up_once_starts_everything_and_reports_four_serving(tmp_path: Path) -> N
     assert (tmp_path / "nats" / "jetstream").is_dir()  # the JetStream store is where we said
     assert "OpenAI-compatible HTTP  http://127.0.0.1:" in result.stdout
     assert "edgegate model build-default" in result.stdout  # no model here: says how to get it
+
+
+@contextmanager
+def _occupied(port: int) -> Iterator[None]:
+    """Something else listening on `port`, as another program on a laptop would."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+        except OSError:  # taken already: by something else, which serves as well
+            pass
+        yield
+
+
+def test_a_taken_default_port_is_replaced_by_a_free_one_and_said(tmp_path: Path) -> None:
+    with _occupied(8080), _occupied(50051):
+        result = _edgegate_up(tmp_path)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    http = re.search(r"port 8080 is taken: the gateway's HTTP API .* listens on (\d+) instead "
+                     r"\(--http-port chooses\)", out)  # fmt: skip
+    assert http, out
+    port = int(http[1])
+    assert f"OpenAI-compatible HTTP  http://127.0.0.1:{port}/v1" in out
+    grpc = re.search(r"port 50051 is taken: gateway gRPC listens on (\d+) instead", out)
+    assert grpc and re.search(rf"^gateway +127\.0\.0\.1:{grpc[1]} ", out, re.M), out
+    # What next names the port it used, so that its commands work as printed.
+    assert f"--http-port {port}" in out and f"http://127.0.0.1:{port}/v1/chat/completions" in out
+
+
+def test_a_taken_port_that_was_asked_for_is_an_error_naming_it(tmp_path: Path) -> None:
+    busy = free_port()
+    with _occupied(busy):
+        result = _edgegate_up(tmp_path, "--http-port", str(busy))
+    assert result.returncode == 2
+    assert f"edgegate up: port {busy} (--http-port, the gateway's HTTP API " in result.stderr
+    assert "is taken: name another with --http-port, or leave the flag out" in result.stderr
+    assert not (tmp_path / "logs").exists()  # nothing was started
+    twice = _edgegate_up(tmp_path, "--gateway-grpc-port", "5999", "--http-port", "5999")
+    assert twice.returncode == 2 and "both name port 5999" in twice.stderr
+    bad = _edgegate_up(tmp_path, "--http-port", "70000")
+    assert bad.returncode == 2 and "'70000' is not a port (0-65535" in bad.stderr
+
+
+def test_up_help_documents_every_port() -> None:
+    edgegate = Path(sys.executable).parent / "edgegate"
+    text = subprocess.run(
+        [str(edgegate), "up", "--help"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    flat = " ".join(text.split())
+    assert (
+        "--http-port PORT the gateway's HTTP API (OpenAI-compatible, WebSocket) (default 8080)"
+        in flat
+    )
+    assert (
+        "--nats-port PORT the nats-server the services and clients connect to (default 4222)"
+        in flat
+    )
+    for service, grpc in (
+        ("security", 50052),
+        ("inference", 8001),
+        ("taskstore", 50053),
+        ("gateway", 50051),
+    ):
+        assert f"--{service}-grpc-port PORT {service} gRPC (default {grpc})" in flat
+        assert f"--{service}-metrics-port PORT {service} /metrics (default" in flat
+    assert "a port you name must be free" in flat
+
+
+@pytest.mark.timeout(300)
+def test_up_keeps_running_and_its_curl_example_works(
+    tmp_path: Path, default_model_repo: Path
+) -> None:
+    """`edgegate up` says how to try it; the curl command it prints gets an answer."""
+    (tmp_path / "models").symlink_to(default_model_repo)
+    edgegate = Path(sys.executable).parent / "edgegate"
+    command = [str(edgegate), "up", "--data-dir", str(tmp_path), "--nats-port", "0"]
+    command += ["--http-port", "0"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as up:
+        assert up.stdout is not None
+        lines = []
+        try:
+            for line in up.stdout:
+                lines.append(line)
+                if line.strip().startswith("stop: Ctrl-C"):
+                    break
+            out = "".join(lines)
+            assert "try it (the suite runs until Ctrl-C):" in out, out
+            curl = next(line.strip() for line in lines if line.strip().startswith("curl "))
+            asked = subprocess.run(
+                shlex.split(curl), capture_output=True, text=True, timeout=120, check=False
+            )
+        finally:
+            up.send_signal(signal.SIGINT)
+            rest, _ = up.communicate(timeout=60)
+    answer = json.loads(asked.stdout)["choices"][0]["message"]["content"]
+    assert "becomes a task in the taskstore" in answer and QUESTION not in answer
+    logs = re.search(r"logs \(JSON lines\): (\S+)/ \(([^)]*)\); nats-server: (\S+)", out)
+    assert logs, out
+    for name in logs[2].split(", "):
+        assert (Path(logs[1]) / name).is_file()
+    assert Path(logs[3]).is_file()
+    assert up.returncode == 0 and "stopped: gateway (exit 0)" in rest
 
 
 def test_up_fails_loudly_when_a_service_cannot_start(tmp_path: Path) -> None:
@@ -71,3 +181,11 @@ def test_up_scenario_runs_every_demo_step(tmp_path: Path, default_model_repo: Pa
     assert "x 429" in out and "429 says Retry-After: " in out
     assert "closed -> open" in out and "half_open -> closed" in out
     assert "completed after 1 attempt(s)" in out
+    # The demo ends by saying what next, with this run's data folder, port and token.
+    assert QUESTION not in answer  # the FAQ's question line is not echoed back
+    what_next = out.split("\nwhat next:\n", 1)[1]
+    token = re.search(r"dev token \(tenant dev, 24 h\): (\S+)", out)
+    assert token and f"Authorization: Bearer {token[1]}" in what_next
+    assert f"edgegate up --data-dir {tmp_path}" in what_next
+    assert re.search(r"curl -sS http://127\.0\.0\.1:\d+/v1/chat/completions", what_next)
+    assert f"logs (JSON lines): {tmp_path}/logs/ (security.log," in what_next

@@ -1,6 +1,7 @@
 """`edgegate`: one command for what people type.
 
-    edgegate up            start the local suite (NATS + four services) until Ctrl-C
+    edgegate up            start the local suite (NATS + four services) until Ctrl-C;
+                           every port has a flag (`edgegate up --help`)
     edgegate up --once     start it, print every service's health, stop
     edgegate up --scenario start it and run the demo scenario (what `make demo` runs)
     edgegate model ...     build, quantise and inspect ONNX models (`edgegate model --help`)
@@ -21,7 +22,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgegate_cli import up
+from edgegate_cli import ports, up
+from edgegate_common.errors import InvalidArgument
 from edgegate_common.logging import configure_logging
 
 
@@ -31,13 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     p_up = commands.add_parser(
-        "up", help="run the whole suite locally: nats-server and the four services"
+        "up",
+        help="run the whole suite locally: nats-server and the four services",
+        description="Run nats-server (JetStream) and the four services on this machine "
+        "until Ctrl-C; print their health, the OpenAI-compatible endpoint, a dev token "
+        "and how to try it.",
     )
     p_up.add_argument(
-        "--data-dir", type=Path, default=Path(".edgegate"), help="NATS store and logs"
-    )
-    p_up.add_argument(
-        "--nats-port", type=int, default=4222, help="taken: a free port is used instead"
+        "--data-dir",
+        type=Path,
+        default=Path(".edgegate"),
+        help="the JetStream store, keys, knowledge, models and logs (default: %(default)s)",
     )
     p_up.add_argument(
         "--once", action="store_true", help="print health and stop instead of running"
@@ -48,8 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the demo scenario against it, then stop (what `make demo` runs)",
     )
     p_up.add_argument(
-        "--timeout-s", type=float, default=60.0, help="how long services may take to start"
+        "--timeout-s",
+        type=float,
+        default=60.0,
+        help="how long services may take to start (default: %(default)s)",
     )
+    ports.add_port_flags(p_up)
     # --help of these goes to the service's tools, which know their own options.
     commands.add_parser(
         "model",
@@ -77,10 +87,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The CLI talks to people: its libraries' info lines would only clutter the output.
     configure_logging(service="cli", level="warning")
     if args.command == "up":
+        try:
+            chosen = ports.choose_ports(ports.requested(args))
+        except InvalidArgument as exc:
+            parser.exit(2, f"edgegate up: {exc.message}\n")
         code = asyncio.run(
             up.run(
                 data_dir=args.data_dir.resolve(),
-                nats_port=args.nats_port,
+                ports=chosen,
                 once=args.once,
                 scenario=args.scenario,
                 timeout_s=args.timeout_s,

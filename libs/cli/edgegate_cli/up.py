@@ -1,9 +1,9 @@
 """`edgegate up`: the whole suite on one machine, no Kubernetes needed.
 
 Starts a real nats-server with JetStream (store under the data folder), then
-each service as its own process, exactly as in its container. Default ports
-are the ones the Helm chart uses; a port already taken is replaced by a free
-one and the table says which.
+each service as its own process, exactly as in its container. Which ports
+they listen on is decided before anything starts (`edgegate_cli.ports`). The
+last lines say what to do next (`edgegate_cli.next_steps`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from edgegate_cli import next_steps
+from edgegate_cli.next_steps import Run
+from edgegate_cli.ports import SERVICE_PORTS, ChosenPorts
 from edgegate_cli.scenario import (
     ASSISTANT,
     DEFAULT_MODEL,
@@ -35,30 +38,9 @@ from edgegate_cli.scenario import (
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
 from edgegate_common.errors import EdgegateError
-from edgegate_common.local import (
-    LocalNatsServer,
-    ServiceProcess,
-    free_port,
-    health_status,
-    port_is_free,
-)
+from edgegate_common.local import LocalNatsServer, ServiceProcess, health_status
 from edgegate_protos.common.v1 import envelope_pb2, status_pb2
 
-
-@dataclass(frozen=True)
-class Ports:
-    grpc: int
-    metrics: int
-
-
-# Started in this order: what others call first.
-DEFAULT_PORTS = {
-    "security": Ports(grpc=50052, metrics=9102),
-    "inference": Ports(grpc=8001, metrics=8002),
-    "taskstore": Ports(grpc=50053, metrics=9103),
-    "gateway": Ports(grpc=50051, metrics=9101),
-}
-GATEWAY_HTTP_PORT = 8080
 DEMO_KNOWLEDGE = Path(__file__).parent / "demo_knowledge"
 
 
@@ -89,14 +71,10 @@ def _knowledge(data_dir: Path) -> Path:
     return folder
 
 
-def _available(port: int) -> int:
-    return port if port_is_free(port) else free_port()
-
-
 async def run(
     *,
     data_dir: Path,
-    nats_port: int,
+    ports: ChosenPorts,
     once: bool,
     timeout_s: float,
     scenario: bool = False,
@@ -104,52 +82,38 @@ async def run(
 ) -> int:
     """Start the suite; `once`: report and stop; `scenario`: also run the demo scenario."""
     once = once or scenario
+    for note in ports.notes:
+        print(note, file=out)
     # The scenario's cloud fallback: a stand-in in this process, started before the gateway.
     cloud = CloudStandIn() if scenario else None
     if cloud is not None:
         await cloud.start()
-    nats = LocalNatsServer(store_dir=data_dir / "nats", port=_available(nats_port))
-    nats.start()
-    print(f"nats-server  {nats.url}  JetStream store {nats.store_dir}", file=out)
-    http_port = _available(GATEWAY_HTTP_PORT)
+    nats = LocalNatsServer(store_dir=data_dir / "nats", port=ports.ports["nats"])
     processes = [
         ServiceProcess(
             name,
             nats_url=nats.url,
-            grpc_port=_available(ports.grpc),
-            metrics_port=_available(ports.metrics),
+            grpc_port=ports.grpc(name),
+            metrics_port=ports.metrics(name),
             log_file=data_dir / "logs" / f"{name}.log",
-            extra_args=_extra_args(name, data_dir, http_port=http_port, cloud=cloud),
+            extra_args=_extra_args(name, data_dir, http_port=ports.ports["http"], cloud=cloud),
         )
-        for name, ports in DEFAULT_PORTS.items()
+        for name in SERVICE_PORTS
     ]
+    started = Run(
+        data_dir=data_dir,
+        http_port=ports.ports["http"],
+        token=None,
+        services=tuple(SERVICE_PORTS),
+        have_model=(data_dir / "models" / DEFAULT_MODEL / "1" / "model.onnx").exists(),
+    )
     try:
-        for proc in processes:
-            proc.start()
-        await asyncio.gather(*(p.wait_serving(timeout_s=timeout_s) for p in processes))
-        healthy = await report(processes, nats_url=nats.url, out=out)
-        base_url = f"http://127.0.0.1:{http_port}/v1"
-        print(f"OpenAI-compatible HTTP  {base_url}  (gateway)", file=out)
-        token = dev_token(data_dir, nats_url=nats.url)
-        if token:
-            print(f"dev token (tenant dev, 24 h): {token}", file=out)
-        if healthy:
-            healthy = await demo_embeddings(data_dir / "models", nats_url=nats.url, out=out)
-        have_model = (data_dir / "models" / DEFAULT_MODEL / "1" / "model.onnx").exists()
-        if healthy and token and have_model and cloud is not None:
-            inference = next(p for p in processes if p.service == "inference")
-            demo = Demo(base_url, token, nats.url, inference, cloud, out)
-            healthy = await run_scenario(demo)
-        elif healthy and token and once and have_model:
-            healthy = await demo_chat(base_url, token=token, out=out)
-        if once:
-            return 0 if healthy else 1
-        print("running; Ctrl-C stops everything", file=out)
-        await _until_signalled()
-        return 0
+        healthy, started = await _serve(
+            nats, processes, started, once=once, timeout_s=timeout_s, cloud=cloud, out=out
+        )
     except EdgegateError as exc:
         print(f"edgegate up failed: {exc.message}", file=out)
-        return 1
+        healthy = False
     finally:
         codes = {p.service: p.stop() for p in reversed(processes)}
         nats.stop()
@@ -159,6 +123,48 @@ async def run(
             "stopped: " + ", ".join(f"{name} (exit {code})" for name, code in codes.items()),
             file=out,
         )
+    if once and healthy:
+        print(next_steps.after_stop(started), file=out)
+    elif not healthy:
+        print(next_steps.logs_line(started), file=out)
+    return 0 if healthy else 1
+
+
+async def _serve(
+    nats: LocalNatsServer,
+    processes: list[ServiceProcess],
+    started: Run,
+    *,
+    once: bool,
+    timeout_s: float,
+    cloud: CloudStandIn | None,
+    out: TextIO,
+) -> tuple[bool, Run]:
+    """Start and report everything, run the demo; then return (`once`) or serve until a signal."""
+    nats.start()
+    print(f"nats-server  {nats.url}  JetStream store {nats.store_dir}", file=out)
+    for proc in processes:
+        proc.start()
+    await asyncio.gather(*(p.wait_serving(timeout_s=timeout_s) for p in processes))
+    healthy = await report(processes, nats_url=nats.url, out=out)
+    base_url = f"http://127.0.0.1:{started.http_port}/v1"
+    print(f"OpenAI-compatible HTTP  {base_url}  (gateway)", file=out)
+    token = dev_token(started.data_dir, nats_url=nats.url)
+    started = replace(started, token=token)
+    if token:
+        print(f"dev token (tenant dev, 24 h): {token}", file=out)
+    if healthy:
+        healthy = await demo_embeddings(started.data_dir / "models", nats_url=nats.url, out=out)
+    if healthy and token and started.have_model and cloud is not None:
+        inference = next(p for p in processes if p.service == "inference")
+        healthy = await run_scenario(Demo(base_url, token, nats.url, inference, cloud, out))
+    elif healthy and token and started.have_model:  # also: the curl printed next works at once
+        healthy = await demo_chat(base_url, token=token, out=out)
+    if once:
+        return healthy, started
+    print(next_steps.while_running(started), file=out, flush=True)
+    await _until_signalled()
+    return True, started
 
 
 async def report(processes: list[ServiceProcess], *, nats_url: str, out: TextIO) -> bool:
