@@ -64,15 +64,15 @@ def test_long_queue_waits_with_fast_service_keep_it_closed() -> None:
     breaker = CircuitBreaker(POLICY)
     for at in range(20):
         assert breaker.allow(at * 0.1)[0]
-        # 3 s per call, 2.9 s of it in the model's queue: 0.1 s of service.
-        assert breaker.record(failed=False, duration_s=3.0, queued_s=2.9, now_s=at * 0.1) is None
+        # 3 s per call, 0.1 s of it in the model call: the rest was waiting.
+        assert breaker.record(failed=False, duration_s=3.0, service_s=0.1, now_s=at * 0.1) is None
     assert breaker.state is State.CLOSED
 
 
 def test_slow_service_after_a_queue_wait_still_counts_as_slow() -> None:
     breaker = CircuitBreaker(POLICY)
     changes = [
-        breaker.record(failed=False, duration_s=3.0, queued_s=1.5, now_s=0.0) for _ in range(4)
+        breaker.record(failed=False, duration_s=3.0, service_s=1.5, now_s=0.0) for _ in range(4)
     ]
     assert changes[-1] is not None and "slow-call rate" in changes[-1].reason
 

@@ -630,7 +630,7 @@ async def test_a_burst_beyond_the_queue_timeout_is_refused_at_once_with_a_retry_
         assert all(at < 0.2 for at, _ in refused)  # at once, not after a wait
         for _, exc in refused:
             assert "overloaded" in exc.message and "queue timeout" in exc.message
-            assert 0.4 <= float(exc.details["retry_after_s"]) <= 3.0
+            assert 0.2 <= float(exc.details["retry_after_s"]) <= 3.0
         # Served within the queue timeout plus their own call.
         assert all(at <= 0.5 + 0.1 for at, _ in served)
         assert all(o["y"].shape == (4, 1) for _, o in served)
@@ -645,8 +645,8 @@ async def test_admission_counts_rows_not_requests() -> None:
     async with serving(model, max_batch_size=32, config=config) as batcher:
         await batcher.infer(x(*[0] * 32), size=32)
         outcomes = await _burst(batcher, 5, rows=32)
-    # Waits of 0, 0.3 and 0.6 s are admitted (within 0.8 of the 1 s timeout); 0.9 and 1.2 not.
-    assert _kinds(outcomes) == ["served"] * 3 + ["ResourceExhausted"] * 2
+    # Waits of 0 and 0.3 s are admitted (within half the 1 s timeout); 0.6 s and more not.
+    assert _kinds(outcomes) == ["served"] * 2 + ["ResourceExhausted"] * 3
 
 
 async def test_a_higher_priority_request_is_admitted_past_a_full_lower_level() -> None:
@@ -689,7 +689,7 @@ async def test_without_a_configured_timeout_a_request_is_admitted_for_a_2_s_wait
         await _measured(batcher)
         outcomes = await _burst(batcher, 40)
     assert set(_kinds(outcomes)) == {"served", "ResourceExhausted"}
-    assert 8 <= _kinds(outcomes).count("served") <= 20
+    assert 6 <= _kinds(outcomes).count("served") <= 16
     assert max(at for at, o in outcomes if not isinstance(o, EdgegateError)) <= 2.0 + 0.2
 
 

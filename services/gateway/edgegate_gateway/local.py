@@ -9,8 +9,9 @@ model) pass through as they are and never touch the breaker. An overloaded
 version (RESOURCE_EXHAUSTED: its queue is full, or it could not start the
 request within its queue timeout) spills over without counting against it;
 with nowhere to spill, the caller gets that refusal and its retry hint (429),
-never a 503. Slow calls count on service time: the reply says how long the
-request waited in the model's queue, and that wait is not the version's fault.
+never a 503. Slow calls count on service time: the reply says how long its
+model call took, and the rest (its wait in the model's queue, in busy event
+loops) grows with load, not with a fault of the version.
 
 Every state change is logged and published on `edgegate.gateway.v1.breaker`
 for the operator.
@@ -32,6 +33,7 @@ from edgegate_common.bus import Bus
 from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.errors import (
     REQUEST_ERRORS,
+    RETRY_AFTER_KEY,
     EdgegateError,
     NoResponders,
     ResourceExhausted,
@@ -43,6 +45,9 @@ from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.gateway.v1 import gateway_pb2 as gpb
 
 log = get_logger(__name__)
+
+# Batches of one split request that may wait on the model at once (see `_in_batches`).
+BATCHES_IN_FLIGHT = 2
 
 
 class Elsewhere(Exception):
@@ -79,11 +84,53 @@ class LocalInference:
         return self._breakers[key]
 
     async def infer(self, envelope: env.Envelope, *, model: str, version: str) -> env.Reply:
+        """The version's reply; a text envelope with more texts than the version takes in
+        one request (its `max_batch_size`) is sent in several and the replies joined."""
+        rows = self._readiness.max_batch_size(model, version)
+        texts = all(p.WhichOneof("content") == "text" for p in envelope.parts)
+        if rows and texts and len(envelope.parts) > rows:
+            return await self._in_batches(envelope, model=model, version=version, rows=rows)
+        return await self._infer_one(envelope, model=model, version=version)
+
+    async def _in_batches(
+        self, envelope: env.Envelope, *, model: str, version: str, rows: int
+    ) -> env.Reply:
+        """Batches of `rows`, at most `BATCHES_IN_FLIGHT` at once: enough to keep the
+        model's queue fed, few enough that a 2,048-text request is not refused as an
+        overload of its own making. The first failure cancels the rest."""
+        gate = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+
+        async def one(start: int) -> env.Reply:
+            batch = env.Envelope()
+            batch.CopyFrom(envelope)
+            del batch.parts[:]
+            batch.parts.extend(envelope.parts[start : start + rows])
+            async with gate:
+                return await self._infer_one(batch, model=model, version=version)
+
+        running = [asyncio.ensure_future(one(i)) for i in range(0, len(envelope.parts), rows)]
+        try:
+            replies = await asyncio.gather(*running)
+        except BaseException:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
+        return joined(envelope, replies)
+
+    async def _infer_one(self, envelope: env.Envelope, *, model: str, version: str) -> env.Reply:
         breaker = self.breaker(model, version)
-        allowed, change = breaker.allow(self._clock())
+        now_s = self._clock()
+        allowed, change = breaker.allow(now_s)
         await self._report(model, version, change)
         if not allowed:
-            raise Elsewhere(Unavailable(f"model {model!r} version {version}: circuit open"))
+            wait_s = breaker.retry_after_s(now_s)
+            raise Elsewhere(
+                Unavailable(
+                    f"model {model!r} version {version}: circuit open",
+                    details={RETRY_AFTER_KEY: f"{max(wait_s, 0.1):.3g}"},
+                )
+            )
         started = self._clock()
         try:
             reply = await self._bus.request(
@@ -110,9 +157,9 @@ class LocalInference:
                 raise Elsewhere(exc) from None  # overload spills over; it does not trip
             await self._record(breaker, model, version, failed=True, started=started)
             raise Elsewhere(exc) from None
-        queued_s = _seconds(reply.metadata.get(subjects.REPLY_QUEUE_S))
+        service_s = _seconds(reply.metadata.get(subjects.REPLY_COMPUTE_S))
         await self._record(
-            breaker, model, version, failed=False, started=started, queued_s=queued_s
+            breaker, model, version, failed=False, started=started, service_s=service_s
         )
         return reply
 
@@ -124,15 +171,11 @@ class LocalInference:
         *,
         failed: bool,
         started: float,
-        queued_s: float = 0.0,
+        service_s: float | None = None,
     ) -> None:
         now = self._clock()
-        duration_s = now - started
         change = breaker.record(
-            failed=failed,
-            duration_s=duration_s,
-            queued_s=min(queued_s, duration_s),
-            now_s=now,
+            failed=failed, duration_s=now - started, service_s=service_s, now_s=now
         )
         await self._report(model, version, change)
 
@@ -162,11 +205,34 @@ class LocalInference:
             await self._bus.nc.publish(subjects.GATEWAY_BREAKER_EVENTS, event.SerializeToString())
 
 
-def _seconds(raw: str | None) -> float:
-    """A duration a reply's metadata states; 0 when absent or unreadable (then the whole
-    call counts as service, as it did before inference reported its queue time)."""
+def _seconds(raw: str | None) -> float | None:
+    """A duration a reply's metadata states; None when absent or unreadable (then the
+    whole call counts as service, as it did before inference reported its compute time)."""
     try:
-        value = float(raw or 0)
+        value = float(raw) if raw else math.nan
     except ValueError:
-        return 0.0
-    return value if math.isfinite(value) and value > 0 else 0.0
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def joined(envelope: env.Envelope, replies: list[env.Reply]) -> env.Reply:
+    """One reply from the replies to consecutive batches of `envelope`'s rows.
+
+    Each output tensor is the batches' tensors one after another: their first
+    dimension adds up, and their raw bytes (fixed-size elements, or BYTES with
+    their length prefixes) concatenate as they are.
+    """
+    reply = env.Reply()
+    reply.CopyFrom(replies[0])
+    reply.envelope_id = envelope.id
+    del reply.parts[:]
+    for index, first in enumerate(replies[0].parts):
+        tensors = [r.parts[index].tensor for r in replies]
+        shape = [sum(t.shape[0] for t in tensors), *first.tensor.shape[1:]]
+        raw = b"".join(t.raw_data for t in tensors)
+        reply.parts.add().tensor.CopyFrom(
+            env.Tensor(
+                name=first.tensor.name, datatype=first.tensor.datatype, shape=shape, raw_data=raw
+            )
+        )
+    return reply

@@ -13,11 +13,13 @@ failures (unavailable, timed out, internal) and successes. Client errors
 not trip) are not recorded at all; a half-open probe that ends that way is
 `forgotten`, so that its slot goes to another probe.
 
-A slow call is one whose *service* took `slow_call_s` or more: its duration
-less the time it waited in the model's queue (`queued_s`, which inference
-reports with each answer). Waiting in a queue is load, not a fault: a
-breaker that counted it would open on a busy, healthy model and send
-everyone to the fallback, or to a 503, at exactly the moment capacity matters.
+A slow call is one whose *service* took `slow_call_s` or more: the time its
+model call took (`service_s`, which inference reports with each answer), or,
+where the answer does not say, the whole call. The rest of a call's time is
+waiting: in the model's queue, in the event loops and the bus of busy
+processes. Waiting grows with load, not with a fault: a breaker that counted
+it would open on a busy, healthy model and send everyone to the fallback, or
+to a 503, at exactly the moment capacity matters.
 """
 
 from __future__ import annotations
@@ -76,10 +78,10 @@ class CircuitBreaker:
         return False, change
 
     def record(
-        self, *, failed: bool, duration_s: float, now_s: float, queued_s: float = 0.0
+        self, *, failed: bool, duration_s: float, now_s: float, service_s: float | None = None
     ) -> Transition | None:
-        """One call's outcome (`queued_s` of its `duration_s` spent waiting in the model's
-        queue, not counted as slow); the state change it causes, if any."""
+        """One call's outcome (`service_s` of its `duration_s` spent in the model, when
+        known: slowness is judged on it); the state change it causes, if any."""
         p = self._policy
         if self.state is State.HALF_OPEN:
             if failed:
@@ -92,7 +94,8 @@ class CircuitBreaker:
             return None
         if self.state is State.OPEN:
             return None  # a call let through before it opened
-        self._calls.append((now_s, failed, duration_s - queued_s >= p.slow_call_s))
+        served_s = duration_s if service_s is None else service_s
+        self._calls.append((now_s, failed, served_s >= p.slow_call_s))
         while self._calls and self._calls[0][0] < now_s - p.window_s:
             self._calls.popleft()
         if len(self._calls) < p.min_calls:
@@ -104,6 +107,12 @@ class CircuitBreaker:
         if slow >= p.slow_call_rate:
             return self._open(now_s, f"slow-call rate {slow:.0%} over {len(self._calls)} calls")
         return None
+
+    def retry_after_s(self, now_s: float) -> float:
+        """How long until an open breaker lets a probe through (0 when it is not open)."""
+        if self.state is not State.OPEN:
+            return 0.0
+        return max(0.0, self._open_until - now_s)
 
     def forget(self) -> None:
         """A call let through ended without a verdict on the version (the caller's own

@@ -376,9 +376,9 @@ class DynamicBatcher:
 
     def _finish(self, instance: int, batch: list[_Pending], outcome: _Outcome | Exception) -> None:
         """On the loop: answer the batch's requests and free the instance."""
-        measured = None if isinstance(outcome, Exception) else sum(outcome[1]) / 1e9
-        rows = sum(p.size for p in batch)
-        self._admission.finished(instance=instance, rows=rows, seconds=measured)
+        self._admission.finished(
+            instance=instance, now_ns=time.monotonic_ns(), ok=not isinstance(outcome, Exception)
+        )
         if isinstance(outcome, Exception) and len(batch) > 1:
             # One bad request must not fail the others: run each alone again.
             task = self._loop.create_task(self._run_singly(instance, batch))
