@@ -87,6 +87,20 @@ def _direct(stack: Stack, texts: list[str]) -> np.ndarray:
     return asyncio.run(ask())
 
 
+def test_more_inputs_than_a_batch_are_split_and_joined_in_order(
+    stack: Stack, client: openai.OpenAI
+) -> None:
+    """toy_text takes 8 texts a request; OpenAI's 2,048 all come back, each in its place."""
+    texts = [f"text {i} on {'cats' if i % 2 else 'edges'}" for i in range(2048)]  # under 64K chars
+    result = client.embeddings.create(model=MODEL, input=texts, encoding_format="float")
+    got = np.array([d.embedding for d in result.data], dtype=np.float32)
+    assert [d.index for d in result.data] == list(range(2048))
+    sample = [0, 7, 8, 9, 1000, 2047]  # either side of the batch boundaries
+    np.testing.assert_allclose(got[sample], _direct(stack, [texts[i] for i in sample]), atol=1e-6)
+    with pytest.raises(openai.BadRequestError, match="at most 2048"):
+        client.embeddings.create(model=MODEL, input=[*texts, "one more"])
+
+
 def test_a_single_string_input_works(client: openai.OpenAI) -> None:
     result = client.embeddings.create(model=MODEL, input="just one")
     assert len(result.data) == 1 and len(result.data[0].embedding) > 0

@@ -36,6 +36,7 @@ class ModelReadiness:
         self._recheck_s = recheck_s
         self._clock = clock
         self._instances: dict[Key, set[str]] = {}
+        self._max_batch: dict[Key, int] = {}
         self._heard = asyncio.Event()
         self._asked_at = float("-inf")
         self._subscription: Subscription | None = None
@@ -84,6 +85,10 @@ class ModelReadiness:
         """The models some replica serves now, by name."""
         return sorted({m for (m, _), who in self._instances.items() if who})
 
+    def max_batch_size(self, model: str, version: str) -> int:
+        """The most rows one request to `model` `version` may carry; 0 if unknown or unbatched."""
+        return self._max_batch.get((model, version), 0)
+
     def mark_down(self, model: str, version: str) -> None:
         self._instances.pop((model, version), None)
 
@@ -99,6 +104,7 @@ class ModelReadiness:
         who = self._instances.setdefault((announced.model, announced.version), set())
         if announced.ready:
             who.add(announced.instance)
+            self._max_batch[(announced.model, announced.version)] = announced.max_batch_size
         else:
             who.discard(announced.instance)
 

@@ -131,6 +131,8 @@ class InferenceBus:
         message = ipb.ModelAvailability(
             model=name, version=version, instance=self._instance, ready=ready
         )
+        if ready:
+            message.max_batch_size = self._repository.get(name, version).spec.max_batch_size
         with contextlib.suppress(nats.errors.Error):
             await self._bus.nc.publish(
                 subjects.inference_availability(name, version), message.SerializeToString()

@@ -66,7 +66,7 @@ class Piece:
 
 MAX_PART_BYTES = 1 << 20
 MAX_TOTAL_BYTES = 4 << 20
-MAX_PARTS = 64
+MAX_PARTS = 2048  # OpenAI's limit on the inputs of one embeddings request
 # PII analysis costs ~20 us per finding: text made of nothing but addresses costs
 # about a second per 32K characters. Longer text is refused rather than let one
 # message hold a core for minutes; raise it for long documents.
