@@ -7,6 +7,11 @@ copied from the engine. Decoys are the same shapes made invalid (a wrong check
 digit, an impossible birth date, a number no plan issues); a decoy is kept only
 if it is valid as *no* type, so flagging it is always a false positive.
 
+A valid checksum is what makes a value PII here, as in the engine: a resident
+id whose region code stdnum's table does not know for its birth year, or whose
+birth date is 30 February, is still a resident id; a Luhn-valid number outside
+the known card ranges is still a card. Decoys fail the checksum or the shape.
+
 One ambiguity is settled by construction: an 18-digit string can pass both the
 resident-id and the card checks (Gansu ids start with 62, like UnionPay). The
 engine reads such a string as a resident id, so generated cards avoid it.
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 import phonenumbers
 from stdnum import iban, luhn
 from stdnum.cn import ric, uscc
+from stdnum.iso7064 import mod_97_10
 
 from edgegate_security.pii import DEFAULT_PHONE_REGIONS, Entity
 
@@ -44,11 +50,15 @@ class Sample:
     decoys: tuple[Span, ...]  # invalid look-alikes that must not be flagged
 
 
+_RIC_SHAPE = re.compile(
+    r"[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9X]"
+)
+
+
 def _ric_valid(number: str) -> bool:
-    try:
-        return bool(ric.is_valid(number))
-    except KeyError:  # stdnum 2.2 on region codes listed without a county
-        return False
+    """A resident id's shape and mod 11-2 check digit; no registry (see the module doc)."""
+    number = number.upper()
+    return bool(_RIC_SHAPE.fullmatch(number)) and ric.calc_check_digit(number) == number[-1]
 
 
 def _digits(rng: random.Random, n: int) -> str:
@@ -67,15 +77,15 @@ _REGIONS = (
 
 
 def resident_id(rng: random.Random) -> str:
-    while True:
-        body = (
-            rng.choice(_REGIONS)
-            + f"{rng.randint(1950, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
-            + _digits(rng, 3)
-        )
-        number = body + ric.calc_check_digit(body + "0")
-        if _ric_valid(number):
-            return number.lower() if number.endswith("X") and rng.random() < 0.3 else number
+    """Mostly registered regions; one in four a region stdnum rejects for the year (or 30 Feb)."""
+    roll = rng.random()
+    region = rng.choice(_REGIONS) if roll < 0.75 else str(rng.randint(100000, 829999))
+    date = f"{rng.randint(1950, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+    if roll > 0.95:
+        date = date[:4] + "0230"
+    body = region + date + _digits(rng, 3)
+    number = body + ric.calc_check_digit(body + "0")
+    return number.lower() if number.endswith("X") and rng.random() < 0.3 else number
 
 
 _MOBILE_PREFIXES = (
@@ -284,7 +294,7 @@ def bad_resident_id(rng: random.Random) -> str:
     number = resident_id(rng).upper()
     if rng.random() < 0.7:
         return number[:-1] + _other_char(rng, number[-1], "0123456789X")
-    body = number[:10] + "0230" + number[14:17]  # 30 February, checksum right
+    body = number[:10] + rng.choice(("13", "00")) + number[12:17]  # no month: not the shape
     return body + ric.calc_check_digit(body + "0")
 
 
@@ -331,14 +341,32 @@ DECOYS: dict[str, Gen] = {
 }
 
 
+def _valid_compact(compact: str) -> bool:
+    compact = compact.upper()
+    if _ric_valid(compact) or uscc.is_valid(compact):
+        return True
+    if re.fullmatch(r"[A-Z]{2}[0-9]{2}[0-9A-Z]{11,30}", compact) and mod_97_10.is_valid(
+        compact[4:] + compact[:4]
+    ):
+        return True
+    if compact.isdigit() and 13 <= len(compact) <= 19 and compact[0] != "0":
+        return bool(luhn.is_valid(compact))
+    return bool(re.fullmatch(r"(?:0086|86)?1[3-9][0-9]{9}", compact))
+
+
 def valid_as_anything(value: str) -> bool:
-    """Whether any of our types would rightly claim `value` (then it is no decoy)."""
-    compact = re.sub(r"[ ()+-]", "", value)
-    if _ric_valid(compact) or uscc.is_valid(compact) or iban.is_valid(compact):
-        return True
-    if compact.isdigit() and 13 <= len(compact) <= 19 and luhn.is_valid(compact):
-        return True
-    if re.fullmatch(r"(?:0086|86)?1[3-9][0-9]{9}", compact):
+    """Whether any of our types would rightly claim `value` or a run of its groups.
+
+    Groups are what separators split (the engine never splits a group), full
+    width read as ASCII; a decoy must be valid as nothing, so this errs wide.
+    """
+    value = value.translate(_FOLD)
+    groups = re.findall(r"[0-9A-Za-z]+", value)
+    if any(
+        _valid_compact("".join(groups[i:j]))
+        for i in range(len(groups))
+        for j in range(i + 1, len(groups) + 1)
+    ):
         return True
     return any(
         True
@@ -347,6 +375,10 @@ def valid_as_anything(value: str) -> bool:
             value, region, leniency=phonenumbers.Leniency.VALID
         )
     )
+
+
+# Full width to ASCII (the ideographic space too), as the engine reads it.
+_FOLD = {ord(c) + 0xFEE0: ord(c) for c in map(chr, range(0x21, 0x7F))} | {0x3000: 0x20}
 
 
 def decoy(entity: str, rng: random.Random) -> str:

@@ -21,8 +21,8 @@ from presidio_analyzer import AnalyzerEngine, EntityRecognizer, RecognizerRegist
 from presidio_analyzer.nlp_engine import NlpEngineProvider
 
 from edgegate_security.pii import operators
-from edgegate_security.pii.boundaries import FULL_WIDTH_FOLD
 from edgegate_security.pii.findings import Entity, Finding, resolve_overlaps
+from edgegate_security.pii.folding import fold
 from edgegate_security.pii.operators import Hasher, Operator
 from edgegate_security.pii.recognizers_cn import (
     BankCardRecognizer,
@@ -44,15 +44,18 @@ _NO_OP_NLP = {
 _WARM_UP = (
     "手机13812345678, mail bob@example.com, IP 192.168.1.1 / 2001:db8::1, "
     "IBAN DE89370400440532013000, call +44 20 7946 0958 or +81 3-1234-5678, "
-    "身份证11010519491231002X, 卡号6222021234567890128, 代码91350100M000100Y43"
+    "身份证11010519491231002X, 卡号6222021234567890128, 代码91350100M000100Y43, "
+    # the same e-mail address in full width, so the folding table is built too
+    + "".join(chr(ord(c) + 0xFEE0) for c in "bob@example.com")
 )
 
 
 # Every entity found here holds a digit (identity, card, phone and credit
 # numbers, IBAN check digits, IPv4), an "@" (e-mail) or a ":" (IPv6), in
-# ASCII or full width: text with none of them skips Presidio altogether.
-# Most chat messages are such text, so this is the hot path's biggest saving.
-_MAY_HOLD_PII = re.compile(r"[\d@:\uff20\uff1a]")
+# ASCII, full width or small form (`\d` is any decimal digit): text with none
+# of them skips folding and Presidio altogether. Most chat messages are such
+# text, so this is the hot path's biggest saving.
+_MAY_HOLD_PII = re.compile(r"[\d@:\uff20\ufe6b\uff1a\ufe55]")
 
 
 def _analyzer(*, phone_regions: Sequence[str]) -> AnalyzerEngine:
@@ -121,13 +124,17 @@ class PiiEngine:
         """PII in `text`, sorted by start, never overlapping; existing tokens are skipped."""
         if not _MAY_HOLD_PII.search(text):
             return []
+        folded = fold(text)
         results = self._analyzer.analyze(
-            text=text.translate(FULL_WIDTH_FOLD),
+            text=folded.text,
             language=_LANGUAGE,
             entities=self._entities,
             score_threshold=self._threshold,
         )
-        findings = [Finding(str(r.entity_type), r.start, r.end, float(r.score)) for r in results]
+        findings = [
+            Finding(str(r.entity_type), *folded.span(r.start, r.end), float(r.score))
+            for r in results
+        ]
         if OPENING in text:
             findings = _outside(findings, [m.span() for m in TOKEN_PATTERN.finditer(text)])
         return resolve_overlaps(findings)

@@ -15,8 +15,8 @@ import hmac
 import ipaddress
 import struct
 
-from edgegate_security.pii.boundaries import FULL_WIDTH_FOLD
 from edgegate_security.pii.findings import Entity
+from edgegate_security.pii.folding import fold_value
 
 MASK_CHAR = "*"
 
@@ -84,7 +84,7 @@ def replace(entity: str) -> str:
 
 def canonical(value: str, entity: str) -> str:
     """One spelling per value, so "138 1234 5678" and "+86 13812345678" hash alike."""
-    value = value.translate(FULL_WIDTH_FOLD)
+    value = fold_value(value)
     match entity:
         case Entity.EMAIL_ADDRESS:
             return value.lower()

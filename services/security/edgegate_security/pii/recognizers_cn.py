@@ -1,8 +1,15 @@
 """Recognisers Presidio lacks: resident id, mainland mobile, bank card, USCC.
 
-Each is a regex for the shape plus `validate_result` for the checksum (python-stdnum)
-or numbering plan (phonenumbers). A shape whose checksum fails scores 0 and is
-dropped by Presidio, so "checksum-invalid is never flagged" holds by construction.
+Each reads values out of runs of digit groups (`runs`), in whatever grouping
+people write them: "110105 19870623 0414", "6222-0212-3456-7890-128",
+"138.1234.5678". The engine folds full-width and other look-alike characters
+to ASCII before they get here.
+
+A valid checksum is enough to flag a value: a de-identification tool that lets
+a checksum-valid number through because a registry does not know it leaks the
+numbers registries are slowest to learn (new counties, new card ranges).
+Registries (python-stdnum's region table and calendar check, card networks'
+issuer ranges, phonenumbers' mobile ranges) only raise the score to 1.
 """
 
 from __future__ import annotations
@@ -10,76 +17,100 @@ from __future__ import annotations
 import re
 
 import phonenumbers
-from presidio_analyzer import Pattern, PatternRecognizer
 from stdnum import luhn
 from stdnum.cn import ric, uscc
 
-from edgegate_security.pii.boundaries import NUMBER_END, NUMBER_START
+from edgegate_security.pii.boundaries import (
+    NUMBER_END,
+    NUMBER_START,
+    SPACE_HYPHEN_OR_DOT,
+    SPACE_OR_HYPHEN,
+)
 from edgegate_security.pii.findings import Entity
+from edgegate_security.pii.runs import Candidate, Group, RunRecognizer
 
-_SEPARATORS = re.compile(r"[\s()+-]")
+CONFIRMED = 1.0  # the checksum holds and a registry knows the value
+CHECKSUM_ONLY = 0.8  # a strong checksum holds; no registry confirms it
+WEAK = 0.5  # Luhn alone, or a mobile's shape alone
+_DIGIT_RUN = NUMBER_START + rf"[0-9]+(?:{SPACE_OR_HYPHEN}[0-9]+)*" + NUMBER_END
 
 
-class CnResidentIdRecognizer(PatternRecognizer):
+class CnResidentIdRecognizer(RunRecognizer):
     """18-character resident identity number: region, birth date, sequence, check digit.
 
-    stdnum checks the ISO 7064 check digit, the date and that the region code
-    existed in the birth year. The 15-digit numbers retired in 2013 are not matched.
+    The shape (a date-shaped birth field) and the ISO 7064 mod 11-2 check
+    digit flag it; stdnum confirming the date is real and the region code
+    existed in the birth year lifts the score. The 15-digit numbers retired in
+    2013 are not matched.
     """
 
+    _SHAPE = re.compile(
+        r"[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9X]"
+    )
+
     def __init__(self) -> None:
-        regex = (
-            NUMBER_START
-            + r"[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
-            + r"[0-9]{3}[0-9Xx]"
-            + NUMBER_END
-        )
+        run = NUMBER_START + rf"[0-9]+(?:{SPACE_OR_HYPHEN}[0-9]+)*(?:{SPACE_OR_HYPHEN}?[Xx])?"
         super().__init__(
-            supported_entity=Entity.CN_RESIDENT_ID.value,
+            entity=Entity.CN_RESIDENT_ID.value,
             name="CnResidentIdRecognizer",
-            patterns=[Pattern("cn_resident_id", regex, 0.5)],
+            run=run + NUMBER_END,
+            min_chars=18,
+            max_chars=18,
+            strong=True,
         )
 
-    def validate_result(self, pattern_text: str) -> bool:
+    def score(self, candidate: Candidate) -> float | None:
+        number = candidate.compact
+        if not self._SHAPE.fullmatch(number) or ric.calc_check_digit(number) != number[-1]:
+            return None
         try:
-            return bool(ric.is_valid(pattern_text))
+            return CONFIRMED if ric.is_valid(number) else CHECKSUM_ONLY
         except KeyError:
             # stdnum 2.2 raises instead of answering for region codes its table
-            # lists without a county (e.g. 521101): not a region it can confirm.
-            return False
+            # lists without a county (e.g. 521101): the checksum still holds.
+            return CHECKSUM_ONLY
 
 
-class CnMobileRecognizer(PatternRecognizer):
-    """Mainland mobile number: 1[3-9] and nine digits, optional +86/0086, spaces or dashes.
+class CnMobileRecognizer(RunRecognizer):
+    """Mainland mobile number: 1[3-9] and nine digits, optional +86/0086, grouped any way.
 
-    The shape alone is enough to flag (score 0.5): a leaked number from a range
-    newer than our libphonenumber metadata is still a leak. phonenumbers confirming
-    an allocated mobile range lifts the score to 1.
+    The shape alone is enough to flag: a leaked number from a range newer than
+    our libphonenumber metadata is still a leak. phonenumbers confirming an
+    allocated mobile range lifts the score to 1.
     """
 
+    _PREFIX = re.compile(r"\(?(?:\+|00)86\)?")
+    _NATIONAL = re.compile(r"1[3-9][0-9]{9}")
+
     def __init__(self) -> None:
-        prefix = r"(?:\((?:\+|00)86\)|(?:\+|00)86)[ -]?"
-        regex = (
+        prefix = rf"(?:\((?:\+|00)86\)|(?:\+|00)86){SPACE_HYPHEN_OR_DOT}?"
+        run = (
             rf"(?:(?<![0-9A-Za-z+]){prefix}|{NUMBER_START})"
-            + r"1[3-9][0-9](?:[ -]?[0-9]{4}){2}"
+            + rf"[0-9]+(?:{SPACE_HYPHEN_OR_DOT}[0-9]+)*"
             + NUMBER_END
         )
         super().__init__(
-            supported_entity=Entity.CN_MOBILE.value,
+            entity=Entity.CN_MOBILE.value,
             name="CnMobileRecognizer",
-            patterns=[Pattern("cn_mobile", regex, 0.5)],
+            run=run,
+            min_chars=11,
+            max_chars=15,
+            strong=False,
         )
 
-    def validate_result(self, pattern_text: str) -> bool | None:
-        try:
-            number = phonenumbers.parse(pattern_text, "CN")
-        except phonenumbers.NumberParseException:
+    def score(self, candidate: Candidate) -> float | None:
+        prefix = self._PREFIX.match(candidate.raw)
+        digits = candidate.compact
+        if prefix:
+            digits = digits[len(prefix.group().strip("()+")) :]
+        if not self._NATIONAL.fullmatch(digits):
             return None
+        number = phonenumbers.parse(digits, "CN")
         mobile = phonenumbers.number_type(number) in (
             phonenumbers.PhoneNumberType.MOBILE,
             phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
         )
-        return True if mobile and phonenumbers.is_valid_number(number) else None
+        return CONFIRMED if mobile and phonenumbers.is_valid_number(number) else WEAK
 
 
 def _card_network_known(digits: str) -> bool:
@@ -96,43 +127,31 @@ def _card_network_known(digits: str) -> bool:
     )
 
 
-class BankCardRecognizer(PatternRecognizer):
-    """Payment card number: UnionPay (62, 16-19 digits) and the other major networks.
+class BankCardRecognizer(RunRecognizer):
+    """Payment card number: 13 to 19 digits passing Luhn, grouped any way.
 
-    Accepts one run of digits, groups of four with an optional last group of one
-    to three (4-4-4-4-3 is how 19-digit UnionPay cards are printed), or 4-6-5
-    (American Express), separated by spaces or dashes. The number must pass Luhn
-    and sit in a known issuer range, so long numbers (order ids, timestamps)
-    mostly pass by.
-
-    Grouped digits are read as one number, never as a card plus a remainder: a
-    mistyped 19-digit card whose first 16 digits happen to pass Luhn is not
-    flagged, and neither is a card followed by more groups (an IBAN, a 20-digit
-    reference). The price: "4111 1111 1111 1111 123" reads as one 19-digit number.
+    Luhn alone flags it (score 0.5): card networks keep adding ranges (Mir,
+    RuPay, new UnionPay BINs), and one missing from our list must not leak. A
+    number in a major network's issuer range with a length it issues scores 1.
+    One unrelated 13-19 digit number in ten passes Luhn, so such order numbers
+    get masked too; a `score_threshold` above 0.5 masks only known ranges.
     """
 
     def __init__(self) -> None:
-        start = NUMBER_START + r"(?<![0-9][ -])"
-        shapes = {
-            "bank_card": r"[0-9]{13,19}" + NUMBER_END,
-            "bank_card_groups": r"[0-9]{4}(?:[ -][0-9]{4}){2,3}(?:[ -][0-9]{1,3})?"
-            + r"(?![0-9A-Za-z]|[ -][0-9])",
-            "bank_card_amex": r"[0-9]{4}[ -][0-9]{6}[ -][0-9]{5}" + NUMBER_END,
-        }
         super().__init__(
-            supported_entity=Entity.BANK_CARD.value,
+            entity=Entity.BANK_CARD.value,
             name="BankCardRecognizer",
-            patterns=[Pattern(name, start + shape, 0.5) for name, shape in shapes.items()],
+            run=_DIGIT_RUN,
+            min_chars=13,
+            max_chars=19,
+            strong=False,
         )
 
-    def validate_result(self, pattern_text: str) -> bool:
-        digits = _SEPARATORS.sub("", pattern_text)
-        return (
-            digits.isascii()
-            and 13 <= len(digits) <= 19
-            and _card_network_known(digits)
-            and bool(luhn.is_valid(digits))
-        )
+    def score(self, candidate: Candidate) -> float | None:
+        digits = candidate.compact
+        if digits[0] == "0" or not luhn.is_valid(digits):
+            return None
+        return CONFIRMED if _card_network_known(digits) else WEAK
 
 
 _ORG_CODE_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
@@ -146,23 +165,30 @@ def _org_code_valid(code: str) -> bool:
     return code[8] == expected
 
 
-class CnUsccRecognizer(PatternRecognizer):
+class CnUsccRecognizer(RunRecognizer):
     """Unified social credit code (GB 32100): 18 characters with two check characters.
 
     stdnum checks the final mod-31 character; we also check the embedded
     organisation code (mod 11), which keeps random 18-digit numbers, such as a
-    resident id with a typo, from passing for a USCC one time in 31.
+    resident id with a typo, from passing for a USCC one time in 31. Letters
+    may be lower case; groups may be spaced or dashed.
     """
 
     def __init__(self) -> None:
-        chars = "0-9A-HJ-NPQRTUWXY"
-        regex = NUMBER_START + rf"[0-9]{{8}}[{chars}]{{10}}" + NUMBER_END
+        run = rf"[0-9][0-9A-Za-z]*(?:{SPACE_OR_HYPHEN}[0-9A-Za-z]+)*"
         super().__init__(
-            supported_entity=Entity.CN_USCC.value,
+            entity=Entity.CN_USCC.value,
             name="CnUsccRecognizer",
-            patterns=[Pattern("cn_uscc", regex, 0.5)],
+            run=NUMBER_START + run + NUMBER_END,
+            min_chars=18,
+            max_chars=18,
+            strong=True,
         )
 
-    def validate_result(self, pattern_text: str) -> bool:
-        code = pattern_text.upper()
-        return bool(uscc.is_valid(code)) and _org_code_valid(code[8:17])
+    def starts(self, group: Group) -> bool:
+        return group.text[0].isdigit()
+
+    def score(self, candidate: Candidate) -> float | None:
+        code = candidate.compact
+        valid = uscc.is_valid(code) and _org_code_valid(code[8:17])
+        return CONFIRMED if valid else None

@@ -9,7 +9,9 @@
 - IP: Presidio's IPv4 pattern starts with `\\b` and its IPv6 pattern is bounded by
   `\\w`, so "IP是192.168.1.1" and "地址2001:db8::1哦" are missed. Same alternatives,
   ASCII boundaries; `ipaddress` still has the last word (Presidio's invalidation).
-- IBAN: Presidio's pattern is already bounded by `[A-Z0-9]` and checks mod 97: as is.
+- IBAN: Presidio's pattern is upper case only and takes the longest match or
+  nothing. Ours reads runs (`runs`): any case, spaced or dashed, the longest
+  prefix of the run that passes mod 97.
 - Phone: Presidio's phonenumbers matcher, with the regions we serve. The matcher
   keeps the "(" of "(+44 20 7946 0958)" but not the ")": we drop the lone "(";
   and it reads decimals such as "39.9042" as numbers in some plans: we drop those.
@@ -26,12 +28,15 @@ from presidio_analyzer import Pattern, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_analyzer.predefined_recognizers import (
     EmailRecognizer,
-    IbanRecognizer,
     IpRecognizer,
     PhoneRecognizer,
 )
+from stdnum import iban
+from stdnum.iso7064 import mod_97_10
 
+from edgegate_security.pii.boundaries import NUMBER_END, SPACE_OR_HYPHEN
 from edgegate_security.pii.findings import Entity
+from edgegate_security.pii.runs import Candidate, Group, RunRecognizer
 
 # National-format numbers are read in these numbering plans; "+CC ..." numbers are
 # found whatever the list. Each plan costs one pass over the text and flags some
@@ -45,9 +50,10 @@ DEFAULT_PHONE_REGIONS: tuple[str, ...] = ("CN", "US", "GB")
 # "=", "?" or "/" allowed, "?mail=bob@example.com" would be one address.
 _LOCAL = r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# "bob @ example.com" is written to dodge scrapers; a space on one side only is not.
 _EMAIL = (
     r"(?<![A-Za-z0-9_%+.-])"
-    + rf"{_LOCAL}@(?:{_LABEL}\.)+{_LABEL}"
+    + rf"{_LOCAL}(?:@| @ )(?:{_LABEL}\.)+{_LABEL}"
     + r"(?![A-Za-z0-9-]|\.[A-Za-z0-9])"
 )
 
@@ -96,7 +102,8 @@ _IP_PATTERNS = (
     ),
     (
         "ipv6",
-        rf"(?<![0-9A-Za-z:.])(?:{_V6})(?:%[0-9A-Za-z]+)?(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?"
+        # A lone ":" may come before: a full-width colon after a label, folded.
+        rf"(?<![0-9A-Za-z.])(?<![0-9A-Za-z:.]:)(?:{_V6})(?:%[0-9A-Za-z]+)?(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?"
         + r"(?![0-9A-Za-z:]|\.[0-9])",
     ),
 )
@@ -107,6 +114,40 @@ class CjkSafeIpRecognizer(IpRecognizer):
 
     def __init__(self) -> None:
         super().__init__(patterns=[Pattern(name, regex, 0.6) for name, regex in _IP_PATTERNS])
+
+
+class IbanRunRecognizer(RunRecognizer):
+    """IBAN: country code, two check digits, up to 30 letters and digits, mod 97.
+
+    Mod 97 with the right shape flags it (score 0.8); stdnum knowing the
+    country's length and BBAN format (and national check digits) lifts it to 1.
+    """
+
+    _SHAPE = re.compile(r"[A-Z]{2}[0-9]{2}[0-9A-Z]{11,30}")
+
+    def __init__(self) -> None:
+        run = (
+            r"(?<![0-9A-Za-z])[A-Za-z]{2}[0-9]{2}[0-9A-Za-z]*"
+            + rf"(?:{SPACE_OR_HYPHEN}[0-9A-Za-z]+)*"
+            + NUMBER_END
+        )
+        super().__init__(
+            entity=Entity.IBAN_CODE.value,
+            name="IbanRunRecognizer",
+            run=run,
+            min_chars=15,
+            max_chars=34,
+            strong=True,
+        )
+
+    def starts(self, group: Group) -> bool:
+        return re.match(r"[A-Za-z]{2}[0-9]{2}", group.text) is not None
+
+    def score(self, candidate: Candidate) -> float | None:
+        number = candidate.compact
+        if not self._SHAPE.fullmatch(number) or not mod_97_10.is_valid(number[4:] + number[:4]):
+            return None
+        return 1.0 if iban.is_valid(number) else 0.8
 
 
 _DECIMAL = re.compile(r"[0-9]+\.[0-9]+")
@@ -139,12 +180,12 @@ class BalancedPhoneRecognizer(PhoneRecognizer):
 
 def international_recognizers(
     *, phone_regions: Sequence[str]
-) -> list[EmailRecognizer | IpRecognizer | IbanRecognizer | PhoneRecognizer]:
+) -> list[EmailRecognizer | IpRecognizer | IbanRunRecognizer | PhoneRecognizer]:
     """Presidio's recognisers for the international entity types, our fixes applied."""
     return [
         OfflineEmailRecognizer(),
         CjkSafeIpRecognizer(),
-        IbanRecognizer(supported_entity=Entity.IBAN_CODE.value),
+        IbanRunRecognizer(),
         BalancedPhoneRecognizer(
             supported_entity=Entity.PHONE_NUMBER.value, supported_regions=tuple(phone_regions)
         ),
