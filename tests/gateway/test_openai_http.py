@@ -244,3 +244,81 @@ def test_an_answer_with_personal_data_is_masked_on_its_way_out(
     _, answer = assistant_client(stack, knowledge, min_score="-1", question="refunds?")
     assert answer.startswith("Write to the support lead at") and "for refunds" in answer
     assert "wang.fang@example.com" not in answer
+
+
+def test_a_9kb_token_is_refused_as_json_without_echoing_it(base_url: str) -> None:
+    """aiohttp alone answers in plain text quoting the header's first hundred bytes."""
+    token = "eyJSECRET" + "A" * 9000
+    with socket.create_connection(("127.0.0.1", int(base_url.split(":")[2].split("/")[0]))) as s:
+        s.sendall(
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: gateway\r\n"
+            + f"Authorization: Bearer {token}\r\nContent-Length: 2\r\n\r\n{{}}".encode()
+        )
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.decode().partition("\r\n\r\n")
+    assert head.startswith(("HTTP/1.0 431", "HTTP/1.1 431")), head
+    assert "SECRET" not in answer.decode()
+    assert json.loads(body)["error"]["message"] == (
+        "a request line or header is longer than 8190 bytes"
+    )
+
+
+def test_every_refusal_that_may_pass_later_says_when_to_retry(stack: Stack, base_url: str) -> None:
+    """No taskstore runs in this stack: a task is refused 503 on every door, each with when
+    to retry (HTTP Retry-After and retry-after-ms, a WebSocket frame's retry_after_s, gRPC
+    RetryInfo)."""
+    import asyncio
+
+    import aiohttp
+    import grpc
+    from google.rpc import error_details_pb2, status_pb2
+
+    from edgegate_common.rpc.status import DETAILS_KEY
+    from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+    token = stack.token("infer:*", "tasks:write", "tasks:read")
+    request = urllib.request.Request(
+        f"{base_url}/tasks",
+        data=json.dumps({"model": MODEL, "input": "later"}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    with refused.value:
+        assert refused.value.code == 503
+        assert int(refused.value.headers["Retry-After"]) >= 1
+        assert int(refused.value.headers["retry-after-ms"]) > 0
+
+    async def websocket_and_grpc() -> tuple[dict[str, object], float]:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(base_url.replace("http", "ws").removesuffix("/v1") + "/ws") as ws,
+        ):
+            await ws.send_json({"type": "authenticate", "token": token})
+            # A conversation follows its results from the taskstore: refused before ready.
+            frame = await ws.receive_json(timeout=30)
+        gateway = stack.gateways[0]
+        async with grpc.aio.insecure_channel(gateway.target) as channel:
+            envelope = env.Envelope(route=env.RouteHint(model=MODEL))
+            envelope.parts.add(text="later")
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await gateway_pb2_grpc.GatewayStub(channel).Send(
+                    gateway_pb2.SendRequest(envelope=envelope, defer=True),
+                    metadata=(("authorization", f"Bearer {token}"),),
+                )
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+        delay_s = 0.0
+        for key, value in failed.value.trailing_metadata() or ():
+            if key == DETAILS_KEY:
+                for detail in status_pb2.Status.FromString(value).details:
+                    retry = error_details_pb2.RetryInfo()
+                    if detail.Unpack(retry):
+                        delay_s = retry.retry_delay.ToNanoseconds() / 1e9
+        return frame, delay_s
+
+    frame, delay_s = asyncio.run(websocket_and_grpc())
+    assert frame["type"] == "error" and frame["code"] == "UNAVAILABLE", frame
+    assert float(frame["retry_after_s"]) > 0  # type: ignore[arg-type]
+    assert delay_s > 0
