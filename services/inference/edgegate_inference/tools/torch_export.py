@@ -1,8 +1,9 @@
 """The one module in edgegate that imports PyTorch: a Hugging Face encoder to ONNX.
 
-Imported only by `build_default`, inside the function that needs it, so that
-`edgegate model inspect` and `quantize` start without loading PyTorch, and
-the service never does.
+The optional path of `edgegate model build-default --exporter torch` (the
+`torch-export` extra); the default path writes the graph without PyTorch
+(`bert_onnx`). Imported only by `build_default`, inside the function that
+needs it, so that nothing else loads PyTorch, and the service never does.
 
 The graph takes `input_ids`, `attention_mask` and `token_type_ids` (INT64,
 [batch, seq], both dynamic) and returns the token states `last_hidden_state`
