@@ -104,7 +104,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             ring = KeyRing.open(folder / "keys", max_token_ttl_s=24 * 3600)
             issuer = TokenIssuer(ring, issuer="edgegate", audience="edgegate")
             token = issuer.issue(
-                tenant=TENANT, subject=USER, scopes=["tasks:read", "tasks:write"], ttl_s=7200
+                tenant=TENANT,
+                subject=USER,
+                scopes=[f"infer:{DEFAULT_MODEL}", "tasks:read", "tasks:write"],
+                ttl_s=7200,
             ).token
             bus = await Bus.connect(servers=[ns.url], name="bench")
             try:
