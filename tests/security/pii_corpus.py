@@ -61,7 +61,7 @@ def _ric_valid(number: str) -> bool:
     return bool(_RIC_SHAPE.fullmatch(number)) and ric.calc_check_digit(number) == number[-1]
 
 
-def _digits(rng: random.Random, n: int) -> str:
+def digits(rng: random.Random, n: int) -> str:
     return "".join(rng.choice(string.digits) for _ in range(n))
 
 
@@ -83,7 +83,7 @@ def resident_id(rng: random.Random) -> str:
     date = f"{rng.randint(1950, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
     if roll > 0.95:
         date = date[:4] + "0230"
-    body = region + date + _digits(rng, 3)
+    body = region + date + digits(rng, 3)
     number = body + ric.calc_check_digit(body + "0")
     return number.lower() if number.endswith("X") and rng.random() < 0.3 else number
 
@@ -95,19 +95,19 @@ _MOBILE_PREFIXES = (
 )  # fmt: skip
 
 
-def _cn_mobile_digits(rng: random.Random) -> str:
+def cn_mobile_digits(rng: random.Random) -> str:
     while True:
-        digits = rng.choice(_MOBILE_PREFIXES) + _digits(rng, 8)
-        number = phonenumbers.parse(digits, "CN")
+        national = rng.choice(_MOBILE_PREFIXES) + digits(rng, 8)
+        number = phonenumbers.parse(national, "CN")
         if phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.MOBILE:
-            return digits
+            return national
 
 
 _FULL_WIDTH = {ord(c): ord(c) + 0xFEE0 for c in string.digits}
 
 
 def cn_mobile(rng: random.Random) -> str:
-    d = _cn_mobile_digits(rng)
+    d = cn_mobile_digits(rng)
     a, b, c = d[:3], d[3:7], d[7:]
     return rng.choice(
         (
@@ -142,7 +142,7 @@ def _card_digits(rng: random.Random) -> str:
         n, head = 15, rng.choice(("34", "37"))
     else:
         n, head = rng.choice((16, 19)), str(rng.randint(3528, 3589))
-    return _luhn_complete(head + _digits(rng, n - len(head) - 1))
+    return _luhn_complete(head + digits(rng, n - len(head) - 1))
 
 
 def _group_card(d: str, rng: random.Random) -> str:
@@ -154,11 +154,16 @@ def _group_card(d: str, rng: random.Random) -> str:
     return sep.join(d[i : i + 4] for i in range(0, len(d), 4))
 
 
-def bank_card(rng: random.Random) -> str:
+def card_digits(rng: random.Random) -> str:
+    """A card number, compact, that is no resident id or USCC as well."""
     while True:
         d = _card_digits(rng)
         if not (_ric_valid(d) or _uscc_valid(d)):
-            return _group_card(d, rng)
+            return d
+
+
+def bank_card(rng: random.Random) -> str:
+    return _group_card(card_digits(rng), rng)
 
 
 _USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
@@ -169,7 +174,7 @@ def _org_code(rng: random.Random) -> str:
     if rng.random() < 0.4:
         body = "MA" + "".join(rng.choice(_USCC_CHARS) for _ in range(6))
     else:
-        body = _digits(rng, 8)
+        body = digits(rng, 8)
     check = 11 - sum(int(c, 36) * w for c, w in zip(body, _ORG_WEIGHTS, strict=True)) % 11
     return body + ("X" if check == 10 else "0" if check == 11 else str(check))
 
@@ -198,7 +203,7 @@ def email(rng: random.Random) -> str:
     if rng.random() < 0.4:
         local += str(rng.randint(1, 9999))
     if rng.random() < 0.1:
-        local = _cn_mobile_digits(rng)  # mobile-number addresses are common at 163/qq
+        local = cn_mobile_digits(rng)  # mobile-number addresses are common at 163/qq
     return f"{local}@{rng.choice(_DOMAINS)}"
 
 
@@ -263,7 +268,7 @@ def phone_number(rng: random.Random) -> str:
         if example is None:
             continue
         national = str(example.national_number)
-        national = national[:-4] + _digits(rng, 4)
+        national = national[:-4] + digits(rng, 4)
         number = phonenumbers.parse(national, region)
         if not phonenumbers.is_valid_number(number):
             continue
@@ -299,8 +304,8 @@ def bad_resident_id(rng: random.Random) -> str:
 
 
 def bad_cn_mobile(rng: random.Random) -> str:
-    d = _cn_mobile_digits(rng)
-    return rng.choice((d[:-1], d + _digits(rng, 1), "1" + rng.choice("012") + d[2:]))
+    d = cn_mobile_digits(rng)
+    return rng.choice((d[:-1], d + digits(rng, 1), "1" + rng.choice("012") + d[2:]))
 
 
 def bad_bank_card(rng: random.Random) -> str:
@@ -321,12 +326,12 @@ def bad_iban(rng: random.Random) -> str:
 
 
 def bad_phone_number(rng: random.Random) -> str:
-    return rng.choice(("+44 20 ", "+49 30 ", "+1 201-", "+81 3-")) + _digits(rng, 3)
+    return rng.choice(("+44 20 ", "+49 30 ", "+1 201-", "+81 3-")) + digits(rng, 3)
 
 
 def random_number(rng: random.Random) -> str:
     """Numeric noise: order numbers, timestamps, amounts; valid as nothing."""
-    d = str(rng.randint(1, 9)) + _digits(rng, rng.randint(5, 19))
+    d = str(rng.randint(1, 9)) + digits(rng, rng.randint(5, 19))
     return rng.choice((d, d, "-".join(d[i : i + 4] for i in range(0, len(d), 4))))
 
 

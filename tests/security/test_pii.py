@@ -20,7 +20,8 @@ import pytest
 import tldextract
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from security.pii_corpus import Sample, Span, build_corpus
+from security.pii_corpus import Sample, build_corpus
+from security.pii_variants import tally
 
 from edgegate_security.pii import TOKEN_PATTERN, Entity, Finding, Operator, PiiEngine
 
@@ -105,36 +106,15 @@ def test_corpus_is_large_labelled_and_bilingual(corpus: list[Sample]) -> None:
 def test_recall_and_precision_per_entity(
     corpus: list[Sample], analysed: list[list[Finding]]
 ) -> None:
-    tp: Counter[str] = Counter()
-    fp: Counter[str] = Counter()
-    fn: Counter[str] = Counter()
-    misses: list[str] = []
-    for sample, findings in zip(corpus, analysed, strict=True):
-        gold = set(sample.spans)
-        found = {Span(f.entity, f.start, f.end) for f in findings}
-        for span in found & gold:
-            tp[span.entity] += 1
-        for span in found - gold:
-            fp[span.entity] += 1
-            misses.append(
-                f"FP {span.entity} {sample.text[span.start : span.end]!r} in {sample.text!r}"
-            )
-        for span in gold - found:
-            fn[span.entity] += 1
-            misses.append(
-                f"FN {span.entity} {sample.text[span.start : span.end]!r} in {sample.text!r}"
-            )
+    result = tally(corpus, analysed)
     print(f"\n{'entity':<16}{'TP':>6}{'FP':>6}{'FN':>6}{'recall':>9}{'precision':>11}")
-    failing = []
-    for entity in Entity:
-        recall = tp[entity] / max(1, tp[entity] + fn[entity])
-        precision = tp[entity] / max(1, tp[entity] + fp[entity])
+    for entity, row in result.table().items():
         print(
-            f"{entity:<16}{tp[entity]:>6}{fp[entity]:>6}{fn[entity]:>6}{recall:>9.3f}{precision:>11.3f}"
+            f"{entity:<16}{row['tp']:>6}{row['fp']:>6}{row['fn']:>6}"
+            f"{row['recall']:>9.3f}{row['precision']:>11.3f}"
         )
-        if recall < 0.99 or precision < 0.95:
-            failing.append(entity)
-    assert not failing, "\n".join(misses[:40])
+    failing = [e for e in Entity if result.recall(e) < 0.99 or result.precision(e) < 0.95]
+    assert not failing, "\n".join(result.errors[:40])
 
 
 def test_checksum_invalid_numbers_are_never_flagged(

@@ -16,7 +16,7 @@ import ipaddress
 import struct
 
 from edgegate_security.pii.findings import Entity
-from edgegate_security.pii.folding import fold_value
+from edgegate_security.pii.folding import fold, fold_value
 
 MASK_CHAR = "*"
 
@@ -68,12 +68,18 @@ def _mask_alnum(value: str, *, head: int, tail: int) -> str:
 
 
 def mask(value: str, entity: str) -> str:
-    """Keep a few characters so people can tell values apart: 138****5678, b**@example.com."""
-    if entity == Entity.EMAIL_ADDRESS and "@" in value:
-        local, at, domain = value.rpartition("@")
-        return _mask_alnum(local, head=1, tail=0) + at + domain
+    """Keep a few characters so people can tell values apart: 138****5678, b**@example.com.
+
+    The rules read the folded value, so an address typed in full width keeps its
+    domain as an ASCII one does; the characters kept are the ones written.
+    """
+    folded = fold(value)
+    if entity == Entity.EMAIL_ADDRESS and "@" in folded.text:
+        i = folded.text.rindex("@")
+        at = folded.span(i, i + 1)[0]
+        return _mask_alnum(value[:at], head=1, tail=0) + value[at:]
     n = sum(c.isalnum() for c in value)
-    head, tail = _kept_ends(entity, value, n)
+    head, tail = _kept_ends(entity, folded.text, n)
     return _mask_alnum(value, head=head, tail=tail)
 
 

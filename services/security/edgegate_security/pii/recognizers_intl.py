@@ -14,7 +14,8 @@
   prefix of the run that passes mod 97.
 - Phone: Presidio's phonenumbers matcher, with the regions we serve. The matcher
   keeps the "(" of "(+44 20 7946 0958)" but not the ")": we drop the lone "(";
-  and it reads decimals such as "39.9042" as numbers in some plans: we drop those.
+  and it reads decimals such as "39.9042" and dates such as "2024 06 01 10" as
+  numbers in some plans: we drop those.
   Text with fewer than 7 digits is not searched at all.
 """
 
@@ -104,7 +105,7 @@ _IP_PATTERNS = (
         "ipv6",
         # A lone ":" may come before: a full-width colon after a label, folded.
         rf"(?<![0-9A-Za-z.])(?<![0-9A-Za-z:.]:)(?:{_V6})(?:%[0-9A-Za-z]+)?(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?"
-        + r"(?![0-9A-Za-z:]|\.[0-9])",
+        + r"(?![0-9A-Za-z]|:[0-9A-Za-z:]|\.[0-9])",
     ),
 )
 
@@ -121,6 +122,7 @@ class IbanRunRecognizer(RunRecognizer):
 
     Mod 97 with the right shape flags it (score 0.8); stdnum knowing the
     country's length and BBAN format (and national check digits) lifts it to 1.
+    Written compact or in groups of four (the last shorter), as IBANs are printed.
     """
 
     _SHAPE = re.compile(r"[A-Z]{2}[0-9]{2}[0-9A-Z]{11,30}")
@@ -143,6 +145,10 @@ class IbanRunRecognizer(RunRecognizer):
     def starts(self, group: Group) -> bool:
         return re.match(r"[A-Za-z]{2}[0-9]{2}", group.text) is not None
 
+    def laid_out(self, groups: list[Group]) -> bool:
+        """Compact, or printed in fours: a word after an IBAN is no part of it."""
+        return all(len(g.text) == 4 for g in groups[:-1])
+
     def score(self, candidate: Candidate) -> float | None:
         number = candidate.compact
         if not self._SHAPE.fullmatch(number) or not mod_97_10.is_valid(number[4:] + number[:4]):
@@ -151,6 +157,8 @@ class IbanRunRecognizer(RunRecognizer):
 
 
 _DECIMAL = re.compile(r"[0-9]+\.[0-9]+")
+# A date, written with one separator: "2024 06 01 10:30" is no phone number.
+_DATE = re.compile(r"(?:19|20)[0-9]{2}([ ./-])(?:0[1-9]|1[0-2])\1(?:0[1-9]|[12][0-9]|3[01])")
 # No valid number anywhere has fewer digits, country code included: the
 # shortest plans (Niue, Tokelau, Saint Helena) have 4-digit numbers behind a
 # 3-digit code, and ours (CN, US, GB) need more. Text with fewer digits skips
@@ -159,7 +167,7 @@ MIN_PHONE_DIGITS = 7
 
 
 class BalancedPhoneRecognizer(PhoneRecognizer):
-    """Presidio's phone recogniser without unpaired "(" and without decimal numbers."""
+    """Presidio's phone recogniser without unpaired "(", decimal numbers or dates."""
 
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
@@ -175,7 +183,11 @@ class BalancedPhoneRecognizer(PhoneRecognizer):
         for result in results:
             if text[result.start] == "(" and ")" not in text[result.start : result.end]:
                 result.start += 1
-        return [r for r in results if not _DECIMAL.fullmatch(text, r.start, r.end)]
+        return [
+            r
+            for r in results
+            if not _DECIMAL.fullmatch(text, r.start, r.end) and not _DATE.match(text, r.start)
+        ]
 
 
 def international_recognizers(

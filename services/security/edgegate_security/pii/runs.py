@@ -92,6 +92,10 @@ class RunRecognizer(EntityRecognizer):
         """Whether a value may begin with `group` (an IBAN begins with its country code)."""
         return True
 
+    def laid_out(self, groups: list[Group]) -> bool:
+        """Whether `groups` are grouped as values of this type are printed (any way, here)."""
+        return True
+
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
     ) -> list[RecognizerResult]:
@@ -130,6 +134,8 @@ class RunRecognizer(EntityRecognizer):
                 if len(compact) > self._max:
                     break
                 if len(compact) < self._min or not self._may_end(gs, first, last):
+                    continue
+                if not self.laid_out(gs[first : last + 1]):
                     continue
                 end = gs[last].end
                 candidate = Candidate(start, end, compact, text[start:end])
