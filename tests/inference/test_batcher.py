@@ -705,3 +705,23 @@ async def test_served_requests_report_their_queue_and_compute_time() -> None:
     assert served.queue_s >= 0.09  # behind the held call
     assert 0.045 <= served.compute_s < 0.09  # its own call, not the wait
     assert [float(v) for v in served.outputs["y"][:, 0]] == [2]
+
+
+async def test_a_request_that_rides_in_the_next_batch_waits_only_for_the_running_call() -> None:
+    # A call takes 0.3 s whatever its size (32 rows at most): a request joining 24 queued
+    # rows starts with them, when the running call ends; one that does not fit waits a
+    # whole batch more. The queue timeout is 0.4 s: admitted up to 0.2 s of estimated wait.
+    model = Model(sleep_s=0.3)
+    config = batching(queue_policy=QueuePolicy(default_timeout_us=400_000))
+    async with serving(model, max_batch_size=32, config=config) as batcher:
+        await batcher.infer(x(*[0] * 32), size=32)  # ~107 rows/s
+        held = await hold(batcher, model)
+        queued = submit(batcher, *[1] * 24)
+        await settle()
+        joining = submit(batcher, *[2] * 8)  # 24 + 8 rows: the same next batch
+        await settle()
+        with pytest.raises(ResourceExhausted, match="overloaded"):
+            await batcher.infer(x(3), size=1)  # the batch after: 0.3 s more
+        model.release()
+        await asyncio.gather(held, queued, joining)
+    assert model.calls[2] == [1] * 24 + [2] * 8

@@ -10,11 +10,15 @@ RESOURCE_EXHAUSTED and the wait it would have seen as a retry hint
 (`details["retry_after_s"]`), while the requests already admitted keep
 within their timeouts.
 
-The wait a newcomer would see is the work ahead of it divided by the rate
-the model serves it. Work is counted in rows, the items along the batch
-dimension, not in requests: a request of 32 sentences is 32 rows. Ahead of a
-request are the rows queued at its own and higher priority levels, and what
-is left of the model calls running now. The rate is an exponentially
+The wait a newcomer would see is what is left of the model calls running
+now, plus the batches that will go before the one it joins. Work is counted
+in rows, the items along the batch dimension, not in requests: a request of
+32 sentences is 32 rows. Ahead of a request are the rows queued at its own
+and higher priority levels; with `max_batch` rows to a call, the first
+batches go before it, and it rides in the next with what fits beside it
+(the rows in that batch with it do not delay it: they start together). A
+batch takes `max_batch` rows divided by the rate; without batching, every
+request is its own call and the rows ahead are the work ahead. The rate is an exponentially
 weighted moving average of rows per second of recent model calls (dispatch
 to answer), so it follows the batch sizes that load brings (larger batches
 serve more rows per second) and a machine that gets slower. Until the first
@@ -72,9 +76,13 @@ class ServiceRate:
 class Admission:
     """The rows waiting and running in one batcher, and the wait they mean for a newcomer."""
 
-    def __init__(self, *, name: str, instances: int, levels: Iterable[int]) -> None:
+    def __init__(
+        self, *, name: str, instances: int, levels: Iterable[int], max_batch: int | None
+    ) -> None:
+        """`max_batch`: rows per model call, None without batching."""
         self._name = name
         self._instances = max(instances, 1)
+        self._max_batch = max_batch
         self._queued_rows = dict.fromkeys(levels, 0)
         self._running: dict[int, tuple[int, int]] = {}  # instance -> (rows, started at ns)
         self.rate = ServiceRate()
@@ -104,26 +112,32 @@ class Admission:
 
     # -- what it tells the batcher ---------------------------------------------
 
-    def wait_s(self, *, level: int, now_ns: int) -> float | None:
-        """The queue wait a request at `level` would see now; None before any call was measured."""
+    def wait_s(self, *, level: int, rows: int, now_ns: int) -> float | None:
+        """The queue wait a request of `rows` at `level` would see now; None before any
+        call was measured."""
         rate = self.rate.rows_per_s
         if rate is None:
             return None
-        ahead = sum(rows for lv, rows in self._queued_rows.items() if lv <= level)
+        ahead = sum(queued for lv, queued in self._queued_rows.items() if lv <= level)
         if not ahead and len(self._running) < self._instances:
             return 0.0  # an instance is free and nothing goes first
         # What the running calls have left: their expected time less the time they ran.
         left_s = sum(
-            max(rows / rate - (now_ns - started_ns) / 1e9, 0.0)
-            for rows, started_ns in self._running.values()
+            max(running / rate - (now_ns - started_ns) / 1e9, 0.0)
+            for running, started_ns in self._running.values()
         )
-        return (left_s + ahead / rate) / self._instances
+        if self._max_batch is None:
+            work_s = ahead / rate
+        else:  # the full batches before the one it joins (it never splits)
+            before = (ahead + rows - 1) // self._max_batch
+            work_s = before * self._max_batch / rate
+        return (left_s + work_s) / self._instances
 
-    def admit(self, *, level: int, timeout_us: int, now_ns: int) -> None:
+    def admit(self, *, level: int, rows: int, timeout_us: int, now_ns: int) -> None:
         """Refuse, with RESOURCE_EXHAUSTED and a retry hint, a request that would time out."""
         if not timeout_us:
             return  # no timeout: it may wait as long as it takes
-        wait_s = self.wait_s(level=level, now_ns=now_ns)
+        wait_s = self.wait_s(level=level, rows=rows, now_ns=now_ns)
         timeout_s = timeout_us / 1e6
         if wait_s is None or wait_s <= ADMIT_SHARE * timeout_s:
             return

@@ -116,7 +116,12 @@ class DynamicBatcher:
         self._queues: dict[int, deque[_Pending]] = {lv: deque() for lv in range(1, levels + 1)}
         self._queued: dict[int, int] = dict.fromkeys(self._queues, 0)
         self._delayed: deque[_Pending] = deque()
-        self._admission = Admission(name=name, instances=len(runners), levels=self._queues)
+        self._admission = Admission(
+            name=name,
+            instances=len(runners),
+            levels=self._queues,
+            max_batch=self._max_batch if self._batching else None,
+        )
         self._executors = [
             ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-instance{i}")
             for i in range(len(self._runners))
@@ -200,7 +205,7 @@ class DynamicBatcher:
         timeout = self._timeout_us(policy, timeout_us)
         now = time.monotonic_ns()
         if policy.timeout_action == "reject":  # `delay` serves late requests: no refusal
-            self._admission.admit(level=level, timeout_us=timeout, now_ns=now)
+            self._admission.admit(level=level, rows=size, timeout_us=timeout, now_ns=now)
         loop = self._loop
         pending = _Pending(
             inputs=inputs,
