@@ -8,9 +8,11 @@ from pathlib import Path
 
 import model_factory as mf
 import pytest
+from pydantic import ValidationError
 
 from edgegate_common.errors import Internal, NotFound
 from edgegate_inference import repository as repository_module
+from edgegate_inference.config import InferenceSettings
 from edgegate_inference.repository import ModelRepository
 
 CONFIG = "max_batch_size: 4\ndynamic_batching: {}\n"
@@ -81,3 +83,20 @@ async def test_a_caller_that_leaves_does_not_leave_a_version_half_closed(tmp_pat
     await repo.close()
     with pytest.raises(NotFound):
         repo.get("m")
+
+
+def test_the_repository_control_key_comes_from_a_file_and_must_be_long(tmp_path: Path) -> None:
+    assert InferenceSettings().repository_key() is None  # off unless the operator sets one
+    key_file = tmp_path / "key"
+    key_file.write_text("a-key-of-twenty-chars\n", encoding="utf-8")
+    from_file = InferenceSettings(repository_control_key_file=key_file)
+    key = from_file.repository_key()
+    assert key is not None and key.get_secret_value() == "a-key-of-twenty-chars"
+    assert "twenty" not in repr(from_file) + str(key)  # never printed
+    with pytest.raises(ValueError, match="at least 16"):
+        InferenceSettings(repository_control_key="short").repository_key()  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="not both"):
+        InferenceSettings(
+            repository_control_key="a-key-of-twenty-chars",  # type: ignore[arg-type]
+            repository_control_key_file=key_file,
+        )
