@@ -27,7 +27,6 @@ from edgegate_common.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    ResourceExhausted,
 )
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
@@ -102,7 +101,7 @@ class TaskStoreApi:
         if answer.HasField("error") and answer.error.code:
             raise InvalidArgument("an answered task carries a result, not an error")
         if answer.ByteSize() > self._limits.max_envelope_bytes:
-            raise ResourceExhausted(
+            raise InvalidArgument(  # a limit no retry passes: not RESOURCE_EXHAUSTED
                 f"the answer is {answer.ByteSize()} bytes; tasks keep at most "
                 f"{self._limits.max_envelope_bytes}"
             )
@@ -128,7 +127,7 @@ class TaskStoreApi:
             raise InvalidArgument(f"idempotency_key is longer than {subjects.MAX_IDEMPOTENCY_KEY}")
         size = envelope.ByteSize()
         if size > self._limits.max_envelope_bytes:
-            raise ResourceExhausted(
+            raise InvalidArgument(  # a limit no retry passes: not RESOURCE_EXHAUSTED
                 f"the envelope is {size} bytes; tasks take at most "
                 f"{self._limits.max_envelope_bytes}"
             )

@@ -20,7 +20,7 @@ from nats.js.kv import KeyValue
 
 from edgegate_common import subjects
 from edgegate_common.bus import ensure_key_value
-from edgegate_common.errors import InvalidArgument, ResourceExhausted, Unavailable
+from edgegate_common.errors import FailedPrecondition, InvalidArgument, Unavailable
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
 from edgegate_taskstore.adapters.records import TRANSIENT
 from edgegate_taskstore.core import crdt
@@ -56,7 +56,7 @@ class SessionStates:
         if not incoming.conversation:
             raise InvalidArgument("state.conversation is required", details={"field": "state"})
         if incoming.ByteSize() > self._max_bytes:
-            raise ResourceExhausted(
+            raise InvalidArgument(
                 f"state of {incoming.ByteSize()} bytes exceeds the limit of {self._max_bytes}"
             )
         theirs = from_proto(incoming)
@@ -67,7 +67,7 @@ class SessionStates:
             merged = to_proto(crdt.merge(from_proto(stored), theirs), incoming.conversation)
             data = merged.SerializeToString(deterministic=True)
             if len(data) > self._max_bytes:
-                raise ResourceExhausted(
+                raise FailedPrecondition(  # full until entries are removed; a retry fails alike
                     f"the merged state would be {len(data)} bytes; the limit is {self._max_bytes}"
                 )
             try:

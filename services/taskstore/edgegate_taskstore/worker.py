@@ -49,7 +49,6 @@ from edgegate_common.errors import (
     FailedPrecondition,
     NotFound,
     PermissionDenied,
-    ResourceExhausted,
 )
 from edgegate_common.logging import get_logger
 from edgegate_protos.common.v1 import envelope_pb2 as env
@@ -287,7 +286,7 @@ class Workers:
             heartbeat.cancel()
         reply.task_id = task.id
         if task.ByteSize() + reply.ByteSize() > self._settings.max_record_bytes:
-            too_big = ResourceExhausted(
+            too_big = FailedPrecondition(  # the same input makes the same result: final
                 f"the result is {reply.ByteSize()} bytes; a task record holds at most "
                 f"{self._settings.max_record_bytes} bytes with its envelope"
             )
