@@ -311,7 +311,8 @@ def _request(suite: Suite, full: str, tenant: str = "") -> Message:
         case "RepositoryModelLoad" | "RepositoryModelUnload":
             request.model_name = TEXT_MODEL  # type: ignore[attr-defined]
         case "ModelInfer" | "ModelStreamInfer":
-            request.CopyFrom(_infer_request())
+            # By bytes: tritonclient, when imported, describes the same messages in its own pool.
+            request.ParseFromString(_infer_request().SerializeToString())
         case "ModelReady" | "ModelMetadata" | "ModelConfig" | "ModelStatistics":
             request.name = TEXT_MODEL  # type: ignore[attr-defined]
         case "ServerReflectionInfo":
