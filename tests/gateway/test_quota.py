@@ -15,7 +15,8 @@ def test_a_quota_document_is_read_and_checked() -> None:
     assert quota.per_key == Limit(rate_per_s=5, burst=5)  # burst defaults to one second's worth
     for bad, says in [
         (b"[]", "JSON object"),
-        (b"{oops", "JSON object"),
+        (b"{oops", "not valid JSON"),
+        (b'{"rate_per_s": ' + b"[" * 5000 + b"]" * 5000 + b"}", "deeper than 32"),
         (b"{}", "needs rate_per_s"),
         (b'{"rate_per_s": 0}', "positive"),
         (b'{"rate_per_s": true}', "positive"),

@@ -1,8 +1,8 @@
 """The one way the gateway reads JSON from outside: bounded, checked, with clear errors.
 
 Every adapter (HTTP bodies, chat webhooks after their signature check,
-WebSocket frames, MQTT payloads) and every JSON document read from NATS KV
-goes through `decode`. It refuses, as INVALID_ARGUMENT with a message that
+WebSocket frames, MQTT payloads) and every document the operator writes to
+NATS KV (routes, quotas) goes through `decode`. It refuses, as INVALID_ARGUMENT with a message that
 says what was wrong and never echoes the input:
 
 - bytes that are not UTF-8, and text that is not JSON (with line and column);

@@ -13,10 +13,12 @@ the request goes to the highest version served.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from edgegate_common.errors import InvalidArgument
+from edgegate_gateway.core import json_input
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +29,10 @@ class Weights:
     def from_json(cls, raw: bytes) -> Weights:
         """Parse a route document; ValueError says what is wrong with it."""
         try:
-            doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise ValueError("a route must be a JSON object") from None
-        weights = doc.get("weights") if isinstance(doc, dict) else None
+            doc = json_input.decode_object(raw, what="a route")
+        except InvalidArgument as exc:
+            raise ValueError(exc.message) from None
+        weights = doc.get("weights")
         if not isinstance(weights, dict) or not weights:
             raise ValueError('a route needs "weights": {"<version>": <weight>, ...}')
         for version, weight in weights.items():
