@@ -9,18 +9,25 @@ requests to the gateway's OpenAI-compatible `/v1/embeddings`, each with
    is answered, and waits out a 429's Retry-After) at 2, 4 and 8 clients;
    the best goodput is the capacity, "1x".
 2. Overload: open-loop arrivals (Poisson) offering 1x, 2x and 4x that many
-   sentences per second, `--seconds` each after a short warm-up. Open loop,
+   sentences per second, `--seconds` each after a short warm-up, in
+   `--rounds` rounds (the levels interleaved, so that the machine's drift
+   lands on all of them; the report takes medians over rounds). Open loop,
    because that is what overload is: callers that do not slow down when the
    server does (many users, each sending once). A closed loop would offer
    less as answers slow down and never reach 4x; a refused request is not
    sent again, so what is offered stays what was planned.
+
+Before and after, the model alone (tokenise + ONNX Runtime + pool, batches of
+`--sentences`, in this process, the services idle): the machine's speed at
+the time, since a shared machine's drifts by far more than the noise here.
 
 For each level: goodput (sentences/s in successful answers), p50/p99 of the
 admitted (200) requests, the share refused with 429 (and its Retry-After),
 and the count of anything else (503 must be none). Writes
 bench/results/overload.json and bench/results/overload.png.
 
-    .venv/bin/python bench/overload.py [--seconds 20] [--sentences 32] [--repo .edgegate/models]
+    .venv/bin/python bench/overload.py [--rounds 2] [--seconds 15] [--sentences 32]
+        [--queue-timeout-us N]   # the default model's config with another queue timeout
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 from loadgen import DEFAULT_MODEL, ensure_default_model, machine, percentile
 
 from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
@@ -176,16 +184,33 @@ async def measure(args: argparse.Namespace, base_url: str, token: str) -> dict[s
             capacity_runs[str(clients)] = summarise(calls, seconds=args.capacity_seconds, size=size)
             print(f"capacity, {clients} clients: {capacity_runs[str(clients)]}", flush=True)
         capacity = max(float(r["goodput_sentences_per_s"]) for r in capacity_runs.values())  # type: ignore[arg-type]
-        levels = {}
-        for load in LOADS:
-            rate = load * capacity / size
-            await open_loop(client, requests_per_s=rate, seconds=3)  # warm-up at this load
-            calls = await open_loop(client, requests_per_s=rate, seconds=seconds)
-            row = summarise(calls, seconds=seconds, size=size)
-            levels[f"{load}x"] = {"offered_sentences_per_s": round(rate * size, 1), **row}
-            print(f"{load}x: {levels[f'{load}x']}", flush=True)
-            await asyncio.sleep(2)  # let the queue drain
+        rounds: dict[str, list[dict[str, Any]]] = {f"{load}x": [] for load in LOADS}
+        for round_no in range(args.rounds):
+            for load in LOADS:
+                rate = load * capacity / size
+                await open_loop(client, requests_per_s=rate, seconds=3)  # warm-up at this load
+                calls = await open_loop(client, requests_per_s=rate, seconds=seconds)
+                row = summarise(calls, seconds=seconds, size=size)
+                rounds[f"{load}x"].append({"offered_sentences_per_s": round(rate * size, 1), **row})
+                print(f"round {round_no + 1}, {load}x: {row}", flush=True)
+                await asyncio.sleep(2)  # let the queue drain
+    levels = {name: _medians(rows) for name, rows in rounds.items()}
     return {"capacity_sentences_per_s": capacity, "capacity_runs": capacity_runs, "levels": levels}
+
+
+def _medians(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over the rounds; counts summed; the rounds themselves."""
+    out: dict[str, Any] = {}
+    for key, value in rows[0].items():
+        values = [row[key] for row in rows if row[key] is not None]
+        if key in ("requests", "status_503"):
+            out[key] = sum(values)
+        elif key == "statuses":
+            out[key] = dict(sum((Counter(row[key]) for row in rows), Counter()))
+        elif isinstance(value, int | float):
+            out[key] = round(statistics.median(values), 3) if values else None
+    out["rounds"] = rows
+    return out
 
 
 def targets(results: dict[str, Any]) -> dict[str, object]:
@@ -239,10 +264,34 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _with_queue_timeout(version_dir: Path, repo: Path, timeout_us: int) -> Path:
+    """A repository serving the default model with its own config but this queue timeout."""
+    config = yaml.safe_load((version_dir.parent / "config.yaml").read_text())
+    batching = config.setdefault("dynamic_batching", {})
+    batching.setdefault("queue_policy", {})["default_timeout_us"] = timeout_us
+    (repo / DEFAULT_MODEL).mkdir(parents=True)
+    (repo / DEFAULT_MODEL / "1").symlink_to(version_dir)
+    (repo / DEFAULT_MODEL / "config.yaml").write_text(yaml.safe_dump(config))
+    return repo
+
+
+def raw_model(version_dir: Path, size: int) -> float:
+    """Sentences/s of the model alone, batches of `size`, the better of spinning or not."""
+    from inference import RawPipeline  # bench/inference.py: the same pipeline it measures
+
+    raw = RawPipeline(version_dir, ["CPUExecutionProvider"])
+    return float(raw.measure(sentences(256, seed=2), size=size, seconds=3)["sentences_per_s"])
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    repo = ensure_default_model(args.repo.resolve()).parent.parent
+    version_dir = ensure_default_model(args.repo.resolve())
+    repo = version_dir.parent.parent
+    raw_before = raw_model(version_dir, args.sentences)
+    print(f"the model alone: {raw_before:.1f} sentences/s", flush=True)
     with tempfile.TemporaryDirectory(prefix="edgegate-overload-") as tmp:
         folder = Path(tmp)
+        if args.queue_timeout_us is not None:
+            repo = _with_queue_timeout(version_dir, folder / "models", args.queue_timeout_us)
         with LocalNatsServer(store_dir=folder / "nats") as nats:
             http_port = free_port()
             procs = [
@@ -276,21 +325,33 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 for proc in reversed(procs):
                     proc.stop()
+    raw_after = raw_model(version_dir, args.sentences)
+    print(f"the model alone, after: {raw_after:.1f} sentences/s", flush=True)
     return {
         "model": DEFAULT_MODEL,
         "sentences_per_request": args.sentences,
         "seconds_per_level": args.seconds,
+        "rounds": args.rounds,
+        "queue_timeout_us": args.queue_timeout_us,
         "machine": machine(),
         "client": "this process, on the same cores as the services",
+        "model_alone_sentences_per_s": {
+            "before": round(raw_before, 1),
+            "after": round(raw_after, 1),
+        },
         **measured,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured time per load")
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured time per load")
+    parser.add_argument("--rounds", type=int, default=2, help="medians over this many rounds")
     parser.add_argument("--capacity-seconds", type=float, default=8.0)
     parser.add_argument("--sentences", type=int, default=32, help="sentences per request")
+    parser.add_argument(
+        "--queue-timeout-us", type=int, default=None, help="default: the model's config (2 s)"
+    )
     parser.add_argument("--repo", type=Path, default=ROOT / ".edgegate" / "models")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
