@@ -14,8 +14,9 @@ the weight transposed once here rather than at every call. Another runtime
 a [batch, heads, seq, seq] tensor.
 
 Weights keep their checkpoint names, with `.weight` matrices stored
-transposed ([in, out], as MatMul takes them); node names read
-`layer.3.output.dense`, which is what `edgegate model quantize` prints.
+transposed ([in, out], as MatMul takes them) and the query's scaled; node
+names read `layer.3.output.dense`, which is what `edgegate model quantize`
+prints.
 """
 
 from __future__ import annotations
@@ -100,24 +101,19 @@ class _Graph:
     def weight(self, name: str) -> npt.NDArray[np.float32]:
         return self.bert.weights[name]
 
+    def table(self, name: str) -> str:
+        """An embedding table, as the checkpoint has it."""
+        return self.tensor(name, self.weight(name))
+
     def embeddings(self) -> str:
-        word = self.op(
-            "Gather",
-            [self.tensor("embeddings.word_embeddings.weight", self.weight(
-                "embeddings.word_embeddings.weight")), INPUT_IDS],
-            name="embeddings.word",
-        )  # fmt: skip
+        tables = "embeddings.{}_embeddings.weight"
+        word = self.op("Gather", [self.table(tables.format("word")), INPUT_IDS], name="word")
         kind = self.op(
-            "Gather",
-            [self.tensor("embeddings.token_type_embeddings.weight", self.weight(
-                "embeddings.token_type_embeddings.weight")), TOKEN_TYPE_IDS],
-            name="embeddings.token_type",
-        )  # fmt: skip
+            "Gather", [self.table(tables.format("token_type")), TOKEN_TYPE_IDS], name="token_type"
+        )
         position = self.op(
-            "Gather", [self.tensor("embeddings.position_embeddings.weight", self.weight(
-                "embeddings.position_embeddings.weight")), self.positions()],
-            name="embeddings.position",
-        )  # fmt: skip
+            "Gather", [self.table(tables.format("position")), self.positions()], name="position"
+        )
         summed = self.op("Add", [word, kind], name="embeddings.add")
         summed = self.op("Add", [summed, position], name="embeddings.add_position")
         return self.layer_norm(summed, "embeddings.LayerNorm")
