@@ -184,3 +184,32 @@ def test_any_valid_value_written_any_supported_way_is_masked_in_place(
     ]
     assert masked.startswith(before) and masked.endswith(after)
     assert value not in masked
+
+
+@pytest.mark.parametrize(
+    ("text", "entity", "value"),
+    [
+        (
+            "IP：" + wide("2001:db8::ff00:42:8329"),
+            Entity.IP_ADDRESS,
+            wide("2001:db8::ff00:42:8329"),
+        ),
+        ("IPv6:2001:db8::1", Entity.IP_ADDRESS, "2001:db8::1"),
+        ("手机138  1234  5678", Entity.CN_MOBILE, "138  1234  5678"),
+        ("ID 110105  19870623  0414", Entity.CN_RESIDENT_ID, "110105  19870623  0414"),
+        ("tel 138\u00a01234\u00a05678", Entity.CN_MOBILE, "138\u00a01234\u00a05678"),
+        ("tel 138\u20131234\u20135678", Entity.CN_MOBILE, "138\u20131234\u20135678"),
+    ],
+)
+def test_labels_double_spaces_and_typographic_separators(
+    engine: PiiEngine, text: str, entity: Entity, value: str
+) -> None:
+    start = text.index(value)
+    assert [(f.entity, f.start, f.end) for f in engine.analyze(text)] == [
+        (entity, start, start + len(value))
+    ]
+
+
+def test_a_longer_address_or_a_mac_is_not_read_from_its_middle(engine: PiiEngine) -> None:
+    assert engine.analyze("fe80:2001:db8::1:2:3:4:5:6 and 1:2:3:4:5:6:7:8:9") == []
+    assert engine.analyze("MAC 00:1A:2B:3C:4D:5E at 12:30:45") == []

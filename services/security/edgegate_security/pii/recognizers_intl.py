@@ -96,6 +96,11 @@ _V6 = "|".join(
         rf":(?::{_H}){{1,7}}",
     )
 )
+# A ":" may come before the address when it ends a label ("IP:", "IPv6:", a
+# full-width colon folded), not when it ends a hex group of a longer address.
+_AFTER_LABEL = r"(?<!::)(?<!\.:)" + "".join(
+    rf"(?<![^0-9A-Za-z][0-9A-Fa-f]{{{n}}}:)(?<!^[0-9A-Fa-f]{{{n}}}:)" for n in range(1, 5)
+)
 _IP_PATTERNS = (
     (
         "ipv4",
@@ -103,8 +108,7 @@ _IP_PATTERNS = (
     ),
     (
         "ipv6",
-        # A lone ":" may come before: a full-width colon after a label, folded.
-        rf"(?<![0-9A-Za-z.])(?<![0-9A-Za-z:.]:)(?:{_V6})(?:%[0-9A-Za-z]+)?(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?"
+        rf"(?<![0-9A-Za-z.]){_AFTER_LABEL}(?:{_V6})(?:%[0-9A-Za-z]+)?(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?"
         + r"(?![0-9A-Za-z]|:[0-9A-Za-z:]|\.[0-9])",
     ),
 )
