@@ -170,10 +170,11 @@ def to_jsonschema(node: Json) -> Json:
 
 
 def with_defaults(schema: Json, value: Any) -> Any:
-    """`value` with the schema's defaults applied, as the API server applies them on decoding.
+    """`value` as the API server decodes it: nulls pruned, then the schema's defaults applied.
 
-    A missing (or null, non-nullable) property with a default gets it, then defaulting goes on
-    inside it: `runtime: {default: {}}` thus yields `runtime.executionProviders: [cpu]`.
+    A null in a field that is not `nullable` is dropped (so an operator may write `None` for
+    "absent"); a missing property with a default gets it, then defaulting goes on inside it:
+    `runtime: {default: {}}` thus yields `runtime.executionProviders: [cpu]`.
     """
     value = copy.deepcopy(value)
     _default_in_place(schema, value)
@@ -183,8 +184,9 @@ def with_defaults(schema: Json, value: Any) -> Any:
 def _default_in_place(schema: Json, value: Any) -> None:
     if isinstance(value, dict):
         for name, sub in schema.get("properties", {}).items():
-            missing = name not in value or (value[name] is None and not sub.get("nullable"))
-            if missing and "default" in sub:
+            if name in value and value[name] is None and not sub.get("nullable"):
+                del value[name]
+            if name not in value and "default" in sub:
                 value[name] = copy.deepcopy(sub["default"])
             if name in value:
                 _default_in_place(sub, value[name])
@@ -231,13 +233,15 @@ def _list_map_keys(
 FORMATS = jsonschema.FormatChecker(formats=())
 
 
-@FORMATS.checks("date-time", raises=ValueError)
 def _date_time(value: object) -> bool:
     """RFC 3339 as Kubernetes reads it: a date, a time and a zone (`Z` or an offset)."""
     if not isinstance(value, str):
         return True
     parsed = datetime.fromisoformat(value)
     return "T" in value.upper() and parsed.tzinfo is not None
+
+
+FORMATS.checks("date-time", raises=ValueError)(_date_time)
 
 
 KubernetesValidator = jsonschema.validators.extend(
@@ -259,7 +263,7 @@ def _format_path(parts: Sequence[Any]) -> str:
 def _refusals(error: ValidationError) -> Iterator[Refusal]:
     path = list(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        known = set(error.schema.get("properties", {}))  # type: ignore[union-attr]
+        known = set(error.schema.get("properties", {}))
         for name in sorted(set(error.instance) - known):
             field = _format_path([*path, name])
             yield Refusal(field, f'unknown field "{field}"')

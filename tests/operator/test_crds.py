@@ -224,7 +224,7 @@ def test_the_md_example_is_a_realistic_canary() -> None:
 
 def test_defaults_are_what_the_operator_reads() -> None:
     """A minimal ModelDeployment, as the API server stores it and the operator reads it."""
-    minimal = {"spec": {"model": {"name": "m", "version": "1", "uri": "file:///m.onnx"}}}
+    minimal: Json = {"spec": {"model": {"name": "m", "version": "1", "uri": "file:///m.onnx"}}}
     spec = checker("modeldeployments").defaulted(minimal)["spec"]
     assert spec["runtime"] == {
         "executionProviders": ["cpu"],
@@ -360,7 +360,7 @@ MD_STATUS: Json = {
     "canaryVersion": "2",
     "weight": 25,
     "step": 4,
-    "stepStartedAt": "2026-03-02T10:15:00Z",
+    "stepStartedAt": "2026-03-02T10:15:00.250Z",
     "rolloutStartedAt": "2026-03-02T10:02:30Z",
     "lastAnalysis": {
         "at": "2026-03-02T10:15:30Z",
@@ -419,6 +419,26 @@ def test_a_status_is_accepted() -> None:
     aborted = {**MD_STATUS, "phase": "Aborted", "canaryVersion": "", "weight": 0}
     aborted["abortReason"] = "2 failed checks: p99 1.4s > 250ms"
     assert checker("modeldeployments").refusals(with_status("modeldeployment", aborted)) == []
+
+
+def test_nulls_in_a_status_are_pruned_not_refused() -> None:
+    """The API server drops a null in a non-nullable field, as if the field were absent.
+
+    The operator writes None for "no value yet" (a merge patch's null deletes the field).
+    """
+    pending = {
+        **MD_STATUS,
+        "phase": "Pending",
+        "canaryVersion": None,
+        "stepStartedAt": None,
+        "lastAnalysis": None,
+        "breakers": [{"version": "1", "state": "closed", "mode": "auto", "reason": None}],
+    }
+    cr = with_status("modeldeployment", pending)
+    assert checker("modeldeployments").refusals(cr) == []
+    stored = checker("modeldeployments").defaulted(cr)["status"]
+    assert "lastAnalysis" not in stored and "canaryVersion" not in stored
+    assert stored["breakers"] == [{"version": "1", "state": "closed", "mode": "auto"}]
 
 
 def test_a_tq_status_is_accepted() -> None:
