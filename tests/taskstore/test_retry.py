@@ -7,7 +7,7 @@ import random
 import pytest
 
 from edgegate_common import errors
-from edgegate_taskstore.core.retry import Backoff, Outcome, classify
+from edgegate_taskstore.core.retry import Backoff, Outcome, classify, overload_delay_s
 
 
 @pytest.mark.parametrize(
@@ -15,7 +15,7 @@ from edgegate_taskstore.core.retry import Backoff, Outcome, classify
     [
         (errors.Unavailable("replica restarting"), Outcome.RETRY),
         (errors.DeadlineExceeded("slow"), Outcome.RETRY),
-        (errors.ResourceExhausted("queue full"), Outcome.RETRY),
+        (errors.ResourceExhausted("queue full"), Outcome.OVERLOADED),
         (errors.Internal("bug"), Outcome.RETRY),
         (errors.NoResponders("nobody serves it"), Outcome.WAIT_FOR_MODEL),
         (errors.InvalidArgument("bad tensor"), Outcome.GIVE_UP),
@@ -35,3 +35,12 @@ def test_backoff_grows_to_its_cap_with_full_jitter() -> None:
         assert max(delays) <= ceiling
         assert max(delays) > ceiling * 0.8  # spread over the whole range
         assert min(delays) < ceiling * 0.2
+
+
+def test_an_overloaded_model_is_offered_the_task_again_when_it_asked_spread_out() -> None:
+    rng = random.Random(3)
+    asked = errors.ResourceExhausted("busy", details={"retry_after_s": "2"})
+    delays = [overload_delay_s(asked, rng=rng) for _ in range(200)]
+    assert 2.0 <= min(delays) < 2.1 and 2.9 < max(delays) <= 3.0
+    unsaid = [overload_delay_s(errors.ResourceExhausted("busy"), rng=rng) for _ in range(50)]
+    assert all(1.0 <= d <= 1.5 for d in unsaid)  # the code's default wait

@@ -56,7 +56,7 @@ from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
 from edgegate_taskstore.adapters.queue import Puller, WorkQueue
 from edgegate_taskstore.adapters.records import TRANSIENT, TaskRecords
 from edgegate_taskstore.core import status
-from edgegate_taskstore.core.retry import Backoff, Outcome, classify
+from edgegate_taskstore.core.retry import Backoff, Outcome, classify, overload_delay_s
 from edgegate_taskstore.events import report
 
 log = get_logger(__name__)
@@ -273,12 +273,7 @@ class Workers:
     async def _attempt(self, msg: Msg, task: pb.Task, *, model: str, version: str) -> None:
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(msg))
         try:
-            reply = await self._bus.request(
-                subjects.inference_infer(model, version),
-                task.envelope,
-                env.Reply,
-                timeout_s=self._settings.infer_timeout_s,
-            )
+            reply = await self._infer(task, model=model, version=version)
         except EdgegateError as exc:
             await self._failed(msg, task, exc, model=model, version=version)
             return
@@ -293,6 +288,25 @@ class Workers:
             await self._give_up(msg, task, reason=too_big.message, error=too_big)
             return
         await self._finish(msg, task, status.COMPLETED, result=reply)
+
+    async def _infer(self, task: pb.Task, *, model: str, version: str) -> env.Reply:
+        """The model's reply. While the model refuses for overload (RESOURCE_EXHAUSTED) the
+        worker keeps the task, heartbeating, and asks again after the wait the model gave:
+        an overload slows the workers down to what the model serves, and uses no attempt."""
+        while True:
+            try:
+                return await self._bus.request(
+                    subjects.inference_infer(model, version),
+                    task.envelope,
+                    env.Reply,
+                    timeout_s=self._settings.infer_timeout_s,
+                )
+            except EdgegateError as exc:
+                if classify(exc) is not Outcome.OVERLOADED:
+                    raise
+                delay_s = overload_delay_s(exc)
+                log.info("model overloaded; the task waits", task=task.id, in_s=round(delay_s, 3))
+                await asyncio.sleep(delay_s)
 
     async def _failed(
         self, msg: Msg, task: pb.Task, error: EdgegateError, *, model: str, version: str
