@@ -289,6 +289,31 @@ class Tally:
             for e in Entity
         }
 
+    def text(self) -> str:
+        """The table as the tests print it (pytest -s shows it)."""
+        lines = [f"{'entity':<16}{'TP':>6}{'FP':>6}{'FN':>6}{'recall':>9}{'precision':>11}"]
+        for entity, row in self.table().items():
+            lines.append(
+                f"{entity:<16}{row['tp']:>6}{row['fp']:>6}{row['fn']:>6}"
+                f"{row['recall']:>9.3f}{row['precision']:>11.3f}"
+            )
+        return "\n".join(lines)
+
+    def short_of(self, *, recall: float, precision: float) -> list[str]:
+        """The entity types below either floor."""
+        return [e for e in Entity if self.recall(e) < recall or self.precision(e) < precision]
+
+
+def decoys_flagged(samples: Iterable[Sample], analysed: Iterable[list[Finding]]) -> list[str]:
+    """Every finding that overlaps a sample's decoy (a number that must not be masked)."""
+    return [
+        f"{f.entity} over decoy {sample.text[d.start : d.end]!r} in {sample.text!r}"
+        for sample, findings in zip(samples, analysed, strict=True)
+        for d in sample.decoys
+        for f in findings
+        if f.start < d.end and d.start < f.end
+    ]
+
 
 def tally(samples: Iterable[Sample], analysed: Iterable[list[Finding]]) -> Tally:
     """Exact-span matching: a finding counts only with the right type, start and end."""

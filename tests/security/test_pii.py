@@ -21,7 +21,7 @@ import tldextract
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from security.pii_corpus import Sample, build_corpus
-from security.pii_variants import tally
+from security.pii_variants import decoys_flagged, tally
 
 from edgegate_security.pii import TOKEN_PATTERN, Entity, Finding, Operator, PiiEngine
 
@@ -107,26 +107,15 @@ def test_recall_and_precision_per_entity(
     corpus: list[Sample], analysed: list[list[Finding]]
 ) -> None:
     result = tally(corpus, analysed)
-    print(f"\n{'entity':<16}{'TP':>6}{'FP':>6}{'FN':>6}{'recall':>9}{'precision':>11}")
-    for entity, row in result.table().items():
-        print(
-            f"{entity:<16}{row['tp']:>6}{row['fp']:>6}{row['fn']:>6}"
-            f"{row['recall']:>9.3f}{row['precision']:>11.3f}"
-        )
-    failing = [e for e in Entity if result.recall(e) < 0.99 or result.precision(e) < 0.95]
+    print("\n" + result.text())
+    failing = result.short_of(recall=0.99, precision=0.95)
     assert not failing, "\n".join(result.errors[:40])
 
 
 def test_checksum_invalid_numbers_are_never_flagged(
     corpus: list[Sample], analysed: list[list[Finding]]
 ) -> None:
-    flagged = [
-        f"{f.entity} over decoy {sample.text[d.start : d.end]!r} in {sample.text!r}"
-        for sample, findings in zip(corpus, analysed, strict=True)
-        for d in sample.decoys
-        for f in findings
-        if f.start < d.end and d.start < f.end
-    ]
+    flagged = decoys_flagged(corpus, analysed)
     assert not flagged, flagged[:20]
 
 

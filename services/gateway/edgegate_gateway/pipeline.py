@@ -52,10 +52,10 @@ from edgegate_common.errors import (
     InvalidArgument,
     NoResponders,
     NotFound,
-    PermissionDenied,
     ResourceExhausted,
     Unavailable,
 )
+from edgegate_common.inspection import passed
 from edgegate_common.logging import get_logger
 from edgegate_common.rpc import bearer_token
 from edgegate_gateway.adapters.fallback import Fallback
@@ -234,14 +234,7 @@ class Pipeline:
             ),
             spb.InspectResponse,
         )
-        if inspected.verdict == spb.VERDICT_DENY:
-            raise PermissionDenied(
-                f"the answer was withheld: {inspected.detail or inspected.reason}",
-                details={"reason": inspected.reason},
-            )
-        if inspected.verdict == spb.VERDICT_ALLOW_WITH_REDACTIONS:
-            return list(inspected.parts)
-        return parts
+        return passed(inspected, parts, refused="the answer was withheld")
 
     async def _elsewhere(
         self, envelope: env.Envelope, credential: str, offline: Offline, error: EdgegateError
@@ -410,15 +403,9 @@ class Pipeline:
             spb.AdmitRequest(token=bearer_token(credential), envelope=envelope),
             spb.AdmitResponse,
         )
-        inspection = admitted.inspection
-        if inspection.verdict == spb.VERDICT_DENY:
-            raise PermissionDenied(
-                f"the message was refused: {inspection.detail or inspection.reason}",
-                details={"reason": inspection.reason},
-            )
-        if inspection.verdict == spb.VERDICT_ALLOW_WITH_REDACTIONS:
-            del envelope.parts[:]
-            envelope.parts.extend(inspection.parts)
+        cleaned = passed(admitted.inspection, envelope.parts, refused="the message was refused")
+        del envelope.parts[:]
+        envelope.parts.extend(cleaned)
         principal = admitted.principal
         envelope.tenant = principal.tenant
         envelope.user = envelope.user or principal.subject

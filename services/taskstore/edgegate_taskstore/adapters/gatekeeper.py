@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -32,6 +31,7 @@ from edgegate_common.errors import (
     PermissionDenied,
     Unavailable,
 )
+from edgegate_common.inspection import passed
 from edgegate_common.rpc import bearer_token
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
@@ -86,7 +86,7 @@ class Gatekeeper:
             spb.AdmitRequest(token=bearer_token(credential), envelope=envelope),
             spb.AdmitResponse,
         )
-        parts = _passed("the message was refused", admitted.inspection, envelope.parts)
+        parts = passed(admitted.inspection, envelope.parts, refused="the message was refused")
         return Admitted(principal=admitted.principal, parts=parts)
 
     async def inspect_output(
@@ -100,7 +100,7 @@ class Gatekeeper:
             spb.InspectRequest(principal=principal, direction=spb.DIRECTION_OUTPUT, parts=parts),
             spb.InspectResponse,
         )
-        return _passed("the answer was refused", inspected, parts)
+        return passed(inspected, parts, refused="the answer was refused")
 
     async def _ask(self, subject: str, request: Message, reply_type: type[R]) -> R:
         try:
@@ -126,17 +126,3 @@ class Gatekeeper:
                 details={"reason": decision.reason},
             )
         return principal
-
-
-def _passed(
-    refused: str, inspection: spb.InspectResponse, parts: Sequence[env.Part]
-) -> list[env.Part]:
-    """The parts an inspection lets through: its redacted ones, the originals, or a refusal."""
-    if inspection.verdict == spb.VERDICT_DENY:
-        raise PermissionDenied(
-            f"{refused}: {inspection.detail or inspection.reason}",
-            details={"reason": inspection.reason},
-        )
-    if inspection.verdict == spb.VERDICT_ALLOW_WITH_REDACTIONS:
-        return list(inspection.parts)
-    return list(parts)
