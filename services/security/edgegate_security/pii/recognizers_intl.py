@@ -93,7 +93,9 @@ _V6 = "|".join(
         rf"(?:{_H}:){{1,3}}(?::{_H}){{1,4}}",
         rf"(?:{_H}:){{1,2}}(?::{_H}){{1,5}}",
         rf"{_H}:(?::{_H}){{1,6}}",
-        rf":(?::{_H}){{1,7}}",
+        # "::" and one group ("::1", "::138") is loopback or too like two colons
+        # before a number ("：：138 1234 5678") to be anyone's address: two groups at least.
+        rf":(?::{_H}){{2,7}}",
     )
 )
 # A ":" may come before the address when it ends a label ("IP:", "IPv6:", a
