@@ -20,6 +20,7 @@ from edgegate_operator.core.status import (
     ConditionType,
     Phase,
     RolloutStatus,
+    clip,
 )
 from edgegate_operator.core.steps import Run, inconclusive_held, target_weight
 from edgegate_operator.core.units import format_time, to_ms
@@ -171,7 +172,9 @@ def with_breakers(st: RolloutStatus, run: Run) -> RolloutStatus:
             kept = old is not None and old.state == state and old.since_ms is not None
             since = old.since_ms if kept and old is not None else run.now_ms
         breakers.append(
-            BreakerStatus(version=version, state=state, mode=mode, since_ms=since, reason=reason)
+            BreakerStatus(
+                version=version, state=state, mode=mode, since_ms=since, reason=clip(reason)
+            )
         )
     summary = " ".join(f"{b.version}:{b.state}" for b in breakers)
     return replace(st, breakers=tuple(breakers), breaker_summary=summary)

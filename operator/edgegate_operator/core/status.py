@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeAlias, TypeVar, cast
 
 from edgegate_operator.core.units import format_time, parse_time
 
+MAX_TEXT = 1024  # the CRD's maxLength for abortReason, lastAnalysis.message, breaker reasons
 ConditionType: TypeAlias = Literal["Available", "Progressing", "Degraded", "Paused"]
 _T = TypeVar("_T")
 
@@ -37,6 +38,11 @@ class Verdict(enum.StrEnum):
     PASS = "Pass"  # noqa: S105  (a verdict, not a password)
     FAIL = "Fail"
     INCONCLUSIVE = "Inconclusive"
+
+
+def clip(text: str, *, limit: int = MAX_TEXT) -> str:
+    """`text` within the CRD's length limit (the API server would refuse the whole status)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)

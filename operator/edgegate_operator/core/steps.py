@@ -15,8 +15,8 @@ replicas, analysis windows, promotion), never a pause: time a person or
 a pause step holds the rollout is not lack of progress.
 
 Counters: `failedChecks` count over the whole rollout (a canary that fails
-once at each of several steps is not healthy); `inconclusiveChecks` start
-again at each step, since a passing check proves traffic suffices.
+once at each of several steps is not healthy); `inconclusiveChecks` count
+inconclusive checks in a row: a pass or a fail says traffic sufficed.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from edgegate_operator.core.spec import (
     Step,
     describe_step,
 )
-from edgegate_operator.core.status import LastAnalysis, RolloutStatus, Verdict
+from edgegate_operator.core.status import LastAnalysis, RolloutStatus, Verdict, clip
 from edgegate_operator.core.units import to_ms
 
 
@@ -107,7 +107,7 @@ def abort(st: RolloutStatus, run: Run, *, reason: str) -> RolloutStatus:
         "RolloutAborted",
         f"canary {st.canary_version} aborted: {reason}; stable {st.stable_version} back at 100%",
     )
-    return replace(st, abort_reason=reason, weight=0)
+    return replace(st, abort_reason=clip(reason), weight=0)
 
 
 def promote(st: RolloutStatus, run: Run, *, why: str = "") -> RolloutStatus:
@@ -175,7 +175,7 @@ def _analyse(st: RolloutStatus, step: Analyze, run: Run) -> tuple[RolloutStatus,
             at_ms=run.now_ms,
             requests=result.requests,
             verdict=result.verdict,
-            message=result.message,
+            message=clip(result.message),
             error_rate=result.error_rate,
             p99_s=result.p99_s,
             agreement=result.agreement,
@@ -186,7 +186,7 @@ def _analyse(st: RolloutStatus, step: Analyze, run: Run) -> tuple[RolloutStatus,
         return advance(st, run), True
     if result.verdict is Verdict.FAIL:
         failed = st.failed_checks + 1
-        st = replace(st, failed_checks=failed)
+        st = replace(st, failed_checks=failed, inconclusive_checks=0)
         if failed >= policy.failure_limit:
             why = f"analysis failed {failed} times (failureLimit {policy.failure_limit})"
             return abort(st, run, reason=f"{why}: {result.message}"), False
