@@ -195,7 +195,9 @@ def test_a_canary_gets_traffic_only_while_all_its_replicas_are_ready() -> None:
 def test_steps_run_in_order_through_pauses_and_analysis_windows() -> None:
     cluster = rolling()
     assert cluster.later(59).status.step == 1
-    assert cluster.later(1).status.step == 2  # the pause's 60 s are over
+    analysing = cluster.later(1)  # the pause's 60 s are over
+    assert analysing.status.step == 2
+    assert analysing.status.message == "step 2 (analysis 30s); canary 2 at 20%"
     start_s, end_s = cluster.window()
     assert (start_s, end_s) == (cluster.now_s, cluster.now_s + 30)
     stale = AnalysisResult(

@@ -97,7 +97,7 @@ def _message(st: RolloutStatus, run: Run, paused: tuple[str, str] | None) -> str
     if st.phase is Phase.PROMOTING:
         return f"all steps done, promoting once the canary is ready; {where}"
     step = describe_step(run.steps[st.step])
-    return f"step {st.step + 1} of {len(run.steps)} ({step}); {where}"
+    return f"step {st.step} ({step}); {where}"  # the index, as in status.step
 
 
 def _wanted(st: RolloutStatus, run: Run, paused: tuple[str, str] | None) -> list[_Wanted]:
