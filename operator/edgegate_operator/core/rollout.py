@@ -155,14 +155,7 @@ def degrade(
     st = status
     events: list[Event] = []
     if command is not None and command.id != st.last_command_id:
-        st = replace(st, last_command_id=command.id)
-        if command.action == "abort" and st.rolling:
-            reason = f"aborted by an SRE (command {command.id})"
-            st = replace(st, abort_reason=reason)
-            events.append(Event(type="Warning", reason="RolloutAborted", message=reason))
-        else:
-            why = f"{command.action} (command {command.id}) ignored: the spec is invalid"
-            events.append(Event(type="Warning", reason="CommandIgnored", message=why))
+        st = _command_while_degraded(st, command, events)
     ready = replicas > 0 and observed.canary_ready_replicas >= replicas
     weight = st.weight if st.rolling and ready else 0
     message = f"invalid spec: {error}; traffic stays where it was"
@@ -189,6 +182,19 @@ def degrade(
         canary = st.canary_version or None
         actions.append(SetWeights(st.stable_version, 100 - weight, canary, weight))
     return Decision(status=st, actions=(*actions, *events))
+
+
+def _command_while_degraded(
+    st: RolloutStatus, command: Command, events: list[Event]
+) -> RolloutStatus:
+    st = replace(st, last_command_id=command.id)
+    if command.action == "abort" and st.rolling:
+        reason = f"aborted by an SRE (command {command.id})"
+        events.append(Event(type="Warning", reason="RolloutAborted", message=reason))
+        return replace(st, abort_reason=reason)
+    why = f"{command.action} (command {command.id}) ignored: the spec is invalid"
+    events.append(Event(type="Warning", reason="CommandIgnored", message=why))
+    return st
 
 
 def _adopt(status: RolloutStatus, run: Run) -> RolloutStatus:
