@@ -197,6 +197,7 @@ def test_any_valid_value_written_any_supported_way_is_masked_in_place(
         ("tel 138\u00a01234\u00a05678", Entity.CN_MOBILE, "138\u00a01234\u00a05678"),
         ("tel 138\u20131234\u20135678", Entity.CN_MOBILE, "138\u20131234\u20135678"),
         ("\uff1a\uff1a138 1234 5678", Entity.CN_MOBILE, "138 1234 5678"),  # not IPv6 "::138"
+        ("138 1234 5678\uff1a\uff1a", Entity.CN_MOBILE, "138 1234 5678"),  # nor "5678::"
     ],
 )
 def test_labels_double_spaces_and_typographic_separators(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 
@@ -89,10 +90,26 @@ def test_a_service_without_nats_exits_with_a_clear_error(tmp_path: Path) -> None
         proc.kill()
 
 
+def _wait_for_metrics(proc: ServiceProcess, timeout_s: float = 60) -> None:
+    """Until the service's metrics port takes connections: it has started, and is connecting.
+
+    A fixed sleep is not enough on a loaded machine: a SIGTERM that comes while the
+    process is still importing kills it before it can stop cleanly."""
+    give_up_at = time.monotonic() + timeout_s
+    while time.monotonic() < give_up_at:
+        assert proc.returncode is None, proc.log_file.read_text()
+        try:
+            socket.create_connection(("127.0.0.1", proc.metrics_port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"the {proc.service} never opened its metrics port")
+
+
 def test_sigterm_while_waiting_for_nats_stops_at_once(tmp_path: Path) -> None:
     proc = _gateway_without_nats(tmp_path, connect_timeout_s=60)
     try:
-        time.sleep(2)  # importing and starting to connect
+        _wait_for_metrics(proc)  # it serves /metrics once its signal handlers are set
         assert proc.returncode is None
         started = time.monotonic()
         assert proc.stop(timeout_s=10) == 0

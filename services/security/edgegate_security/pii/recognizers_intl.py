@@ -86,15 +86,15 @@ _V6 = "|".join(
         rf"(?:{_H}:){{6}}{_V4}",
         rf"(?:{_H}:){{0,5}}:(?:{_H}:){{0,4}}{_V4}",
         rf"(?:{_H}:){{7}}{_H}",
-        rf"(?:{_H}:){{1,7}}:",
+        rf"(?:{_H}:){{2,7}}:",  # one group and "::" ("5678::") is no address either
         rf"(?:{_H}:){{1,6}}:{_H}",
         rf"(?:{_H}:){{1,5}}(?::{_H}){{1,2}}",
         rf"(?:{_H}:){{1,4}}(?::{_H}){{1,3}}",
         rf"(?:{_H}:){{1,3}}(?::{_H}){{1,4}}",
         rf"(?:{_H}:){{1,2}}(?::{_H}){{1,5}}",
         rf"{_H}:(?::{_H}){{1,6}}",
-        # "::" and one group ("::1", "::138") is loopback or too like two colons
-        # before a number ("：：138 1234 5678") to be anyone's address: two groups at least.
+        # "::" and one group ("::1", "::138") is loopback, or two colons (full width, folded)
+        # before a number ("::138 1234 5678"), not anyone's address: two groups at least.
         rf":(?::{_H}){{2,7}}",
     )
 )
