@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 from harness import NatsLike, docker_available, start_container_nats
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -22,6 +23,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from edgegate_common.bus import Bus
 from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
 from edgegate_common.telemetry import configure_tracing
+
+# CI draws the same examples on every run, so a red CI is a regression, not a new draw of
+# the dice; developers' runs draw new ones each time and find what CI would not.
+hypothesis.settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    hypothesis.settings.load_profile("ci")
 
 
 def _use_docker() -> bool:

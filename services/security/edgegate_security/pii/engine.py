@@ -71,6 +71,16 @@ def _analyzer(*, phone_regions: Sequence[str]) -> AnalyzerEngine:
     return AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=[_LANGUAGE])
 
 
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    """A span without the white space a matcher took in at its edges ("( +86...": the
+    phone matcher starts at the space after a bracket): masking keeps it."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return start, end
+
+
 def _outside(findings: list[Finding], spans: list[tuple[int, int]]) -> list[Finding]:
     """Findings that touch none of `spans` (sorted, disjoint): tokens are not PII again."""
     starts = [start for start, _ in spans]
@@ -132,7 +142,9 @@ class PiiEngine:
             score_threshold=self._threshold,
         )
         findings = [
-            Finding(str(r.entity_type), *folded.span(r.start, r.end), float(r.score))
+            Finding(
+                str(r.entity_type), *_trimmed(text, *folded.span(r.start, r.end)), float(r.score)
+            )
             for r in results
         ]
         if OPENING in text:
