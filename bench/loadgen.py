@@ -18,6 +18,8 @@ from pathlib import Path
 
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, TraceFlags
 
+from edgegate_common.local import ServiceProcess, free_port
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 Call = Callable[[], Awaitable[object]]
 
@@ -107,3 +109,19 @@ def unsampled_span() -> Span:
         trace_flags=TraceFlags(TraceFlags.DEFAULT),
     )
     return NonRecordingSpan(ctx)
+
+
+def start_service(name: str, url: str, folder: Path, *args: str) -> ServiceProcess:
+    """`python -m edgegate_<service>` on NATS at `url`, logging warnings to `folder/<name>.log`.
+
+    `name` is the service, optionally with a role after a dash ("taskstore-api")."""
+    proc = ServiceProcess(
+        name.split("-")[0],
+        nats_url=url,
+        grpc_port=free_port(),
+        metrics_port=0,
+        log_file=folder / f"{name}.log",
+        extra_args=(*args, "--log-level", "warning"),
+    )
+    proc.start()
+    return proc

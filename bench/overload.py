@@ -46,9 +46,9 @@ from typing import Any
 
 import aiohttp
 import yaml
-from loadgen import DEFAULT_MODEL, ensure_default_model, machine, percentile
+from loadgen import DEFAULT_MODEL, ensure_default_model, machine, percentile, start_service
 
-from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
+from edgegate_common.local import LocalNatsServer, free_port
 from edgegate_common.logging import configure_logging
 from edgegate_security.core.keyring import KeyRing
 from edgegate_security.core.tokens import TokenIssuer
@@ -156,19 +156,6 @@ def summarise(calls: list[Call], *, seconds: float, size: int) -> dict[str, obje
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "status_503": statuses[503],
     }
-
-
-def start(name: str, url: str, folder: Path, *args: str) -> ServiceProcess:
-    proc = ServiceProcess(
-        name,
-        nats_url=url,
-        grpc_port=free_port(),
-        metrics_port=0,
-        log_file=folder / f"{name}.log",
-        extra_args=(*args, "--log-level", "warning"),
-    )
-    proc.start()
-    return proc
 
 
 async def measure(args: argparse.Namespace, base_url: str, token: str) -> dict[str, object]:
@@ -295,8 +282,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         with LocalNatsServer(store_dir=folder / "nats") as nats:
             http_port = free_port()
             procs = [
-                start("security", nats.url, folder, "--keys-dir", str(folder / "keys")),
-                start(
+                start_service("security", nats.url, folder, "--keys-dir", str(folder / "keys")),
+                start_service(
                     "inference",
                     nats.url,
                     folder,
@@ -308,7 +295,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ]
             try:
                 await asyncio.gather(*(p.wait_serving(timeout_s=180) for p in procs))
-                procs.append(start("gateway", nats.url, folder, "--http-port", str(http_port)))
+                procs.append(
+                    start_service("gateway", nats.url, folder, "--http-port", str(http_port))
+                )
                 await procs[-1].wait_serving(timeout_s=120)
                 ring = KeyRing.open(folder / "keys", max_token_ttl_s=24 * 3600)
                 token = (

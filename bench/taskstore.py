@@ -45,6 +45,7 @@ from loadgen import (
     medians,
     percentile,
     point,
+    start_service,
     unsampled_span,
 )
 from nats.js.api import StorageType, StreamConfig
@@ -52,7 +53,7 @@ from opentelemetry import trace
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
-from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
+from edgegate_common.local import LocalNatsServer
 from edgegate_common.logging import configure_logging
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
@@ -80,25 +81,12 @@ def envelope(key: str, model: str = DEFAULT_MODEL) -> env.Envelope:
     return message
 
 
-def start(name: str, url: str, folder: Path, *args: str) -> ServiceProcess:
-    proc = ServiceProcess(
-        name.split("-")[0],
-        nats_url=url,
-        grpc_port=free_port(),
-        metrics_port=0,
-        log_file=folder / f"{name}.log",
-        extra_args=(*args, "--log-level", "warning"),
-    )
-    proc.start()
-    return proc
-
-
 async def run(args: argparse.Namespace) -> dict[str, object]:
     configure_logging(service="bench", level="warning")
     with tempfile.TemporaryDirectory() as tmp, LocalNatsServer(store_dir=Path(tmp) / "nats") as ns:
         folder = Path(tmp)
-        procs = [start("security", ns.url, folder, "--keys-dir", str(folder / "keys"))]
-        procs.append(start("taskstore-api", ns.url, folder, "--workers", "0"))
+        procs = [start_service("security", ns.url, folder, "--keys-dir", str(folder / "keys"))]
+        procs.append(start_service("taskstore-api", ns.url, folder, "--workers", "0"))
         try:
             await asyncio.gather(*(p.wait_serving(timeout_s=120) for p in procs))
             ring = KeyRing.open(folder / "keys", max_token_ttl_s=24 * 3600)
@@ -117,9 +105,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     procs[1].stop()
                     repo = ensure_default_model(args.repo.resolve()).parent.parent
                     procs.append(
-                        start("inference", ns.url, folder, "--model-repository", str(repo))
+                        start_service("inference", ns.url, folder, "--model-repository", str(repo))
                     )
-                    procs.append(start("taskstore-workers", ns.url, folder))
+                    procs.append(start_service("taskstore-workers", ns.url, folder))
                     await asyncio.gather(*(p.wait_serving(timeout_s=180) for p in procs[2:]))
                     end_to_end = await measure_end_to_end(args, bus, token)
             finally:
