@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from harness import NatsLike
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
-from edgegate_common.local import ServiceProcess, free_port, health_status
+from edgegate_common.local import ServiceProcess, free_port, health_status, wait_for_port
 from edgegate_protos.common.v1 import status_pb2
 
 pytestmark = pytest.mark.slow
@@ -96,14 +95,9 @@ def _wait_for_metrics(proc: ServiceProcess, timeout_s: float = 60) -> None:
     A fixed sleep is not enough on a loaded machine: a SIGTERM that comes while the
     process is still importing kills it before it can stop cleanly."""
     give_up_at = time.monotonic() + timeout_s
-    while time.monotonic() < give_up_at:
+    while not wait_for_port(proc.metrics_port, timeout_s=0.5):
         assert proc.returncode is None, proc.log_file.read_text()
-        try:
-            socket.create_connection(("127.0.0.1", proc.metrics_port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"the {proc.service} never opened its metrics port")
+        assert time.monotonic() < give_up_at, f"the {proc.service} never opened its metrics port"
 
 
 def test_sigterm_while_waiting_for_nats_stops_at_once(tmp_path: Path) -> None:
