@@ -75,20 +75,33 @@ def scale(*, factor: float = 2.0) -> bytes:
 def toy_encoder(*, vocab: int, hidden: int = 8, seed: int = 0) -> bytes:
     """A BERT-shaped toy: token embeddings looked up by id -> last_hidden_state."""
     table = np.random.default_rng(seed).standard_normal((vocab, hidden)).astype(np.float32)
+    nodes = [helper.make_node("Gather", ["table", "input_ids"], ["last_hidden_state"])]
+    return _model(nodes, *_encoder_io(hidden), [numpy_helper.from_array(table, "table")])
+
+
+def slow_encoder(*, vocab: int, embed: int = 64, hidden: int = 512, layers: int = 24) -> bytes:
+    """A BERT-shaped model that takes its time: embeddings, then `layers` matrix products."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((vocab, embed), np.float32), "table")]
+    nodes = [helper.make_node("Gather", ["table", "input_ids"], ["h0"])]
+    for i in range(layers):
+        rows = embed if i == 0 else hidden
+        weight = rng.standard_normal((rows, hidden), np.float32) / np.sqrt(rows)
+        inits.append(numpy_helper.from_array(weight.astype(np.float32), f"w{i}"))
+        out = "last_hidden_state" if i == layers - 1 else f"h{i + 1}"
+        nodes.append(helper.make_node("MatMul", [f"h{i}", f"w{i}"], [out]))
+    return _model(nodes, *_encoder_io(hidden), inits)
+
+
+def _encoder_io(hidden: int) -> tuple[list, list]:  # type: ignore[type-arg]
+    """A text encoder's inputs (token ids, attention mask) and its token states."""
     int64 = TensorProto.INT64
-    return _model(
-        [helper.make_node("Gather", ["table", "input_ids"], ["last_hidden_state"])],
-        [
-            helper.make_tensor_value_info("input_ids", int64, ["batch", "seq"]),
-            helper.make_tensor_value_info("attention_mask", int64, ["batch", "seq"]),
-        ],
-        [
-            helper.make_tensor_value_info(
-                "last_hidden_state", TensorProto.FLOAT, ["batch", "seq", hidden]
-            )
-        ],
-        [numpy_helper.from_array(table, "table")],
-    )
+    inputs = [
+        helper.make_tensor_value_info("input_ids", int64, ["batch", "seq"]),
+        helper.make_tensor_value_info("attention_mask", int64, ["batch", "seq"]),
+    ]
+    states = TensorProto.FLOAT, ["batch", "seq", hidden]
+    return inputs, [helper.make_tensor_value_info("last_hidden_state", *states)]
 
 
 def write_model(

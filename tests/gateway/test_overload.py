@@ -18,10 +18,9 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
 import pytest
 from inference_support import minilm_tokenizer
-from onnx import TensorProto, helper, numpy_helper
+from model_factory import slow_encoder, write_model
 from suite_stack import Stack, start_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -38,47 +37,15 @@ warmup: [{batch_size: 16}]
 """
 
 
-def slow_encoder(*, vocab: int, embed: int = 64, hidden: int = 512, layers: int = 24) -> bytes:
-    """A BERT-shaped model that takes its time: embeddings, then `layers` matrix products."""
-    rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.standard_normal((vocab, embed), np.float32), "table")]
-    nodes = [helper.make_node("Gather", ["table", "input_ids"], ["h0"])]
-    for i in range(layers):
-        rows = embed if i == 0 else hidden
-        weight = rng.standard_normal((rows, hidden), np.float32) / np.sqrt(rows)
-        inits.append(numpy_helper.from_array(weight.astype(np.float32), f"w{i}"))
-        out = "last_hidden_state" if i == layers - 1 else f"h{i + 1}"
-        nodes.append(helper.make_node("MatMul", [f"h{i}", f"w{i}"], [out]))
-    int64 = TensorProto.INT64
-    graph = helper.make_graph(
-        nodes,
-        "slow-encoder",
-        [
-            helper.make_tensor_value_info("input_ids", int64, ["batch", "seq"]),
-            helper.make_tensor_value_info("attention_mask", int64, ["batch", "seq"]),
-        ],
-        [
-            helper.make_tensor_value_info(
-                "last_hidden_state", TensorProto.FLOAT, ["batch", "seq", hidden]
-            )
-        ],
-        initializer=inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    return model.SerializeToString()
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp("gateway-overload")
     running = start_stack(folder, inference=False, taskstores=0)
     try:
-        version_dir = folder / "models" / MODEL / "1"
-        version_dir.mkdir(parents=True)
-        (version_dir / "model.onnx").write_bytes(slow_encoder(vocab=30522))
-        shutil.copy(minilm_tokenizer(), version_dir / "tokenizer.json")
-        (version_dir.parent / "config.yaml").write_text(SLOW_CONFIG)
+        model_dir = write_model(
+            folder / "models", MODEL, onnx_bytes=slow_encoder(vocab=30522), config=SLOW_CONFIG
+        )
+        shutil.copy(minilm_tokenizer(), model_dir / "1" / "tokenizer.json")
         running.start_inference()
         yield running
     finally:
