@@ -10,12 +10,12 @@ the flag, never a silent move. `0` asks for any free port.
 from __future__ import annotations
 
 import argparse
-import socket
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from edgegate_common.errors import InvalidArgument
-from edgegate_common.local import free_port
+from edgegate_common.local import free_port, port_is_free
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +107,7 @@ def choose_ports(
 
     Raises InvalidArgument when a named port is taken or named twice.
     """
-    listenable = can_listen or can_listen_on
+    listenable = can_listen or functools.partial(port_is_free, host="0.0.0.0")
     named = {option.key: wanted[option.key] for option in PORT_OPTIONS if wanted.get(option.key)}
     ports: dict[str, int] = {}
     notes: list[str] = []
@@ -137,21 +137,6 @@ def choose_ports(
         ports[option.key] = port
         by_port[port] = option
     return ChosenPorts(ports={o.key: ports[o.key] for o in PORT_OPTIONS}, notes=notes)
-
-
-def can_listen_on(port: int) -> bool:
-    """Whether a server could listen on `port` on every interface right now.
-
-    SO_REUSEADDR as the services' servers set it, so that connections of a suite
-    that just stopped (TIME_WAIT) do not count; anything listening still does.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("0.0.0.0", port))  # every interface: the gateway listens on all
-        except OSError:
-            return False
-        return True
 
 
 def _fresh(taken: Mapping[int, PortOption]) -> int:

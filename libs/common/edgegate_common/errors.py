@@ -48,12 +48,10 @@ REQUEST_ERRORS = frozenset(
     }
 )
 
-# Codes that say "not now": the same request may succeed later. Their answers always
-# tell the caller when to try again (HTTP `Retry-After`, gRPC `google.rpc.RetryInfo`).
-RETRYABLE = frozenset({Code.RESOURCE_EXHAUSTED, Code.UNAVAILABLE})
-
-# The wait to suggest when the refusing code knows no better: an overloaded queue
-# drains in about a second; an absent dependency takes a few to come back.
+# The codes that say "not now" (the same request may succeed later), each with the wait
+# to suggest when the refusing code knows no better: an overloaded queue drains in about
+# a second; an absent dependency takes a few to come back. Their answers always tell the
+# caller when to try again (HTTP `Retry-After`, gRPC `google.rpc.RetryInfo`).
 DEFAULT_RETRY_AFTER_S: dict[Code, float] = {
     Code.RESOURCE_EXHAUSTED: 1.0,
     Code.UNAVAILABLE: 2.0,
@@ -154,9 +152,9 @@ def retry_after_s(error: EdgegateError) -> float | None:
     The wait the refusing code put in `details` (a breaker's time to its next
     probe, a bucket's time to its next token), else the code's default.
     """
-    if error.code not in RETRYABLE:
+    default = DEFAULT_RETRY_AFTER_S.get(error.code)
+    if default is None:
         return None
-    default = DEFAULT_RETRY_AFTER_S[error.code]
     try:
         chosen = float(error.details.get(RETRY_AFTER_KEY, default))
     except ValueError:

@@ -22,16 +22,17 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from edgegate_common.errors import REQUEST_ERRORS, Code
 from edgegate_operator.core.spec import AnalysisPolicy
 from edgegate_operator.core.status import Verdict
 
-# gRPC status names that blame the caller, not the version: not errors for analysis.
+# gRPC status names that blame the caller, not the version: not errors for analysis. The
+# request errors a breaker ignores too, and a caller that left or repeated itself; a model
+# that lacks a method (UNIMPLEMENTED) is the version's fault.
 CALLER_ERRORS = frozenset(
-    {
-        "CANCELLED", "INVALID_ARGUMENT", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
-        "FAILED_PRECONDITION", "OUT_OF_RANGE", "UNAUTHENTICATED",
-    }
-)  # fmt: skip
+    code.name
+    for code in (REQUEST_ERRORS - {Code.UNIMPLEMENTED}) | {Code.CANCELLED, Code.ALREADY_EXISTS}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,8 +87,11 @@ class LocalInference:
         """The version's reply; a text envelope with more texts than the version takes in
         one request (its `max_batch_size`) is sent in several and the replies joined."""
         rows = self._readiness.max_batch_size(model, version)
-        texts = all(p.WhichOneof("content") == "text" for p in envelope.parts)
-        if rows and texts and len(envelope.parts) > rows:
+        if (
+            rows
+            and len(envelope.parts) > rows
+            and all(p.WhichOneof("content") == "text" for p in envelope.parts)
+        ):
             return await self._in_batches(envelope, model=model, version=version, rows=rows)
         return await self._infer_one(envelope, model=model, version=version)
 
@@ -99,11 +102,13 @@ class LocalInference:
         model's queue fed, few enough that a 2,048-text request is not refused as an
         overload of its own making. The first failure cancels the rest."""
         gate = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+        head = env.Envelope()  # everything but the parts, copied once
+        head.CopyFrom(envelope)
+        del head.parts[:]
 
         async def one(start: int) -> env.Reply:
             batch = env.Envelope()
-            batch.CopyFrom(envelope)
-            del batch.parts[:]
+            batch.CopyFrom(head)
             batch.parts.extend(envelope.parts[start : start + rows])
             async with gate:
                 return await self._infer_one(batch, model=model, version=version)
@@ -132,6 +137,7 @@ class LocalInference:
                 )
             )
         started = self._clock()
+        learned = False  # whether the call tells anything about the version
         try:
             reply = await self._bus.request(
                 subjects.inference_infer(model, version),
@@ -139,24 +145,25 @@ class LocalInference:
                 env.Reply,
                 timeout_s=self._timeout_s,
             )
-        except asyncio.CancelledError:
-            breaker.forget()  # the caller left: nothing learned about the version
-            raise
+            learned = True
         except NoResponders:
             self._readiness.mark_down(model, version)
+            learned = True
             await self._record(breaker, model, version, failed=True, started=started)
             raise Elsewhere(
                 Unavailable(f"model {model!r} version {version} is not being served")
             ) from None
         except EdgegateError as exc:
             if exc.code in REQUEST_ERRORS:  # the request is wrong, not the version
-                breaker.forget()
                 raise
             if isinstance(exc, ResourceExhausted):
-                breaker.forget()
                 raise Elsewhere(exc) from None  # overload spills over; it does not trip
+            learned = True
             await self._record(breaker, model, version, failed=True, started=started)
             raise Elsewhere(exc) from None
+        finally:
+            if not learned:  # the caller left, or a request error, or an overload:
+                breaker.forget()  # a half-open probe's slot is free again
         service_s = _seconds(reply.metadata.get(subjects.REPLY_COMPUTE_S))
         await self._record(
             breaker, model, version, failed=False, started=started, service_s=service_s
@@ -222,17 +229,11 @@ def joined(envelope: env.Envelope, replies: list[env.Reply]) -> env.Reply:
     dimension adds up, and their raw bytes (fixed-size elements, or BYTES with
     their length prefixes) concatenate as they are.
     """
-    reply = env.Reply()
-    reply.CopyFrom(replies[0])
-    reply.envelope_id = envelope.id
-    del reply.parts[:]
-    for index, first in enumerate(replies[0].parts):
+    reply = replies[0]  # the batches' replies are not used again: join into the first
+    for index, part in enumerate(reply.parts):
         tensors = [r.parts[index].tensor for r in replies]
-        shape = [sum(t.shape[0] for t in tensors), *first.tensor.shape[1:]]
-        raw = b"".join(t.raw_data for t in tensors)
-        reply.parts.add().tensor.CopyFrom(
-            env.Tensor(
-                name=first.tensor.name, datatype=first.tensor.datatype, shape=shape, raw_data=raw
-            )
-        )
+        rows = sum(t.shape[0] for t in tensors)
+        part.tensor.raw_data = b"".join(t.raw_data for t in tensors)
+        part.tensor.shape[0] = rows
+    reply.envelope_id = envelope.id
     return reply

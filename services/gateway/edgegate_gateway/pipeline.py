@@ -404,8 +404,9 @@ class Pipeline:
             spb.AdmitResponse,
         )
         cleaned = passed(admitted.inspection, envelope.parts, refused="the message was refused")
-        del envelope.parts[:]
-        envelope.parts.extend(cleaned)
+        if admitted.inspection.verdict == spb.VERDICT_ALLOW_WITH_REDACTIONS:
+            del envelope.parts[:]
+            envelope.parts.extend(cleaned)
         principal = admitted.principal
         envelope.tenant = principal.tenant
         envelope.user = envelope.user or principal.subject

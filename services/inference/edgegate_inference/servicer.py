@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from edgegate_common.errors import PermissionDenied, Unauthenticated
+from edgegate_common.rpc import metadata
 from edgegate_inference import __version__, oip
 from edgegate_inference.core import triton_config
 from edgegate_inference.core.stats import Duration, VersionStats
@@ -51,28 +52,17 @@ class RepositoryControl:
     def __init__(self, key: SecretStr | None) -> None:
         self._key = key.get_secret_value().encode() if key is not None else None
 
-    @property
-    def enabled(self) -> bool:
-        return self._key is not None
-
     def check(self, context: Context) -> None:
         if self._key is None:
             raise PermissionDenied(
                 "repository control is off on this server; the operator enables it with "
                 "repository_control_key (or _file)"
             )
-        presented = _metadata(context, REPOSITORY_KEY_HEADER)
+        presented = metadata(context, REPOSITORY_KEY_HEADER)
         if presented is None:
             raise Unauthenticated(f"repository control needs the {REPOSITORY_KEY_HEADER} metadata")
         if not hmac.compare_digest(presented.encode(), self._key):
             raise Unauthenticated(f"the {REPOSITORY_KEY_HEADER} metadata is not the right key")
-
-
-def _metadata(context: Context, name: str) -> str | None:
-    for key, value in context.invocation_metadata() or ():
-        if key == name:
-            return value if isinstance(value, str) else value.decode("utf-8", "replace")
-    return None
 
 
 class InferenceServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):

@@ -15,7 +15,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on `host:port` right now ("0.0.0.0": every interface).
+
+    SO_REUSEADDR as the services' servers set it, so that connections of a server that
+    just stopped (TIME_WAIT) do not count; anything listening still does.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -13,10 +13,15 @@ BEARER = "bearer "
 
 def authorization(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     """The caller's `authorization` metadata (`Bearer <jwt>`), or "" when it sent none."""
+    return metadata(context, "authorization") or ""
+
+
+def metadata(context: grpc.aio.ServicerContext[Any, Any], name: str) -> str | None:
+    """The caller's metadata `name` (lower case), or None when it sent none."""
     for key, value in context.invocation_metadata() or ():
-        if key == "authorization":
+        if key == name:
             return value if isinstance(value, str) else value.decode("utf-8", "replace")
-    return ""
+    return None
 
 
 def bearer_token(credential: str) -> str:

@@ -54,3 +54,12 @@ def text_field(frame: dict[str, Any], name: str, *, required: bool) -> str:
         need = "a non-empty string" if required else "a string"
         raise InvalidArgument(f"'{name}' must be {need}", details={"param": name})
     return value
+
+
+def error_response(status: int, kind: str, message: str, param: str | None) -> web.Response:
+    """A refusal in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`."""
+    code = kind if kind != "invalid_request_error" else None
+    return web.json_response(
+        {"error": {"message": message, "type": kind, "param": param, "code": code}},
+        status=status,
+    )

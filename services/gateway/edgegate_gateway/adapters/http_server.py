@@ -12,7 +12,6 @@ limit and never the bytes, and logs one line without them.
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, LineTooLong
@@ -20,6 +19,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters.http_json import error_response
 
 log = get_logger(__name__)
 
@@ -61,12 +61,7 @@ class _Handler(RequestHandler):
             log.info("malformed http request refused", status=int(status), error=type(exc).__name__)
         if request.writer.output_size > 0:
             raise ConnectionError("a response was sent already; the connection is closed")
-        response = web.json_response(
-            {"error": _error(text)}, status=status, headers={"Connection": "close"}
-        )
+        response = error_response(status, "invalid_request_error", text, None)
+        response.headers["Connection"] = "close"
         response.force_close()
         return response
-
-
-def _error(message: str) -> dict[str, Any]:
-    return {"message": message, "type": "invalid_request_error", "param": None, "code": None}

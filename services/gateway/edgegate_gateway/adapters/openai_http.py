@@ -22,7 +22,7 @@ from aiohttp.typedefs import Middleware
 from edgegate_common.errors import Code, EdgegateError, Internal, InvalidArgument, retry_after_s
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.chat_http import ChatHttp
-from edgegate_gateway.adapters.http_json import field, json_object, text_inputs
+from edgegate_gateway.adapters.http_json import error_response, field, json_object, text_inputs
 from edgegate_gateway.adapters.tasks_http import BACKEND_NAMES, TasksHttp
 from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.core.rules import ASSISTANT
@@ -156,16 +156,16 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         # aiohttp's own refusals (413 body too large, 404 no route, 405): OpenAI's shape too.
-        return _error_response(exc.status, "invalid_request_error", exc.reason, None)
+        return error_response(exc.status, "invalid_request_error", exc.reason, None)
     except EdgegateError as exc:
         status, kind = _HTTP.get(exc.code, (500, "server_error"))
-        response = _error_response(status, kind, exc.message, exc.details.get("param"))
+        response = error_response(status, kind, exc.message, exc.details.get("param"))
         response.headers.update(retry_headers(exc))
         return response
     except Exception:
         log.exception("http request failed", path=request.path)
         internal = Internal("the gateway failed; see its log")
-        return _error_response(500, "server_error", internal.message, None)
+        return error_response(500, "server_error", internal.message, None)
     finally:
         log.debug("http", path=request.path, ms=round((time.perf_counter() - started) * 1000, 2))
 
@@ -183,14 +183,6 @@ def retry_headers(error: EdgegateError) -> dict[str, str]:
         "Retry-After": str(max(1, math.ceil(wait_s))),
         "retry-after-ms": str(round(wait_s * 1000)),
     }
-
-
-def _error_response(status: int, kind: str, message: str, param: str | None) -> web.Response:
-    code = kind if kind != "invalid_request_error" else None
-    return web.json_response(
-        {"error": {"message": message, "type": kind, "param": param, "code": code}},
-        status=status,
-    )
 
 
 def _embedding_rows(reply: env.Reply, *, expected: int) -> np.ndarray:

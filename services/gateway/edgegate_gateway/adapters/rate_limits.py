@@ -27,7 +27,7 @@ from nats.js.kv import KeyValue
 
 from edgegate_common import subjects
 from edgegate_common.bus import ensure_key_value
-from edgegate_common.errors import ResourceExhausted
+from edgegate_common.errors import RETRY_AFTER_KEY, ResourceExhausted
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters import kv_watch
 from edgegate_gateway.core.quota import Bucket, Limit, Quota
@@ -119,7 +119,7 @@ class RateLimiter:
             raise ResourceExhausted(
                 f"rate limit of {limit.rate_per_s:g} requests/s (burst {limit.burst:g}) "
                 f"reached for {who}; retry after {retry_after_s} s",
-                details={"retry_after_s": str(retry_after_s)},
+                details={RETRY_AFTER_KEY: str(retry_after_s)},
             )
         self._leases[name] = _Lease(tokens=granted - 1, until_s=now + self._lease_s)
 

@@ -37,13 +37,12 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edgegate_common.errors import ResourceExhausted
+from edgegate_common.errors import RETRY_AFTER_KEY, ResourceExhausted
 
 # How much the newest model call counts in the rate. 0.2: about the last ten
 # calls make the figure, so one odd call cannot swing it, and a change of load
 # shows within a second or two of calls.
 RATE_WEIGHT = 0.2
-RETRY_AFTER_KEY = "retry_after_s"
 # A request is admitted while its estimated wait is within this share of its timeout.
 # The rest is room for the estimate's error, so that what is admitted does not time out
 # in the queue after all: on a shared 2-core machine a batch's time swings by up to 2x
@@ -60,7 +59,6 @@ class ServiceRate:
     admitted on the old figure time out; one that speeds up costs only a few
     early refusals."""
 
-    weight: float = RATE_WEIGHT
     rows_per_s: float | None = None  # None until a call has been measured
 
     def observe(self, *, rows: int, seconds: float) -> None:
@@ -70,7 +68,7 @@ class ServiceRate:
         if self.rows_per_s is None or rate < self.rows_per_s:
             self.rows_per_s = rate
         else:
-            self.rows_per_s += self.weight * (rate - self.rows_per_s)
+            self.rows_per_s += RATE_WEIGHT * (rate - self.rows_per_s)
 
 
 class Admission:

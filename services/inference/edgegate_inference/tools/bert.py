@@ -105,9 +105,6 @@ class Bert:
     config: BertConfig
     weights: Mapping[str, Array]
 
-    def layer(self, index: int, name: str) -> Array:
-        return self.weights[f"encoder.layer.{index}.{name}"]
-
 
 def load(source_dir: Path) -> Bert:
     """Read config.json and model.safetensors from `source_dir` (no PyTorch involved)."""

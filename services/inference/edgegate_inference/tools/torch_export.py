@@ -27,10 +27,7 @@ import torch
 from transformers import AutoModel, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
-from edgegate_inference.core.text import ATTENTION_MASK, INPUT_IDS, TOKEN_TYPE_IDS
-
-INPUT_NAMES = (INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS)
-OUTPUT_NAME = "last_hidden_state"
+from edgegate_inference.tools.bert_onnx import INPUT_NAMES, OUTPUT_NAME
 
 Feeds = Mapping[str, npt.NDArray[np.int64]]
 

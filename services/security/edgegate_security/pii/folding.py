@@ -113,8 +113,3 @@ def fold(text: str) -> Folded:
 
 def _is_digit(text: str, i: int, table: dict[int, int]) -> bool:
     return 0 <= i < len(text) and 48 <= table.get(ord(text[i]), ord(text[i])) <= 57
-
-
-def fold_value(value: str) -> str:
-    """A value's folded spelling (for hashing and masking, where offsets do not matter)."""
-    return fold(value).text

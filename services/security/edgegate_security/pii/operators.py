@@ -16,7 +16,7 @@ import ipaddress
 import struct
 
 from edgegate_security.pii.findings import Entity
-from edgegate_security.pii.folding import fold, fold_value
+from edgegate_security.pii.folding import fold
 
 MASK_CHAR = "*"
 
@@ -90,7 +90,7 @@ def replace(entity: str) -> str:
 
 def canonical(value: str, entity: str) -> str:
     """One spelling per value, so "138 1234 5678" and "+86 13812345678" hash alike."""
-    value = fold_value(value)
+    value = fold(value).text
     match entity:
         case Entity.EMAIL_ADDRESS:
             return value.lower()

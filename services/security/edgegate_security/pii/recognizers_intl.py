@@ -188,7 +188,9 @@ class BalancedPhoneRecognizer(PhoneRecognizer):
         )
         for result in results:
             if text[result.start] == "(" and ")" not in text[result.start : result.end]:
-                result.start += 1
+                result.start += 1  # an unpaired bracket, and any space after it, is not the number
+                while text[result.start].isspace():
+                    result.start += 1
         return [
             r
             for r in results
