@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgegate_cli import ports, up
+from edgegate_cli import next_steps, ports, up
 from edgegate_common.errors import InvalidArgument
 from edgegate_common.logging import configure_logging
 
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_up.add_argument(
         "--data-dir",
         type=Path,
-        default=Path(".edgegate"),
+        default=next_steps.DEFAULT_DATA_DIR,
         help="the JetStream store, keys, knowledge, models and logs (default: %(default)s)",
     )
     p_up.add_argument(
