@@ -339,7 +339,10 @@ async def _stub_call(
     kwargs = {"metadata": metadata, "timeout": 10}
     encode: Callable[[Message], bytes] = lambda m: m.SerializeToString()  # noqa: E731
     if method.client_streaming:
-        call = channel.stream_stream(path, encode, decode)(iter([request]), **kwargs)
+        # With no credential the server refuses before it reads; a message written meanwhile
+        # races that refusal inside grpc's core (INTERNAL now and then), so none is written.
+        sent = iter([request]) if metadata else iter(())
+        call = channel.stream_stream(path, encode, decode)(sent, **kwargs)
     elif method.server_streaming:
         call = channel.unary_stream(path, encode, decode)(request, **kwargs)
     else:
