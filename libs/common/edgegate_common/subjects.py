@@ -93,6 +93,14 @@ TASKSTORE_GET_STATE = f"{PREFIX}.taskstore.v1.get_state"
 # gateway
 GATEWAY_BREAKER_EVENTS = f"{PREFIX}.gateway.v1.breaker"
 
+
+def gateway_agreement(model: str, version: str) -> str:
+    """A gateway replica's shadow agreement counts for one (canary) model version."""
+    return f"{PREFIX}.gateway.v1.agreement.{token(model)}.{token(version)}"
+
+
+GATEWAY_AGREEMENT_ALL = f"{PREFIX}.gateway.v1.agreement.>"
+
 # Reply.metadata keys inference sets on an answer: the seconds it waited in the batcher's
 # queue and spent in its model call, so that a caller's breaker judges service, not queueing.
 REPLY_QUEUE_S = "inference.queue_s"
