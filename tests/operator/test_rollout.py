@@ -173,8 +173,9 @@ def test_a_canary_gets_traffic_only_while_all_its_replicas_are_ready() -> None:
     assert reasons(started) == ["RolloutStarted"]
     assert weights(started) == {"1": 100, "2": 0}
     assert EnsureDeployment("2", "canary", 2, URI.format(2), None) in started.actions
-    # The spec names only the new version's model; the stable one keeps what it runs.
-    assert EnsureDeployment("1", "stable", 2, None, None) in started.actions
+    # The spec names only the new version's model; the stable one's is kept in status.
+    assert EnsureDeployment("1", "stable", 2, URI.format(1), None) in started.actions
+    assert started.status.stable_uri == URI.format(1)
     assert started.status.phase is Phase.PROGRESSING
     assert "waiting for replicas (0/2 canary replicas ready)" in started.status.message
     cluster.canary_ready = 1

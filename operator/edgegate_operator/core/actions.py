@@ -76,24 +76,32 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class SetWeights:
-    """The route document for NATS KV `edgegate-routes`."""
+    """The route document for NATS KV `edgegate-routes`.
+
+    `shadow_percent`: the share of stable's requests the gateways also send to
+    the canary to compare answers (only while the canary is fully ready).
+    """
 
     stable_version: str
     stable_weight: int
     canary_version: str | None = None
     canary_weight: int = 0
+    shadow_percent: int = 0
 
     def __post_init__(self) -> None:
         if self.stable_weight + self.canary_weight != 100 or not 0 <= self.canary_weight <= 100:
             raise ValueError(f"weights {self.stable_weight}/{self.canary_weight} do not make 100")
-        if self.canary_version is None and self.canary_weight:
-            raise ValueError("a canary weight needs a canary version")
+        if self.canary_version is None and (self.canary_weight or self.shadow_percent):
+            raise ValueError("a canary weight or shadow share needs a canary version")
 
-    def route(self) -> dict[str, dict[str, int]]:
+    def route(self) -> dict[str, object]:
         weights = {self.stable_version: self.stable_weight}
+        doc: dict[str, object] = {"weights": weights}
         if self.canary_version is not None:
             weights[self.canary_version] = self.canary_weight
-        return {"weights": weights}
+            if self.shadow_percent:
+                doc["shadow"] = {"version": self.canary_version, "percent": self.shadow_percent}
+        return doc
 
 
 @dataclass(frozen=True, slots=True)

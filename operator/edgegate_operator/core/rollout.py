@@ -200,9 +200,15 @@ def _command_while_degraded(
 def _adopt(status: RolloutStatus, run: Run) -> RolloutStatus:
     if status.stable_version:
         return status
-    version = run.spec.model.version
-    run.note("Normal", "Created", f"version {version} serves all traffic")
-    return replace(cleared(status), stable_version=version, phase=Phase.PENDING)
+    model = run.spec.model
+    run.note("Normal", "Created", f"version {model.version} serves all traffic")
+    return replace(
+        cleared(status),
+        stable_version=model.version,
+        stable_uri=model.uri,
+        stable_sha256=model.sha256 or "",
+        phase=Phase.PENDING,
+    )
 
 
 def _follow_version(st: RolloutStatus, run: Run) -> RolloutStatus:
@@ -259,7 +265,8 @@ def _actions(st: RolloutStatus, run: Run) -> tuple[Action, ...]:
     spec = run.spec
     actions: list[Action] = []
     canary = st.canary_version or None
-    actions.append(SetWeights(st.stable_version, 100 - st.weight, canary, st.weight))
+    shadow = spec.canary.shadow_percent if st.rolling and _canary_ready(st, spec) else 0
+    actions.append(SetWeights(st.stable_version, 100 - st.weight, canary, st.weight, shadow))
     model = spec.model
     same = model.version == st.stable_version
     actions.append(
@@ -267,8 +274,8 @@ def _actions(st: RolloutStatus, run: Run) -> tuple[Action, ...]:
             version=st.stable_version,
             track="stable",
             replicas=spec.replicas,
-            uri=model.uri if same else None,
-            sha256=model.sha256 if same else None,
+            uri=st.stable_uri or (model.uri if same else None),
+            sha256=st.stable_sha256 or (model.sha256 if same else None),
         )
     )
     if canary is not None:
@@ -279,6 +286,10 @@ def _actions(st: RolloutStatus, run: Run) -> tuple[Action, ...]:
     actions.extend(RemoveDeployment(v) for v in removed)
     actions.append(SetBreakerModes(tuple((o.version, o.mode) for o in spec.breakers)))
     return (*actions, *run.events)
+
+
+def _canary_ready(st: RolloutStatus, spec: ModelDeploymentSpec) -> bool:
+    return spec.replicas > 0 and st.canary_ready_replicas >= spec.replicas
 
 
 def _replicas(spec: Mapping[str, object]) -> int:

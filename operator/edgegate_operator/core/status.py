@@ -79,6 +79,10 @@ class Condition:
 class RolloutStatus:
     phase: Phase = Phase.PENDING
     stable_version: str = ""
+    # Where the stable version's model is: the spec names only the newest version's, and a
+    # stable Deployment deleted mid-rollout must come back running the same file.
+    stable_uri: str = ""
+    stable_sha256: str = ""
     canary_version: str = ""  # empty: no rollout
     weight: int = 0  # the canary's share of traffic, percent
     step: int = 0
@@ -117,6 +121,8 @@ class RolloutStatus:
         return cls(
             phase=_enum(Phase, doc.get("phase", "Pending"), "phase"),
             stable_version=_get(doc, "stableVersion", str, ""),
+            stable_uri=_get(doc, "stableUri", str, ""),
+            stable_sha256=_get(doc, "stableSha256", str, ""),
             canary_version=_get(doc, "canaryVersion", str, ""),
             weight=_get(doc, "weight", int, 0),
             step=_get(doc, "step", int, 0),
@@ -141,6 +147,8 @@ class RolloutStatus:
         doc: dict[str, Any] = {
             "phase": self.phase.value,
             "stableVersion": self.stable_version,
+            "stableUri": self.stable_uri or None,
+            "stableSha256": self.stable_sha256 or None,
             "canaryVersion": self.canary_version,
             "weight": self.weight,
             "step": self.step,

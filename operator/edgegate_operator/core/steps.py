@@ -115,7 +115,10 @@ def promote(st: RolloutStatus, run: Run, *, why: str = "") -> RolloutStatus:
     run.removed.append(old)
     because = f" ({why})" if why else ""
     run.note("Normal", "Promoted", f"version {new} is stable at 100%, {old} removed{because}")
-    return replace(cleared(st), stable_version=new)
+    model = run.spec.model  # the canary always runs the spec's model
+    return replace(
+        cleared(st), stable_version=new, stable_uri=model.uri, stable_sha256=model.sha256 or ""
+    )
 
 
 def cleared(st: RolloutStatus) -> RolloutStatus:
