@@ -13,14 +13,10 @@ from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.logging import get_logger
 from edgegate_common.service import ServiceRuntime
 from edgegate_gateway import __version__
+from edgegate_gateway.adapters.breakers import BreakerControls
 from edgegate_gateway.adapters.chat_later import ChatLater
 from edgegate_gateway.adapters.discord import DiscordInteractions, DiscordSettings
-from edgegate_gateway.adapters.fallback import (
-    CloudFallback,
-    Fallback,
-    FallbackSettings,
-    OipFallback,
-)
+from edgegate_gateway.adapters.fallback import FallbackSettings, make_fallback
 from edgegate_gateway.adapters.http_server import GatewayRunner
 from edgegate_gateway.adapters.mqtt import MqttAdapter, MqttSettings
 from edgegate_gateway.adapters.openai_http import make_app
@@ -40,6 +36,7 @@ from edgegate_gateway.core.rules import Rules
 from edgegate_gateway.local import LocalInference
 from edgegate_gateway.pipeline import Pipeline, Timeouts
 from edgegate_gateway.servicer import GatewayServicer
+from edgegate_gateway.shadow import ShadowTraffic
 from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = get_logger(__name__)
@@ -58,34 +55,44 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
         routes = await RouteTable.open(bus.js)
         await routes.start()
         s = settings
+        policy = BreakerPolicy(
+            window_s=s.breaker_window_s,
+            min_calls=s.breaker_min_calls,
+            failure_rate=s.breaker_failure_rate,
+            slow_call_s=s.breaker_slow_call_s,
+            slow_call_rate=s.breaker_slow_call_rate,
+            open_s=s.breaker_open_s,
+            max_open_s=s.breaker_max_open_s,
+            probes=s.breaker_probes,
+        )
         local = LocalInference(
             bus=bus,
             readiness=readiness,
-            policy=BreakerPolicy(
-                window_s=s.breaker_window_s,
-                min_calls=s.breaker_min_calls,
-                failure_rate=s.breaker_failure_rate,
-                slow_call_s=s.breaker_slow_call_s,
-                slow_call_rate=s.breaker_slow_call_rate,
-                open_s=s.breaker_open_s,
-                max_open_s=s.breaker_max_open_s,
-                probes=s.breaker_probes,
-            ),
+            policy=policy,
             timeout_s=s.inference_timeout_s,
             instance=runtime.instance,
         )
-        fallback: Fallback | None = None
-        if s.fallback_url:
-            cloud = FallbackSettings(
-                base_url=s.fallback_url,
-                api_key=s.fallback_api_key.get_secret_value() if s.fallback_api_key else "",
-                model=s.fallback_model,
-                max_concurrency=s.fallback_max_concurrency,
-                timeout_s=s.fallback_timeout_s,
-                chat_model=s.fallback_chat_model,
-            )
-            oip = s.fallback_protocol == "oip"
-            fallback = OipFallback(cloud) if oip else CloudFallback(cloud)
+        cloud = FallbackSettings(
+            base_url=s.fallback_url or "",
+            api_key=s.fallback_api_key.get_secret_value() if s.fallback_api_key else "",
+            model=s.fallback_model,
+            max_concurrency=s.fallback_max_concurrency,
+            timeout_s=s.fallback_timeout_s,
+            chat_model=s.fallback_chat_model,
+        )
+        fallback = make_fallback(s.fallback_protocol, cloud) if s.fallback_url else None
+        breakers = await BreakerControls.open(bus.js, local=local, policy=policy, cloud=cloud)
+        await breakers.start()
+        shadow = ShadowTraffic(
+            bus=bus,
+            readiness=readiness,
+            local=local,
+            instance=runtime.instance,
+            min_cosine=s.shadow_min_cosine,
+            max_in_flight=s.shadow_max_in_flight,
+            registry=runtime.registry,
+        )
+        shadow.start(snapshot_s=s.agreement_snapshot_s)
         outbox = None
         if s.outbox_dir is not None:
             outbox = Outbox(s.outbox_dir, max_entries=s.outbox_max_entries)
@@ -98,6 +105,8 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
             fallback=fallback,
             limiter=limiter,
             routes=routes,
+            shadow=shadow,
+            breakers=breakers,
             timeouts=Timeouts(security_s=settings.security_timeout_s),
         )
         assistant = None
@@ -158,6 +167,8 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
                 await assistant.stop()
             await limiter.stop()
             await routes.stop()
+            await shadow.stop()
+            await breakers.stop()
             if fallback is not None:
                 await fallback.close()
             await readiness.stop()

@@ -75,6 +75,15 @@ class GatewaySettings(ServiceSettings):
     breaker_max_open_s: float = Field(default=60.0, gt=0)
     breaker_probes: int = Field(default=3, ge=1, description="half-open test calls")
 
+    # Shadow traffic (a route's "shadow"): copies compared with the answer the caller got
+    shadow_min_cosine: float = Field(
+        default=0.99, ge=-1, le=1, description="float outputs agree at this cosine per row"
+    )
+    shadow_max_in_flight: int = Field(default=32, ge=1, description="more copies are dropped")
+    agreement_snapshot_s: float = Field(
+        default=5.0, ge=0, description="how often agreement counts are published; 0: never"
+    )
+
     # Cloud fallback: OpenAI-compatible HTTP, or a remote OIP v2 gRPC server; unset: none
     fallback_protocol: Literal["openai", "oip"] = "openai"
     fallback_url: str | None = Field(

@@ -14,7 +14,15 @@ model call took, and the rest (its wait in the model's queue, in busy event
 loops) grows with load, not with a fault of the version.
 
 Every state change is logged and published on `edgegate.gateway.v1.breaker`
-for the operator.
+for the operator. The operator may also set a model's breaker policy and
+force a version's breaker open, closed or back to auto (`apply_controls`,
+fed from NATS KV `edgegate-breakers`): forced open, the version is never
+called here; forced closed, its failures never trip it.
+
+`infer_unguarded` is for shadow copies (`shadow.py`): it calls a version
+without consulting or telling any breaker, so that a canary's shadow calls
+neither trip nor free anything, and it refuses a version whose breaker is
+open (forced or tripped), which is never to be called here.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import nats.errors
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -40,7 +48,7 @@ from edgegate_common.errors import (
     Unavailable,
 )
 from edgegate_common.logging import get_logger
-from edgegate_gateway.core.breaker import BreakerPolicy, CircuitBreaker, Transition
+from edgegate_gateway.core.breaker import BreakerPolicy, CircuitBreaker, Mode, State, Transition
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.gateway.v1 import gateway_pb2 as gpb
 
@@ -76,27 +84,111 @@ class LocalInference:
         self._instance = instance
         self._clock = clock
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
+        # The operator's controls, by model key (subjects.ident(model)), as `edgegate-breakers`.
+        self._policies: dict[str, BreakerPolicy] = {}
+        self._modes: dict[str, dict[str, Mode]] = {}
 
     def breaker(self, model: str, version: str) -> CircuitBreaker:
         key = (model, version)
         if key not in self._breakers:
-            self._breakers[key] = CircuitBreaker(self._policy)
+            self._breakers[key] = CircuitBreaker(self._policy_of(model))
         return self._breakers[key]
+
+    def _policy_of(self, model: str) -> BreakerPolicy:
+        return self._policies.get(subjects.ident(model), self._policy)
+
+    def _mode_of(self, model: str, version: str) -> Mode:
+        return self._modes.get(subjects.ident(model), {}).get(version, Mode.AUTO)
+
+    async def apply_controls(
+        self, key: str, *, policy: BreakerPolicy | None, modes: Mapping[str, Mode]
+    ) -> None:
+        """The operator's policy (None: the gateway's own) and forced modes for the model
+        whose key is `key`, applied to its breakers now; each forced change is published.
+
+        A version forced open or closed gets its breaker (and its event) now,
+        before anyone calls it, when the model's name is known: a plain key,
+        a model served now, or one with breakers already.
+        """
+        if policy is None:
+            self._policies.pop(key, None)
+        else:
+            self._policies[key] = policy
+        self._modes[key] = {v: m for v, m in modes.items() if m is not Mode.AUTO}
+        names = {m for m, _ in self._breakers} | set(self._readiness.models()) | {key}
+        for model in sorted(n for n in names if subjects.ident(n) == key):
+            for version in self._modes[key]:
+                self.breaker(model, version)
+            for (name, version), breaker in list(self._breakers.items()):
+                if name == model:
+                    breaker.reconfigure(self._policy_of(model))
+                    await self._report(model, version, breaker.force(self._mode_of(model, version)))
+
+    def may_call(self, model: str, version: str) -> bool:
+        """Whether a version may be called here at all: no breaker of it is open."""
+        if self._mode_of(model, version) is Mode.OPEN:
+            return False
+        breaker = self._breakers.get((model, version))
+        return breaker is None or breaker.state is not State.OPEN
 
     async def infer(self, envelope: env.Envelope, *, model: str, version: str) -> env.Reply:
         """The version's reply; a text envelope with more texts than the version takes in
         one request (its `max_batch_size`) is sent in several and the replies joined."""
+
+        async def one(part: env.Envelope) -> env.Reply:
+            return await self._infer_one(part, model=model, version=version)
+
+        return await self._split(envelope, model=model, version=version, one=one)
+
+    async def infer_unguarded(
+        self, envelope: env.Envelope, *, model: str, version: str
+    ) -> env.Reply:
+        """The version's reply, as `infer`, with no breaker consulted or told: for copies
+        whose outcome must not change what callers get. A version whose breaker is open
+        (`may_call`) is not called: UNAVAILABLE."""
+        if not self.may_call(model, version):
+            raise Unavailable(f"model {model!r} version {version}: circuit open")
+
+        async def one(part: env.Envelope) -> env.Reply:
+            try:
+                return await self._request(part, model=model, version=version)
+            except NoResponders:
+                self._readiness.mark_down(model, version)
+                raise
+
+        return await self._split(envelope, model=model, version=version, one=one)
+
+    async def _split(
+        self,
+        envelope: env.Envelope,
+        *,
+        model: str,
+        version: str,
+        one: Callable[[env.Envelope], Awaitable[env.Reply]],
+    ) -> env.Reply:
         rows = self._readiness.max_batch_size(model, version)
         if (
             rows
             and len(envelope.parts) > rows
             and all(p.WhichOneof("content") == "text" for p in envelope.parts)
         ):
-            return await self._in_batches(envelope, model=model, version=version, rows=rows)
-        return await self._infer_one(envelope, model=model, version=version)
+            return await self._in_batches(envelope, rows=rows, one=one)
+        return await one(envelope)
+
+    async def _request(self, envelope: env.Envelope, *, model: str, version: str) -> env.Reply:
+        return await self._bus.request(
+            subjects.inference_infer(model, version),
+            envelope,
+            env.Reply,
+            timeout_s=self._timeout_s,
+        )
 
     async def _in_batches(
-        self, envelope: env.Envelope, *, model: str, version: str, rows: int
+        self,
+        envelope: env.Envelope,
+        *,
+        rows: int,
+        one: Callable[[env.Envelope], Awaitable[env.Reply]],
     ) -> env.Reply:
         """Batches of `rows`, at most `BATCHES_IN_FLIGHT` at once: enough to keep the
         model's queue fed, few enough that a 2,048-text request is not refused as an
@@ -106,14 +198,15 @@ class LocalInference:
         head.CopyFrom(envelope)
         del head.parts[:]
 
-        async def one(start: int) -> env.Reply:
+        async def batch_from(start: int) -> env.Reply:
             batch = env.Envelope()
             batch.CopyFrom(head)
             batch.parts.extend(envelope.parts[start : start + rows])
             async with gate:
-                return await self._infer_one(batch, model=model, version=version)
+                return await one(batch)
 
-        running = [asyncio.ensure_future(one(i)) for i in range(0, len(envelope.parts), rows)]
+        starts = range(0, len(envelope.parts), rows)
+        running = [asyncio.ensure_future(batch_from(i)) for i in starts]
         try:
             replies = await asyncio.gather(*running)
         except BaseException:
@@ -125,26 +218,23 @@ class LocalInference:
 
     async def _infer_one(self, envelope: env.Envelope, *, model: str, version: str) -> env.Reply:
         breaker = self.breaker(model, version)
+        await self._report(model, version, breaker.force(self._mode_of(model, version)))
         now_s = self._clock()
         allowed, change = breaker.allow(now_s)
         await self._report(model, version, change)
         if not allowed:
             wait_s = breaker.retry_after_s(now_s)
+            forced = " (forced by the operator)" if breaker.mode is Mode.OPEN else ""
             raise Elsewhere(
                 Unavailable(
-                    f"model {model!r} version {version}: circuit open",
+                    f"model {model!r} version {version}: circuit open{forced}",
                     details={RETRY_AFTER_KEY: f"{max(wait_s, 0.1):.3g}"},
                 )
             )
         started = self._clock()
         learned = False  # whether the call tells anything about the version
         try:
-            reply = await self._bus.request(
-                subjects.inference_infer(model, version),
-                envelope,
-                env.Reply,
-                timeout_s=self._timeout_s,
-            )
+            reply = await self._request(envelope, model=model, version=version)
             learned = True
         except NoResponders:
             self._readiness.mark_down(model, version)

@@ -11,7 +11,9 @@ the caller's credential. The pipeline:
    by all gateway replicas (`adapters/rate_limits.py`).
 3. routes it to a model version: the one the envelope names, else one
    chosen by the model's weights in `edgegate-routes` (stable / canary),
-   else the highest one an inference replica announces.
+   else the highest one an inference replica announces. A share of the
+   messages routed by weight may be copied to a shadow version once
+   answered (`shadow.py`); the caller never waits for the copy.
 4. runs it on the inference service over NATS, behind a circuit breaker per
    model version (`local.py`). When the caller asked for async work it goes
    to the taskstore instead. When local inference cannot answer (breaker
@@ -58,12 +60,15 @@ from edgegate_common.errors import (
 from edgegate_common.inspection import passed
 from edgegate_common.logging import get_logger
 from edgegate_common.rpc import bearer_token
+from edgegate_gateway.adapters.breakers import BreakerControls
 from edgegate_gateway.adapters.fallback import Fallback
 from edgegate_gateway.adapters.outbox import Outbox
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.routes import RouteTable
+from edgegate_gateway.core.routing import Shadow
 from edgegate_gateway.core.rules import Rules
 from edgegate_gateway.local import Elsewhere, LocalInference
+from edgegate_gateway.shadow import ShadowTraffic
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
 from edgegate_protos.gateway.v1 import gateway_pb2 as gpb
@@ -145,6 +150,8 @@ class Pipeline:
         fallback: Fallback | None = None,
         outbox: Outbox | None = None,
         rules: Rules | None = None,
+        shadow: ShadowTraffic | None = None,
+        breakers: BreakerControls | None = None,
     ) -> None:
         self._bus = bus
         self._readiness = readiness
@@ -155,6 +162,8 @@ class Pipeline:
         self._fallback = fallback
         self._outbox = outbox
         self._rules = rules or Rules()
+        self._shadow = shadow
+        self._breakers = breakers
         # Callers admitted lately (bearer token → principal, until when), for the outbox.
         self._callers: dict[str, tuple[principal_pb2.Principal, float]] = {}
         self._replay_refusals: Counter[str] = Counter()  # outbox file → RESOURCE_EXHAUSTED seen
@@ -196,7 +205,7 @@ class Pipeline:
         if defer:
             return _deferred(envelope, await self.store(envelope, credential=credential))
         model, version = envelope.route.model, envelope.route.version
-        chosen = self._version(model, version)
+        chosen, shadow = self._version(model, version)
         if chosen is None:
             missing = NotFound(
                 f"no inference replica serves model {model!r}"
@@ -208,6 +217,8 @@ class Pipeline:
             reply = await self._local.infer(envelope, model=model, version=chosen)
         except Elsewhere as why:
             return await self._elsewhere(envelope, credential, offline, why.error)
+        if shadow is not None and self._shadow is not None:
+            self._shadow.copy(envelope, reply, chosen=chosen, shadow=shadow)
         return await self._checked(envelope, reply)
 
     async def _checked(self, envelope: env.Envelope, reply: env.Reply) -> Handled:
@@ -239,12 +250,15 @@ class Pipeline:
     async def _elsewhere(
         self, envelope: env.Envelope, credential: str, offline: Offline, error: EdgegateError
     ) -> Handled:
-        """Local inference cannot answer: the cloud fallback, else the taskstore, else `error`."""
-        if self._fallback is not None and self._fallback.can_serve(envelope):
+        """Local inference cannot answer: the cloud fallback (the model's own, else the
+        gateway's), else the taskstore, else `error`."""
+        own = self._breakers.fallback_for(envelope.route.model) if self._breakers else None
+        fallback = own or self._fallback
+        if fallback is not None and fallback.can_serve(envelope):
             budget_s = _remaining_s(envelope)
             if budget_s is None or budget_s > MIN_FALLBACK_BUDGET_S:
                 try:
-                    reply = await self._fallback.infer(envelope, budget_s=budget_s)
+                    reply = await fallback.infer(envelope, budget_s=budget_s)
                 except EdgegateError as exc:
                     log.warning("cloud fallback failed", error=exc.message)
                 else:
@@ -253,15 +267,16 @@ class Pipeline:
             return _deferred(envelope, await self.store(envelope, credential=credential))
         raise error
 
-    def _version(self, model: str, named: str) -> str | None:
-        """The version named, else one by the route's weights, else the highest served."""
+    def _version(self, model: str, named: str) -> tuple[str | None, Shadow | None]:
+        """The version named, else one by the route's weights, else the highest served;
+        and the route's shadow, when the version was chosen by weight."""
         if not named and self._routes is not None:
             weights = self._routes.weights(model)
             if weights is not None:
                 chosen = weights.choose(self._readiness.served_versions(model))
                 if chosen is not None:
-                    return chosen
-        return self._readiness.version_to_run(model, named)
+                    return chosen, weights.shadow
+        return self._readiness.version_to_run(model, named), None
 
     async def submit(self, envelope: env.Envelope, *, credential: str) -> tpb.Task:
         """Admit `envelope` and hand it to the taskstore: the task, to follow later."""

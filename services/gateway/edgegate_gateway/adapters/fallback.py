@@ -246,3 +246,8 @@ def _reply(envelope: env.Envelope, tensor: env.Tensor) -> env.Reply:
 
 # Either kind of cloud fallback; the pipeline and the assistant use them alike.
 Fallback = CloudFallback | OipFallback
+
+
+def make_fallback(protocol: str, settings: FallbackSettings) -> Fallback:
+    """The fallback that speaks `protocol`: "oip" (gRPC), else OpenAI-compatible HTTP."""
+    return OipFallback(settings) if protocol == "oip" else CloudFallback(settings)

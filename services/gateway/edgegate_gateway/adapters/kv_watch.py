@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 
 from nats.js.kv import KeyValue
 
-# (key, value or None when deleted)
-Apply = Callable[[str, bytes | None], None]
+# (key, value or None when deleted); a coroutine is awaited before the next change.
+Apply = Callable[[str, bytes | None], Awaitable[None] | None]
 
 
 async def follow(
@@ -29,7 +30,9 @@ async def follow(
                 ready.set()
                 continue
             deleted = entry.operation is not None  # DEL or PURGE
-            apply(entry.key, None if deleted else entry.value)
+            applied = apply(entry.key, None if deleted else entry.value)
+            if inspect.isawaitable(applied):
+                await applied
 
     task = asyncio.get_running_loop().create_task(run())
     with contextlib.suppress(TimeoutError):

@@ -20,6 +20,11 @@ waiting: in the model's queue, in the event loops and the bus of busy
 processes. Waiting grows with load, not with a fault: a breaker that counted
 it would open on a busy, healthy model and send everyone to the fallback, or
 to a 503, at exactly the moment capacity matters.
+
+An operator may force a breaker (`force`): OPEN sends every call elsewhere
+until told otherwise, CLOSED lets every call through and never trips (its
+outcomes are not even kept), AUTO hands it back to its own judgement,
+closed and with an empty window.
 """
 
 from __future__ import annotations
@@ -33,6 +38,21 @@ class State(enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+class Mode(enum.Enum):
+    """Who decides the breaker's state: its own counts (AUTO) or the operator."""
+
+    AUTO = "auto"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+FORCED_REASONS = {
+    Mode.OPEN: "forced open by the operator",
+    Mode.CLOSED: "forced closed by the operator",
+    Mode.AUTO: "back to auto by the operator",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +78,7 @@ class CircuitBreaker:
     def __init__(self, policy: BreakerPolicy) -> None:
         self._policy = policy
         self.state = State.CLOSED
+        self.mode = Mode.AUTO
         self._calls: deque[tuple[float, bool, bool]] = deque()  # (at, failed, slow)
         self._open_until = 0.0
         self._open_for = policy.open_s
@@ -66,6 +87,8 @@ class CircuitBreaker:
 
     def allow(self, now_s: float) -> tuple[bool, Transition | None]:
         """May a call go to the model version now? (and the state change that caused, if any)"""
+        if self.mode is not Mode.AUTO:
+            return self.mode is Mode.CLOSED, None
         change = None
         if self.state is State.OPEN and now_s >= self._open_until:
             change = self._move(State.HALF_OPEN, "open time over: probing")
@@ -83,6 +106,8 @@ class CircuitBreaker:
         """One call's outcome (`service_s` of its `duration_s` spent in the model, when
         known: slowness is judged on it); the state change it causes, if any."""
         p = self._policy
+        if self.mode is not Mode.AUTO:
+            return None
         if self.state is State.HALF_OPEN:
             if failed:
                 return self._open(now_s, "a probe failed", backoff=True)
@@ -108,10 +133,34 @@ class CircuitBreaker:
             return self._open(now_s, f"slow-call rate {slow:.0%} over {len(self._calls)} calls")
         return None
 
+    @property
+    def policy(self) -> BreakerPolicy:
+        return self._policy
+
+    def reconfigure(self, policy: BreakerPolicy) -> None:
+        """Judge by `policy` from now on; the state and the outcomes kept stay."""
+        self._policy = policy
+        self._open_for = min(max(self._open_for, policy.open_s), policy.max_open_s)
+
+    def force(self, mode: Mode) -> Transition | None:
+        """The operator decides (OPEN, CLOSED) or hands back (AUTO); the change, if any."""
+        if mode is self.mode:
+            return None
+        self.mode = mode
+        self._calls.clear()
+        self._open_for = self._policy.open_s
+        self._probes_sent = self._probes_passed = 0
+        state = State.OPEN if mode is Mode.OPEN else State.CLOSED
+        return self._move(state, FORCED_REASONS[mode])
+
     def retry_after_s(self, now_s: float) -> float:
-        """How long until an open breaker lets a probe through (0 when it is not open)."""
+        """How long until an open breaker lets a probe through (0 when it is not open).
+
+        Forced open, no probe comes: the open time is a hint to try again."""
         if self.state is not State.OPEN:
             return 0.0
+        if self.mode is Mode.OPEN:
+            return self._policy.open_s
         return max(0.0, self._open_until - now_s)
 
     def forget(self) -> None:
