@@ -1,4 +1,4 @@
-"""The route table: weights per model from NATS KV `edgegate-routes`, followed live.
+"""The route table: weights (and shadow) per model from NATS KV `edgegate-routes`, followed live.
 
 A change to a model's weights applies as soon as the watch delivers it (well
 within a second), with no restart.
@@ -7,6 +7,7 @@ within a second), with no restart.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
@@ -54,4 +55,10 @@ class RouteTable:
         except ValueError as exc:
             log.error("route ignored", model=model, error=str(exc))
             return
-        log.info("route applied", model=model, weights=dict(self._weights[model].by_version))
+        applied = self._weights[model]
+        log.info(
+            "route applied",
+            model=model,
+            weights=dict(applied.by_version),
+            shadow=None if applied.shadow is None else dataclasses.asdict(applied.shadow),
+        )
