@@ -8,8 +8,10 @@
     edgegate token issue   sign a token with the local key ring (`edgegate token issue --help`)
     edgegate keys rotate   sign with a new key; running services pick it up, no restart
     edgegate audit verify  walk the audit log's hash chain, report the first broken link
+    edgegate rollout ...   watch and steer a ModelDeployment's canary (`edgegate rollout --help`)
+    edgegate breaker ...   force a model version's circuit breaker open, closed or back to auto
 
-More subcommands (rollout) arrive with the parts they drive.
+The same main runs as the kubectl plugin `kubectl edgegate rollout ...` (kubectl-edgegate).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgegate_cli import next_steps, ports, up
+from edgegate_cli import next_steps, ports, rollout, up
 from edgegate_common.errors import InvalidArgument
 from edgegate_common.logging import configure_logging
 
@@ -69,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("token", help="issue tokens for local mode and tests", add_help=False)
     commands.add_parser("keys", help="rotate the security service's signing key", add_help=False)
     commands.add_parser("audit", help="verify the tamper-evident audit log", add_help=False)
+    rollout.add_commands(commands)
     return parser
 
 
@@ -86,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     # The CLI talks to people: its libraries' info lines would only clutter the output.
     configure_logging(service="cli", level="warning")
+    if args.command in rollout.COMMANDS:
+        raise SystemExit(rollout.run(args))
     if args.command == "up":
         try:
             chosen = ports.choose_ports(ports.requested(args))
