@@ -72,10 +72,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         p = _leaf(modes, common, mode, text)
         p.add_argument("--version", required=True, help="the model version, e.g. 2")
         entries = [] if mode == "auto" else [{"version": "V", "mode": BREAKER_MODES[mode]}]
+        change = "removed" if mode == "auto" else "replaced or added"
         _epilog(
             p,
             patches.breakers_patch(entries, resource_version=None),
-            note="the list is spec.breakers with version V's entry changed (others kept): "
+            note=f"the list is spec.breakers with version V's entry {change} (others kept): "
             "a merge patch replaces a list whole.",
         )
         p.set_defaults(handler="breaker", mode=BREAKER_MODES[mode])
@@ -162,7 +163,11 @@ def _set_version(
         metavar="HEX",
         help="the model file's SHA-256 (64 hex digits); without it, spec.model.sha256 is removed",
     )
-    _epilog(p, patches.model_version("VERSION", uri="URI", sha256="HEX"))
+    _epilog(
+        p,
+        patches.model_version("VERSION", uri="URI", sha256="HEX"),
+        note='without --sha256 the patch has "sha256":null, which removes the old digest.',
+    )
     p.set_defaults(handler="set_version")
 
 
