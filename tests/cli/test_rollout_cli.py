@@ -695,3 +695,24 @@ def _wait_for_line(
         if read[-1].strip().startswith(label) and read[-1].strip().endswith(value):
             return read
     raise AssertionError(f"no line {label} ... {value} within {timeout_s} s: {read}")
+
+
+def test_breaker_reads_again_when_the_resource_changed_under_it(
+    cli: Callable[..., Result], api_server: EmulatedApiServer, api: client.CustomObjectsApi
+) -> None:
+    def conflict() -> None:
+        raise kmock.KubernetesError(
+            status=409, reason="Conflict", message="the object has been modified"
+        )
+
+    stored = api_server.on_loop(lambda: api_server.emulator.objects[RESOURCE, NAMESPACE, NAME])
+    api_server.on_loop(lambda: stored.patch({"metadata": {"resourceVersion": "41"}}))
+    api_server.on_loop(lambda: api_server.emulator["patch"][:1] << conflict)
+
+    result = cli("breaker", "open", NAME, "--version", "2")
+
+    assert result.code == 0, result
+    sent = api_server.on_loop(lambda: [r.data for r in api_server.emulator["patch"]])
+    assert len(sent) == 2  # refused once, written again
+    assert sent[0]["metadata"] == {"resourceVersion": "41"}  # the version it read: a precondition
+    assert api_server.object()["spec"]["breakers"] == [{"version": "2", "mode": "open"}]
