@@ -373,7 +373,7 @@ def _condition(
     now_ms: int,
 ) -> dict[str, Any]:
     status_, reason, message = state
-    before = next((c for c in previous if isinstance(c, dict) and c.get("type") == kind), {})
+    before = next((c for c in previous if isinstance(c, Mapping) and c.get("type") == kind), {})
     since = before.get("lastTransitionTime")
     if before.get("status") != status_ or not isinstance(since, str):
         since = format_time(now_ms)
