@@ -59,16 +59,11 @@ _QUANTITY = re.compile(
 )
 _SUFFIXES = {
     "": Decimal(1),
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "k": Decimal("1e3"),
-    "M": Decimal("1e6"),
-    "G": Decimal("1e9"),
-    "T": Decimal("1e12"),
-    "P": Decimal("1e15"),
-    "E": Decimal("1e18"),
-    **{f"{p}i": Decimal(1024**n) for n, p in enumerate("KMGTPE", start=1)},
+    **{
+        s: Decimal(10) ** e
+        for s, e in zip("numkMGTPE", (-9, -6, -3, 3, 6, 9, 12, 15, 18), strict=True)
+    },
+    **{f"{p}i": Decimal(1024) ** n for n, p in enumerate("KMGTPE", start=1)},
 }
 
 
