@@ -11,7 +11,7 @@ DISTRIBUTIONS := libs/protos libs/common libs/cli services/gateway \
                  'services/inference[cpu,tools]' services/taskstore services/security operator
 PYTEST_ARGS ?=
 
-.PHONY: setup protos lint test demo bench clean
+.PHONY: setup protos lint test test-e2e demo bench clean
 
 setup: $(SETUP_STAMP) $(PROTOS_STAMP)
 
@@ -39,7 +39,12 @@ lint: setup
 	$(BIN)/lint-imports
 
 test: setup
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+
+# The slower end-to-end proofs (whole rollouts through the operator, kopf against KMock,
+# real inference and gateway): minutes, so outside `make test`; .ci/run runs both.
+test-e2e: setup
+	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/edgegate model build-default

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from edgegate_operator.core import (
     AgreementSnapshot,
     AnalysisPolicy,
+    AnalysisResult,
     MetricsSnapshot,
     Verdict,
     analyse,
@@ -288,3 +289,28 @@ def test_agreement_on_too_few_comparisons_is_inconclusive_and_enough_passes() ->
     )
     assert enough.verdict is Verdict.PASS
     assert enough.message.endswith("agreement 0.99 >= 0.95")
+
+
+def test_a_canary_that_refuses_what_stable_accepts_fails_against_the_baseline() -> None:
+    def window(canary_refused: int, stable_refused: int) -> AnalysisResult:
+        return analyse(
+            [
+                snap(95, requests=0),
+                snap(120, requests=100, errors={"INVALID_ARGUMENT": canary_refused}),
+                snap(95, requests=0, version="1"),
+                snap(120, requests=200, version="1", errors={"INVALID_ARGUMENT": stable_refused}),
+            ],
+            version="2",
+            policy=POLICY,
+            start_s=100,
+            end_s=130,
+            baseline="1",
+        )
+
+    worse = window(canary_refused=30, stable_refused=2)
+    assert worse.verdict is Verdict.FAIL
+    assert worse.message == (
+        "refuses 0.3 of its requests as bad input, version 1 0.01: over maxErrorRate 0.01 more"
+    )
+    # The same share of bad requests reaches both: the callers', not the canary's, fault.
+    assert window(canary_refused=10, stable_refused=20).verdict is Verdict.PASS

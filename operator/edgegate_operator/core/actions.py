@@ -41,6 +41,9 @@ class Observed:
     stable_ready_replicas: int = 0
     analysis: AnalysisResult | None = None  # the window `analysis_window` named, once ended
     breakers: Mapping[str, BreakerObservation] = field(default_factory=dict)
+    # What keeps the resource from working that its spec cannot show: a missing Secret,
+    # a version whose pods cannot start. Each becomes part of a Degraded condition.
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,12 @@ inside it, per replica, summed over replicas. A reset inside the window
 as Prometheus' `increase()` does, so a crash-looping canary cannot hide its
 errors by losing them.
 
+Caller errors (a request the version refused as bad) say nothing about a
+version on their own, but a canary that refuses requests the stable
+version accepts is broken for them: given the baseline (stable) version,
+the canary's caller-error rate above the baseline's counts against
+`maxErrorRate` too.
+
 The verdict is three-valued. Fewer requests than `minRequests` is
 *Inconclusive*, never a pass or a fail: twenty requests say little, two say
 nothing, and a canary that got no traffic has not earned promotion. Only
@@ -32,6 +38,12 @@ from edgegate_operator.core.status import Verdict
 CALLER_ERRORS = frozenset(
     code.name
     for code in (REQUEST_ERRORS - {Code.UNIMPLEMENTED}) | {Code.CANCELLED, Code.ALREADY_EXISTS}
+)
+
+
+# A version refusing a request as bad input: compared with the baseline's refusals.
+REFUSALS = frozenset(
+    {Code.INVALID_ARGUMENT.name, Code.FAILED_PRECONDITION.name, Code.OUT_OF_RANGE.name}
 )
 
 
@@ -127,8 +139,10 @@ def analyse(
     start_s: float,
     end_s: float,
     agreements: Iterable[AgreementSnapshot] = (),
+    baseline: str | None = None,
 ) -> AnalysisResult:
-    """Judge `version` over the window (start_s, end_s]."""
+    """Judge `version` over the window (start_s, end_s], against `baseline`'s refusals."""
+    snapshots = list(snapshots)
     mine = [s for s in snapshots if s.version == version]
     bounds = {s.latency_bounds_s for s in mine if start_s < s.at_s <= end_s}
     window = {"window_start_s": start_s, "window_end_s": end_s}
@@ -157,12 +171,45 @@ def analyse(
     )
     bounds_s = next(iter(bounds), ())
     counts = [totals[f"bucket:{i}"] for i in range(len(bounds_s) + 1)]
-    return _judge(totals, shadow, bounds_s, counts, policy=policy, **window)
+    result = _judge(totals, shadow, bounds_s, counts, policy=policy, **window)
+    if baseline is None or result.verdict is Verdict.FAIL or not totals["requests"]:
+        return result
+    theirs = [s for s in snapshots if s.version == baseline]
+    base = _delta(
+        [_Sample(s.at_s, s.loaded_at_s, _metric_counts(s)) for s in theirs],
+        by=[s.instance for s in theirs],
+        start_s=start_s,
+        end_s=end_s,
+    )
+    return _against_baseline(result, totals, base, policy=policy, baseline=baseline)
+
+
+def _against_baseline(
+    result: AnalysisResult,
+    mine: Counter[str],
+    base: Counter[str],
+    *,
+    policy: AnalysisPolicy,
+    baseline: str,
+) -> AnalysisResult:
+    """Fail a canary that refuses more of its requests as bad than the baseline does."""
+    if result.requests < policy.min_requests:
+        return result
+    rate = mine["caller_errors"] / mine["requests"]
+    base_rate = base["caller_errors"] / base["requests"] if base["requests"] else 0.0
+    if rate - base_rate <= policy.max_error_rate:
+        return result
+    message = (
+        f"refuses {rate:.4g} of its requests as bad input, version {baseline} "
+        f"{base_rate:.4g}: over maxErrorRate {policy.max_error_rate:g} more"
+    )
+    return replace(result, verdict=Verdict.FAIL, message=message)
 
 
 def _metric_counts(s: MetricsSnapshot) -> Counter[str]:
     counts: Counter[str] = Counter(requests=s.requests)
     counts["server_errors"] = sum(n for code, n in s.errors.items() if code not in CALLER_ERRORS)
+    counts["caller_errors"] = sum(n for code, n in s.errors.items() if code in REFUSALS)
     counts.update({f"bucket:{i}": n for i, n in enumerate(s.latency_counts)})
     return counts
 

@@ -113,9 +113,17 @@ def _wanted(st: RolloutStatus, run: Run, paused: tuple[str, str] | None) -> list
         ("Available", "True" if available else "False",
          "StableReady" if available else "StableNotReady", ready),
         progressing,
-        ("Degraded", "False", "SpecValid", ""),
+        _degraded(run),
         ("Paused", "True", *paused) if paused else ("Paused", "False", "NotPaused", ""),
     ]  # fmt: skip
+
+
+def _degraded(run: Run) -> _Wanted:
+    """Degraded when the adapters saw something the spec cannot work with (traffic stays)."""
+    problems = run.observed.problems
+    if problems:
+        return ("Degraded", "True", "ChildProblem", clip("; ".join(problems)))
+    return ("Degraded", "False", "SpecValid", "")
 
 
 def merge_conditions(

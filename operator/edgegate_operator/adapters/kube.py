@@ -1,0 +1,181 @@
+"""The Kubernetes API as the operator uses it: children, status, Secrets.
+
+kopf watches the custom resources and posts Events; the writes the
+reconciler makes go through the official `kubernetes` client, in a worker
+thread so the event loop keeps serving watches. Every write is a JSON merge
+patch or a create, and applying the same desired object twice changes
+nothing, so a reconcile may be repeated at any time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from edgegate_operator.manifests import GROUP, VERSION
+
+_T = TypeVar("_T")
+# The client sends a dict body as a JSON Patch unless told otherwise; ours are merge patches.
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def api_client(kubeconfig: Path | None = None) -> ApiClient:
+    """In a pod: its service account. Elsewhere: the kubeconfig (KUBECONFIG honoured)."""
+    if kubeconfig is None:
+        try:
+            kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+            return ApiClient()
+        except kubernetes.config.ConfigException:
+            pass
+    client: ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=None if kubeconfig is None else str(kubeconfig)
+    )
+    return client
+
+
+class Kube:
+    def __init__(self, client: ApiClient) -> None:
+        self._client = client
+        self.apps = kubernetes.client.AppsV1Api(client)
+        self.core = kubernetes.client.CoreV1Api(client)
+        self.custom = kubernetes.client.CustomObjectsApi(client)
+
+    async def _run(self, call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        return await asyncio.to_thread(call, *args, **kwargs)
+
+    async def _read(self, call: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
+        """A `read_*` call's object as a plain dict; None when it does not exist."""
+        try:
+            obj = await self._run(call, *args, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data: dict[str, Any] = await asyncio.to_thread(_json, obj)
+        return data
+
+    # Deployments and Services: create, or patch what differs.
+
+    async def apply_deployment(self, desired: Mapping[str, Any]) -> dict[str, Any]:
+        meta = desired["metadata"]
+        current = await self._read(
+            self.apps.read_namespaced_deployment, meta["name"], meta["namespace"]
+        )
+        if current is None:
+            await self._run(self.apps.create_namespaced_deployment, meta["namespace"], desired)
+            return dict(desired)
+        if _differs(desired, current):
+            patch = {"metadata": _meta_patch(desired), "spec": desired["spec"]}
+            await self._run(
+                self.apps.patch_namespaced_deployment, meta["name"], meta["namespace"], patch,
+                _content_type=MERGE_PATCH,
+            )  # fmt: skip
+        return current
+
+    async def apply_service(self, desired: Mapping[str, Any]) -> None:
+        meta = desired["metadata"]
+        current = await self._read(
+            self.core.read_namespaced_service, meta["name"], meta["namespace"]
+        )
+        if current is None:
+            await self._run(self.core.create_namespaced_service, meta["namespace"], desired)
+        elif _differs(desired, current):
+            patch = {"metadata": _meta_patch(desired), "spec": desired["spec"]}
+            await self._run(
+                self.core.patch_namespaced_service, meta["name"], meta["namespace"], patch,
+                _content_type=MERGE_PATCH,
+            )  # fmt: skip
+
+    async def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._read(self.apps.read_namespaced_deployment, name, namespace)
+
+    async def deployments(self, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Deployments carrying all `labels` (checked here as well: selectors are a hint)."""
+        selector = ",".join(f"{k}={v}" for k, v in labels.items())
+        listing = await self._run(
+            self.apps.list_namespaced_deployment,
+            namespace,
+            label_selector=selector,
+            _preload_content=False,
+        )
+        items: list[dict[str, Any]] = (await asyncio.to_thread(_json, listing))["items"]
+        return [
+            d
+            for d in items
+            if all(d.get("metadata", {}).get("labels", {}).get(k) == v for k, v in labels.items())
+        ]
+
+    async def delete_children(self, namespace: str, name: str) -> None:
+        """Delete a version's Deployment and Service; gone already is fine."""
+        for call in (
+            self.apps.delete_namespaced_deployment,
+            self.core.delete_namespaced_service,
+        ):
+            try:
+                await self._run(call, name, namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+    # Custom resources
+
+    async def custom_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The resource as the API server holds it now (None: gone)."""
+        return await self._read(
+            self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+        )
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> None:
+        """A JSON merge patch of `status`, through the status subresource."""
+        await self._run(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP, VERSION, namespace, plural, name, {"status": patch},
+            _content_type=MERGE_PATCH,
+        )  # fmt: skip
+
+    async def secret_exists(self, namespace: str, name: str, key: str) -> bool:
+        secret = await self._read(self.core.read_namespaced_secret, name, namespace)
+        return secret is not None and key in (secret.get("data") or {}) | (
+            secret.get("stringData") or {}
+        )
+
+    def close(self) -> None:
+        self._client.close()  # type: ignore[no-untyped-call]
+
+
+def _json(response: Any) -> Any:
+    import json
+
+    return json.loads(response.data)
+
+
+def _meta_patch(desired: Mapping[str, Any]) -> dict[str, Any]:
+    meta = desired["metadata"]
+    return {k: meta[k] for k in ("labels", "annotations", "ownerReferences") if k in meta}
+
+
+def _differs(desired: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether any field the operator sets differs in `current` (others are the cluster's)."""
+    return not _contains(current, {"metadata": _meta_patch(desired), "spec": desired["spec"]})
+
+
+def _contains(actual: Any, wanted: Any) -> bool:
+    if isinstance(wanted, Mapping):
+        return isinstance(actual, Mapping) and all(
+            _contains(actual.get(k), v) for k, v in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(wanted)
+            and all(_contains(a, w) for a, w in zip(actual, wanted, strict=True))
+        )
+    return bool(actual == wanted)
