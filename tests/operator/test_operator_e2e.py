@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import kubernetes
@@ -115,6 +116,11 @@ def test_a_version_that_fails_on_some_inputs_is_aborted_and_stable_gets_everythi
         routes.stop()
     assert status["lastAnalysis"]["verdict"] == "Fail"
     assert "refuses" in status["abortReason"], status["abortReason"]
+    verdict_s = datetime.fromisoformat(status["lastAnalysis"]["at"].replace("Z", "+00:00"))
+    after = [t for t, doc in routes.seen if doc["weights"]["2"] == 0 and t > verdict_s.timestamp()]
+    print(f"failing verdict -> weight 0: {min(after) - verdict_s.timestamp():.3f} s")
+    failed, total = len(traffic.failures), traffic.answers + len(traffic.failures)
+    print(f"failed requests while the canary had traffic: {failed} of {total}")
     assert world.route("flaky") == {"weights": {"1": 100, "2": 0}}
     assert routes.weights("2")[-1] == 0
     assert deployment(world, "flaky-v2")["spec"]["replicas"] == 0
@@ -281,7 +287,9 @@ def test_sre_commands_through_kubectl_edgegate(world: World) -> None:
     world.wait_status("steered", "the pause step", lambda s: s.get("step") == 1)
 
     assert kubectl(world, "rollout", "pause", "steered").returncode == 0
-    held = world.wait_status("steered", "an SRE pause", lambda s: _reason(s, "Paused") == "SREPause")
+    held = world.wait_status(
+        "steered", "an SRE pause", lambda s: _reason(s, "Paused") == "SREPause"
+    )
     assert held["phase"] == "Paused"
     assert kubectl(world, "rollout", "resume", "steered").returncode == 0
     world.wait_status("steered", "resumed", lambda s: _reason(s, "Paused") != "SREPause")

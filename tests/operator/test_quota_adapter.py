@@ -40,7 +40,6 @@ def cluster() -> Iterator[KMockCluster]:
     running = KMockCluster().start()
     yield running
     running.stop()
-    running._loop.close()  # stop() leaves its event loop (and the loop's sockets) open
 
 
 @pytest.fixture
