@@ -57,8 +57,12 @@ def declare_crds(resources: Any) -> None:
             )
 
 
-class Conflict(kmock.KubernetesError):
-    """409, as the API server answers a write whose `test` of resourceVersion failed."""
+class TestFailed(kmock.KubernetesError):
+    """422, as the API server answers a JSON patch whose `test` operation failed.
+
+    kopf tests metadata.resourceVersion in every JSON patch it sends, and on a 422 retries
+    on its next cycle; any other status would be an unexpected error (and a slowdown).
+    """
 
 
 class ClusterEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
@@ -87,9 +91,11 @@ class ClusterEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         async with self._writes:
             try:
                 data = self._as_a_cluster_would(request)
-            except (jsonpatch.JsonPatchTestFailed, Conflict):
+            except jsonpatch.JsonPatchTestFailed as exc:
                 return await self._render_error(
-                    Conflict(status=409, reason="Conflict", message="the object has been modified")
+                    TestFailed(
+                        status=422, reason="Invalid", message=f"the patch's test failed: {exc}"
+                    )
                 )
             # KMock matches reactions by the request object it logged, so the body is
             # replaced in place (Request is a frozen attrs class).

@@ -117,7 +117,9 @@ def test_a_version_that_fails_on_some_inputs_is_aborted_and_stable_gets_everythi
     assert status["lastAnalysis"]["verdict"] == "Fail"
     assert "refuses" in status["abortReason"], status["abortReason"]
     verdict_s = datetime.fromisoformat(status["lastAnalysis"]["at"].replace("Z", "+00:00"))
-    after = [t for t, doc in routes.seen if doc["weights"]["2"] == 0 and t > verdict_s.timestamp()]
+    after = [
+        t for t, doc in routes.seen if doc["weights"].get("2") == 0 and t > verdict_s.timestamp()
+    ]
     print(f"failing verdict -> weight 0: {min(after) - verdict_s.timestamp():.3f} s")
     failed, total = len(traffic.failures), traffic.answers + len(traffic.failures)
     print(f"failed requests while the canary had traffic: {failed} of {total}")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nats.errors
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -51,8 +51,21 @@ log = get_logger(__name__)
 MAX_IN_FLIGHT = 32
 
 
+def _now() -> Timestamp:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
 @dataclass
 class _Counts:
+    """One version's comparisons, counted from `started_at` (its first comparison here).
+
+    A reader takes growth between snapshots; a snapshot whose `started_at` lies inside its
+    window counts from zero, so a version's first comparisons are never taken as history.
+    """
+
+    started_at: Timestamp = field(default_factory=_now)
     compared: int = 0
     agreed: int = 0
 
@@ -77,8 +90,6 @@ class ShadowTraffic:
         self._min_cosine = min_cosine
         self._max_in_flight = max_in_flight
         self._rng = rng
-        self._started_at = Timestamp()
-        self._started_at.GetCurrentTime()
         self._counts: dict[tuple[str, str], _Counts] = {}
         self._running: set[asyncio.Task[None]] = set()
         self._publisher: asyncio.Task[None] | None = None
@@ -150,7 +161,7 @@ class ShadowTraffic:
                 version=version,
                 instance=self._instance,
                 at=at,
-                started_at=self._started_at,
+                started_at=counts.started_at,
                 compared=counts.compared,
                 agreed=counts.agreed,
             )
