@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 import os
 import queue
 import re
@@ -34,6 +35,7 @@ from typing import Any
 
 import kmock
 import pytest
+import structlog
 import yaml
 from kubernetes import client, config
 
@@ -183,6 +185,17 @@ def write_kubeconfig(path: Path, *, server: str) -> Path:
     }
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """`main()` configures structlog for the CLI (warnings only, loggers cached on first
+    use); undo that after each test, or later tests in this process lose their info lines."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.reset_defaults()
+    root.handlers[:], root.level = handlers, level
 
 
 @pytest.fixture

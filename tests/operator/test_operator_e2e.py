@@ -305,6 +305,11 @@ def test_sre_commands_through_kubectl_edgegate(world: World) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     world.wait_status("steered", "step 1 again", lambda s: s.get("step") == 1 and s["weight"] == 20)
 
+    shown = kubectl(world, "rollout", "status", "steered")
+    assert shown.returncode == 0, shown.stderr
+    assert "Paused" in shown.stdout and "20" in shown.stdout
+    print(f"$ kubectl edgegate rollout status steered -n edgegate\n{shown.stdout}")
+
     routes = RouteLog(world.stack.nats.url, "steered")
     try:
         sent_at = time.time()
@@ -331,6 +336,7 @@ def test_sre_commands_through_kubectl_edgegate(world: World) -> None:
     shown = kubectl(world, "rollout", "status", "steered")
     assert shown.returncode == 0, shown.stderr
     assert "Healthy" in shown.stdout and "steered" in shown.stdout
+    print(f"$ kubectl edgegate rollout status steered -n edgegate\n{shown.stdout}")
 
 
 def _reason(status: dict, kind: str) -> str:
