@@ -179,7 +179,9 @@ class Kubelet:
         current = deployment.get("status") or {}
         if all(current.get(k) == v for k, v in status.items()):
             return
-        self._apps.patch_namespaced_deployment_status(key[1], key[0], {"status": status})
+        self._apps.patch_namespaced_deployment_status(
+            key[1], key[0], {"status": status}, _content_type="application/merge-patch+json"
+        )
 
 
 def _local(value: str, root: Path) -> str:

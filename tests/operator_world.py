@@ -28,6 +28,7 @@ from typing import Any
 import kubernetes
 import model_factory as mf
 import openai
+from crd_schema import checker
 from inference_support import TEXT_CONFIG, minilm_tokenizer
 from kmock_cluster import MODELDEPLOYMENTS, KMockCluster
 from kubelet import Kubelet, wait_for
@@ -170,6 +171,8 @@ class World:
         )
 
     def apply(self, body: dict[str, Any]) -> None:
+        # KMock validates nothing: what the API server would refuse must not reach it.
+        assert not checker("modeldeployments").refusals(body), body
         self.custom.create_namespaced_custom_object(
             "edgegate.io", "v1alpha1", NAMESPACE, "modeldeployments", body
         )
@@ -178,6 +181,14 @@ class World:
         self.custom.patch_namespaced_custom_object(
             "edgegate.io", "v1alpha1", NAMESPACE, "modeldeployments", name, patch
         )
+        self.check_schema(name)
+
+    def check_schema(self, name: str) -> None:
+        """The object as stored, spec and the status the operator wrote, against the CRD."""
+        stored = self.cluster.get(MODELDEPLOYMENTS, NAMESPACE, name)
+        assert stored is not None
+        refusals = checker("modeldeployments").refusals(stored)
+        assert not refusals, refusals
 
     def status(self, name: str) -> dict[str, Any]:
         return dict((self.cluster.get(MODELDEPLOYMENTS, NAMESPACE, name) or {}).get("status") or {})
@@ -188,6 +199,7 @@ class World:
         result: dict[str, Any] = wait_for(
             lambda: (s := self.status(name)) and check(s) and s, timeout_s=timeout_s, what=what
         )
+        self.check_schema(name)
         return result
 
     def route(self, model: str) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ from edgegate_common.metrics import MetricsServer
 from edgegate_operator.adapters.bus import OperatorBus
 from edgegate_operator.adapters.kube import Kube, api_client
 from edgegate_operator.config import OperatorSettings
-from edgegate_operator.handlers import build_registry, connection_info, post_event
+from edgegate_operator.handlers import build_registry, post_event
 from edgegate_operator.manifests import Workload
 from edgegate_operator.metrics import OperatorMetrics
 from edgegate_operator.reconciler import Reconciler, StatusWriter
@@ -62,9 +62,7 @@ async def run(settings: OperatorSettings) -> None:
         namespaces = settings.watched_namespaces
         log.info("operator starting", namespaces=namespaces or "all")
         await kopf.operator(
-            registry=build_registry(
-                resync_s=settings.resync_s, credentials=connection_info(client.configuration)
-            ),
+            registry=build_registry(resync_s=settings.resync_s, configuration=client.configuration),
             memo=kopf.Memo(rollouts=rollouts, quotas=QuotaReconciler(kube, nats)),
             standalone=True,
             clusterwide=not namespaces,

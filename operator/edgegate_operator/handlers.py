@@ -29,22 +29,29 @@ def post_event(body: Mapping[str, Any], event: Event) -> None:
 
 
 def connection_info(configuration: Any) -> kopf.ConnectionInfo:
-    """kopf's credentials from the `kubernetes` client's, so both talk to the same API."""
-    token = (configuration.api_key or {}).get("authorization", "") or ""
-    scheme, _, value = token.partition(" ")
+    """kopf's credentials from the `kubernetes` client's, so both talk to the same API.
+
+    Read afresh on every login (kopf logs in again on a 401): the client's refresh hook
+    re-reads a service account's projected token or re-runs a kubeconfig's exec plugin.
+    """
+    if configuration.refresh_api_key_hook is not None:
+        configuration.refresh_api_key_hook(configuration)
+    header = configuration.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
+    scheme, _, token = header.partition(" ")
     return kopf.ConnectionInfo(
         server=configuration.host,
         ca_path=configuration.ssl_ca_cert,
         insecure=not configuration.verify_ssl,
         scheme=scheme or None,
-        token=value or None,
+        token=token or None,
         certificate_path=configuration.cert_file,
         private_key_path=configuration.key_file,
         default_namespace=None,
     )
 
 
-def build_registry(*, resync_s: float, credentials: kopf.ConnectionInfo) -> kopf.OperatorRegistry:
+def build_registry(*, resync_s: float, configuration: Any) -> kopf.OperatorRegistry:
+    """The handlers; `configuration`: the `kubernetes` client's, which kopf logs in with."""
     registry = kopf.OperatorRegistry()
     locks: defaultdict[tuple[str, ...], asyncio.Lock] = defaultdict(asyncio.Lock)
     md = (GROUP, VERSION, MODELDEPLOYMENTS)
@@ -52,7 +59,7 @@ def build_registry(*, resync_s: float, credentials: kopf.ConnectionInfo) -> kopf
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
-        return credentials
+        return connection_info(configuration)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -80,15 +87,17 @@ def build_registry(*, resync_s: float, credentials: kopf.ConnectionInfo) -> kopf
         if type != "DELETED":
             await reconcile(body, memo)
 
-    @kopf.timer(*md, interval=resync_s, registry=registry)
+    @kopf.timer(*md, interval=resync_s, backoff=resync_s, registry=registry)
     async def md_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await reconcile(body, memo)
 
     @kopf.on.delete(*md, registry=registry)
     async def md_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        key = (body.metadata["namespace"], body.metadata["name"])
         reconciler: Reconciler = memo["rollouts"]
-        await reconciler.forget(body)
-        locks.pop((body.metadata["namespace"], body.metadata["name"]), None)
+        async with locks[key]:  # a timer's reconcile in flight must not write after this
+            await reconciler.forget(body)
+        locks.pop(key, None)
 
     @kopf.on.resume(*tq, registry=registry)
     @kopf.on.create(*tq, registry=registry)
@@ -97,7 +106,7 @@ def build_registry(*, resync_s: float, credentials: kopf.ConnectionInfo) -> kopf
         async with locks[("tq", body.metadata["namespace"], body.metadata["name"])]:
             await memo["quotas"].reconcile(body, old=old)
 
-    @kopf.timer(*tq, interval=max(resync_s, 5.0), registry=registry)
+    @kopf.timer(*tq, interval=max(resync_s, 5.0), backoff=resync_s, registry=registry)
     async def tq_usage(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         if not body.metadata.get("deletionTimestamp"):
             async with locks[("tq", body.metadata["namespace"], body.metadata["name"])]:
@@ -105,6 +114,9 @@ def build_registry(*, resync_s: float, credentials: kopf.ConnectionInfo) -> kopf
 
     @kopf.on.delete(*tq, registry=registry)
     async def tq_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        await memo["quotas"].forget(body)
+        key = ("tq", body.metadata["namespace"], body.metadata["name"])
+        async with locks[key]:
+            await memo["quotas"].forget(body)
+        locks.pop(key, None)
 
     return registry

@@ -13,6 +13,7 @@ pod's model repository, checks its SHA-256 and writes the resource's
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -30,9 +31,17 @@ LABEL_OWNER = "edgegate.io/modeldeployment"
 ANNOTATION_URI = "edgegate.io/model-uri"
 ANNOTATION_SHA256 = "edgegate.io/model-sha256"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "edgegate-operator"}
+# A version whose pods cannot start shows as the Deployment's Progressing=False this soon.
+PROGRESS_DEADLINE_S = 120
 REPOSITORY = "/models"
 GRPC_PORT = 8001
 METRICS_PORT = 8002
+# Pod Security "restricted" asks this of every container.
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
 _NOT_DNS = re.compile(r"[^a-z0-9-]+")
 
 
@@ -46,9 +55,19 @@ class Workload:
 
 
 def child_name(resource: str, version: str) -> str:
-    """`<resource>-v<version>`, lower-case and cut to a DNS label (63 characters)."""
-    name = _NOT_DNS.sub("-", f"{resource}-v{version}".lower()).strip("-")
-    return name[:63].rstrip("-")
+    """`<resource>-v<version>` as a DNS label that no other version shares.
+
+    A Service name must start with a letter and stay within 63 characters of
+    [a-z0-9-]. Where the plain name does not fit that (`V1` and `v1`, `1.0` and
+    `1-0` would meet), a hash of the exact pair tells the versions apart.
+    """
+    plain = f"{resource}-v{version}"
+    name = _NOT_DNS.sub("-", plain.lower()).strip("-")
+    if name == plain and len(name) <= 63 and name[0].isalpha():
+        return name
+    digest = hashlib.sha256(f"{resource}\0{version}".encode()).hexdigest()[:8]
+    stem = name[:54].rstrip("-")
+    return f"{stem if stem[:1].isalpha() else 'v' + stem[:53]}-{digest}"
 
 
 def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,12 +82,17 @@ def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def owner_selector(resource: str) -> dict[str, str]:
+    """The labels that find every child of one ModelDeployment."""
+    return {LABEL_OWNER: _label_value(resource)}
+
+
 def labels(resource: str, model: str, version: str, track: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "edgegate-inference",
-        "app.kubernetes.io/instance": resource,
+        "app.kubernetes.io/instance": _label_value(resource),
         **MANAGED_BY,
-        LABEL_OWNER: resource,
+        LABEL_OWNER: _label_value(resource),
         LABEL_MODEL: _label_value(model),
         LABEL_VERSION: _label_value(version),
         LABEL_TRACK: track,
@@ -112,12 +136,17 @@ def inference_deployment(
         },
         "spec": {
             "replicas": replicas,
+            "progressDeadlineSeconds": PROGRESS_DEADLINE_S,
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": annotations},
                 "spec": {
                     "automountServiceAccountToken": False,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "initContainers": [
                         {
                             "name": "model-fetch",
@@ -125,6 +154,7 @@ def inference_deployment(
                             "command": ["python", "-m", "edgegate_inference.fetch"],
                             "args": fetch_args,
                             "volumeMounts": [{"name": "models", "mountPath": REPOSITORY}],
+                            "securityContext": CONTAINER_SECURITY,
                         }
                     ],
                     "containers": [_inference_container(spec, workload)],
@@ -156,11 +186,7 @@ def _inference_container(spec: Mapping[str, Any], workload: Workload) -> dict[st
         "readinessProbe": {"grpc": {"port": GRPC_PORT}, "periodSeconds": 2},
         "livenessProbe": {"grpc": {"port": GRPC_PORT}, "periodSeconds": 10},
         "resources": dict(spec.get("resources", {})),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": CONTAINER_SECURITY,
         "volumeMounts": [{"name": "models", "mountPath": REPOSITORY, "readOnly": True}],
     }
 

@@ -11,8 +11,12 @@ then the Deployments and Services, breaker modes and policy to
 state, so a crash anywhere in between is repaired by the next reconcile.
 
 Status writes go through the `/status` subresource, only when something
-changed, and, for changes that only mirror what was observed (ready
-replica counts, breaker states), at most once per `min_interval_s`.
+changed; a change confined to fields that mirror observations (ready
+replica counts, breaker states) at most once per `min_interval_s` (a
+message quoting those counts is a change of its own and goes at once).
+Deployments the decision no longer serves are deleted only after the
+status is written, so that a restarted operator never routes to a version
+already gone.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from kubernetes.client.exceptions import ApiException
 
 from edgegate_common import subjects
 from edgegate_common.logging import get_logger
@@ -88,6 +94,8 @@ class Reconciler:
     # How long after an analysis window ends to wait for its last snapshots to arrive.
     analysis_grace_s: float = 1.0
     clock: Callable[[], float] = time.time
+    # Writes the API server refused last time, per resource: shown as Degraded next time.
+    _refused: dict[tuple[str, str], str] = field(default_factory=dict)
 
     async def reconcile_latest(self, namespace: str, name: str) -> Decision | None:
         """Reconcile the resource as the API server holds it now; None when it is gone."""
@@ -121,9 +129,26 @@ class Reconciler:
             generation=int(meta.get("generation") or 0),
             annotations=meta.get("annotations") or {},
         )
-        await self._apply(body, decision)
+        key = (meta["namespace"], meta["name"])
+        try:
+            await self._apply(body, decision)
+        except ApiException as exc:
+            if exc.status is None or exc.status >= 500 or exc.status in (404, 409):
+                raise  # the API's trouble, or a race: the next reconcile retries
+            # The API server refuses what we asked (a 422, a 403 from RBAC): say so on the
+            # resource, through the next decision's Degraded condition, instead of retrying
+            # in silence.
+            self._refused[key] = f"the API server refused a write: {exc.status} {exc.reason}"
+            log.error("write refused", resource="/".join(key), status=exc.status, body=exc.body)
+            return decision
+        self._refused.pop(key, None)
         new_status = decision.status.to_dict(nulls=True)
         await self.status.write(meta["namespace"], meta["name"], old_status, new_status)
+        await self._remove(body, decision)
+        if decision.status.last_analysis != _last_analysis(old_status):
+            verdict = decision.status.last_analysis
+            if verdict is not None:
+                self.metrics.verdicts.labels(verdict.verdict.value).inc()
         self.metrics.observe_phase(meta["namespace"], meta["name"], decision.status.phase.value)
         return decision
 
@@ -146,6 +171,8 @@ class Reconciler:
             if failure:
                 problems.append(f"version {version}: {failure}")
         problems.extend(await self._secret_problems(body))
+        if (namespace, name) in self._refused:
+            problems.append(self._refused[(namespace, name)])
         analysis = None
         model = str((body.get("spec") or {}).get("model", {}).get("name", ""))
         try:
@@ -170,7 +197,7 @@ class Reconciler:
             return None
         start_s, end_s = window
         model = spec.model.name
-        result = analyse(
+        return analyse(
             self.bus.observations.metrics(model),
             version=status.canary_version,
             policy=spec.canary.analysis,
@@ -179,8 +206,6 @@ class Reconciler:
             agreements=self.bus.observations.agreements(model),
             baseline=status.stable_version or None,
         )
-        self.metrics.verdicts.labels(result.verdict.value).inc()
-        return result
 
     async def _secret_problems(self, body: Mapping[str, Any]) -> list[str]:
         ref = ((body.get("spec") or {}).get("fallback") or {}).get("apiKeySecretRef")
@@ -188,40 +213,52 @@ class Reconciler:
             return []
         namespace = body["metadata"]["namespace"]
         name, key = str(ref["name"]), str(ref.get("key", "api-key"))
-        if await self.kube.secret_exists(namespace, name, key):
-            return []
+        try:
+            if await self.kube.secret_exists(namespace, name, key):
+                return []
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            return [f"the operator may not read Secret {namespace}/{name} (RBAC: get secrets)"]
         return [f"the fallback's Secret {namespace}/{name} (key {key!r}) does not exist"]
 
     # -- apply -----------------------------------------------------------
 
     async def _apply(self, body: Mapping[str, Any], decision: Decision) -> None:
+        """Route first, then the Deployments and breaker documents, then Events."""
         spec = body.get("spec") or {}
         model = str(spec.get("model", {}).get("name", ""))
-        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         route = decision.route
         if route is not None and model:
             await self._write_route(model, route)
-        keep = set()
         for action in decision.actions:
             if isinstance(action, EnsureDeployment):
-                keep.add(manifests.child_name(name, action.version))
                 await self._ensure(body, action)
-            elif isinstance(action, RemoveDeployment):
-                await self.kube.delete_children(
-                    namespace, manifests.child_name(name, action.version)
-                )
             elif isinstance(action, SetBreakerModes) and model:
-                await self.bus.put(
-                    subjects.KV_BREAKERS, subjects.ident(model), _breaker_doc(spec, action)
-                )
-        if keep:
-            await self._prune(namespace, name, keep)
+                doc = _breaker_doc(spec, action)
+                await self.bus.put(subjects.KV_BREAKERS, subjects.ident(model), doc)
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         for event in decision.events:
             self.post_event(body, event)
             log.info(
                 "event", resource=f"{namespace}/{name}", type=event.type, reason=event.reason,
                 message=event.message,
             )  # fmt: skip
+
+    async def _remove(self, body: Mapping[str, Any], decision: Decision) -> None:
+        """Delete what the decision no longer serves: only once its status is written, so
+        that an operator killed in between never routes to a version already gone."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        keep = set()
+        for action in decision.actions:
+            if isinstance(action, EnsureDeployment):
+                keep.add(manifests.child_name(name, action.version))
+            elif isinstance(action, RemoveDeployment):
+                await self.kube.delete_children(
+                    namespace, manifests.child_name(name, action.version)
+                )
+        if keep:
+            await self._prune(namespace, name, keep)
 
     async def _write_route(self, model: str, route: SetWeights) -> None:
         if await self.bus.put(subjects.KV_ROUTES, subjects.ident(model), route.route()):
@@ -249,7 +286,7 @@ class Reconciler:
 
     async def _prune(self, namespace: str, name: str, keep: set[str]) -> None:
         """Delete this resource's Deployments of versions it no longer serves."""
-        for deployment in await self.kube.deployments(namespace, {manifests.LABEL_OWNER: name}):
+        for deployment in await self.kube.deployments(namespace, manifests.owner_selector(name)):
             child = deployment["metadata"]["name"]
             if child not in keep:
                 log.info("removing a version no longer served", deployment=child)
@@ -262,10 +299,17 @@ class Reconciler:
             await self.bus.delete(subjects.KV_ROUTES, subjects.ident(model))
             await self.bus.delete(subjects.KV_BREAKERS, subjects.ident(model))
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        for deployment in await self.kube.deployments(namespace, {manifests.LABEL_OWNER: name}):
+        for deployment in await self.kube.deployments(namespace, manifests.owner_selector(name)):
             await self.kube.delete_children(namespace, deployment["metadata"]["name"])
         self.status.forget(namespace, name)
         self.metrics.forget(namespace, name)
+
+
+def _last_analysis(raw_status: Mapping[str, Any]) -> Any:
+    try:
+        return RolloutStatus.from_dict(raw_status).last_analysis
+    except ValueError:
+        return None
 
 
 def _ready_replicas(deployment: Mapping[str, Any] | None) -> int:

@@ -184,17 +184,29 @@ class OperatorBus:
         async def on_message(msg: Msg) -> None:
             self.observations.add(msg.subject, msg.data)
 
-        self._subscription = await self.bus.js.subscribe(
-            ">",
-            stream=STREAM_OBSERVATIONS,
-            cb=on_message,
-            ordered_consumer=True,
-            config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_TIME,
-                # nats-py sends the field as given; the server wants RFC 3339 text.
-                opt_start_time=since.isoformat().replace("+00:00", "Z"),  # type: ignore[arg-type]
-            ),
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_TIME,
+            # RFC 3339 text, which the server reads (nats-py passes a string through).
+            opt_start_time=since.isoformat().replace("+00:00", "Z"),  # type: ignore[arg-type]
         )
+        self._subscription = await self.bus.js.subscribe(
+            ">", stream=STREAM_OBSERVATIONS, cb=on_message, ordered_consumer=True, config=config
+        )
+        # nats-py re-creates an ordered consumer after a gap from the next sequence, with
+        # this same config: a start time left in it would make the server refuse that.
+        config.opt_start_time = None
+        await self._replayed()
+
+    async def _replayed(self, *, timeout_s: float = 10.0) -> None:
+        """Wait until the stream's history is in memory, so that a restarted operator
+        never judges a window on half its snapshots."""
+        give_up = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < give_up:
+            info = await self._subscription.consumer_info()
+            if not info.num_pending and not self._subscription.pending_msgs:
+                return
+            await asyncio.sleep(0.05)
+        log.warning("observations still replaying; analysis may see part of a window")
 
     async def put(self, bucket: str, key: str, doc: Mapping[str, object]) -> bool:
         """Write `doc` under `key` unless the bucket holds exactly it; True when written."""

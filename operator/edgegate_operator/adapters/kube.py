@@ -23,6 +23,7 @@ from edgegate_operator.manifests import GROUP, VERSION
 _T = TypeVar("_T")
 # The client sends a dict body as a JSON Patch unless told otherwise; ours are merge patches.
 MERGE_PATCH = "application/merge-patch+json"
+REQUEST_TIMEOUT_S = 30
 
 
 def api_client(kubeconfig: Path | None = None) -> ApiClient:
@@ -47,6 +48,8 @@ class Kube:
         self.custom = kubernetes.client.CustomObjectsApi(client)
 
     async def _run(self, call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        # A hung connection must not hold a resource's lock (and a worker thread) forever.
+        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT_S)
         return await asyncio.to_thread(call, *args, **kwargs)
 
     async def _read(self, call: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
