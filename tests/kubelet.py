@@ -56,8 +56,8 @@ class Kubelet:
     _serial: int = 0
 
     def start(self) -> Kubelet:
-        client = kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
-        self._apps = kubernetes.client.AppsV1Api(client)
+        self._client = kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
+        self._apps = kubernetes.client.AppsV1Api(self._client)
         self._thread = threading.Thread(target=self._run, name="kubelet", daemon=True)
         self._thread.start()
         return self
@@ -69,6 +69,7 @@ class Kubelet:
         for pods in self.pods.values():
             for pod in pods:
                 _stop(pod)
+        self._client.close()
 
     def processes(self, deployment: str) -> list[ServiceProcess]:
         return [

@@ -13,6 +13,7 @@ ModelDeployment by a file:// uri, as a volume would be mounted in a pod.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import shutil
 import subprocess
@@ -41,7 +42,7 @@ NAMESPACE = "edgegate"
 VOCAB = 30522
 OPERATOR_ARGS = (
     "--metrics-port", "0",
-    "--resync-s", "0.25",
+    "--resync-s", "0.5",
     "--status-min-interval-s", "1",
     "--analysis-grace-s", "0.6",
     "--inference-metrics-snapshot-s", "0.5",
@@ -136,10 +137,22 @@ class World:
     operator: subprocess.Popen[bytes] | None = None
     operator_starts: int = 0
 
+    @functools.cached_property
+    def api(self) -> kubernetes.client.ApiClient:
+        """One client for the test's own calls (closed with the world)."""
+        return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
+
     @property
     def custom(self) -> kubernetes.client.CustomObjectsApi:
-        client = kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
-        return kubernetes.client.CustomObjectsApi(client)
+        return kubernetes.client.CustomObjectsApi(self.api)
+
+    @property
+    def core(self) -> kubernetes.client.CoreV1Api:
+        return kubernetes.client.CoreV1Api(self.api)
+
+    @property
+    def apps(self) -> kubernetes.client.AppsV1Api:
+        return kubernetes.client.AppsV1Api(self.api)
 
     def start_operator(self) -> None:
         self.operator_starts += 1
@@ -290,6 +303,8 @@ def start_world(folder: Path) -> Iterator[World]:
         if world is not None and world.operator is not None:
             world.operator.terminate()
             world.operator.wait(timeout=15)
+        if world is not None and "api" in world.__dict__:
+            world.api.close()
         if kubelet is not None:
             kubelet.stop()
         stack.stop()

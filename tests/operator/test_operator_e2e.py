@@ -3,7 +3,7 @@
 Each test rolls out its own model (its own ModelDeployment, route and
 Deployments), so the tests share one world: one nats-server, one KMock,
 one gateway, one operator process. Timings are shortened (3 s analysis
-windows, snapshots every 0.5 s, a resync every 0.25 s) so that a whole
+windows, snapshots every 0.5 s, a resync every 0.5 s) so that a whole
 rollout takes seconds; what is measured at full scale is in bench/.
 """
 
@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-import kubernetes
 import model_factory as mf
 import pytest
+from kmock_cluster import MODELDEPLOYMENTS
 from kubelet import wait_for
 from operator_world import (
     VOCAB,
@@ -45,6 +45,29 @@ FOUR_STEPS = [
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     yield from start_world(tmp_path_factory.mktemp("operator-e2e"))
+
+
+@pytest.fixture(autouse=True)
+def _one_model_at_a_time(world: World) -> Iterator[None]:
+    """Delete the test's ModelDeployments afterwards: the operator then removes their
+    Deployments (the kubelet stops their pods) and NATS documents, and the next test does
+    not share the two cores with them."""
+    yield
+    for body in world.cluster.list(MODELDEPLOYMENTS, "edgegate"):
+        name = body["metadata"]["name"]
+        world.custom.delete_namespaced_custom_object(
+            "edgegate.io", "v1alpha1", "edgegate", "modeldeployments", name
+        )
+        wait_for(
+            lambda name=name: (
+                world.cluster.get(MODELDEPLOYMENTS, "edgegate", name) is None
+                and not world.kubelet.processes(f"{name}-v1")
+                + world.kubelet.processes(f"{name}-v2")
+            ),
+            timeout_s=60,
+            what=f"{name} deleted with its pods",
+        )
+        assert world.route(name) is None, "the route went with the resource"
 
 
 def healthy_at(world: World, name: str, version: str) -> dict:
@@ -246,19 +269,13 @@ def test_a_deleted_child_is_recreated_and_a_missing_secret_degrades_without_movi
     healthy = healthy_at(world, "keeper", "1")
     assert _condition(healthy, "Degraded") == "True"  # serving, and saying what is missing
     assert world.route("keeper") == {"weights": {"1": 100}}
-    core = kubernetes.client.CoreV1Api(
-        kubernetes.config.new_client_from_config(config_file=str(world.kubeconfig))
-    )
-    core.create_namespaced_secret(
+    world.core.create_namespaced_secret(
         "edgegate",
         {"metadata": {"name": "keeper-cloud"}, "data": {"api-key": "c2VjcmV0"}},
     )
     world.wait_status("keeper", "Degraded cleared", lambda s: _condition(s, "Degraded") == "False")
 
-    apps = kubernetes.client.AppsV1Api(
-        kubernetes.config.new_client_from_config(config_file=str(world.kubeconfig))
-    )
-    apps.delete_namespaced_deployment("keeper-v1", "edgegate")
+    world.apps.delete_namespaced_deployment("keeper-v1", "edgegate")
     wait_for(lambda: deployment(world, "keeper-v1"), timeout_s=10, what="keeper-v1 recreated")
 
 
@@ -280,7 +297,9 @@ def kubectl(world: World, *args: str) -> subprocess.CompletedProcess[str]:
 def test_sre_commands_through_kubectl_edgegate(world: World) -> None:
     v1 = write_version(world.source, "steered", 1, toy())
     v2 = write_version(world.source, "steered", 2, toy())
-    steps = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 100}]
+    # A long timed pause: an SRE's resume restarts its clock (resuming a `pause: {}` would
+    # end that step, which is what it waits for).
+    steps = [{"setWeight": 20}, {"pause": {"duration": "10m"}}, {"setWeight": 100}]
     world.apply(model_deployment("steered", version=1, uri=v1, steps=steps))
     healthy_at(world, "steered", "1")
 
