@@ -5,7 +5,9 @@ annotation, its own status) and on a timer every `resync_s`, which is how
 analysis windows, pause durations, readiness and deleted children are
 noticed: KMock and real clusters alike, nothing else needs watching. One
 lock per resource keeps the event and the timer from deciding at once.
-Deleting a resource runs `forget` behind kopf's finalizer.
+A deleted ModelDeployment is forgotten on its DELETED event; a TenantQuota,
+whose objects may live in another namespace (no owner reference can reach
+them), is cleaned up behind kopf's finalizer.
 """
 
 from __future__ import annotations
@@ -84,15 +86,20 @@ def build_registry(*, resync_s: float, configuration: Any) -> kopf.OperatorRegis
 
     @kopf.on.event(*md, registry=registry)
     async def md_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-        if type != "DELETED":
+        if type == "DELETED":
+            await forget(body, memo)
+        else:
             await reconcile(body, memo)
 
     @kopf.timer(*md, interval=resync_s, backoff=resync_s, registry=registry)
     async def md_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         await reconcile(body, memo)
 
-    @kopf.on.delete(*md, registry=registry)
-    async def md_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    async def forget(body: kopf.Body, memo: kopf.Memo) -> None:
+        """The resource is gone: its route and breaker documents go too (its Deployments
+        and Services are the garbage collector's, through their owner references; the
+        operator deletes them as well for clusters, and tests, without one). No finalizer:
+        a ModelDeployment is never held back from deletion by an operator that is down."""
         key = (body.metadata["namespace"], body.metadata["name"])
         reconciler: Reconciler = memo["rollouts"]
         async with locks[key]:  # a timer's reconcile in flight must not write after this

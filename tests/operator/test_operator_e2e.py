@@ -59,15 +59,18 @@ def _one_model_at_a_time(world: World) -> Iterator[None]:
             "edgegate.io", "v1alpha1", "edgegate", "modeldeployments", name
         )
         wait_for(
+            lambda name=name: world.cluster.get(MODELDEPLOYMENTS, "edgegate", name) is None,
+            timeout_s=60,
+            what=f"{name} deleted",
+        )
+        wait_for(
             lambda name=name: (
-                world.cluster.get(MODELDEPLOYMENTS, "edgegate", name) is None
-                and not world.kubelet.processes(f"{name}-v1")
-                + world.kubelet.processes(f"{name}-v2")
+                not world.kubelet.processes(f"{name}-v1") + world.kubelet.processes(f"{name}-v2")
             ),
             timeout_s=60,
-            what=f"{name} deleted with its pods",
+            what=f"{name}'s pods stopped",
         )
-        assert world.route(name) is None, "the route went with the resource"
+        assert world.route(name) is None, world.route(name)
 
 
 def healthy_at(world: World, name: str, version: str) -> dict:
