@@ -78,3 +78,20 @@ def test_kopf_logs_in_with_the_kubeconfig_token(tmp_path: Path) -> None:
     info = connection_info(client.configuration)
     assert info.server == "https://10.0.0.1:6443"
     assert (info.scheme, info.token) == ("Bearer", "s3cr3t")
+
+
+def test_rollouts_by_phase_count_each_resource_once() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from edgegate_operator.metrics import OperatorMetrics
+
+    registry = CollectorRegistry()
+    metrics = OperatorMetrics(registry)
+    metrics.observe_phase("edgegate", "a", "Progressing")
+    metrics.observe_phase("edgegate", "b", "Progressing")
+    metrics.observe_phase("edgegate", "a", "Healthy")  # a moved on
+    gauge = "edgegate_operator_rollouts"
+    assert registry.get_sample_value(gauge, {"phase": "Progressing"}) == 1
+    assert registry.get_sample_value(gauge, {"phase": "Healthy"}) == 1
+    metrics.forget("edgegate", "b")
+    assert registry.get_sample_value(gauge, {"phase": "Progressing"}) == 0

@@ -103,6 +103,14 @@ def test_a_good_version_is_promoted_step_by_step_without_a_failed_request(world:
     assert not traffic.failures, traffic.failures[:5]
     assert traffic.answers > 100
     assert "Promoted" in world.events("good")
+    # Status only ever through /status: KMock would take it either way, a cluster would not.
+    writes = [
+        r for r in world.cluster.requests()
+        if r.method.value == "PATCH" and r.resource is not None
+        and r.resource.plural == "modeldeployments" and r.name == "good"
+    ]  # fmt: skip
+    assert any(r.subresource == "status" for r in writes)
+    assert not [r for r in writes if r.subresource is None and "status" in (r.data or {})]
     # the old version's Deployment is gone; the new one serves
     names = {d["metadata"]["name"] for d in world.cluster.list("apps/v1/deployments", "edgegate")}
     assert "good-v2" in names and "good-v1" not in names
