@@ -29,6 +29,8 @@ import yaml
 from kmock._internal import dicts
 from kmock._internal.k8s_views import _parse_resource
 
+from edgegate_operator.core.patches import merge_patch
+
 CRD_DIR = Path(__file__).resolve().parents[1] / "deploy" / "helm" / "edgegate" / "crds"
 MODELDEPLOYMENTS = "edgegate.io/v1alpha1/modeldeployments"
 TENANTQUOTAS = "edgegate.io/v1alpha1/tenantquotas"
@@ -132,21 +134,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             new.get("spec") != old.get("spec")
         )
         meta["resourceVersion"] = str(next(self._versions))
-        return _merge_patch(old, new)
-
-
-def _merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON merge patch that turns `old` into `new` (None removes a key)."""
-    patch: dict[str, Any] = {key: None for key in old if key not in new}
-    for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, Mapping) and isinstance(before, Mapping):
-            inner = _merge_patch(before, value)
-            if inner:
-                patch[key] = inner
-        elif key not in old or before != value:
-            patch[key] = value
-    return patch
+        return merge_patch(old, new)
 
 
 def _now() -> str:

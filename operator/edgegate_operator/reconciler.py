@@ -49,6 +49,7 @@ from edgegate_operator.core import (
     analysis_window,
     reconcile,
 )
+from edgegate_operator.core.patches import merge_patch
 from edgegate_operator.metrics import OperatorMetrics
 
 log = get_logger(__name__)
@@ -339,20 +340,3 @@ def _breaker_doc(spec: Mapping[str, Any], action: SetBreakerModes) -> dict[str, 
     if fallback:
         doc["fallback"] = fallback
     return doc
-
-
-def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """The JSON merge patch (RFC 7386) that turns `old` into `new`; None removes a key."""
-    patch: dict[str, Any] = {key: None for key in old if key not in new}
-    for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, Mapping) and isinstance(before, Mapping):
-            inner = merge_patch(before, value)
-            if inner:
-                patch[key] = inner
-        elif value is None:
-            if before is not None:
-                patch[key] = None
-        elif key not in old or before != value:
-            patch[key] = value
-    return patch

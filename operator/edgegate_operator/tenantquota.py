@@ -32,9 +32,9 @@ from edgegate_operator import manifests
 from edgegate_operator.adapters.bus import OperatorBus
 from edgegate_operator.adapters.kube import Kube
 from edgegate_operator.core import quota
+from edgegate_operator.core.patches import merge_patch
 from edgegate_operator.core.quota import Plan, Problem, QuotaSpecError
 from edgegate_operator.core.units import to_ms
-from edgegate_operator.reconciler import merge_patch
 
 log = get_logger(__name__)
 

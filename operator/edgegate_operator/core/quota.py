@@ -34,6 +34,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from edgegate_common import subjects
+from edgegate_operator.core.patches import merge_patch
 from edgegate_operator.core.status import clip
 from edgegate_operator.core.units import format_time
 
@@ -166,21 +167,8 @@ def object_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict
     if owners is not None and not _same(have.get("ownerReferences"), owners):
         meta_patch["ownerReferences"] = owners
     patch: dict[str, Any] = {"metadata": meta_patch} if meta_patch else {}
-    spec = _merge(current.get("spec") or {}, desired["spec"])
+    spec = merge_patch(current.get("spec") or {}, desired["spec"], same=_same)
     return {**patch, "spec": spec} if spec else patch
-
-
-def _merge(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
-    patch: dict[str, Any] = {key: None for key in current if key not in desired}
-    for key, want in desired.items():
-        have = current.get(key)
-        if isinstance(want, Mapping) and isinstance(have, Mapping):
-            inner = _merge(have, want)
-            if inner:
-                patch[key] = inner
-        elif not _same(have, want):
-            patch[key] = want
-    return patch
 
 
 def _same(a: object, b: object) -> bool:
