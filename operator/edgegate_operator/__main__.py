@@ -21,7 +21,7 @@ from edgegate_common.metrics import MetricsServer
 from edgegate_operator.adapters.bus import OperatorBus
 from edgegate_operator.adapters.kube import Kube, api_client
 from edgegate_operator.config import OperatorSettings
-from edgegate_operator.handlers import build_registry, post_event
+from edgegate_operator.handlers import build_registry, resync_forever
 from edgegate_operator.manifests import Workload
 from edgegate_operator.metrics import OperatorMetrics
 from edgegate_operator.reconciler import Reconciler, StatusWriter
@@ -42,6 +42,7 @@ async def run(settings: OperatorSettings) -> None:
         name="edgegate-operator",
         connect_timeout_s=settings.nats_connect_timeout_s,
     )
+    resync: asyncio.Task[None] | None = None
     client = api_client(settings.kubeconfig)
     kube = Kube(client)
     try:
@@ -55,12 +56,17 @@ async def run(settings: OperatorSettings) -> None:
                 metrics_snapshot_s=settings.inference_metrics_snapshot_s,
             ),
             status=StatusWriter(kube, min_interval_s=settings.status_min_interval_s),
-            post_event=post_event,
+            post_event=lambda body, e: kube.post_event(
+                body, type=e.type, reason=e.reason, message=e.message
+            ),
             metrics=metrics,
             analysis_grace_s=settings.analysis_grace_s,
         )
         namespaces = settings.watched_namespaces
         log.info("operator starting", namespaces=namespaces or "all")
+        resync = asyncio.get_running_loop().create_task(
+            resync_forever(rollouts, every_s=settings.resync_s, namespaces=namespaces)
+        )
         await kopf.operator(
             registry=build_registry(resync_s=settings.resync_s, configuration=client.configuration),
             memo=kopf.Memo(rollouts=rollouts, quotas=QuotaReconciler(kube, nats)),
@@ -69,6 +75,8 @@ async def run(settings: OperatorSettings) -> None:
             namespaces=namespaces,
         )
     finally:
+        if resync is not None:
+            resync.cancel()
         await bus.close()
         kube.close()
         if server is not None:

@@ -1,11 +1,13 @@
 """The kopf handlers: which events reconcile what.
 
 A ModelDeployment is reconciled on every change kopf sees (spec, an SRE's
-annotation, its own status) and on a timer every `resync_s`, which is how
-analysis windows, pause durations, readiness and deleted children are
-noticed: KMock and real clusters alike, nothing else needs watching. One
-lock per resource keeps the event and the timer from deciding at once.
-A deleted ModelDeployment is forgotten on its DELETED event; a TenantQuota,
+annotation, its own status) and by `resync_forever` every `resync_s`, which
+is how analysis windows, pause durations, readiness and deleted children
+are noticed: KMock and real clusters alike, nothing else needs watching.
+That loop is ours, not a kopf timer, because kopf holds a resource with
+timers behind a finalizer: a ModelDeployment is never kept from deletion
+by an operator that is down or a finalizer patch that lost a race. Its
+DELETED event removes its route and breaker documents. A TenantQuota,
 whose objects may live in another namespace (no owner reference can reach
 them), is cleaned up behind kopf's finalizer.
 """
@@ -15,19 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
-from edgegate_operator.core import Event
+from edgegate_common.logging import get_logger
 from edgegate_operator.manifests import GROUP, MODELDEPLOYMENTS, TENANTQUOTAS, VERSION
 from edgegate_operator.reconciler import Reconciler
 
-
-def post_event(body: Mapping[str, Any], event: Event) -> None:
-    """A Kubernetes Event on the resource, posted by kopf in the background."""
-    kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message)
+log = get_logger(__name__)
 
 
 def connection_info(configuration: Any) -> kopf.ConnectionInfo:
@@ -52,10 +50,28 @@ def connection_info(configuration: Any) -> kopf.ConnectionInfo:
     )
 
 
+async def resync_forever(reconciler: Reconciler, *, every_s: float, namespaces: list[str]) -> None:
+    """Reconcile every ModelDeployment every `every_s`, for as long as the operator runs."""
+    while True:
+        started = asyncio.get_running_loop().time()
+        try:
+            for namespace, name in await reconciler.kube.custom_object_names(
+                MODELDEPLOYMENTS, namespaces
+            ):
+                try:
+                    await reconciler.reconcile_latest(namespace, name)
+                except Exception:  # one resource's trouble must not starve the others
+                    log.exception("reconcile failed", resource=f"{namespace}/{name}")
+        except Exception:
+            log.exception("listing ModelDeployments failed")
+        elapsed = asyncio.get_running_loop().time() - started
+        await asyncio.sleep(max(0.0, every_s - elapsed))
+
+
 def build_registry(*, resync_s: float, configuration: Any) -> kopf.OperatorRegistry:
     """The handlers; `configuration`: the `kubernetes` client's, which kopf logs in with."""
     registry = kopf.OperatorRegistry()
-    locks: defaultdict[tuple[str, ...], asyncio.Lock] = defaultdict(asyncio.Lock)
+    locks: defaultdict[tuple[str, ...], asyncio.Lock] = defaultdict(asyncio.Lock)  # quotas
     md = (GROUP, VERSION, MODELDEPLOYMENTS)
     tq = (GROUP, VERSION, TENANTQUOTAS)
 
@@ -74,37 +90,14 @@ def build_registry(*, resync_s: float, configuration: Any) -> kopf.OperatorRegis
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 30
 
-    async def reconcile(body: kopf.Body, memo: kopf.Memo) -> None:
-        if body.metadata.get("deletionTimestamp"):
-            return
-        key = (body.metadata["namespace"], body.metadata["name"])
-        reconciler: Reconciler = memo["rollouts"]
-        async with locks[key]:
-            # Read it again inside the lock: the body kopf handed over may predate the
-            # status the previous reconcile wrote, and deciding on it would repeat Events.
-            await reconciler.reconcile_latest(*key)
-
     @kopf.on.event(*md, registry=registry)
     async def md_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-        if type == "DELETED":
-            await forget(body, memo)
-        else:
-            await reconcile(body, memo)
-
-    @kopf.timer(*md, interval=resync_s, backoff=resync_s, registry=registry)
-    async def md_resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        await reconcile(body, memo)
-
-    async def forget(body: kopf.Body, memo: kopf.Memo) -> None:
-        """The resource is gone: its route and breaker documents go too (its Deployments
-        and Services are the garbage collector's, through their owner references; the
-        operator deletes them as well for clusters, and tests, without one). No finalizer:
-        a ModelDeployment is never held back from deletion by an operator that is down."""
-        key = (body.metadata["namespace"], body.metadata["name"])
         reconciler: Reconciler = memo["rollouts"]
-        async with locks[key]:  # a timer's reconcile in flight must not write after this
+        key = (body.metadata["namespace"], body.metadata["name"])
+        if type == "DELETED":
             await reconciler.forget(body)
-        locks.pop(key, None)
+        elif not body.metadata.get("deletionTimestamp"):
+            await reconciler.reconcile_latest(*key)
 
     @kopf.on.resume(*tq, registry=registry)
     @kopf.on.create(*tq, registry=registry)

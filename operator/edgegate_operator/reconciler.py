@@ -21,8 +21,10 @@ already gone.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +56,7 @@ from edgegate_operator.metrics import OperatorMetrics
 
 log = get_logger(__name__)
 
-PostEvent = Callable[[Mapping[str, Any], Event], None]
+PostEvent = Callable[[Mapping[str, Any], Event], Awaitable[None]]
 # Status keys that only mirror observations: written at most once per min_interval_s.
 MIRRORS = frozenset({"canaryReadyReplicas", "stableReadyReplicas", "breakers", "breakerSummary"})
 
@@ -97,13 +99,22 @@ class Reconciler:
     clock: Callable[[], float] = time.time
     # Writes the API server refused last time, per resource: shown as Degraded next time.
     _refused: dict[tuple[str, str], str] = field(default_factory=dict)
+    _locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
+        default_factory=lambda: defaultdict(asyncio.Lock)
+    )
 
     async def reconcile_latest(self, namespace: str, name: str) -> Decision | None:
-        """Reconcile the resource as the API server holds it now; None when it is gone."""
-        body = await self.kube.custom_object(manifests.MODELDEPLOYMENTS, namespace, name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return None
-        return await self.reconcile(body)
+        """Reconcile the resource as the API server holds it now; None when it is gone.
+
+        One resource at a time (a watch event and the resync loop may both ask), and read
+        again inside that lock: a body handed over earlier may predate the status the
+        previous reconcile wrote, and deciding on it would repeat Events.
+        """
+        async with self._locks[(namespace, name)]:
+            body = await self.kube.custom_object(manifests.MODELDEPLOYMENTS, namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return None
+            return await self.reconcile(body)
 
     async def reconcile(self, body: Mapping[str, Any]) -> Decision:
         started = time.perf_counter()
@@ -240,7 +251,7 @@ class Reconciler:
                 await self.bus.put(subjects.KV_BREAKERS, subjects.ident(model), doc)
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         for event in decision.events:
-            self.post_event(body, event)
+            await self.post_event(body, event)
             log.info(
                 "event", resource=f"{namespace}/{name}", type=event.type, reason=event.reason,
                 message=event.message,
@@ -294,7 +305,18 @@ class Reconciler:
                 await self.kube.delete_children(namespace, child)
 
     async def forget(self, body: Mapping[str, Any]) -> None:
-        """The resource is being deleted: its route and breaker documents go with it."""
+        """The resource is gone: its route and breaker documents go with it.
+
+        Its Deployments and Services are the garbage collector's (owner references); they
+        are deleted here as well, for clusters (and tests) without one. Under the
+        resource's lock, so that a reconcile in flight cannot write after this.
+        """
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        async with self._locks[key]:
+            await self._forget(body)
+        self._locks.pop(key, None)
+
+    async def _forget(self, body: Mapping[str, Any]) -> None:
         model = str((body.get("spec") or {}).get("model", {}).get("name", ""))
         if model:
             await self.bus.delete(subjects.KV_ROUTES, subjects.ident(model))

@@ -10,7 +10,9 @@ nothing, so a reconcile may be repeated at any time.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,12 +20,15 @@ import kubernetes
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
+from edgegate_common.logging import get_logger
 from edgegate_operator.manifests import GROUP, VERSION
 
 _T = TypeVar("_T")
 # The client sends a dict body as a JSON Patch unless told otherwise; ours are merge patches.
 MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT_S = 30
+REPORTING_INSTANCE = socket.gethostname()
+log = get_logger(__name__)
 
 
 def api_client(kubeconfig: Path | None = None) -> ApiClient:
@@ -50,6 +55,9 @@ class Kube:
     async def _run(self, call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         # A hung connection must not hold a resource's lock (and a worker thread) forever.
         kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT_S)
+        # Raw responses: the client's models cost milliseconds of CPU per object, and every
+        # answer used here is read as JSON (`_json`) or not at all.
+        kwargs.setdefault("_preload_content", False)
         return await asyncio.to_thread(call, *args, **kwargs)
 
     async def _read(self, call: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
@@ -128,6 +136,27 @@ class Kube:
 
     # Custom resources
 
+    async def custom_object_names(
+        self, plural: str, namespaces: list[str]
+    ) -> list[tuple[str, str]]:
+        """(namespace, name) of every `plural` object in `namespaces` (empty: all)."""
+        calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = (
+            [
+                (self.custom.list_namespaced_custom_object, (GROUP, VERSION, ns, plural))
+                for ns in namespaces
+            ]
+            if namespaces
+            else [(self.custom.list_cluster_custom_object, (GROUP, VERSION, plural))]
+        )
+        listings: list[dict[str, Any]] = [
+            await asyncio.to_thread(_json, await self._run(call, *args)) for call, args in calls
+        ]
+        return [
+            (item["metadata"]["namespace"], item["metadata"]["name"])
+            for listing in listings
+            for item in listing.get("items", [])
+        ]
+
     async def custom_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The resource as the API server holds it now (None: gone)."""
         return await self._read(
@@ -143,6 +172,43 @@ class Kube:
             GROUP, VERSION, namespace, plural, name, {"status": patch},
             _content_type=MERGE_PATCH,
         )  # fmt: skip
+
+    async def post_event(
+        self, body: Mapping[str, Any], *, type: str, reason: str, message: str
+    ) -> None:
+        """A Kubernetes Event about `body`, as `kubectl describe` and `get events` show it.
+
+        Posted by the operator itself (not through kopf, whose helper works only inside
+        its own handlers). An Event is a notice: one that cannot be posted is logged and
+        the reconcile goes on.
+        """
+        meta = body["metadata"]
+        now = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": body.get("apiVersion", f"{GROUP}/{VERSION}"),
+                "kind": body.get("kind", "ModelDeployment"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+            },
+            "type": type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "edgegate-operator"},
+            "reportingComponent": "edgegate-operator",
+            "reportingInstance": REPORTING_INSTANCE,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self._run(self.core.create_namespaced_event, meta["namespace"], event)
+        except ApiException as exc:
+            log.warning("event not posted", reason=reason, status=exc.status)
 
     async def secret_exists(self, namespace: str, name: str, key: str) -> bool:
         secret = await self._read(self.core.read_namespaced_secret, name, namespace)
