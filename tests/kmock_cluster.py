@@ -11,6 +11,7 @@ with their status subresource) beside the bundled built-in resources.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import datetime
@@ -59,6 +60,10 @@ def declare_crds(resources: Any) -> None:
             )
 
 
+SERVED_KEPT = 200_000
+KMOCK_KEPT = 256
+
+
 class TestFailed(kmock.KubernetesError):
     """422, as the API server answers a JSON patch whose `test` operation failed.
 
@@ -83,8 +88,14 @@ class ClusterEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         super().__attrs_post_init__()
         self._versions = itertools.count(1)
         self._writes = asyncio.Lock()
+        self.served: collections.deque[Any] = collections.deque(maxlen=SERVED_KEPT)
 
     async def _handle(self, request: Any) -> Any:
+        # KMock matches each request against its reactions by scanning every request it has
+        # logged: over a long test that grows quadratic and slows the API to seconds a call.
+        # Its log keeps the last few (the ones in flight); ours (`served`) keeps the history.
+        self.served.append(request)
+        del self._requests[:-KMOCK_KEPT]
         if request.resource is None or request.action not in (
             kmock.action.CREATE,
             kmock.action.UPDATE,
@@ -221,7 +232,7 @@ class KMockCluster:
 
     def requests(self) -> Iterator[Any]:
         """Every request KMock served so far (kmock.Request: method, resource, subresource…)."""
-        return iter(list(self.api))
+        return iter(list(self.api.served))
 
 
 def status_of(obj: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ rollout takes seconds; what is measured at full scale is in bench/.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -371,3 +372,28 @@ def test_sre_commands_through_kubectl_edgegate(world: World) -> None:
 
 def _reason(status: dict, kind: str) -> str:
     return next((c["reason"] for c in status.get("conditions", []) if c["type"] == kind), "")
+
+
+def test_promote_reaches_the_route_within_a_second_of_the_annotation(world: World) -> None:
+    """The operator's share of `promote`: from the annotation's write to the new route."""
+    v1 = write_version(world.source, "prompt", 1, toy())
+    v2 = write_version(world.source, "prompt", 2, toy())
+    steps = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 100}]
+    world.apply(model_deployment("prompt", version=1, uri=v1, steps=steps))
+    healthy_at(world, "prompt", "1")
+    world.patch("prompt", {"spec": {"model": {"version": "2", "uri": v2}}})
+    world.wait_status(
+        "prompt", "the pause step", lambda s: s.get("step") == 1 and s["weight"] == 10
+    )
+    routes = RouteLog(world.stack.nats.url, "prompt")
+    try:
+        command = json.dumps({"action": "promote", "id": "measure-1"})
+        sent_s = time.time()
+        world.patch("prompt", {"metadata": {"annotations": {"edgegate.io/command": command}}})
+        wait_for(lambda: routes.weights("2")[-1:] == [100], timeout_s=10, what="100% canary")
+    finally:
+        routes.stop()
+    changed_s = next(t for t, doc in routes.seen if doc["weights"].get("2") == 100)
+    print(f"promote annotation -> route change: {changed_s - sent_s:.3f} s")
+    assert changed_s - sent_s < 5, "promotion must not wait for anything but the watch"
+    healthy_at(world, "prompt", "2")
