@@ -71,7 +71,11 @@ def _one_model_at_a_time(world: World) -> Iterator[None]:
             timeout_s=60,
             what=f"{name}'s pods stopped",
         )
-        assert world.route(name) is None, world.route(name)
+        wait_for(
+            lambda name=name: world.route(name) is None,
+            timeout_s=10,
+            what=f"{name}'s route removed with it",
+        )
 
 
 def healthy_at(world: World, name: str, version: str) -> dict:
