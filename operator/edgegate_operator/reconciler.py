@@ -132,7 +132,7 @@ class Reconciler:
         meta, spec = body["metadata"], body.get("spec") or {}
         old_status = dict(body.get("status") or {})
         now_s = self.clock()
-        observed = await self._observe(body, old_status, now_s)
+        observed, seen = await self._observe(body, old_status, now_s)
         decision = reconcile(
             spec=spec,
             status=old_status,
@@ -143,7 +143,7 @@ class Reconciler:
         )
         key = (meta["namespace"], meta["name"])
         try:
-            await self._apply(body, decision)
+            await self._apply(body, decision, seen)
         except ApiException as exc:
             if exc.status is None or exc.status >= 500 or exc.status in (404, 409):
                 raise  # the API's trouble, or a race: the next reconcile retries
@@ -168,7 +168,9 @@ class Reconciler:
 
     async def _observe(
         self, body: Mapping[str, Any], raw_status: Mapping[str, Any], now_s: float
-    ) -> Observed:
+    ) -> tuple[Observed, dict[str, dict[str, Any] | None]]:
+        """What the decision needs, and the Deployments read for it (by name), which
+        applying the decision then compares with instead of reading them again."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
             status = RolloutStatus.from_dict(raw_status)
@@ -176,8 +178,10 @@ class Reconciler:
             status = RolloutStatus()
         problems: list[str] = []
         ready: dict[str, int] = {}
+        seen: dict[str, dict[str, Any] | None] = {}
         for version in filter(None, (status.stable_version, status.canary_version)):
-            deployment = await self.kube.deployment(namespace, manifests.child_name(name, version))
+            child = manifests.child_name(name, version)
+            deployment = seen[child] = await self.kube.deployment(namespace, child)
             ready[version] = _ready_replicas(deployment)
             failure = _failure(deployment)
             if failure:
@@ -193,13 +197,14 @@ class Reconciler:
             spec = None
         if spec is not None:
             analysis = self._analysis(spec, status, now_s)
-        return Observed(
+        observed = Observed(
             canary_ready_replicas=ready.get(status.canary_version, 0),
             stable_ready_replicas=ready.get(status.stable_version, 0),
             analysis=analysis,
             breakers=self.bus.observations.breakers(model, now_s=now_s) if model else {},
             problems=tuple(problems),
         )
+        return observed, seen
 
     def _analysis(
         self, spec: ModelDeploymentSpec, status: RolloutStatus, now_s: float
@@ -236,7 +241,12 @@ class Reconciler:
 
     # -- apply -----------------------------------------------------------
 
-    async def _apply(self, body: Mapping[str, Any], decision: Decision) -> None:
+    async def _apply(
+        self,
+        body: Mapping[str, Any],
+        decision: Decision,
+        seen: Mapping[str, dict[str, Any] | None],
+    ) -> None:
         """Route first, then the Deployments and breaker documents, then Events."""
         spec = body.get("spec") or {}
         model = str(spec.get("model", {}).get("name", ""))
@@ -245,7 +255,7 @@ class Reconciler:
             await self._write_route(model, route)
         for action in decision.actions:
             if isinstance(action, EnsureDeployment):
-                await self._ensure(body, action)
+                await self._ensure(body, action, seen)
             elif isinstance(action, SetBreakerModes) and model:
                 doc = _breaker_doc(spec, action)
                 await self.bus.put(subjects.KV_BREAKERS, subjects.ident(model), doc)
@@ -276,13 +286,17 @@ class Reconciler:
         if await self.bus.put(subjects.KV_ROUTES, subjects.ident(model), route.route()):
             log.info("route written", model=model, route=route.route())
 
-    async def _ensure(self, body: Mapping[str, Any], action: EnsureDeployment) -> None:
+    async def _ensure(
+        self,
+        body: Mapping[str, Any],
+        action: EnsureDeployment,
+        seen: Mapping[str, dict[str, Any] | None],
+    ) -> None:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        child = manifests.child_name(name, action.version)
+        current = seen[child] if child in seen else await self.kube.deployment(namespace, child)
         uri, sha256 = action.uri, action.sha256
         if uri is None:  # keep the model the Deployment runs
-            current = await self.kube.deployment(
-                namespace, manifests.child_name(name, action.version)
-            )
             if current is None:
                 log.warning("no model location for a missing Deployment", version=action.version)
                 return
@@ -293,7 +307,7 @@ class Reconciler:
             body, version=action.version, track=action.track, replicas=action.replicas,
             uri=uri, sha256=sha256, workload=self.workload,
         )  # fmt: skip
-        await self.kube.apply_deployment(deployment)
+        await self.kube.apply_deployment(deployment, current)
         await self.kube.apply_service(manifests.inference_service(deployment))
 
     async def _prune(self, namespace: str, name: str, keep: set[str]) -> None:

@@ -30,7 +30,7 @@ from edgegate_common import subjects
 from edgegate_common.logging import get_logger
 from edgegate_operator import manifests
 from edgegate_operator.adapters.bus import OperatorBus
-from edgegate_operator.adapters.kube import Kube
+from edgegate_operator.adapters.kube import MERGE_PATCH, Kube
 from edgegate_operator.core import quota
 from edgegate_operator.core.patches import merge_patch
 from edgegate_operator.core.quota import Plan, Problem, QuotaSpecError
@@ -38,7 +38,6 @@ from edgegate_operator.core.units import to_ms
 
 log = get_logger(__name__)
 
-MERGE_PATCH = "application/merge-patch+json"
 # Answers that say the request itself is wrong: retrying the same request cannot help.
 REFUSALS = frozenset({400, 403, 404, 422})
 

@@ -10,6 +10,7 @@ nothing, so a reconcile may be repeated at any time.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -73,21 +74,19 @@ class Kube:
 
     # Deployments and Services: create, or patch what differs.
 
-    async def apply_deployment(self, desired: Mapping[str, Any]) -> dict[str, Any]:
+    async def apply_deployment(
+        self, desired: Mapping[str, Any], current: Mapping[str, Any] | None
+    ) -> None:
+        """Create `desired`, or patch what differs from `current` (as the caller just read it)."""
         meta = desired["metadata"]
-        current = await self._read(
-            self.apps.read_namespaced_deployment, meta["name"], meta["namespace"]
-        )
         if current is None:
             await self._run(self.apps.create_namespaced_deployment, meta["namespace"], desired)
-            return dict(desired)
-        if _differs(desired, current):
+        elif _differs(desired, current):
             patch = {"metadata": _meta_patch(desired), "spec": desired["spec"]}
             await self._run(
                 self.apps.patch_namespaced_deployment, meta["name"], meta["namespace"], patch,
                 _content_type=MERGE_PATCH,
             )  # fmt: skip
-        return current
 
     async def apply_service(self, desired: Mapping[str, Any]) -> None:
         meta = desired["metadata"]
@@ -221,8 +220,6 @@ class Kube:
 
 
 def _json(response: Any) -> Any:
-    import json
-
     return json.loads(response.data)
 
 

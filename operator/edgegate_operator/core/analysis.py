@@ -99,6 +99,7 @@ class AnalysisResult:
 
 @dataclass(frozen=True, slots=True)
 class _Sample:
+    source: str  # the replica (inference) or gateway instance that counted
     at_s: float
     epoch_s: float
     counts: Counter[str]
@@ -153,19 +154,15 @@ def analyse(
             requests=0,
             **window,
         )
-    totals = _delta(
-        [_Sample(s.at_s, s.loaded_at_s, _metric_counts(s)) for s in mine],
-        by=[s.instance for s in mine],
-        start_s=start_s,
-        end_s=end_s,
-    )
+    totals = _metrics_growth(mine, start_s=start_s, end_s=end_s)
     shadow = _delta(
         [
-            _Sample(a.at_s, a.started_at_s, Counter(compared=a.compared, agreed=a.agreed))
+            _Sample(
+                a.instance, a.at_s, a.started_at_s, Counter(compared=a.compared, agreed=a.agreed)
+            )
             for a in agreements
             if a.version == version
         ],
-        by=[a.instance for a in agreements if a.version == version],
         start_s=start_s,
         end_s=end_s,
     )
@@ -175,12 +172,7 @@ def analyse(
     if baseline is None or result.verdict is Verdict.FAIL or not totals["requests"]:
         return result
     theirs = [s for s in snapshots if s.version == baseline]
-    base = _delta(
-        [_Sample(s.at_s, s.loaded_at_s, _metric_counts(s)) for s in theirs],
-        by=[s.instance for s in theirs],
-        start_s=start_s,
-        end_s=end_s,
-    )
+    base = _metrics_growth(theirs, start_s=start_s, end_s=end_s)
     return _against_baseline(result, totals, base, policy=policy, baseline=baseline)
 
 
@@ -214,13 +206,19 @@ def _metric_counts(s: MetricsSnapshot) -> Counter[str]:
     return counts
 
 
-def _delta(
-    samples: Sequence[_Sample], *, by: Sequence[str], start_s: float, end_s: float
+def _metrics_growth(
+    snapshots: Sequence[MetricsSnapshot], *, start_s: float, end_s: float
 ) -> Counter[str]:
-    """Counter growth over (start_s, end_s], per source (`by`), summed."""
+    """One version's request, error and latency-bucket counts over (start_s, end_s]."""
+    samples = [_Sample(s.instance, s.at_s, s.loaded_at_s, _metric_counts(s)) for s in snapshots]
+    return _delta(samples, start_s=start_s, end_s=end_s)
+
+
+def _delta(samples: Sequence[_Sample], *, start_s: float, end_s: float) -> Counter[str]:
+    """Counter growth over (start_s, end_s], per source, summed."""
     per_source: dict[str, list[_Sample]] = {}
-    for source, sample in zip(by, samples, strict=True):
-        per_source.setdefault(source, []).append(sample)
+    for sample in samples:
+        per_source.setdefault(sample.source, []).append(sample)
     total: Counter[str] = Counter()
     for series in per_source.values():
         series.sort(key=lambda s: s.at_s)

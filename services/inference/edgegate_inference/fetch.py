@@ -116,13 +116,13 @@ def _apply_runtime(model_dir: Path, runtime: dict[str, Any]) -> None:
     if "maxBatchSize" in runtime:
         config["max_batch_size"] = runtime["maxBatchSize"]
     if "maxQueueDelayMicroseconds" in runtime:
-        batching = config.setdefault("dynamic_batching", {}) or {}
-        batching["max_queue_delay_us"] = runtime["maxQueueDelayMicroseconds"]
-        config["dynamic_batching"] = batching
+        batching = config.get("dynamic_batching") or {}
+        config["dynamic_batching"] = {
+            **batching,
+            "max_queue_delay_us": runtime["maxQueueDelayMicroseconds"],
+        }
     if "instances" in runtime:
-        instances = config.setdefault("instances", {}) or {}
-        instances["count"] = runtime["instances"]
-        config["instances"] = instances
+        config["instances"] = {**(config.get("instances") or {}), "count": runtime["instances"]}
     if "executionProviders" in runtime:
         config["execution_providers"] = [{"name": p} for p in runtime["executionProviders"]]
     path.write_text(yaml.safe_dump(config, sort_keys=False))
