@@ -206,9 +206,6 @@ class KMockCluster:
 
     # Objects, read and written the way a test (or a controller it plays) would.
 
-    def _objects(self) -> Any:
-        return self.api.objects
-
     def get(self, resource: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         found = [
             obj

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -313,7 +312,3 @@ def start_world(folder: Path) -> Iterator[World]:
 
 def toy(seed: int = 0, vocab: int = VOCAB) -> bytes:
     return mf.toy_encoder(vocab=vocab, seed=seed)
-
-
-def tally(items: list[str]) -> Counter[str]:
-    return Counter(items)
