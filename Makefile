@@ -10,8 +10,11 @@ PROTO_FILES := $(shell find protos -name '*.proto')
 DISTRIBUTIONS := libs/protos libs/common libs/cli services/gateway \
                  'services/inference[cpu,tools]' services/taskstore services/security operator
 PYTEST_ARGS ?=
+# checkov (tests/deploy) lives in its own venv: its pinned dependencies clash with ours.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.setup-stamp
 
-.PHONY: setup protos lint test test-e2e demo bench clean
+.PHONY: setup protos lint test test-e2e images demo bench clean
 
 setup: $(SETUP_STAMP) $(PROTOS_STAMP)
 
@@ -38,13 +41,23 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: setup
+$(CHECKOV_STAMP): deploy/tools/checkov-constraints.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --constraint deploy/tools/checkov-constraints.txt checkov
+	touch $@
+
+test: setup $(CHECKOV_STAMP)
 	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
 
 # The slower end-to-end proofs (whole rollouts through the operator, kopf against KMock,
 # real inference and gateway): minutes, so outside `make test`; .ci/run runs both.
 test-e2e: setup
 	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
+
+# Every service's container image, each then started and checked (deploy/images/build.py):
+# docker or podman when one works, else buildah (apt-get installs it when missing).
+images: setup
+	$(BIN)/python deploy/images/build.py
 
 demo: setup
 	$(BIN)/edgegate model build-default
@@ -58,7 +71,7 @@ bench: setup
 	$(BIN)/python bench/inference.py --peer
 
 clean:
-	rm -rf $(VENV) .venv-pytriton .edgegate .mypy_cache .ruff_cache .pytest_cache bench/results
+	rm -rf $(VENV) $(CHECKOV_VENV) .venv-pytriton .edgegate .mypy_cache .ruff_cache .pytest_cache bench/results
 	find libs/protos/edgegate_protos -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
 	rm -f $(PROTOS_STAMP)
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -29,7 +29,7 @@ from typing import Any
 import kubernetes
 
 from edgegate_common.local import ServiceProcess, free_port
-from edgegate_common.local.processes import health_status
+from edgegate_common.rpc.probe import health_status
 
 MANAGED = "app.kubernetes.io/managed-by=edgegate-operator"
 REPOSITORY = "/models"

@@ -74,7 +74,7 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
         )
         cloud = FallbackSettings(
             base_url=s.fallback_url or "",
-            api_key=s.fallback_api_key.get_secret_value() if s.fallback_api_key else "",
+            api_key=s.fallback_key(),
             model=s.fallback_model,
             max_concurrency=s.fallback_max_concurrency,
             timeout_s=s.fallback_timeout_s,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from edgegate_common.config import ServiceSettings
@@ -90,7 +90,26 @@ class GatewaySettings(ServiceSettings):
         default=None, description="https://api.openai.com/v1, or host:port for oip"
     )
     fallback_api_key: SecretStr | None = None
+    fallback_api_key_file: Path | None = Field(
+        default=None, description="the same key read from a file (a mounted Secret)"
+    )
     fallback_model: str = Field(default="", description="the cloud's model name; empty: same")
     fallback_max_concurrency: int = Field(default=8, ge=1)
     fallback_timeout_s: float = Field(default=10.0, gt=0)
     fallback_chat_model: str = Field(default="", description="answers below the threshold")
+
+    @model_validator(mode="after")
+    def _one_fallback_key(self) -> Self:
+        if self.fallback_api_key is not None and self.fallback_api_key_file is not None:
+            raise ValueError("set fallback_api_key or fallback_api_key_file, not both")
+        return self
+
+    def fallback_key(self) -> str:
+        """The cloud fallback's API key ("" for none), read from its file when it has one.
+
+        Read when asked rather than at validation, so that a settings dump never holds it;
+        a Kubernetes Secret mounted as a file keeps it out of the pod's environment too.
+        """
+        if self.fallback_api_key_file is not None:
+            return self.fallback_api_key_file.read_text(encoding="utf-8").strip()
+        return self.fallback_api_key.get_secret_value() if self.fallback_api_key else ""

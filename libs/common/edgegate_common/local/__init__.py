@@ -2,7 +2,8 @@
 
 from edgegate_common.local.nats_server import LocalNatsServer, find_nats_server
 from edgegate_common.local.ports import free_port, port_is_free, wait_for_port
-from edgegate_common.local.processes import ServiceProcess, health_status
+from edgegate_common.local.processes import ServiceProcess
+from edgegate_common.rpc.probe import health_status
 
 __all__ = [
     "LocalNatsServer",

@@ -16,38 +16,9 @@ import time
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edgegate_common.errors import DeadlineExceeded, Unavailable
-
-
-async def health_status(
-    target: str,
-    *,
-    service: str = "",
-    timeout_s: float = 1.0,
-    credentials: grpc.ChannelCredentials | None = None,
-) -> str:
-    """The gRPC health status name at `target` (e.g. "SERVING"), or "UNREACHABLE".
-
-    `credentials` for a server that serves TLS.
-    """
-    channel = (
-        grpc.aio.insecure_channel(target)
-        if credentials is None
-        else grpc.aio.secure_channel(target, credentials)
-    )
-    async with channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            reply = await stub.Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return "SERVICE_UNKNOWN"
-            return "UNREACHABLE"
-    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+from edgegate_common.rpc.probe import health_status
 
 
 class ServiceProcess:
