@@ -52,10 +52,14 @@ labels:
   {{- include "edgegate.labels" . | nindent 2 }}
 {{- end -}}
 
-{{/* "repo:tag" or "repo@digest"; (dict "root" $ "image" .Values.gateway.image) */}}
+{{/*
+"repo:tag" or "repo@digest", imageRegistry prefixed to edgegate's own images;
+(dict "root" $ "image" .Values.gateway.image), plus "foreign" true for an image that names
+its own registry (NATS).
+*/}}
 {{- define "edgegate.image" -}}
 {{- $repository := .image.repository -}}
-{{- if and .root.Values.imageRegistry (not (hasPrefix "docker.io/" $repository)) -}}
+{{- if and .root.Values.imageRegistry (not .foreign) -}}
 {{- $repository = printf "%s/%s" (trimSuffix "/" .root.Values.imageRegistry) $repository -}}
 {{- end -}}
 {{- if .image.digest -}}
