@@ -3,7 +3,10 @@
 It connects to NATS (routes, breakers, quotas, observations) and to the
 Kubernetes API (in-cluster, else the kubeconfig), serves /metrics, and
 hands the handlers to kopf. SIGTERM stops it cleanly; SIGKILL loses
-nothing: every rollout's state is in its resource's status.
+nothing: every rollout's state is in its resource's status. With
+`--peering NAME`, replicas share kopf's peering object NAME and only one
+of them acts (kopf's handlers and our resync loop alike); kopf serves
+GET /healthz on `--health-port` for the pod's probes.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import kopf
 from prometheus_client import CollectorRegistry
@@ -24,6 +28,7 @@ from edgegate_operator.config import OperatorSettings
 from edgegate_operator.handlers import build_registry, resync_forever
 from edgegate_operator.manifests import Workload
 from edgegate_operator.metrics import OperatorMetrics
+from edgegate_operator.peering import PeeringGate, own_identity, own_priority
 from edgegate_operator.reconciler import Reconciler, StatusWriter
 from edgegate_operator.tenantquota import QuotaReconciler
 
@@ -43,7 +48,8 @@ async def run(settings: OperatorSettings) -> None:
         connect_timeout_s=settings.nats_connect_timeout_s,
     )
     resync: asyncio.Task[None] | None = None
-    client = api_client(settings.kubeconfig)
+    identity = own_identity()
+    client = api_client(settings.kubeconfig, user_agent=f"edgegate-operator/{identity}")
     kube = Kube(client)
     try:
         nats = await OperatorBus.open(bus, keep_s=settings.observations_keep_s)
@@ -63,14 +69,35 @@ async def run(settings: OperatorSettings) -> None:
             analysis_grace_s=settings.analysis_grace_s,
         )
         namespaces = settings.watched_namespaces
-        log.info("operator starting", namespaces=namespaces or "all")
+        gate = PeeringGate(
+            kube,
+            name=settings.peering,
+            namespaces=namespaces,
+            identity=identity,
+            priority=own_priority(settings.priority),
+            read_every_s=settings.peering_read_s,
+        )
+        log.info(
+            "operator starting",
+            namespaces=namespaces or "all",
+            peering=settings.peering or "standalone",
+            identity=identity,
+            priority=gate.priority,
+        )
         resync = asyncio.get_running_loop().create_task(
-            resync_forever(rollouts, every_s=settings.resync_s, namespaces=namespaces)
+            resync_forever(rollouts, every_s=settings.resync_s, namespaces=namespaces, gate=gate)
         )
         await kopf.operator(
-            registry=build_registry(resync_s=settings.resync_s, configuration=client.configuration),
+            registry=build_registry(
+                resync_s=settings.resync_s,
+                configuration=client.configuration,
+                peering_lifetime_s=settings.peering_lifetime_s,
+            ),
             memo=kopf.Memo(rollouts=rollouts, quotas=QuotaReconciler(kube, nats)),
-            standalone=True,
+            **peering_options(settings, identity=identity, priority=gate.priority),
+            liveness_endpoint=(
+                f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+            ),
             clusterwide=not namespaces,
             namespaces=namespaces,
         )
@@ -81,6 +108,17 @@ async def run(settings: OperatorSettings) -> None:
         kube.close()
         if server is not None:
             server.stop()
+
+
+def peering_options(settings: OperatorSettings, *, identity: str, priority: int) -> dict[str, Any]:
+    """kopf's peering arguments: mandatory peering in the named object, or standalone.
+
+    kopf peers in a ClusterKopfPeering when it serves the whole cluster and in a
+    KopfPeering in each watched namespace otherwise, as `PeeringGate` reads them.
+    """
+    if not settings.peering:
+        return {"standalone": True, "identity": identity}
+    return {"peering_name": settings.peering, "priority": priority, "identity": identity}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

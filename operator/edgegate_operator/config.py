@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from edgegate_common.config import ServiceSettings
+from edgegate_operator.core.peering import DEFAULT_LIFETIME_S, MAX_PRIORITY
 
 
 class OperatorSettings(ServiceSettings):
@@ -37,6 +38,28 @@ class OperatorSettings(ServiceSettings):
         default="nats://nats:4222", description="the NATS URL inference pods are given"
     )
     inference_metrics_snapshot_s: float = Field(default=5.0, gt=0)
+    # Replicas (kopf peering): one acts, the others wait to take over.
+    peering: str = Field(
+        default="",
+        description="the kopf peering object's name (ClusterKopfPeering when all namespaces "
+        "are watched, else a KopfPeering in each); empty: standalone, one replica only",
+    )
+    priority: int = Field(
+        default=0,
+        ge=0,
+        description=f"peering priority, the highest acts; 0: a random one in 1..{MAX_PRIORITY}",
+    )
+    peering_lifetime_s: int = Field(
+        default=DEFAULT_LIFETIME_S,
+        ge=1,
+        description="a replica that died is taken over from this long after its last keep-alive",
+    )
+    peering_read_s: float = Field(
+        default=2.0, gt=0, description="the resync re-reads the peering object at most this often"
+    )
+    health_port: int = Field(
+        default=8081, ge=0, le=65535, description="GET /healthz (kopf's liveness); 0 disables"
+    )
 
     @property
     def watched_namespaces(self) -> list[str]:

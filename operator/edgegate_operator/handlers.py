@@ -6,7 +6,8 @@ is how analysis windows, pause durations, readiness and deleted children
 are noticed: KMock and real clusters alike, nothing else needs watching.
 That loop is ours, not a kopf timer, because kopf holds a resource with
 timers behind a finalizer: a ModelDeployment is never kept from deletion
-by an operator that is down or a finalizer patch that lost a race. Its
+by an operator that is down or a finalizer patch that lost a race; with
+two replicas, it runs on the one kopf lets act (`peering.PeeringGate`). Its
 DELETED event removes its route and breaker documents. A TenantQuota,
 whose objects may live in another namespace (no owner reference can reach
 them), is cleaned up behind kopf's finalizer.
@@ -22,7 +23,9 @@ from typing import Any
 import kopf
 
 from edgegate_common.logging import get_logger
+from edgegate_operator.core.peering import DEFAULT_LIFETIME_S, Standing
 from edgegate_operator.manifests import GROUP, MODELDEPLOYMENTS, TENANTQUOTAS, VERSION
+from edgegate_operator.peering import PeeringGate
 from edgegate_operator.reconciler import Reconciler
 
 log = get_logger(__name__)
@@ -50,26 +53,59 @@ def connection_info(configuration: Any) -> kopf.ConnectionInfo:
     )
 
 
-async def resync_forever(reconciler: Reconciler, *, every_s: float, namespaces: list[str]) -> None:
-    """Reconcile every ModelDeployment every `every_s`, for as long as the operator runs."""
+async def resync_forever(
+    reconciler: Reconciler, *, every_s: float, namespaces: list[str], gate: PeeringGate
+) -> None:
+    """Reconcile every ModelDeployment every `every_s`, for as long as the operator runs.
+
+    Only while `gate` says this replica acts: of replicas sharing a kopf peering object,
+    the one kopf lets handle events is the one that resyncs, too.
+    """
+    last: Standing | None = None
     while True:
         started = asyncio.get_running_loop().time()
-        try:
-            for namespace, name in await reconciler.kube.custom_object_names(
-                MODELDEPLOYMENTS, namespaces
-            ):
-                try:
-                    await reconciler.reconcile_latest(namespace, name)
-                except Exception:  # one resource's trouble must not starve the others
-                    log.exception("reconcile failed", resource=f"{namespace}/{name}")
-        except Exception:
-            log.exception("listing ModelDeployments failed")
+        now = await gate.standing()
+        if now != last:
+            reconciler.metrics.resync_active.set(int(now.acts))
+            if gate.peering:
+                _log_standing(now, first=last is None, gate=gate)
+            last = now
+        if now.acts:
+            await _resync_once(reconciler, namespaces)
         elapsed = asyncio.get_running_loop().time() - started
         await asyncio.sleep(max(0.0, every_s - elapsed))
 
 
-def build_registry(*, resync_s: float, configuration: Any) -> kopf.OperatorRegistry:
-    """The handlers; `configuration`: the `kubernetes` client's, which kopf logs in with."""
+async def _resync_once(reconciler: Reconciler, namespaces: list[str]) -> None:
+    try:
+        for namespace, name in await reconciler.kube.custom_object_names(
+            MODELDEPLOYMENTS, namespaces
+        ):
+            try:
+                await reconciler.reconcile_latest(namespace, name)
+            except Exception:  # one resource's trouble must not starve the others
+                log.exception("reconcile failed", resource=f"{namespace}/{name}")
+    except Exception:
+        log.exception("listing ModelDeployments failed")
+
+
+def _log_standing(standing: Standing, *, first: bool, gate: PeeringGate) -> None:
+    ids = {"identity": gate.identity, "priority": gate.priority}
+    if standing.acts:
+        log.info("resync acting" if first else "resync resumed", **ids)
+    else:
+        log.warning("resync paused", reason=standing.reason, **ids)
+
+
+def build_registry(
+    *, resync_s: float, configuration: Any, peering_lifetime_s: int = DEFAULT_LIFETIME_S
+) -> kopf.OperatorRegistry:
+    """The handlers; `configuration`: the `kubernetes` client's, which kopf logs in with.
+
+    `peering_lifetime_s`: how long this replica's peering record stays alive after its
+    last keep-alive (kopf renews it that often, less 5 to 10 s): how soon a peer takes over
+    from a replica that died without removing its record.
+    """
     registry = kopf.OperatorRegistry()
     locks: defaultdict[tuple[str, ...], asyncio.Lock] = defaultdict(asyncio.Lock)  # quotas
     md = (GROUP, VERSION, MODELDEPLOYMENTS)
@@ -89,6 +125,7 @@ def build_registry(*, resync_s: float, configuration: Any) -> kopf.OperatorRegis
         settings.posting.level = logging.WARNING  # our Events are posted explicitly
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 30
+        settings.peering.lifetime = peering_lifetime_s
 
     @kopf.on.event(*md, registry=registry)
     async def md_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:

@@ -44,6 +44,11 @@ class OperatorMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=registry,
         )
+        self.resync_active = Gauge(
+            "edgegate_operator_resync_active",
+            "1 while this replica's resync acts, 0 while peering pauses it",
+            registry=registry,
+        )
         self._phases: dict[tuple[str, str], str] = {}
 
     def observe_phase(self, namespace: str, name: str, phase: str) -> None:

@@ -28,22 +28,33 @@ _T = TypeVar("_T")
 # The client sends a dict body as a JSON Patch unless told otherwise; ours are merge patches.
 MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT_S = 30
+KOPF_GROUP = "kopf.dev"
+KOPF_VERSION = "v1"
 REPORTING_INSTANCE = socket.gethostname()
 log = get_logger(__name__)
 
 
-def api_client(kubeconfig: Path | None = None) -> ApiClient:
-    """In a pod: its service account. Elsewhere: the kubeconfig (KUBECONFIG honoured)."""
-    if kubeconfig is None:
-        try:
-            kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
-            return ApiClient()
-        except kubernetes.config.ConfigException:
-            pass
-    client: ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=None if kubeconfig is None else str(kubeconfig)
-    )
+def api_client(kubeconfig: Path | None = None, *, user_agent: str | None = None) -> ApiClient:
+    """In a pod: its service account. Elsewhere: the kubeconfig (KUBECONFIG honoured).
+
+    `user_agent` names this replica in the API server's audit log (and in a test's KMock).
+    """
+    client = _in_cluster_client() if kubeconfig is None else None
+    if client is None:
+        client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=None if kubeconfig is None else str(kubeconfig)
+        )
+    if user_agent is not None:
+        client.user_agent = user_agent
     return client
+
+
+def _in_cluster_client() -> ApiClient | None:
+    try:
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kubernetes.config.ConfigException:
+        return None
+    return ApiClient()
 
 
 class Kube:
@@ -161,6 +172,28 @@ class Kube:
         return await self._read(
             self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
         )
+
+    async def kopf_peering(
+        self, name: str, namespace: str | None, *, timeout_s: float
+    ) -> dict[str, Any] | None:
+        """kopf's peering object: a ClusterKopfPeering, or a KopfPeering in `namespace`.
+
+        None when it does not exist (nor its CRD: the API answers 404 to both).
+        """
+        if namespace is None:
+            call: Callable[..., Any] = self.custom.get_cluster_custom_object
+            args: tuple[str, ...] = (KOPF_GROUP, KOPF_VERSION, "clusterkopfpeerings", name)
+        else:
+            call = self.custom.get_namespaced_custom_object
+            args = (KOPF_GROUP, KOPF_VERSION, namespace, "kopfpeerings", name)
+        try:
+            obj = await self._run(call, *args, _request_timeout=timeout_s)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data: dict[str, Any] = await asyncio.to_thread(_json, obj)
+        return data
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, patch: Mapping[str, Any]
