@@ -5,6 +5,12 @@ expired. The directory holds one PEM file per key (mode 0600) and an index;
 changes are made under an exclusive lock and written atomically, so replicas
 that start or rotate at the same moment never lose each other's keys, and a
 read-only mount (a Kubernetes Secret) is read as it is.
+
+A directory of PEM files with no index is a set of keys made elsewhere (a
+Helm chart's Secret, which cannot compute a thumbprint to name them): every
+`*.pem` is a key, the last by file name signs, none retires, and nothing is
+ever written there. An admin rotates by adding a later-named PEM and removes
+the old one once the tokens it signed have expired.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Final
@@ -27,6 +33,7 @@ from edgegate_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from edgegate_common.logging import get_logger
 from edgegate_security.core.keys import (
     ES256,
+    RSA_MIN_BITS,
     PrivateKey,
     SigningKey,
     VerificationKey,
@@ -67,7 +74,7 @@ class KeyRing:
             raise InvalidArgument("a key ring needs at least one key")
         self.max_token_ttl_s = max_token_ttl_s
         self._directory = directory
-        self._stamp: tuple[int, int, int] | None = None  # the index file as last read or written
+        self._stamp: Hashable = None  # the ring on disk as last read or written (`_stamp`)
         self._clock = clock
         self._set(keys)
 
@@ -93,8 +100,22 @@ class KeyRing:
 
         Only a new ring, or one with keys that have retired since, is written:
         a read-only directory holding a ring is read as it is.
+
+        A directory with `*.pem` files and no index holds mounted keys (see the
+        module's docstring), read as they are whatever `alg` says. That is
+        decided by what the directory holds, not by whether this process may
+        write to it: root may write to a 0555 directory, a Secret volume's
+        writability depends on the pod's user, and keys an admin put there
+        must never be replaced by a generated ring (saving one deletes every
+        PEM its index does not name).
         """
         index = directory / _INDEX_FILE
+        if _holds_mounted_keys(directory):
+            ring = cls(
+                _load(directory), max_token_ttl_s=max_token_ttl_s, directory=directory, clock=clock
+            )
+            ring._stamp = _stamp(directory)
+            return ring
         if index.exists() and not os.access(directory, os.W_OK):
             ring = cls(
                 _load(directory), max_token_ttl_s=max_token_ttl_s, directory=directory, clock=clock
@@ -144,6 +165,11 @@ class KeyRing:
         if self._directory is None:
             yield
             return
+        if _holds_mounted_keys(self._directory):
+            raise FailedPrecondition(
+                f"the keys in {self._directory} are mounted PEM files, changed only where they "
+                "come from: add a later-named PEM to rotate, remove one to retire it"
+            )
         with _locked(self._directory):
             self.reload()
             yield
@@ -154,10 +180,12 @@ class KeyRing:
         Replicas share one key directory (a mounted Secret, or `edgegate keys
         rotate` run beside them): each picks up a rotation when a token names a
         kid it does not know, and every few seconds in the service, so a key
-        rotated anywhere verifies everywhere without a restart. A stat when
-        nothing changed, so callers may ask often. A directory that cannot be
-        read (half restored, say) keeps the keys held, is logged, and is tried
-        again on the next call.
+        rotated anywhere verifies everywhere without a restart. A few stats when
+        nothing changed, so callers may ask often: for mounted keys, of the
+        directory, its `..data` link (which a Secret update swaps) and each PEM,
+        so an update is seen however the files were replaced. A directory that
+        cannot be read (half restored, say) keeps the keys held, is logged, and
+        is tried again on the next call.
         """
         if self._directory is None:
             return False
@@ -234,6 +262,53 @@ def _pem(private_key: PrivateKey) -> bytes:
 
 
 def _load(directory: Path) -> list[SigningKey]:
+    """The ring's keys: by its index, or, without one, every PEM file in it."""
+    if (directory / _INDEX_FILE).exists():
+        return _load_indexed(directory)
+    return _load_pem_files(directory)
+
+
+def _holds_mounted_keys(directory: Path) -> bool:
+    """PEM files and no index: keys made elsewhere, never written here."""
+    return not (directory / _INDEX_FILE).exists() and bool(_pem_files(directory))
+
+
+def _pem_files(directory: Path) -> list[Path]:
+    """The `*.pem` files in `directory`, by name (dot files are a Secret's or ours: skipped)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [
+        directory / name
+        for name in names
+        if name.endswith(".pem") and not name.startswith(".") and (directory / name).is_file()
+    ]
+
+
+def _load_pem_files(directory: Path) -> list[SigningKey]:
+    """Mounted keys: each PEM's kid is its thumbprint, created_at_s its mtime; none retires."""
+    keys: dict[str, SigningKey] = {}
+    for path in _pem_files(directory):
+        try:
+            private_key, alg = checked_private_key(
+                serialization.load_pem_private_key(path.read_bytes(), password=None)
+            )
+            created_at_s = path.stat().st_mtime
+        except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise FailedPrecondition(
+                f"{path.name} in {directory} is not a signing key this service can use "
+                f"(an unencrypted P-256, RSA of {RSA_MIN_BITS}+ bits or Ed25519 private key): {exc}"
+            ) from exc
+        key = with_kid(private_key, alg=alg, created_at_s=created_at_s)
+        keys.pop(key.kid, None)  # the same key under two names: the later name's place
+        keys[key.kid] = key
+    if not keys:
+        raise FailedPrecondition(f"no keys in {directory}: neither {_INDEX_FILE} nor PEM files")
+    return list(keys.values())
+
+
+def _load_indexed(directory: Path) -> list[SigningKey]:
     keys: list[SigningKey] = []
     try:
         index = json.loads((directory / _INDEX_FILE).read_bytes())
@@ -271,10 +346,34 @@ def _locked(directory: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def _stamp(directory: Path) -> tuple[int, int, int] | None:
-    """What changes whenever the index is rewritten (a new file replaces it each time)."""
+def _stamp(directory: Path) -> Hashable:
+    """What changes whenever the ring on disk does; None when there is none.
+
+    An index is replaced by a new file on each write. Mounted PEMs change with
+    the directory (a file added, removed or renamed), its `..data` link (the
+    atomic swap of a Kubernetes Secret update) or a file itself.
+    """
     try:
         info = (directory / _INDEX_FILE).stat()
     except FileNotFoundError:
+        pass
+    else:
+        return ("index", info.st_ino, info.st_mtime_ns, info.st_size)
+    files = _pem_files(directory)
+    if not files:
         return None
-    return (info.st_ino, info.st_mtime_ns, info.st_size)
+    try:
+        data_link = (directory / "..data").lstat().st_ino
+    except FileNotFoundError:
+        data_link = None
+    return (
+        "files",
+        directory.stat().st_mtime_ns,
+        data_link,
+        tuple(_file_stamp(path) for path in files),
+    )
+
+
+def _file_stamp(path: Path) -> tuple[str, int, int, int]:
+    info = path.stat()  # through the Secret's links, to the file that holds the key now
+    return (path.name, info.st_ino, info.st_mtime_ns, info.st_size)
