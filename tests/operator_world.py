@@ -41,6 +41,7 @@ NAMESPACE = "edgegate"
 VOCAB = 30522
 OPERATOR_ARGS = (
     "--metrics-port", "0",
+    "--health-port", "0",  # two worlds on one machine must not share 8081
     "--resync-s", "0.5",
     "--status-min-interval-s", "1",
     "--analysis-grace-s", "0.6",

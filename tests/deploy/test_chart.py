@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +40,8 @@ from helm_chart import (
 from edgegate_gateway.config import GatewaySettings
 from edgegate_inference.config import InferenceSettings
 from edgegate_security.config import SecuritySettings
+from edgegate_security.core.keyring import KeyRing
+from edgegate_security.core.tokens import TokenIssuer, TokenPolicy, TokenVerifier
 from edgegate_taskstore.config import TaskstoreSettings
 
 KUBERNETES_VERSIONS = ["1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0"]
@@ -324,7 +327,13 @@ def test_a_single_operator_runs_standalone() -> None:
 
 def test_watching_namespaces_grants_roles_there_only() -> None:
     objects = render((), ("operator.watchNamespaces={team-a,team-b}",))
-    assert not [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    (cluster_role,) = [o for o in objects if o["kind"] == "ClusterRole"]
+    assert cluster_role["metadata"]["name"].endswith("-discovery")
+    assert {r for rule in cluster_role["rules"] for r in rule["resources"]} == {
+        "customresourcedefinitions",
+        "namespaces",
+    }
+    assert {v for rule in cluster_role["rules"] for v in rule["verbs"]} == {"list", "watch"}
     roles = {o["metadata"]["namespace"] for o in objects if o["kind"] == "Role"}
     bindings = {o["metadata"]["namespace"] for o in objects if o["kind"] == "RoleBinding"}
     peerings = {o["metadata"]["namespace"] for o in objects if o["kind"] == "KopfPeering"}
@@ -462,3 +471,21 @@ def test_notes_say_how_to_reach_the_gateway_and_get_a_token(tmp_path: Path) -> N
     notes = result.stdout.split("NOTES:", 1)[1]
     assert f"port-forward svc/{RELEASE}-edgegate-gateway 8080:80 50051:50051" in notes
     assert "python -m edgegate_security.tools token issue --keys-dir /etc/edgegate/keys" in notes
+
+
+@pytest.mark.parametrize("algorithm", ["ES256", "EdDSA", "RS256"])
+async def test_the_security_service_signs_with_the_key_helm_made(
+    algorithm: str, tmp_path: Path
+) -> None:
+    """helm's genPrivateKey output, laid out as the Secret mounts it, is a ring that signs."""
+    objects = render((), (f"security.signingKeys.algorithm={algorithm}",))
+    for name, data in secret_files(objects, f"{RELEASE}-edgegate-security-keys").items():
+        (tmp_path / name).write_bytes(data)
+    ring = KeyRing.open(tmp_path, max_token_ttl_s=3600)
+    assert ring.signing_key.alg == algorithm
+    token = TokenIssuer(ring, issuer="edgegate", audience="edgegate").issue(
+        tenant="acme", subject="alice", scopes=["infer:*"], ttl_s=600
+    )
+    policy = TokenPolicy(issuers=frozenset({"edgegate"}), audience="edgegate")
+    assert (await TokenVerifier(policy=policy, ring=ring).verify(token.token)).subject == "alice"
+    assert sorted(os.listdir(tmp_path)) == ["pii.key", "signing.pem"]  # nothing written

@@ -216,7 +216,7 @@ livenessProbe:
 - apiGroups: [""]
   resources: [services, resourcequotas, limitranges]
   verbs: [get, list, watch, create, patch, delete]
-# Whether a fallback's API key Secret exists; it never reads the key.
+# Whether a fallback's API key Secret exists and holds its key (never listed or watched).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
