@@ -356,6 +356,11 @@ def test_token_issue_signs_with_the_mounted_key_and_rotate_says_how(mount: Any) 
     rotated = tools("keys", "rotate", "--keys-dir", str(keys.directory), "--no-audit")
     assert rotated.returncode == 2
     assert "add a later-named PEM" in rotated.stderr
+    # With auditing on, it refuses before it files a record (no NATS needed to say so).
+    nowhere = f"nats://127.0.0.1:{free_port()}"
+    audited = tools("keys", "rotate", "--keys-dir", str(keys.directory), "--nats-url", nowhere)
+    assert audited.returncode == 2
+    assert "add a later-named PEM" in audited.stderr
     assert keys.listing() == before
 
 

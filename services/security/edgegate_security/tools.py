@@ -212,6 +212,7 @@ async def _issue(args: argparse.Namespace, defaults: SecuritySettings) -> int:
 
 async def _rotate(args: argparse.Namespace, defaults: SecuritySettings) -> int:
     ring = _open_ring(args, defaults)
+    ring.check_changeable()  # no record of a rotation that cannot happen
     old = ring.signing_key
     if not args.no_audit:  # first: a rotation nobody can see in the log does not happen
         await _file(args.nats_url, defaults, Reason.KEY_ROTATED, details={"old_kid": old.kid})

@@ -159,17 +159,25 @@ class KeyRing:
             self._keep([*self._keys[:-1], old, new])
         return new
 
+    def check_changeable(self) -> None:
+        """FailedPrecondition when this ring's keys cannot change here (mounted PEM files).
+
+        `rotate()` and `retire()` check it themselves; a caller that must record a change
+        before making it (`edgegate keys rotate` files an audit record) asks first.
+        """
+        if self._directory is not None and _holds_mounted_keys(self._directory):
+            raise FailedPrecondition(
+                f"the keys in {self._directory} are mounted PEM files, changed only where they "
+                "come from: add a later-named PEM to rotate, remove one to retire it"
+            )
+
     @contextlib.contextmanager
     def _changing(self) -> Iterator[None]:
         """Hold the directory's lock and start from what is on disk, not what we last read."""
         if self._directory is None:
             yield
             return
-        if _holds_mounted_keys(self._directory):
-            raise FailedPrecondition(
-                f"the keys in {self._directory} are mounted PEM files, changed only where they "
-                "come from: add a later-named PEM to rotate, remove one to retire it"
-            )
+        self.check_changeable()
         with _locked(self._directory):
             self.reload()
             yield
