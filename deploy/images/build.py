@@ -24,12 +24,11 @@ import sys
 import time
 import tomllib
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import base
-from engines import Build, Buildah, Engine, EngineError, docker_like
+from engines import Build, Buildah, Engine, EngineError, docker_like, storage_driver
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".edgegate" / "images"  # git-ignored: logs, the base's root file system
@@ -54,7 +53,9 @@ def _options(argv: Sequence[str] | None) -> argparse.Namespace:
         help="e.g. BASE_IMAGE=... (buildah: instead of the Debian base made here)",
     )  # fmt: skip
     parser.add_argument("--storage-root", type=Path, help="buildah's; default: its own")
-    parser.add_argument("--storage-driver", default="vfs", help="buildah's (vfs works anywhere)")
+    parser.add_argument(
+        "--storage-driver", default="auto", help="buildah's: overlay or vfs; default: auto"
+    )
     parser.add_argument("--refresh-base", action="store_true", help="remake the Debian base")
     parser.add_argument("--no-check", action="store_true", help="build only, start nothing")
     parser.add_argument("--report", type=Path, default=REPORT)
@@ -80,28 +81,42 @@ def _revision() -> str:
 
 
 def _labels(pyproject: Path) -> dict[str, str]:
-    """The OCI labels that change from build to build: the distribution's version, the commit."""
+    """The OCI labels that change between builds: the distribution's version, the commit.
+
+    No `created` label: the image's configuration holds its creation time already, and a
+    label that differs on every build would make every build commit new layers.
+    """
     version = tomllib.loads(pyproject.read_text())["project"]["version"]
     return {
         "org.opencontainers.image.version": version,
         "org.opencontainers.image.revision": _revision(),
-        "org.opencontainers.image.created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 
-def _engine(args: argparse.Namespace, build_args: dict[str, str], *, log: IO[str]) -> Engine:
+def _engine(
+    args: argparse.Namespace, build_args: dict[str, str], *, log: IO[str]
+) -> tuple[Engine, dict[str, Any]]:
     """docker or podman if one works, else buildah; with buildah, the Debian base too."""
     engine = None if args.engine == "buildah" else docker_like(args.engine)
     if engine is not None:
-        return engine
+        return engine, {"image": build_args.get("BASE_IMAGE", "the Dockerfiles' default")}
     base.install_tools(log=log)
-    buildah = Buildah(root=args.storage_root, storage_driver=args.storage_driver)
-    if "BASE_IMAGE" not in build_args:
-        started = time.monotonic()
-        if base.ensure(buildah, cache_dir=STATE / "base", refresh=args.refresh_base, log=log):
-            print(f"base image {base.TAG} made in {time.monotonic() - started:.0f} s", flush=True)
-        build_args["BASE_IMAGE"] = base.TAG
-    return buildah
+    driver = storage_driver(args.storage_driver, root=args.storage_root)
+    buildah = Buildah(root=args.storage_root, storage_driver=driver)
+    if "BASE_IMAGE" in build_args:
+        return buildah, {"image": build_args["BASE_IMAGE"], "storage_driver": driver}
+    started = time.monotonic()
+    made = base.ensure(buildah, cache_dir=STATE / "base", refresh=args.refresh_base, log=log)
+    seconds = round(time.monotonic() - started, 1)
+    if made:
+        print(f"base image {base.TAG} made in {seconds:.0f} s", flush=True)
+    build_args["BASE_IMAGE"] = base.TAG
+    return buildah, {
+        "image": base.TAG,
+        "storage_driver": driver,
+        "made_now": made,
+        "seconds": seconds,
+    }
 
 
 def _build(engine: Engine, name: str, *, tag: str, build_args: Mapping[str, str]) -> dict[str, Any]:
@@ -161,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     (STATE / "logs").mkdir(parents=True, exist_ok=True)
     build_args = dict(arg.split("=", 1) for arg in args.build_arg)
     with (STATE / "logs" / "tools.log").open("a") as log:
-        engine = _engine(args, build_args, log=log)
+        engine, base_image = _engine(args, build_args, log=log)
     images = {
         name: _build(
             engine, name, tag=f"{engine.prefix}edgegate/{name}:{args.tag}", build_args=build_args
@@ -173,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _check(engine, images)
     report = {
         "engine": engine.name,
+        "base": base_image,
         "build_args": build_args,
         "images": images,
         "builds_s": builds_s,

@@ -14,6 +14,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -223,6 +224,25 @@ class Buildah:
         config = self._inspect(run.image)["OCIv1"]["config"]
         command = list(run.argv or [*config.get("Entrypoint", []), *config.get("Cmd", [])])
         container = _run([*self._global, "from", "--pull=never", "-q", run.image]).strip()
+        remove = [*self._global, "rm", container]
+        try:
+            script = self._run_script(container, run, command)
+            log.write(f"$ {script}\n")
+            log.flush()
+            process = subprocess.Popen(
+                [tool("unshare"), "--mount", "--propagation", "private", "sh", "-c", script],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        except Exception:
+            subprocess.run(remove, capture_output=True, check=False)
+            raise
+        return BuildahContainer(process, command=command, remove=remove)
+
+    def _run_script(self, container: str, run: Run, command: Sequence[str]) -> str:
+        """`buildah run`, after the mounts that make the container's root read-only."""
         root = _run([*self._global, "mount", container]).strip()
         for name in BUILDAH_MOUNT_POINTS:  # made before the root turns read-only
             (Path(root) / name).touch(exist_ok=True)
@@ -232,17 +252,7 @@ class Buildah:
             argv += ["--env", f"{key}={value}"]
         for source, target in run.volumes.items():
             argv += ["--volume", f"{source}:{target}:ro"]
-        script = f"{_read_only_root(root)} && exec {shlex.join([*argv, container, '--', *command])}"
-        log.write(f"$ {script}\n")
-        log.flush()
-        process = subprocess.Popen(
-            [tool("unshare"), "--mount", "--propagation", "private", "sh", "-c", script],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        return BuildahContainer(process, command=command, remove=[*self._global, "rm", container])
+        return f"{_read_only_root(root)} && exec {shlex.join([*argv, container, '--', *command])}"
 
 
 def _build_options(build: Build) -> list[str]:
@@ -305,6 +315,41 @@ def _cmdline(pid: int) -> list[str]:
     except OSError:
         return []
     return raw.decode(errors="replace").split("\0")[:-1]
+
+
+DEFAULT_STORAGE_ROOT = Path("/var/lib/containers/storage")
+
+
+def storage_driver(wanted: str, *, root: Path | None) -> str:
+    """buildah's storage driver; "auto": the one the storage root holds, else overlay if the
+    kernel mounts it here (it shares layers: builds take a third of vfs's time), else vfs.
+    """
+    if wanted != "auto":
+        return wanted
+    for driver in ("overlay", "vfs"):
+        if (root or DEFAULT_STORAGE_ROOT).joinpath(f"{driver}-images").is_dir():
+            return driver
+    return "overlay" if _overlay_mounts() else "vfs"
+
+
+def _overlay_mounts() -> bool:
+    """Whether an overlay file system can be mounted here (as root, on this file system)."""
+    if os.geteuid() != 0:
+        return False
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+        lower, upper, work, merged = (Path(tmp) / name for name in ("l", "u", "w", "m"))
+        for folder in (lower, upper, work, merged):
+            folder.mkdir()
+        options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+        mounted = subprocess.run(
+            [tool("mount"), "-t", "overlay", "overlay", "-o", options, str(merged)],
+            capture_output=True,
+            check=False,
+        )
+        if mounted.returncode != 0:
+            return False
+        subprocess.run([tool("umount"), str(merged)], capture_output=True, check=False)
+        return True
 
 
 def docker_like(wanted: str) -> DockerLike | None:

@@ -31,8 +31,9 @@ from typing import Any
 USER = (10001, 10001)
 WRITABLE = "/tmp"
 READ_ONLY = ("/", "/etc", "/opt/venv", "/opt/venv/lib", "/var/tmp")
-# Build tools: they stay in the builder stage.
-BUILD_TOOLS = ("pip", "setuptools", "grpc_tools", "mypy_protobuf")
+# Build tools: they stay in the builder stage. (setuptools is in an image only where a
+# distribution requires it at run time: spaCy and thinc, in security's.)
+BUILD_TOOLS = ("pip", "grpc_tools", "mypy_protobuf")
 
 
 def _identity(found: dict[str, Any]) -> list[str]:

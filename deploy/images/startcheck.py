@@ -12,8 +12,9 @@ on /tmp, and the host's network; a local nats-server (JetStream) serves them all
   runs in the image; `python -m edgegate_inference.fetch`, the operator's init container,
   copies that model and checks its SHA-256.
 - operator: against KMock (tests/kmock_cluster.py, the in-memory Kubernetes API the
-  operator's tests use) through a kubeconfig: /metrics answers, and a ModelDeployment
-  applied there gets its Deployment, with the inference image, from the operator.
+  operator's tests use) through a kubeconfig: /metrics answers, a ModelDeployment applied
+  there gets its Deployment, with the inference image, from the operator, and kopf's
+  /healthz answers.
 Then each service gets SIGTERM and must exit 0 within 30 s, as a pod's containers must.
 This runs on the host with the project's venv (grpc, tritonclient, kmock, kubernetes).
 """
@@ -128,11 +129,14 @@ def _wait(what: str, ready: Callable[[], bool], container: Container, log: Path)
 
 
 def _http_status(url: str) -> int:
+    """The HTTP status `url` answers with; 0 when nothing answers (yet)."""
     try:
         with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 (our container)
             return int(answer.status)
     except urllib.error.HTTPError as error:
         return error.code
+    except (urllib.error.URLError, OSError):
+        return 0
 
 
 def _metrics(port: int, log: Path) -> int:
@@ -250,10 +254,14 @@ def check_operator(checker: Checker) -> dict[str, Any]:
 
 
 def _operator(checker: Checker, cluster: KMockCluster, kube: Path) -> dict[str, Any]:
-    metrics_port, image = free_port(), checker.images["inference"]
+    # The inference image of the same build, whether or not it was built this time: the
+    # operator only names it in the Deployments it makes.
+    image = checker.images["operator"].replace("/operator:", "/inference:")
+    metrics_port, health_port = free_port(), free_port()
     env = {
         "EDGEGATE_OPERATOR_NATS_URL": checker.nats_url,
         "EDGEGATE_OPERATOR_METRICS_PORT": str(metrics_port),
+        "EDGEGATE_OPERATOR_HEALTH_PORT": str(health_port),
         "EDGEGATE_OPERATOR_KUBECONFIG": f"{IN_IMAGE}/kube/config",
         "EDGEGATE_OPERATOR_INFERENCE_IMAGE": image,
     }
@@ -272,6 +280,9 @@ def _operator(checker: Checker, cluster: KMockCluster, kube: Path) -> dict[str, 
         _apply_model_deployment(kube / "config")
         found["deployment_after_s"] = _wait("deploying inference", deployed, container, log)
         found["deployments"] = _deployments(cluster, image)
+        found["healthz_status"] = _http_status(f"http://127.0.0.1:{health_port}/healthz")
+        if found["healthz_status"] != 200:
+            raise CheckFailed(f"kopf's /healthz answered {found['healthz_status']}: {_tail(log)}")
         found["sigterm"] = _stop(container, log)
     return found
 
@@ -344,6 +355,8 @@ def check_all(engine: Engine, images: Mapping[str, str], *, logs: Path) -> dict[
                     results[name] = found | CHECKS[name](checker)
                 except (CheckFailed, EngineError) as error:
                     results[name] = {"error": str(error)}
+                except Exception as error:  # a fault of the check itself: report, go on
+                    results[name] = {"error": f"{type(error).__name__}: {error}"}
                 print(f"  {name}: {_summary(results[name])}", flush=True)
     return results
 
