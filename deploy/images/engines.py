@@ -168,6 +168,8 @@ class DockerLike:
         name = f"edgegate-check-{os.getpid()}-{time.monotonic_ns()}"
         argv = [self._binary, "run", "--rm", "--name", name, "--network", "host"]
         argv += ["--read-only", "--tmpfs", "/tmp"]  # noqa: S108 (the container's own /tmp)
+        if self.name == "podman":  # else its --read-only adds writable /run, /tmp, /var/tmp
+            argv.append("--read-only-tmpfs=false")
         for key, value in run.env.items():
             argv += ["--env", f"{key}={value}"]
         for source, target in run.volumes.items():
