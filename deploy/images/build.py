@@ -4,11 +4,11 @@
         [--tag TAG] [--build-arg KEY=VALUE]... [--no-check]
 
 The engine is docker or podman when one is installed and `info` works; otherwise buildah,
-which needs no daemon (installed with apt-get when missing, on Debian as root). Where
-buildah cannot pull the official python base image it builds on one made here from
-Debian's archive (base.py). pip inside a build reaches only the package index; the CA
-bundle pip trusts on this machine (PIP_CERT, else the system's) goes in as the `pip-ca`
-build secret, for a TLS-intercepting proxy, and lands in no layer.
+which needs no daemon (installed with apt-get when missing, on Debian as root) and builds
+on a Debian base made here from Debian's archive (base.py), no registry needed, unless
+`--build-arg BASE_IMAGE=...` names another. pip inside a build reaches only the package
+index; the CA bundle pip trusts on this machine (PIP_CERT, else the system's) goes in as
+the `pip-ca` build secret, for a TLS-intercepting proxy, and lands in no layer.
 
 Then startcheck.py starts each image as its pod would. Sizes, build times and what each
 check verified go to bench/results/images.json; logs to .edgegate/images/logs/.
