@@ -48,6 +48,7 @@ from google.protobuf.message import Message
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
 from edgegate_common.bus.readiness import ModelReadiness
+from edgegate_common.credentials import bearer_token
 from edgegate_common.errors import (
     DeadlineExceeded,
     EdgegateError,
@@ -59,7 +60,6 @@ from edgegate_common.errors import (
 )
 from edgegate_common.inspection import passed
 from edgegate_common.logging import get_logger
-from edgegate_common.rpc import bearer_token
 from edgegate_gateway.adapters.breakers import BreakerControls
 from edgegate_gateway.adapters.fallback import Fallback
 from edgegate_gateway.adapters.outbox import Outbox
