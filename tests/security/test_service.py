@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import grpc
 import jwt
 import pytest
+from harness import raw_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from security_service import (
@@ -623,5 +624,5 @@ async def _check_bad_input(service: SecurityService, requests: list[pb.AdmitRequ
         assert len(records) == recorded
         assert {r.entry.request_id for r in records} <= {r.envelope.id for r in requests}
         # Garbage that is not even the message the subject takes.
-        reply = await bus.nc.request(subjects.SECURITY_ADMIT, b"\xff\x00garbage", timeout=5)
+        reply = await raw_request(bus, subjects.SECURITY_ADMIT, b"\xff\x00garbage")
         assert reply.headers and reply.headers["Edgegate-Error-Code"] == "INVALID_ARGUMENT"

@@ -290,7 +290,7 @@ class Pipeline:
         return await self.store(envelope, credential=credential)
 
     def _nats_away(self) -> bool:
-        return self._outbox is not None and not self._bus.nc.is_connected
+        return self._outbox is not None and not self._bus.connected
 
     async def _keep_for_later(self, envelope: env.Envelope, credential: str) -> tpb.Task:
         """NATS is unreachable: keep the message in the outbox; the task it will become.

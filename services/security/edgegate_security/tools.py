@@ -238,7 +238,7 @@ async def _file(
     bus = await _connect(nats_url, settings, name="edgegate-cli")
     try:
         audit = AuditLog(replica="edgegate-cli")
-        await audit.start(bus.nc)
+        await audit.start(bus)
         await audit.append(
             event=EventKind.ADMIN,
             reason=reason,
