@@ -179,7 +179,7 @@ async def measure_end_to_end(
         if future is not None and not future.done():
             future.set_result(task)
 
-    await bus.nc.subscribe(subjects.taskstore_events(TENANT, USER), cb=on_event)
+    await bus.subscribe(subjects.taskstore_events(TENANT, USER), cb=on_event)
     keys = itertools.count()
     failed = 0
 

@@ -1,12 +1,18 @@
-"""Test infrastructure that is not a fixture: the NATS server interface and its Docker variant."""
+"""Test infrastructure that is not a fixture: the NATS server interface and its Docker variant,
+and a raw request for bytes no protobuf call would send."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import socket
+from collections.abc import Mapping
 from typing import Protocol
 
+from nats.aio.msg import Msg
+
+from edgegate_common.bus import Bus
 from edgegate_common.local import free_port, wait_for_port
 
 NATS_IMAGE = "nats:2.11"
@@ -23,6 +29,34 @@ class NatsLike(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
     def restart(self) -> None: ...
+
+
+async def raw_request(
+    bus: Bus,
+    subject: str,
+    payload: bytes,
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout_s: float = 5.0,
+) -> Msg:
+    """Send `payload` as it is and return the reply as it came (headers and bytes).
+
+    `Bus.request` only sends protobuf; this is for what a broken or hostile
+    client would send, built on the bus's plain publish and subscribe.
+    """
+    inbox = bus.new_inbox()
+    reply: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+
+    async def receive(msg: Msg) -> None:
+        if not reply.done():
+            reply.set_result(msg)
+
+    subscription = await bus.subscribe(inbox, cb=receive)
+    try:
+        await bus.publish(subject, payload, reply=inbox, headers=headers)
+        return await asyncio.wait_for(reply, timeout_s)
+    finally:
+        await bus.unsubscribe(subscription, drain=False)
 
 
 @functools.cache

@@ -23,6 +23,7 @@ from pathlib import Path
 import grpc
 from certs import Certs, make_certs
 
+from edgegate_common import subjects
 from edgegate_common.bus import Bus, client_tls_context
 from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
 from edgegate_protos.security.v1 import security_pb2_grpc
@@ -124,7 +125,7 @@ def running_service(folder: Path) -> Iterator[SecurityService]:
 
 async def audit_records(bus: Bus, *, after: int = 0) -> list[AuditRecord]:
     """The records stored on the audit stream after stream sequence `after`."""
-    info = await bus.js.stream_info("EDGEGATE_AUDIT")
+    info = await bus.js.stream_info(subjects.STREAM_AUDIT)
     last = info.state.last_seq
     if last <= after:
         return []
@@ -135,7 +136,7 @@ async def audit_records(bus: Bus, *, after: int = 0) -> list[AuditRecord]:
 
 
 async def audit_tail(bus: Bus) -> int:
-    return int((await bus.js.stream_info("EDGEGATE_AUDIT")).state.last_seq)
+    return int((await bus.js.stream_info(subjects.STREAM_AUDIT)).state.last_seq)
 
 
 async def wait_for_record(

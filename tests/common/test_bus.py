@@ -7,11 +7,15 @@ import ssl
 import time
 from pathlib import Path
 
+import nats.errors
 import pytest
+import structlog
 from certs import make_certs
-from harness import NatsLike
+from harness import NatsLike, raw_request
+from nats.aio.msg import Msg
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
 
 from edgegate_common.bus import Bus, RequestContext, client_tls_context
 from edgegate_common.errors import (
@@ -23,6 +27,7 @@ from edgegate_common.errors import (
     Unavailable,
 )
 from edgegate_common.local import LocalNatsServer, free_port
+from edgegate_common.metrics import BusMetrics
 from edgegate_protos.common.v1 import status_pb2
 
 Status = status_pb2.ServiceStatus
@@ -71,7 +76,7 @@ async def test_garbage_bytes_get_invalid_argument(bus: Bus) -> None:
         raise AssertionError("handler must not run on undecodable input")
 
     await bus.serve("test.bus.strict", Status, never)
-    reply = await bus.nc.request("test.bus.strict", b"\xff\xff\xff", timeout=2)
+    reply = await raw_request(bus, "test.bus.strict", b"\xff\xff\xff", timeout_s=2)
     assert reply.headers is not None
     assert reply.headers["Edgegate-Error-Code"] == "INVALID_ARGUMENT"
     assert "edgegate.common.v1.ServiceStatus" in reply.headers["Edgegate-Error-Message"]
@@ -99,7 +104,7 @@ async def test_the_deadline_reaches_the_handler_and_stops_slow_work(bus: Bus) ->
 
 async def test_a_reply_too_big_for_nats_becomes_resource_exhausted(bus: Bus) -> None:
     async def huge(_: Ask, __: RequestContext) -> Status:
-        return Status(instance="x" * (bus.nc.max_payload + 1))
+        return Status(instance="x" * (bus.max_payload + 1))
 
     await bus.serve("test.bus.huge", Ask, huge)
     with pytest.raises(ResourceExhausted, match="exceeds the NATS max payload"):
@@ -148,7 +153,7 @@ async def test_stop_serving_finishes_requests_and_keeps_the_connection(
         # Still connected: what handlers used (an audit log, say) can flush now.
         # A PING/PONG round trip: the connection still writes and reads.
         assert server.connected
-        await server.nc.flush(timeout=5)
+        await server.flush(timeout_s=5)
     finally:
         await server.close()
         await client.close()
@@ -195,7 +200,68 @@ async def test_requests_fail_fast_while_disconnected(nats_server: NatsLike) -> N
         with pytest.raises(Unavailable, match="not connected to NATS"):
             await bus.request("test.bus.any", Ask(), Status, timeout_s=5)
     finally:
-        await bus.nc.close()
+        await bus.close()
+
+
+async def test_a_best_effort_publish_reaches_subscribers(bus: Bus) -> None:
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def receive(msg: Msg) -> None:
+        await received.put(msg.data)
+
+    subscription = await bus.subscribe("test.bus.events", cb=receive)
+    await bus.flush()
+    sent = Status(service="events", serving=True)
+    assert await bus.publish_best_effort("test.bus.events", sent, kind="test_event")
+    assert Status.FromString(await asyncio.wait_for(received.get(), timeout=2)) == sent
+    await bus.unsubscribe(subscription, drain=False)
+    await bus.unsubscribe(subscription, drain=False)  # again: nothing raises
+
+
+def _failures(registry: CollectorRegistry, kind: str) -> float | None:
+    return registry.get_sample_value("edgegate_nats_publish_failures_total", {"kind": kind})
+
+
+async def test_a_best_effort_publish_on_a_closed_bus_is_logged_and_counted(
+    shared_nats: NatsLike,
+) -> None:
+    registry = CollectorRegistry()
+    bus = await Bus.connect(
+        servers=[shared_nats.url], name="test", connect_timeout_s=5, metrics=BusMetrics(registry)
+    )
+    await bus.close()
+    with structlog.testing.capture_logs() as logs:
+        sent = await bus.publish_best_effort(
+            "edgegate.gateway.v1.breaker", Status(), kind="breaker_event"
+        )
+    assert sent is False  # and no exception
+    [line] = [entry for entry in logs if entry["event"] == "nats publish failed"]
+    assert line["log_level"] == "warning"
+    assert line["subject"] == "edgegate.gateway.v1.breaker"
+    assert line["kind"] == "breaker_event"
+    assert "ConnectionClosedError" in line["error"]
+    assert _failures(registry, "breaker_event") == 1
+    with pytest.raises(nats.errors.ConnectionClosedError):  # the plain publish does raise
+        await bus.publish("edgegate.gateway.v1.breaker", b"")
+
+
+async def test_a_best_effort_publish_too_big_for_nats_is_counted_once_per_message(
+    shared_nats: NatsLike,
+) -> None:
+    registry = CollectorRegistry()
+    bus = await Bus.connect(
+        servers=[shared_nats.url], name="test", connect_timeout_s=5, metrics=BusMetrics(registry)
+    )
+    try:
+        huge = b"x" * (bus.max_payload + 1)
+        for _ in range(2):
+            assert not await bus.publish_best_effort("test.bus.huge", huge, kind="snapshot")
+        assert _failures(registry, "snapshot") == 2
+        assert bus.connected  # the connection is fine; only those messages were not sent
+        assert await bus.publish_best_effort("test.bus.small", b"ok", kind="snapshot")
+        assert _failures(registry, "snapshot") == 2
+    finally:
+        await bus.close()
 
 
 async def test_connect_gives_up_with_a_clear_error() -> None:
@@ -213,8 +279,8 @@ async def test_bus_talks_tls13_to_a_tls_nats_server(tmp_path: Path) -> None:
         assert ctx is not None and ctx.minimum_version == ssl.TLSVersion.TLSv1_3
         bus = await Bus.connect(servers=[server.url], name="test", connect_timeout_s=5, tls=ctx)
         try:
-            reply = await bus.nc.request("$JS.API.INFO", b"", timeout=2)  # a round trip over TLS
-            assert b"memory" in reply.data
+            account = await bus.js.account_info()  # a round trip over TLS
+            assert account.limits is not None
         finally:
             await bus.close()
         with pytest.raises(Unavailable, match="cannot reach NATS"):

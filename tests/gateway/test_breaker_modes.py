@@ -167,8 +167,8 @@ async def events(stack: Stack) -> AsyncIterator[Events]:
         async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
             seen.seen.append(gpb.BreakerEvent.FromString(msg.data))
 
-        await bus.nc.subscribe(subjects.GATEWAY_BREAKER_EVENTS, cb=on_event)
-        await bus.nc.flush()
+        await bus.subscribe(subjects.GATEWAY_BREAKER_EVENTS, cb=on_event)
+        await bus.flush()
         yield seen
 
 

@@ -136,7 +136,7 @@ def _listen(stack: Stack, events: list[gpb.BreakerEvent], done: threading.Event)
             async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
                 events.append(gpb.BreakerEvent.FromString(msg.data))
 
-            await bus.nc.subscribe(subjects.GATEWAY_BREAKER_EVENTS, cb=on_event)
+            await bus.subscribe(subjects.GATEWAY_BREAKER_EVENTS, cb=on_event)
             await asyncio.to_thread(done.wait)
 
     asyncio.run(listen())

@@ -142,7 +142,7 @@ async def snapshots(stack: Stack) -> AsyncIterator[Snapshots]:
             assert msg.subject == subjects.gateway_agreement(snapshot.model, snapshot.version)
             seen.latest[(snapshot.model, snapshot.version)] = snapshot
 
-        await bus.nc.subscribe(subjects.GATEWAY_AGREEMENT_ALL, cb=on_snapshot)
+        await bus.subscribe(subjects.GATEWAY_AGREEMENT_ALL, cb=on_snapshot)
         yield seen
 
 

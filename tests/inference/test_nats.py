@@ -84,7 +84,7 @@ async def test_metric_snapshots_are_published(inference_server, bus: Bus) -> Non
     async def on_snapshot(msg) -> None:  # type: ignore[no-untyped-def]
         await snapshots.put(ipb.MetricsSnapshot.FromString(msg.data))
 
-    subscription = await bus.nc.subscribe(subjects.INFERENCE_METRICS_ALL, cb=on_snapshot)
+    subscription = await bus.subscribe(subjects.INFERENCE_METRICS_ALL, cb=on_snapshot)
     try:
         envelope = env.Envelope(id="m")
         envelope.parts.add(text="count me")
@@ -111,9 +111,9 @@ async def test_replicas_announce_again_when_asked(inference_server, bus: Bus) ->
     async def on_announcement(msg) -> None:  # type: ignore[no-untyped-def]
         await announced.put(ipb.ModelAvailability.FromString(msg.data))
 
-    subscription = await bus.nc.subscribe(subjects.INFERENCE_AVAILABILITY_ALL, cb=on_announcement)
+    subscription = await bus.subscribe(subjects.INFERENCE_AVAILABILITY_ALL, cb=on_announcement)
     try:
-        await bus.nc.publish(subjects.INFERENCE_AVAILABILITY_QUERY, b"")
+        await bus.publish(subjects.INFERENCE_AVAILABILITY_QUERY, b"")
         seen: set[tuple[str, str]] = set()
         while ("toy_text", "1") not in seen or ("scale", "2") not in seen:
             got = await asyncio.wait_for(announced.get(), timeout=5)
@@ -132,7 +132,7 @@ async def test_replicas_share_the_queue_group_and_announce(nats_server, tmp_path
     async def on_announce(msg) -> None:  # type: ignore[no-untyped-def]
         await announcements.put(ipb.ModelAvailability.FromString(msg.data))
 
-    sub = await bus.nc.subscribe(subjects.INFERENCE_AVAILABILITY_ALL, cb=on_announce)
+    sub = await bus.subscribe(subjects.INFERENCE_AVAILABILITY_ALL, cb=on_announce)
     servers = await asyncio.gather(
         *(
             asyncio.to_thread(

@@ -16,7 +16,6 @@ from typing import Any, cast
 import nats.js.errors
 import pytest
 from harness import NatsLike
-from nats.aio.client import Client as NatsClient
 from nats.js.api import Header
 
 from edgegate_common.bus import Bus
@@ -43,10 +42,10 @@ def _stream(*, protected: bool = True) -> AuditStream:
 
 @asynccontextmanager
 async def _running(
-    nc: NatsClient, stream: AuditStream, *, replica: str = "security-0", ack_timeout_s: float = 5
+    bus: Bus, stream: AuditStream, *, replica: str = "security-0", ack_timeout_s: float = 5
 ) -> AsyncIterator[AuditLog]:
     log = AuditLog(replica=replica, stream=stream, ack_timeout_s=ack_timeout_s)
-    await log.start(nc)
+    await log.start(bus)
     try:
         yield log
     finally:
@@ -79,8 +78,8 @@ async def test_two_concurrent_writers_make_one_intact_contiguous_chain(
     other = await Bus.connect(servers=[shared_nats.url], name="test-2", connect_timeout_s=5)
     try:
         async with (
-            _running(bus.nc, stream, replica="security-0") as first,
-            _running(other.nc, stream, replica="security-1") as second,
+            _running(bus, stream, replica="security-0") as first,
+            _running(other, stream, replica="security-1") as second,
         ):
             await asyncio.gather(
                 _append(first, count, replica="security-0"),
@@ -100,20 +99,20 @@ async def test_two_concurrent_writers_make_one_intact_contiguous_chain(
 
 
 class _RivalInTheMiddle:
-    """A NATS client that slips a rival's record in after the first record of a burst.
+    """A bus that slips a rival's record in after the first record of a burst.
 
     All on one connection, so the server sees: record 1, the rival's record
     (sealed after record 1, expecting its sequence), records 2, 3, ...
     """
 
-    def __init__(self, nc: NatsClient, subject: str) -> None:
-        self._nc, self._subject, self._done = nc, subject, False
+    def __init__(self, bus: Bus, subject: str) -> None:
+        self._bus, self._subject, self._done = bus, subject, False
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._nc, name)
+        return getattr(self._bus, name)
 
     async def publish(self, subject: str, payload: bytes, **options: Any) -> None:
-        await self._nc.publish(subject, payload, **options)
+        await self._bus.publish(subject, payload, **options)
         if subject == self._subject and not self._done:
             self._done = True
             first = parse_record(payload)
@@ -121,14 +120,14 @@ class _RivalInTheMiddle:
             entry = AuditEntry(event="admin", reason="key_rotated", time="t", replica="rival")
             rival = AuditRecord.seal(entry, after=first.checkpoint)
             headers = {Header.EXPECTED_LAST_SEQUENCE: str(stored_at), Header.MSG_ID: rival.hash}
-            await self._nc.publish(subject, rival.to_bytes(), headers=headers)
+            await self._bus.publish(subject, rival.to_bytes(), headers=headers)
 
 
 async def test_a_rival_record_inside_a_burst_cannot_fork_the_chain(bus: Bus) -> None:
     """The record after a refused one must be refused too, though its sequence would fit."""
     stream = _stream()
-    rival_nc = cast(NatsClient, _RivalInTheMiddle(bus.nc, stream.subject))
-    async with _running(rival_nc, stream) as log:
+    rival = cast(Bus, _RivalInTheMiddle(bus, stream.subject))
+    async with _running(rival, stream) as log:
         for i in range(3):  # no await yields in between: the writer takes all three at once
             await log.append(event=EventKind.DENY, reason=Reason.SCOPE_MISSING, request_id=f"{i}")
         await log.flush(timeout_s=10)
@@ -147,7 +146,7 @@ async def test_a_rival_record_inside_a_burst_cannot_fork_the_chain(bus: Bus) -> 
 async def test_append_queues_and_close_writes_the_queue(bus: Bus) -> None:
     stream = _stream()
     log = AuditLog(replica="security-0", stream=stream)
-    await log.start(bus.nc)
+    await log.start(bus)
     await log.append(event=EventKind.ADMIN, reason=Reason.KEY_ROTATED, details={"kid": "k2"})
     assert log.pending == 1  # queued: append did not wait for JetStream
     with pytest.raises(InvalidArgument, match="token"):
@@ -171,7 +170,7 @@ async def test_append_queues_and_close_writes_the_queue(bus: Bus) -> None:
 
 async def test_the_audit_stream_refuses_deletes_purges_and_unprotecting(bus: Bus) -> None:
     stream = _stream()
-    async with _running(bus.nc, stream) as log:
+    async with _running(bus, stream) as log:
         await _append(log, 5)
     with pytest.raises(nats.js.errors.APIError, match="delete not permitted"):
         await bus.js.delete_msg(stream.name, 3)
@@ -195,7 +194,7 @@ async def test_a_record_deleted_from_the_stream_is_found(
     bus: Bus, deleted: int, kind: Problem, first_broken_seq: int, first_broken_stream_seq: int
 ) -> None:
     stream = _stream(protected=False)  # the only way to delete through the API
-    async with _running(bus.nc, stream) as log:
+    async with _running(bus, stream) as log:
         await _append(log, 20)
     assert await bus.js.delete_msg(stream.name, deleted)
     result = await verify_stream(bus.js, stream=stream.name)
@@ -229,7 +228,7 @@ async def test_a_stream_rewritten_with_one_record_tampered_is_found(
 ) -> None:
     """Export the stream, change one record, write the copy into a new stream: verify sees it."""
     original = _stream()
-    async with _running(bus.nc, original) as log:
+    async with _running(bus, original) as log:
         await _append(log, 20)
     exported = [data for _, data in await _stored(bus, original)]
     tamper(exported)
@@ -245,7 +244,7 @@ async def test_a_stream_rewritten_with_one_record_tampered_is_found(
 
 async def test_verifying_what_came_since_a_kept_head(bus: Bus) -> None:
     stream = _stream()
-    async with _running(bus.nc, stream) as log:
+    async with _running(bus, stream) as log:
         await _append(log, 10)
         await log.flush(timeout_s=10)
         kept = await log.verify()
@@ -258,7 +257,7 @@ async def test_verifying_what_came_since_a_kept_head(bus: Bus) -> None:
 
 async def test_records_deleted_after_a_kept_head_are_found(bus: Bus) -> None:
     stream = _stream(protected=False)
-    async with _running(bus.nc, stream) as log:
+    async with _running(bus, stream) as log:
         await _append(log, 10)
     kept = parse_record((await _stored(bus, stream))[7][1]).checkpoint
     for seq in (9, 10):
@@ -271,7 +270,7 @@ async def test_records_deleted_after_a_kept_head_are_found(bus: Bus) -> None:
 async def test_a_tail_that_is_not_a_record_stops_the_writer_and_shows_in_verify(bus: Bus) -> None:
     stream = _stream()
     log = AuditLog(replica="security-0", stream=stream)
-    await log.start(bus.nc)
+    await log.start(bus)
     await _append(log, 3)
     await log.flush(timeout_s=10)
     await bus.js.publish(stream.subject, b"not a record")
@@ -296,7 +295,7 @@ async def test_the_writer_survives_a_nats_restart(nats_server: NatsLike) -> None
     bus = await Bus.connect(servers=[nats_server.url], name="test", connect_timeout_s=5)
     stream = _stream()
     try:
-        async with _running(bus.nc, stream, ack_timeout_s=1) as log:
+        async with _running(bus, stream, ack_timeout_s=1) as log:
             await _append(log, 50)
             await log.flush(timeout_s=10)
             nats_server.kill()

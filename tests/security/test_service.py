@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import grpc
 import jwt
 import pytest
+from harness import raw_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from security_service import (
@@ -319,9 +320,15 @@ async def test_admin_calls_need_an_admin_token_of_the_tenant(
     service: SecurityService, bus: Bus, tokens: dict[str, str]
 ) -> None:
     request = pb.IssueTokenRequest(tenant=TENANT, subject="carol", scopes=["tasks:write"], ttl_s=60)
+    refused_from = await audit_tail(bus)
     async with service.stub() as stub:
         for metadata, code, reason in [
             ((), grpc.StatusCode.UNAUTHENTICATED, "token_missing"),
+            (
+                (("authorization", "Basic YWRtaW46YWRtaW4="),),
+                grpc.StatusCode.UNAUTHENTICATED,
+                "token_malformed",
+            ),
             (
                 (("authorization", "Bearer " + tokens["user"]),),
                 grpc.StatusCode.PERMISSION_DENIED,
@@ -337,6 +344,11 @@ async def test_admin_calls_need_an_admin_token_of_the_tenant(
                 await stub.IssueToken(request, metadata=metadata)
             assert refused.value.code() == code
             assert error_details(refused.value.trailing_metadata())["reason"] == reason
+        # A credential that is not `Bearer <token>` is refused, and filed, like a bad token.
+        malformed = await wait_for_record(
+            bus, after=refused_from, match=lambda r: r.entry.reason == "token_malformed"
+        )
+        assert malformed.entry.event == "authn_failure"
         before = await audit_tail(bus)
         issued = await stub.IssueToken(
             request, metadata=(("authorization", "Bearer " + tokens["admin"]),)
@@ -612,5 +624,5 @@ async def _check_bad_input(service: SecurityService, requests: list[pb.AdmitRequ
         assert len(records) == recorded
         assert {r.entry.request_id for r in records} <= {r.envelope.id for r in requests}
         # Garbage that is not even the message the subject takes.
-        reply = await bus.nc.request(subjects.SECURITY_ADMIT, b"\xff\x00garbage", timeout=5)
+        reply = await raw_request(bus, subjects.SECURITY_ADMIT, b"\xff\x00garbage")
         assert reply.headers and reply.headers["Edgegate-Error-Code"] == "INVALID_ARGUMENT"

@@ -107,7 +107,7 @@ async def store(stack: Stack) -> AsyncIterator[tuple[Bus, TaskRecords, WorkQueue
     """The taskstore's own stream and bucket, opened as anything with NATS access could."""
     async with stack.bus() as bus:
         records = await TaskRecords.open(bus.js, storage=Storage())
-        queue = await WorkQueue.open(bus.nc, bus.js, storage=Storage(), settings=QueueSettings())
+        queue = await WorkQueue.open(bus, storage=Storage(), settings=QueueSettings())
         yield bus, records, queue
 
 

@@ -110,7 +110,7 @@ async def test_nats_list_pages_by_size(stack: Stack, written: list[str]) -> None
                 pb.ListResponse,
                 headers=headers,
             )
-            assert page.ByteSize() <= bus.nc.max_payload
+            assert page.ByteSize() <= bus.max_payload
             pages.append([t.id for t in page.tasks])
             page_token = page.next_page_token
             if not page_token:

@@ -123,7 +123,7 @@ async def test_a_watcher_that_falls_behind_is_told_where_to_resume(bus: Bus) -> 
 
 async def test_retry_takes_back_only_the_dead_letter_entry_it_saw(bus: Bus) -> None:
     """A new round that failed again at once keeps its own dead-letter entry."""
-    queue = await WorkQueue.open(bus.nc, bus.js, storage=Storage(), settings=QueueSettings())
+    queue = await WorkQueue.open(bus, storage=Storage(), settings=QueueSettings())
     task = pb.Task(id=f"{random.getrandbits(128):032x}", tenant="acme", status=status.FAILED)
     await queue.dead_letter(task, reason="round 0 failed")
     seen = await queue.dead_letter_seq(task)

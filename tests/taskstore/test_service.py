@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from harness import raw_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from suite_stack import (
@@ -59,8 +60,8 @@ async def test_a_submitted_task_completes_and_its_event_matches_the_record(stack
         async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
             await events.put(pb.Task.FromString(msg.data))
 
-        await bus.nc.subscribe(subjects.taskstore_events(TENANT, "alice"), cb=on_event)
-        await bus.nc.flush()
+        await bus.subscribe(subjects.taskstore_events(TENANT, "alice"), cb=on_event)
+        await bus.flush()
         async with stack.stub() as stub:
             task = await stub.Submit(
                 pb.SubmitRequest(envelope=text_envelope("hello there")), metadata=bearer(token)
@@ -115,8 +116,8 @@ async def test_an_answered_submission_is_kept_completed_and_reported_once(stack:
         async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
             events.append(pb.Task.FromString(msg.data))
 
-        await bus.nc.subscribe(subjects.taskstore_events(TENANT, "alice"), cb=on_event)
-        await bus.nc.flush()
+        await bus.subscribe(subjects.taskstore_events(TENANT, "alice"), cb=on_event)
+        await bus.flush()
         async with stack.stub() as stub:
             first = await stub.Submit(request, metadata=bearer(token))
             again = await stub.Submit(request, metadata=bearer(token))
@@ -454,7 +455,7 @@ async def _check_malformed(
             subjects.TASKSTORE_MERGE_STATE,
         ):
             for body in garbage:
-                reply = await bus.nc.request(subject, body, timeout=5, headers=headers)
+                reply = await raw_request(bus, subject, body, headers=headers)
                 code = (reply.headers or {}).get("Edgegate-Error-Code")
                 # Bytes that happen to parse as the request are answered normally.
                 assert code is None or code in _ALLOWED_REFUSALS, (subject, body, reply.headers)

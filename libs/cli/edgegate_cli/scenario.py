@@ -228,7 +228,7 @@ async def breaker_trip(demo: Demo) -> bool:
     async def on_event(message: Any) -> None:
         events.append(gateway_pb2.BreakerEvent.FromString(message.data))
 
-    await bus.nc.subscribe(subjects.GATEWAY_BREAKER_EVENTS, cb=on_event)
+    await bus.subscribe(subjects.GATEWAY_BREAKER_EVENTS, cb=on_event)
     try:
         os.kill(pid, signal.SIGSTOP)
         demo.say("  inference frozen (SIGSTOP); each call waits at most 1 s for it")

@@ -77,12 +77,22 @@ class BusMetrics:
         self.connected = Gauge(
             "edgegate_nats_connected", "1 while connected to NATS.", registry=registry
         )
+        self.publish_failures = Counter(
+            "edgegate_nats_publish_failures_total",
+            "Best-effort NATS publishes (events, snapshots) that failed, by kind of message.",
+            ["kind"],
+            registry=registry,
+        )
         self._handled = _Children(self.handled)
         self._handling = _Children(self.handling)
+        self._publish_failures = _Children(self.publish_failures)
 
     def observe_handled(self, subject: str, code: str, seconds: float) -> None:
         self._handled(subject, code).inc()
         self._handling(subject).observe(seconds)
+
+    def publish_failed(self, kind: str) -> None:
+        self._publish_failures(kind).inc()
 
 
 class RpcMetrics:

@@ -101,6 +101,14 @@ def gateway_agreement(model: str, version: str) -> str:
 
 GATEWAY_AGREEMENT_ALL = f"{PREFIX}.gateway.v1.agreement.>"
 
+
+def gateway_chat_later(platform: str) -> str:
+    """A chat question kept until the assistant can answer it (stream STREAM_CHAT_LATER)."""
+    return f"{PREFIX}.gateway.v1.chat_later.{token(platform)}"
+
+
+GATEWAY_CHAT_LATER_ALL = f"{PREFIX}.gateway.v1.chat_later.>"
+
 # Reply.metadata keys inference sets on an answer: the seconds it waited in the batcher's
 # queue and spent in its model call, so that a caller's breaker judges service, not queueing.
 REPLY_QUEUE_S = "inference.queue_s"
@@ -111,11 +119,16 @@ STREAM_TASKS = "EDGEGATE_TASKS"
 STREAM_TASKS_DEAD = "EDGEGATE_TASKS_DEAD"
 STREAM_TASK_EVENTS = "EDGEGATE_TASK_EVENTS"
 STREAM_AUDIT = "EDGEGATE_AUDIT"
+STREAM_CHAT_LATER = "EDGEGATE_CHAT_LATER"  # the gateway's questions for later
+# What the operator observed (metric and agreement snapshots, breaker events), kept an hour.
+STREAM_OBSERVATIONS = "EDGEGATE_OBSERVATIONS"
 KV_TASKS = "edgegate-tasks"
 KV_SESSIONS = "edgegate-sessions"
 KV_ROUTES = "edgegate-routes"
 KV_QUOTAS = "edgegate-quotas"
 KV_BREAKERS = "edgegate-breakers"
+KV_RATE_BUCKETS = "edgegate-rate-buckets"  # the gateway's token buckets, shared by replicas
+KV_WEBHOOK_EVENTS = "edgegate-webhook-events"  # chat platform events the gateway claimed
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 

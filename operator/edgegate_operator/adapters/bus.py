@@ -44,7 +44,6 @@ from edgegate_protos.inference.v1 import inference_pb2 as ipb
 
 log = get_logger(__name__)
 
-STREAM_OBSERVATIONS = "EDGEGATE_OBSERVATIONS"
 OBSERVED_SUBJECTS = (
     subjects.INFERENCE_METRICS_ALL,
     subjects.GATEWAY_AGREEMENT_ALL,
@@ -166,7 +165,7 @@ class OperatorBus:
         await ensure_stream(
             bus.js,
             StreamConfig(
-                name=STREAM_OBSERVATIONS,
+                name=subjects.STREAM_OBSERVATIONS,
                 subjects=list(OBSERVED_SUBJECTS),
                 retention=RetentionPolicy.LIMITS,
                 storage=StorageType.FILE,
@@ -190,7 +189,11 @@ class OperatorBus:
             opt_start_time=since.isoformat().replace("+00:00", "Z"),  # type: ignore[arg-type]
         )
         self._subscription = await self.bus.js.subscribe(
-            ">", stream=STREAM_OBSERVATIONS, cb=on_message, ordered_consumer=True, config=config
+            ">",
+            stream=subjects.STREAM_OBSERVATIONS,
+            cb=on_message,
+            ordered_consumer=True,
+            config=config,
         )
         # nats-py re-creates an ordered consumer after a gap from the next sequence, with
         # this same config: a start time left in it would make the server refuse that.

@@ -48,7 +48,7 @@ def build(settings: GatewaySettings) -> ServiceRuntime:
     runtime = ServiceRuntime(settings, version=__version__)
 
     async def start(bus: Bus) -> None:
-        readiness = ModelReadiness(bus.nc)
+        readiness = ModelReadiness(bus)
         await readiness.start()
         limiter = await RateLimiter.open(bus.js)
         await limiter.start()
@@ -244,7 +244,7 @@ async def _replay_outbox(bus: Bus, pipeline: Pipeline, every_s: float = 1.0) -> 
     """While NATS is connected, hand what the outbox kept to the taskstore."""
     while True:
         await asyncio.sleep(every_s)
-        if not bus.nc.is_connected:
+        if not bus.connected:
             continue
         try:
             await pipeline.replay_outbox()

@@ -28,12 +28,10 @@ open (forced or tripped), which is never to be called here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-import nats.errors
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from edgegate_common import subjects
@@ -298,8 +296,9 @@ class LocalInference:
             instance=self._instance,
             at=at,
         )
-        with contextlib.suppress(nats.errors.Error):
-            await self._bus.nc.publish(subjects.GATEWAY_BREAKER_EVENTS, event.SerializeToString())
+        await self._bus.publish_best_effort(
+            subjects.GATEWAY_BREAKER_EVENTS, event, kind="breaker_event"
+        )
 
 
 def _seconds(raw: str | None) -> float | None:

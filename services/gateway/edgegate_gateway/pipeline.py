@@ -48,6 +48,7 @@ from google.protobuf.message import Message
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
 from edgegate_common.bus.readiness import ModelReadiness
+from edgegate_common.credentials import bearer_token
 from edgegate_common.errors import (
     DeadlineExceeded,
     EdgegateError,
@@ -59,7 +60,6 @@ from edgegate_common.errors import (
 )
 from edgegate_common.inspection import passed
 from edgegate_common.logging import get_logger
-from edgegate_common.rpc import bearer_token
 from edgegate_gateway.adapters.breakers import BreakerControls
 from edgegate_gateway.adapters.fallback import Fallback
 from edgegate_gateway.adapters.outbox import Outbox
@@ -290,7 +290,7 @@ class Pipeline:
         return await self.store(envelope, credential=credential)
 
     def _nats_away(self) -> bool:
-        return self._outbox is not None and not self._bus.nc.is_connected
+        return self._outbox is not None and not self._bus.connected
 
     async def _keep_for_later(self, envelope: env.Envelope, credential: str) -> tpb.Task:
         """NATS is unreachable: keep the message in the outbox; the task it will become.

@@ -27,11 +27,9 @@ started are published as an `AgreementSnapshot` on
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from dataclasses import dataclass, field
 
-import nats.errors
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import CollectorRegistry, Counter
 
@@ -172,8 +170,7 @@ class ShadowTraffic:
     async def publish(self) -> None:
         for snapshot in self.snapshots():
             subject = subjects.gateway_agreement(snapshot.model, snapshot.version)
-            with contextlib.suppress(nats.errors.Error):
-                await self._bus.nc.publish(subject, snapshot.SerializeToString())
+            await self._bus.publish_best_effort(subject, snapshot, kind="agreement_snapshot")
 
     def start(self, *, snapshot_s: float) -> None:
         """Publish the snapshots every `snapshot_s` (0: never)."""

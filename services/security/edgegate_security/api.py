@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC
 from typing import TypeVar
 
-from edgegate_common.errors import InvalidArgument
+from edgegate_common.credentials import bearer_token
+from edgegate_common.errors import InvalidArgument, Unauthenticated
 from edgegate_protos.common.v1 import envelope_pb2, principal_pb2
 from edgegate_protos.security.v1 import security_pb2 as pb
 from edgegate_security.core.inspection import Direction, Inspection, Piece, Verdict
@@ -24,7 +25,6 @@ from edgegate_security.core.principal import Principal
 from edgegate_security.core.scopes import INFER_PREFIX
 from edgegate_security.plane import SecurityPlane
 
-BEARER = "bearer "
 DEFAULT_TTL_S = 3600  # IssueToken without ttl_s (0, proto3's "unset")
 T = TypeVar("T")
 V = TypeVar("V")
@@ -85,7 +85,7 @@ class SecurityApi:
     async def issue_token(
         self, request: pb.IssueTokenRequest, *, credential: str
     ) -> pb.IssueTokenResponse:
-        caller = await self._plane.admin(bearer_token(credential))
+        caller = await self._admin(credential)
         issued = await self._plane.issue_token(
             caller,
             tenant=request.tenant,
@@ -100,7 +100,7 @@ class SecurityApi:
     async def verify_audit(
         self, request: pb.VerifyAuditRequest, *, credential: str
     ) -> pb.VerifyAuditResponse:
-        caller = await self._plane.admin(bearer_token(credential))
+        caller = await self._admin(credential)
         result = await self._plane.verify_audit(caller)
         head = result.head
         return pb.VerifyAuditResponse(
@@ -115,9 +115,18 @@ class SecurityApi:
         )
 
     async def restore(self, request: pb.RestoreRequest, *, credential: str) -> pb.RestoreResponse:
-        caller = await self._plane.admin(bearer_token(credential))
+        caller = await self._admin(credential)
         restored = await self._plane.restore(caller, request.text)
         return pb.RestoreResponse(text=restored.text, restored=restored.count)
+
+    async def _admin(self, credential: str) -> Principal:
+        """The caller of an admin call, from its `authorization` value; a refusal is audited."""
+        try:
+            token = bearer_token(credential)
+        except Unauthenticated as exc:
+            await self._plane.refuse(exc)
+            raise
+        return await self._plane.admin(token)
 
     async def _read(self, convert: Callable[[T], V], value: T) -> V:
         """`convert(value)`, auditing the InvalidArgument of a request that does not read."""
@@ -126,13 +135,6 @@ class SecurityApi:
         except InvalidArgument as exc:
             await self._plane.refuse(exc)
             raise
-
-
-def bearer_token(credential: str) -> str:
-    """The token in an `authorization` value ("Bearer <token>"); the value itself otherwise."""
-    if credential[: len(BEARER)].lower() == BEARER:
-        return credential[len(BEARER) :].strip()
-    return credential.strip()
 
 
 @functools.lru_cache(maxsize=4096)

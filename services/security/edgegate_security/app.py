@@ -49,7 +49,7 @@ def build(settings: SecuritySettings) -> ServiceRuntime:
     async def start(bus: Bus) -> None:
         reloader = asyncio.get_running_loop().create_task(_reload_keys(ring, settings))
         # The audit log runs before anything is served: no decision goes unrecorded.
-        await audit.start(bus.nc)
+        await audit.start(bus)
 
         async def stop() -> None:
             reloader.cancel()

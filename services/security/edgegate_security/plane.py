@@ -293,9 +293,10 @@ class SecurityPlane:
         )
         return result
 
-    async def refuse(self, exc: InvalidArgument, *, request_id: str = "") -> None:
-        """File a request that could not be read (the transports call this)."""
-        await self._record_refusal(EventKind.DENY, exc, request_id=request_id)
+    async def refuse(self, exc: InvalidArgument | Unauthenticated, *, request_id: str = "") -> None:
+        """File a request, or a credential, that could not be read (the transports call this)."""
+        event = EventKind.AUTHN_FAILURE if isinstance(exc, Unauthenticated) else EventKind.DENY
+        await self._record_refusal(event, exc, request_id=request_id)
 
     async def _require(
         self, principal: Principal, *, action: str, tenant: str, request_id: str

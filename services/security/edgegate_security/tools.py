@@ -27,6 +27,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from edgegate_common import subjects
 from edgegate_common.bus import Bus, client_tls_context
 from edgegate_common.errors import EdgegateError
 from edgegate_common.logging import configure_logging
@@ -153,7 +154,7 @@ def build_parser(defaults: SecuritySettings) -> argparse.ArgumentParser:
         "its link to the one before. Exit 0 when intact, 1 when broken.",
     )
     verify.add_argument("--nats-url", default=defaults.nats_url)
-    verify.add_argument("--stream", default="EDGEGATE_AUDIT", help="the audit stream's name")
+    verify.add_argument("--stream", default=subjects.STREAM_AUDIT, help="the audit stream's name")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
@@ -237,7 +238,7 @@ async def _file(
     bus = await _connect(nats_url, settings, name="edgegate-cli")
     try:
         audit = AuditLog(replica="edgegate-cli")
-        await audit.start(bus.nc)
+        await audit.start(bus)
         await audit.append(
             event=EventKind.ADMIN,
             reason=reason,

@@ -37,8 +37,7 @@ def build(settings: TaskstoreSettings) -> ServiceRuntime:
         )
         records = await TaskRecords.open(bus.js, storage=storage)
         queue = await WorkQueue.open(
-            bus.nc,
-            bus.js,
+            bus,
             storage=storage,
             settings=QueueSettings(
                 ack_wait_s=s.ack_wait_s,
@@ -61,7 +60,7 @@ def build(settings: TaskstoreSettings) -> ServiceRuntime:
             limits=Limits(
                 max_envelope_bytes=s.max_envelope_bytes,
                 # A List reply must fit a NATS reply and a gRPC client's default 4 MiB.
-                max_page_bytes=min(bus.nc.max_payload, GRPC_DEFAULT_MAX_RECEIVE_BYTES)
+                max_page_bytes=min(bus.max_payload, GRPC_DEFAULT_MAX_RECEIVE_BYTES)
                 - PAGE_HEADROOM_BYTES,
             ),
         )
@@ -72,7 +71,7 @@ def build(settings: TaskstoreSettings) -> ServiceRuntime:
         )
         await taskstore_bus.serve(bus, api)
         if s.workers:
-            readiness = ModelReadiness(bus.nc, recheck_s=s.model_wait_s)
+            readiness = ModelReadiness(bus, recheck_s=s.model_wait_s)
             await readiness.start()
             workers = Workers(
                 bus=bus,
@@ -88,7 +87,7 @@ def build(settings: TaskstoreSettings) -> ServiceRuntime:
                     heartbeat_s=queue.ack_wait_s / 3,
                     claim_lease_s=4 * queue.ack_wait_s,
                     model_wait_s=s.model_wait_s,
-                    max_record_bytes=bus.nc.max_payload - 8 * 1024,
+                    max_record_bytes=bus.max_payload - 8 * 1024,
                 ),
             )
             await workers.start()

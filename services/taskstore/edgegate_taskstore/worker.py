@@ -118,8 +118,7 @@ class Workers:
             await asyncio.wait(set(self._running), timeout=timeout_s)
         for task in self._running:
             task.cancel()
-        with contextlib.suppress(nats.errors.Error):
-            await self._wake_subscription.unsubscribe()
+        await self._bus.unsubscribe(self._wake_subscription, drain=False)
         for puller in self._pullers:
             await puller.stop()
 
@@ -381,8 +380,11 @@ class Workers:
     async def _heartbeat(self, msg: Msg) -> None:
         while True:
             await asyncio.sleep(self._settings.heartbeat_s)
-            with contextlib.suppress(nats.errors.Error):
+            try:
                 await msg.in_progress()
+            except nats.errors.Error as exc:
+                # The task runs on; past the ack wait the queue hands it to another worker.
+                log.warning("task heartbeat not sent", subject=msg.subject, error=repr(exc))
 
 
 def _admitted(task: pb.Task) -> bool:

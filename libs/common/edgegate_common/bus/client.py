@@ -2,7 +2,10 @@
 
 A thin layer over nats-py that adds what every edgegate call needs: protobuf
 bodies, a deadline, W3C trace context, and errors that cross process
-boundaries as typed exceptions. Anything else, use `bus.nc` / `bus.js`.
+boundaries as typed exceptions. It is the only door to the connection:
+besides request/reply there are plain `subscribe` and `publish` (nats-py's
+errors pass through), `publish_best_effort` for messages nobody must wait
+for (a failure is logged and counted, never raised), and `js` for JetStream.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ class Bus:
     """One NATS connection, shared by everything in a process."""
 
     def __init__(self, nc: NatsClient, *, metrics: BusMetrics | None = None) -> None:
-        self.nc = nc
+        self._nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self._metrics = metrics
         self._tracer = trace.get_tracer("edgegate.bus")
@@ -149,7 +152,7 @@ class Bus:
 
         `headers` go along as they are (an `Authorization` for an admin call, say).
         """
-        if not self.nc.is_connected:
+        if not self._nc.is_connected:
             raise Unavailable(f"not connected to NATS; cannot send to {subject}")
         if telemetry.in_unsampled_trace():
             # Nobody records this trace: carry its ids on, skip building a span.
@@ -176,7 +179,7 @@ class Bus:
         }
         telemetry.inject(headers)
         try:
-            msg = await self.nc.request(
+            msg = await self._nc.request(
                 subject, message.SerializeToString(), timeout=timeout_s, headers=headers
             )
         except nats.errors.NoRespondersError:
@@ -238,10 +241,10 @@ class Bus:
                 timer = loop.call_later(timeout_s, task.cancel)
                 task.add_done_callback(lambda _: timer.cancel())
 
-        subscription = await self.nc.subscribe(subject, queue=queue, cb=on_message)
+        subscription = await self._nc.subscribe(subject, queue=queue, cb=on_message)
         self._subscriptions.append(subscription)
         # Once serve() returns, a request from any connection must reach us.
-        await self.nc.flush()
+        await self._nc.flush()
         return subscription
 
     async def _handle(
@@ -313,25 +316,101 @@ class Bus:
             log.exception("nats handler failed", subject=msg.subject)
             error = Internal(f"{msg.subject} failed; see the service log")
             body, reply_headers = b"", hdr.encode_error(error)
-        if len(body) > self.nc.max_payload:
+        if len(body) > self._nc.max_payload:
             too_big = ResourceExhausted(
-                f"reply of {len(body)} bytes exceeds the NATS max payload of {self.nc.max_payload}"
+                f"reply of {len(body)} bytes exceeds the NATS max payload of {self._nc.max_payload}"
             )
             body, reply_headers = b"", hdr.encode_error(too_big)
         if msg.reply:
             try:
-                await self.nc.publish(msg.reply, body, headers=reply_headers)
+                await self._nc.publish(msg.reply, body, headers=reply_headers)
             except (nats.errors.Error, OSError) as exc:
                 log.warning("nats reply not delivered", subject=msg.subject, error=repr(exc))
                 return "UNAVAILABLE"
         return reply_headers[hdr.ERROR_CODE] if reply_headers else "OK"
 
-    async def unsubscribe(self, subscription: Subscription) -> None:
-        """Stop serving one subject; requests already received are still answered."""
+    async def unsubscribe(self, subscription: Subscription, *, drain: bool = True) -> None:
+        """Stop one subscription (`serve`'s or `subscribe`'s); never raises.
+
+        `drain`: messages already received are still handled (requests still
+        answered); without it they are dropped, and nothing waits for the server.
+        """
         with contextlib.suppress(ValueError):
             self._subscriptions.remove(subscription)
-        with contextlib.suppress(nats.errors.Error):
-            await subscription.drain()  # type: ignore[no-untyped-call]
+        try:
+            if drain:
+                await subscription.drain()  # type: ignore[no-untyped-call]
+            else:
+                await subscription.unsubscribe()
+        except (nats.errors.Error, OSError) as exc:
+            # Closed or reconnecting: the server forgets the subscription with the connection.
+            log.debug("nats unsubscribe failed", subject=subscription.subject, error=repr(exc))
+
+    # -- plain messages --------------------------------------------------
+
+    async def subscribe(
+        self, subject: str, *, cb: Callable[[Msg], Awaitable[None]], queue: str = ""
+    ) -> Subscription:
+        """Call `cb` with every message on `subject` (no protobuf, no replies).
+
+        In effect on the server once a later `flush` returns; stop it with
+        `unsubscribe`.
+        """
+        return await self._nc.subscribe(subject, queue=queue, cb=cb)
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes,
+        *,
+        reply: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Publish `payload` as it is; nats-py's errors pass through.
+
+        For what its caller must know was sent (a JetStream publish it waits
+        for acks of, a pull request). A message nobody waits for goes through
+        `publish_best_effort`.
+        """
+        await self._nc.publish(
+            subject, payload, reply=reply, headers=dict(headers) if headers else None
+        )
+
+    async def publish_best_effort(
+        self,
+        subject: str,
+        message: Message | bytes,
+        *,
+        kind: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Publish a message nobody waits for (an event, a snapshot); never raises.
+
+        A failure (the connection closed, its buffer full, the payload too
+        big) is logged and counted in `edgegate_nats_publish_failures_total`
+        under `kind`: a fixed word the caller names the message by (such as
+        `breaker_event`), never a subject, whose model or tenant tokens would
+        make the label unbounded. While NATS reconnects nats-py buffers what
+        is published, so most of an outage fails nothing here. Returns
+        whether the message left.
+        """
+        payload = message if isinstance(message, bytes) else message.SerializeToString()
+        try:
+            await self.publish(subject, payload, headers=headers)
+        except (nats.errors.Error, OSError) as exc:
+            log.warning("nats publish failed", subject=subject, kind=kind, error=repr(exc))
+            if self._metrics:
+                self._metrics.publish_failed(kind)
+            return False
+        return True
+
+    def new_inbox(self) -> str:
+        """A subject nobody else uses: a prefix for the replies to our own publishes."""
+        return self._nc.new_inbox()
+
+    async def flush(self, *, timeout_s: float = 5.0) -> None:
+        """Wait until the server has taken everything sent so far (subscriptions too)."""
+        await self._nc.flush(timeout=timeout_s)  # type: ignore[arg-type]
 
     # -- durable publishing ----------------------------------------------
 
@@ -365,7 +444,12 @@ class Bus:
 
     @property
     def connected(self) -> bool:
-        return bool(self.nc.is_connected)
+        return bool(self._nc.is_connected)
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message the server takes, in bytes (its `max_payload`)."""
+        return self._nc.max_payload
 
     async def stop_serving(self, *, timeout_s: float = 5.0) -> None:
         """Stop taking requests and finish those in flight; the connection stays up.
@@ -375,10 +459,8 @@ class Bus:
         (an audit log, a model) can close after this, while it can still
         publish; `close` then disconnects.
         """
-        for subscription in self._subscriptions:
-            with contextlib.suppress(nats.errors.Error):
-                await subscription.drain()  # type: ignore[no-untyped-call]
-        self._subscriptions.clear()
+        for subscription in list(self._subscriptions):
+            await self.unsubscribe(subscription)
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=timeout_s)
 
@@ -389,10 +471,10 @@ class Bus:
         task), then handlers get up to `timeout_s` to reply, then the
         connection drains its outgoing buffer and closes.
         """
-        if self.nc.is_closed:
+        if self._nc.is_closed:
             return
         await self.stop_serving(timeout_s=timeout_s)
         try:
-            await self.nc.drain()
+            await self._nc.drain()
         except (nats.errors.Error, TimeoutError):
-            await self.nc.close()
+            await self._nc.close()

@@ -16,13 +16,12 @@ import re
 import time
 from collections.abc import Callable
 
-import nats.errors
 from google.protobuf.message import DecodeError
-from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from edgegate_common import subjects
+from edgegate_common.bus.client import Bus
 from edgegate_protos.inference.v1 import inference_pb2 as ipb
 
 Key = tuple[str, str]
@@ -30,9 +29,9 @@ Key = tuple[str, str]
 
 class ModelReadiness:
     def __init__(
-        self, nc: NatsClient, *, recheck_s: float = 5.0, clock: Callable[[], float] = time.monotonic
+        self, bus: Bus, *, recheck_s: float = 5.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._nc = nc
+        self._bus = bus
         self._recheck_s = recheck_s
         self._clock = clock
         self._instances: dict[Key, set[str]] = {}
@@ -47,7 +46,7 @@ class ModelReadiness:
         Without the wait, the first tasks taken would find no model ready and
         be put back, to run after lower-priority ones.
         """
-        self._subscription = await self._nc.subscribe(
+        self._subscription = await self._bus.subscribe(
             subjects.INFERENCE_AVAILABILITY_ALL, cb=self._receive
         )
         await self.ask()
@@ -57,14 +56,14 @@ class ModelReadiness:
 
     async def stop(self) -> None:
         if self._subscription is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._subscription.unsubscribe()
+            await self._bus.unsubscribe(self._subscription, drain=False)
 
     async def ask(self) -> None:
         """Ask every inference replica to announce what it serves."""
         self._asked_at = self._clock()
-        with contextlib.suppress(nats.errors.Error):
-            await self._nc.publish(subjects.INFERENCE_AVAILABILITY_QUERY, b"")
+        await self._bus.publish_best_effort(
+            subjects.INFERENCE_AVAILABILITY_QUERY, b"", kind="availability_query"
+        )
 
     def version_to_run(self, model: str, version: str) -> str | None:
         """The version to send a task to now, or None to wait.

@@ -1,7 +1,7 @@
 """The gRPC bootstrap: server with health/reflection/TLS, and the domain-error interceptor."""
 
 from edgegate_common.rpc.interceptor import STATUS_FOR_CODE, ServiceInterceptor, status_code
-from edgegate_common.rpc.metadata import authorization, bearer_token, metadata
+from edgegate_common.rpc.metadata import authorization, metadata
 from edgegate_common.rpc.server import GrpcServer
 from edgegate_common.rpc.status import error_details
 
@@ -10,7 +10,6 @@ __all__ = [
     "GrpcServer",
     "ServiceInterceptor",
     "authorization",
-    "bearer_token",
     "error_details",
     "metadata",
     "status_code",

@@ -1,14 +1,14 @@
-"""Reading what a caller sent besides the message: its `authorization` and the token in it."""
+"""Reading what a caller sent besides the message: its metadata, `authorization` among it.
+
+The token inside an `authorization` value is `edgegate_common.credentials.bearer_token`'s
+to find: the HTTP and NATS transports carry the same value.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import grpc
-
-from edgegate_common.errors import Unauthenticated
-
-BEARER = "bearer "
 
 
 def authorization(context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -22,15 +22,3 @@ def metadata(context: grpc.aio.ServicerContext[Any, Any], name: str) -> str | No
         if key == name:
             return value if isinstance(value, str) else value.decode("utf-8", "replace")
     return None
-
-
-def bearer_token(credential: str) -> str:
-    """The token in an `Authorization` value (`Bearer <jwt>`, or the bare token).
-
-    UNAUTHENTICATED when there is none: every call that needs a caller says so the same way.
-    """
-    token = credential[len(BEARER) :] if credential.lower().startswith(BEARER) else credential
-    token = token.strip()
-    if not token:
-        raise Unauthenticated("a bearer token is required (the authorization header or metadata)")
-    return token

@@ -48,8 +48,6 @@ from edgegate_gateway.adapters.webhook_events import EventClaims
 
 log = get_logger(__name__)
 
-STREAM = "EDGEGATE_CHAT_LATER"
-SUBJECT = f"{subjects.PREFIX}.gateway.v1.chat_later"
 DURABLE = "edgegate-chat-later"
 RETRY_S = 5.0  # how soon a question the assistant still cannot answer is tried again
 ACK_WAIT_S = 300  # longer than one question can take (asking, then the platform's 429 waits)
@@ -80,8 +78,8 @@ class ChatLater:
         await ensure_stream(
             js,
             StreamConfig(
-                name=STREAM,
-                subjects=[f"{SUBJECT}.>"],
+                name=subjects.STREAM_CHAT_LATER,
+                subjects=[subjects.GATEWAY_CHAT_LATER_ALL],
                 retention=RetentionPolicy.WORK_QUEUE,
                 storage=StorageType.FILE,
                 num_replicas=replicas,
@@ -103,7 +101,7 @@ class ChatLater:
         }
         try:
             await self._js.publish(
-                f"{SUBJECT}.{subjects.token(platform)}",
+                subjects.gateway_chat_later(platform),
                 json.dumps(body).encode(),
                 headers={"Nats-Msg-Id": f"{platform}/{event_id}"},
             )
@@ -131,9 +129,9 @@ class ChatLater:
                     with contextlib.suppress(Exception):
                         await self._subscription.unsubscribe()
                 self._subscription = await self._js.pull_subscribe(
-                    f"{SUBJECT}.>",
+                    subjects.GATEWAY_CHAT_LATER_ALL,
                     durable=DURABLE,
-                    stream=STREAM,
+                    stream=subjects.STREAM_CHAT_LATER,
                     config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_S),
                 )
                 await self._drain(self._subscription, answerers)

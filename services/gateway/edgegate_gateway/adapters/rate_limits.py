@@ -34,7 +34,6 @@ from edgegate_gateway.core.quota import Bucket, Limit, Quota
 
 log = get_logger(__name__)
 
-KV_RATE_BUCKETS = "edgegate-rate-buckets"
 TRANSIENT = (nats.errors.Error, TimeoutError, OSError)
 
 
@@ -72,7 +71,10 @@ class RateLimiter:
         buckets = await ensure_key_value(
             js,
             KeyValueConfig(
-                bucket=KV_RATE_BUCKETS, storage=StorageType.FILE, replicas=replicas, ttl=3600
+                bucket=subjects.KV_RATE_BUCKETS,
+                storage=StorageType.FILE,
+                replicas=replicas,
+                ttl=3600,
             ),
         )
         return cls(quotas=quotas, buckets=buckets)

@@ -26,8 +26,6 @@ from edgegate_common.logging import get_logger
 
 log = get_logger(__name__)
 
-KV_WEBHOOK_EVENTS = "edgegate-webhook-events"
-
 
 class EventClaims:
     def __init__(self, kv: KeyValue) -> None:
@@ -38,7 +36,10 @@ class EventClaims:
         kv = await ensure_key_value(
             js,
             KeyValueConfig(
-                bucket=KV_WEBHOOK_EVENTS, storage=StorageType.FILE, replicas=replicas, ttl=86400
+                bucket=subjects.KV_WEBHOOK_EVENTS,
+                storage=StorageType.FILE,
+                replicas=replicas,
+                ttl=86400,
             ),
         )
         return cls(kv)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import nats.errors
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -73,14 +72,13 @@ class InferenceBus:
             for name, version in list(self._subscriptions):
                 await self._announce(name, version, ready=True)
 
-        self._query = await self._bus.nc.subscribe(
+        self._query = await self._bus.subscribe(
             subjects.INFERENCE_AVAILABILITY_QUERY, cb=announce_again
         )
 
     async def stop(self) -> None:
         if self._query is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._query.unsubscribe()
+            await self._bus.unsubscribe(self._query, drain=False)
         if self._publisher is not None:
             self._publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -133,21 +131,20 @@ class InferenceBus:
         )
         if ready:
             message.max_batch_size = self._repository.get(name, version).spec.max_batch_size
-        with contextlib.suppress(nats.errors.Error):
-            await self._bus.nc.publish(
-                subjects.inference_availability(name, version), message.SerializeToString()
-            )
+        await self._bus.publish_best_effort(
+            subjects.inference_availability(name, version), message, kind="availability"
+        )
 
     async def _publish_snapshots(self) -> None:
         while True:
             await asyncio.sleep(self._interval_s)
             for mv in self._repository.served():
                 snapshot = snapshot_of(mv, instance=self._instance)
-                with contextlib.suppress(nats.errors.Error):
-                    await self._bus.nc.publish(
-                        subjects.inference_metrics(mv.name, mv.version),
-                        snapshot.SerializeToString(),
-                    )
+                await self._bus.publish_best_effort(
+                    subjects.inference_metrics(mv.name, mv.version),
+                    snapshot,
+                    kind="metrics_snapshot",
+                )
 
 
 def snapshot_of(mv: ModelVersion, *, instance: str) -> ipb.MetricsSnapshot:

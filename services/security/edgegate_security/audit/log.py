@@ -41,9 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import nats.errors
 import nats.js.errors
-from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
@@ -54,7 +52,7 @@ from nats.js.api import (
 )
 
 from edgegate_common import subjects
-from edgegate_common.bus.jetstream import ensure_stream
+from edgegate_common.bus import Bus, ensure_stream
 from edgegate_common.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -130,8 +128,8 @@ class _Acks:
     and a refusal is exactly what the writer has to see.
     """
 
-    def __init__(self, nc: NatsClient) -> None:
-        self._nc = nc
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
         self._prefix = ""
         self._subscription: Subscription | None = None
         self._waiting: dict[str, asyncio.Future[int | _Refusal]] = {}
@@ -142,13 +140,13 @@ class _Acks:
     ) -> asyncio.Future[int | _Refusal]:
         """Publish; the future gives the stored stream sequence, or why it was refused."""
         if self._subscription is None:
-            self._prefix = self._nc.new_inbox()
-            self._subscription = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_ack)
+            self._prefix = self._bus.new_inbox()
+            self._subscription = await self._bus.subscribe(f"{self._prefix}.*", cb=self._on_ack)
         self._count += 1
         reply = f"{self._prefix}.{self._count}"
         future: asyncio.Future[int | _Refusal] = asyncio.get_running_loop().create_future()
         self._waiting[reply] = future
-        await self._nc.publish(subject, data, reply=reply, headers=headers)
+        await self._bus.publish(subject, data, reply=reply, headers=headers)
         return future
 
     async def _on_ack(self, msg: Msg) -> None:
@@ -165,8 +163,7 @@ class _Acks:
     async def close(self) -> None:
         self.forget()
         if self._subscription is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._subscription.unsubscribe()
+            await self._bus.unsubscribe(self._subscription, drain=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,15 +232,15 @@ class AuditLog:
         """Entries appended and not yet stored."""
         return self._queue.qsize() + len(self._unwritten)
 
-    async def start(self, nc: NatsClient) -> None:
-        """Declare the stream (idempotent) and start the writer on `nc`.
+    async def start(self, bus: Bus) -> None:
+        """Declare the stream (idempotent) and start the writer on `bus`.
 
         The connection comes here, not to the constructor, so that whoever
         records decisions can hold the log before the service has connected.
         """
         if self._task is not None:
             return
-        link = _Link(js=nc.jetstream(), acks=_Acks(nc))
+        link = _Link(js=bus.js, acks=_Acks(bus))
         await ensure_stream(link.js, self._stream.config())
         self._link = link
         self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-writer")

@@ -17,7 +17,10 @@ from nats.js.api import ConsumerConfig, DeliverPolicy, StreamState
 
 from edgegate_common import subjects
 from edgegate_common.errors import NotFound, Unavailable
+from edgegate_common.logging import get_logger
 from edgegate_security.audit.chain import GENESIS, ChainVerifier, Checkpoint, Verification
+
+log = get_logger(__name__)
 
 # Failures that may pass: the writer retries them, readers report them as Unavailable.
 TRANSIENT = (nats.errors.Error, TimeoutError, OSError)
@@ -78,8 +81,11 @@ async def read_stream(
             if stream_seq == last or msg.metadata.num_pending == 0:
                 return
     finally:
-        with contextlib.suppress(nats.errors.Error):
+        try:
             await subscription.unsubscribe()
+        except nats.errors.Error as exc:
+            # Closed or reconnecting: the server drops the ordered consumer by itself.
+            log.debug("audit reader unsubscribe failed", stream=stream, error=repr(exc))
 
 
 async def verify_stream(

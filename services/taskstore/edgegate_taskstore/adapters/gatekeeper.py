@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
+from edgegate_common.credentials import bearer_token
 from edgegate_common.errors import (
     DeadlineExceeded,
     NoResponders,
@@ -32,7 +33,6 @@ from edgegate_common.errors import (
     Unavailable,
 )
 from edgegate_common.inspection import passed
-from edgegate_common.rpc import bearer_token
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
 from edgegate_protos.security.v1 import security_pb2 as spb

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import nats.errors
 import nats.js.errors
-from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
@@ -40,7 +39,7 @@ from nats.js.api import (
 )
 
 from edgegate_common import subjects
-from edgegate_common.bus import ensure_stream
+from edgegate_common.bus import Bus, ensure_stream
 from edgegate_common.bus.headers import MSG_ID
 from edgegate_common.errors import FailedPrecondition, Unavailable
 from edgegate_common.logging import get_logger
@@ -77,17 +76,16 @@ class QueueSettings:
 
 
 class WorkQueue:
-    def __init__(self, nc: NatsClient, js: JetStreamContext, *, ack_wait_s: float) -> None:
-        self._nc = nc
-        self._js = js
+    def __init__(self, bus: Bus, *, ack_wait_s: float) -> None:
+        self._bus = bus
+        self._js = bus.js
         # The consumers' real ack wait: an existing consumer keeps the one it was made with.
         self.ack_wait_s = ack_wait_s
 
     @classmethod
-    async def open(
-        cls, nc: NatsClient, js: JetStreamContext, *, storage: Storage, settings: QueueSettings
-    ) -> WorkQueue:
+    async def open(cls, bus: Bus, *, storage: Storage, settings: QueueSettings) -> WorkQueue:
         """Declare the three streams and the per-priority consumers (safe to repeat and race)."""
+        js = bus.js
 
         def stream(
             name: str, subject: str, *, work_queue: bool = False, max_age_s: float | None = None
@@ -135,7 +133,7 @@ class WorkQueue:
                 ),
                 ack_wait_s,
             )
-        return cls(nc, js, ack_wait_s=ack_wait_s)
+        return cls(bus, ack_wait_s=ack_wait_s)
 
     async def enqueue(self, task: pb.Task) -> None:
         """Queue this round of the task (a repeat inside the duplicate window is dropped)."""
@@ -197,7 +195,7 @@ class WorkQueue:
             raise store_error(f"cannot store {subject}", exc) from exc
 
     async def puller(self, priority: str) -> Puller:
-        puller = Puller(self._nc, subjects.STREAM_TASKS, consumer_name(priority))
+        puller = Puller(self._bus, subjects.STREAM_TASKS, consumer_name(priority))
         await puller.start()
         return puller
 
@@ -207,7 +205,7 @@ class WorkQueue:
         async def on_message(_: Msg) -> None:
             wake.set()
 
-        return await self._nc.subscribe(subjects.TASKSTORE_QUEUE_ALL, cb=on_message)
+        return await self._bus.subscribe(subjects.TASKSTORE_QUEUE_ALL, cb=on_message)
 
 
 async def _ensure_consumer(
@@ -235,10 +233,10 @@ class Puller:
     is asked of the server, while its ack wait is still running.
     """
 
-    def __init__(self, nc: NatsClient, stream: str, consumer: str) -> None:
-        self._nc = nc
+    def __init__(self, bus: Bus, stream: str, consumer: str) -> None:
+        self._bus = bus
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
-        self._inbox = nc.new_inbox()
+        self._inbox = bus.new_inbox()
         self._requests = 0
         self._messages: collections.deque[Msg] = collections.deque()
         self._answered: set[str] = set()
@@ -246,12 +244,11 @@ class Puller:
         self._subscription: Subscription | None = None
 
     async def start(self) -> None:
-        self._subscription = await self._nc.subscribe(f"{self._inbox}.*", cb=self._receive)
+        self._subscription = await self._bus.subscribe(f"{self._inbox}.*", cb=self._receive)
 
     async def stop(self) -> None:
         if self._subscription is not None:
-            with contextlib.suppress(*TRANSIENT):
-                await self._subscription.unsubscribe()
+            await self._bus.unsubscribe(self._subscription, drain=False)
 
     async def _receive(self, msg: Msg) -> None:
         if msg.headers and _STATUS_HEADER in msg.headers:
@@ -276,7 +273,7 @@ class Puller:
         self._answered.clear()
         request = json.dumps({"batch": batch, "no_wait": True}).encode()
         try:
-            await self._nc.publish(self._next_subject, request, reply=reply)
+            await self._bus.publish(self._next_subject, request, reply=reply)
         except TRANSIENT as exc:
             raise Unavailable(f"cannot pull tasks: {exc!r}") from exc
         deadline = asyncio.get_running_loop().time() + timeout_s
