@@ -1,7 +1,7 @@
 """skaffold.yaml: valid for skaffold/v4beta14, and consistent with the Dockerfiles and chart.
 
 The skaffold binary is not obtainable here, so the file is checked against skaffold's own
-JSON schema (../shared/schemas, or SKAFFOLD_SCHEMA), and what skaffold would do with it is
+JSON schema (deploy/tools/schemas, or SKAFFOLD_SCHEMA), and what skaffold would do with it is
 checked piece by piece: every Dockerfile exists, every image it builds is handed to the
 chart, and the values it sets render.
 """
@@ -20,7 +20,9 @@ import yaml
 from helm_chart import REPO, template
 
 SCHEMA = Path(
-    os.environ.get("SKAFFOLD_SCHEMA", REPO.parent / "shared" / "schemas" / "skaffold-v4beta14.json")
+    os.environ.get(
+        "SKAFFOLD_SCHEMA", REPO / "deploy" / "tools" / "schemas" / "skaffold-v4beta14.json"
+    )
 )
 CONFIG: dict[str, Any] = yaml.safe_load((REPO / "skaffold.yaml").read_text(encoding="utf-8"))
 
