@@ -72,10 +72,12 @@ class Kube:
         kwargs.setdefault("_preload_content", False)
         return await asyncio.to_thread(call, *args, **kwargs)
 
-    async def _read(self, call: Callable[..., Any], *args: Any) -> dict[str, Any] | None:
+    async def _read(
+        self, call: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> dict[str, Any] | None:
         """A `read_*` call's object as a plain dict; None when it does not exist."""
         try:
-            obj = await self._run(call, *args, _preload_content=False)
+            obj = await self._run(call, *args, _preload_content=False, **kwargs)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -186,14 +188,7 @@ class Kube:
         else:
             call = self.custom.get_namespaced_custom_object
             args = (KOPF_GROUP, KOPF_VERSION, namespace, "kopfpeerings", name)
-        try:
-            obj = await self._run(call, *args, _request_timeout=timeout_s)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        data: dict[str, Any] = await asyncio.to_thread(_json, obj)
-        return data
+        return await self._read(call, *args, _request_timeout=timeout_s)
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, patch: Mapping[str, Any]
