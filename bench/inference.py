@@ -333,6 +333,21 @@ def median_rows(rounds: list[dict]) -> dict:
 
 
 def main() -> None:
+    args = parse_args()
+    configure_logging(service="bench", level="warning")
+    version_dir = ensure_default_model(args.repo.resolve())
+    texts = sentences(version_dir / "tokenizer.json", 512)
+    raw = RawPipeline(version_dir, ORT_PROVIDERS[args.providers])
+    raw_rounds, server_rounds = measure_rounds(version_dir, raw, texts, args)
+    results = summarise(raw_rounds, server_rounds, args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if args.providers == "cpu" else f"-{args.providers}"
+    (args.out / f"inference{suffix}.json").write_text(json.dumps(results, indent=2))
+    plot(results, args.out / f"inference{suffix}.png")
+    print(json.dumps(results["targets"], indent=2))
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="measured time per level")
     parser.add_argument("--rounds", type=int, default=3, help="medians over this many rounds")
@@ -341,11 +356,16 @@ def main() -> None:
     parser.add_argument("--providers", choices=sorted(PROVIDERS), default="cpu")
     parser.add_argument("--repo", type=Path, default=ROOT / ".edgegate" / "models")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    configure_logging(service="bench", level="warning")
-    version_dir = ensure_default_model(args.repo.resolve())
-    texts = sentences(version_dir / "tokenizer.json", 512)
-    raw = RawPipeline(version_dir, ORT_PROVIDERS[args.providers])
+    return parser.parse_args()
+
+
+def measure_rounds(
+    version_dir: Path, raw: RawPipeline, texts: list[str], args: argparse.Namespace
+) -> tuple[dict[int, list[dict]], dict[str, dict[int, list[dict]]]]:
+    """Start every server, then measure raw and each server at each level, `args.rounds` times.
+
+    Returns the rows of every round: raw per batch size, servers per name and concurrency.
+    """
     raw_rounds: dict[int, list[dict]] = {size: [] for size in RAW_BATCHES}
     server_rounds: dict[str, dict[int, list[dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="edgegate-bench-") as tmp:
@@ -361,25 +381,41 @@ def main() -> None:
                 # lands on all of it; the report takes medians over rounds.
                 for size in RAW_BATCHES:
                     raw_rounds[size].append(raw.measure(texts, size=size, seconds=args.seconds / 4))
-                order = (
-                    list(servers)[round_no % len(servers) :]
-                    + list(servers)[: round_no % len(servers)]
-                )
-                for c in args.concurrency:
-                    for name in order:
-                        row = asyncio.run(
-                            load(servers[name], texts, concurrency=c, seconds=args.seconds)
-                        )
-                        server_rounds[name][c].append(row)
-                        print(
-                            f"round {round_no + 1} {name:>36} c={c:>2}: "
-                            f"{row['sentences_per_s']:7.1f}/s p50 {row['p50_ms']:7.2f} ms "
-                            f"p99 {row['p99_ms']:7.2f} ms",
-                            flush=True,
-                        )
+                measure_servers(servers, texts, args, round_no=round_no, rows=server_rounds)
         finally:
             for stop in reversed(stops):
                 stop()
+    return raw_rounds, server_rounds
+
+
+def measure_servers(
+    servers: dict[str, str],
+    texts: list[str],
+    args: argparse.Namespace,
+    *,
+    round_no: int,
+    rows: dict[str, dict[int, list[dict]]],
+) -> None:
+    """One round over the servers at every level; each round starts with the next server."""
+    order = list(servers)[round_no % len(servers) :] + list(servers)[: round_no % len(servers)]
+    for c in args.concurrency:
+        for name in order:
+            row = asyncio.run(load(servers[name], texts, concurrency=c, seconds=args.seconds))
+            rows[name][c].append(row)
+            print(
+                f"round {round_no + 1} {name:>36} c={c:>2}: "
+                f"{row['sentences_per_s']:7.1f}/s p50 {row['p50_ms']:7.2f} ms "
+                f"p99 {row['p99_ms']:7.2f} ms",
+                flush=True,
+            )
+
+
+def summarise(
+    raw_rounds: dict[int, list[dict]],
+    server_rounds: dict[str, dict[int, list[dict]]],
+    args: argparse.Namespace,
+) -> dict:
+    """The medians over rounds, the machine, and how they compare with the targets."""
     per_batch = {size: median_rows(rows) for size, rows in raw_rounds.items()}
     best = max(per_batch, key=lambda size: per_batch[size]["sentences_per_s"])
     results: dict = {
@@ -406,11 +442,7 @@ def main() -> None:
         row["p50_ms"] - raw_row["p50_ms"] for row, raw_row in zip(on1, raw_rounds[1], strict=False)
     ]
     results["targets"] = targets(results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if args.providers == "cpu" else f"-{args.providers}"
-    (args.out / f"inference{suffix}.json").write_text(json.dumps(results, indent=2))
-    plot(results, args.out / f"inference{suffix}.png")
-    print(json.dumps(results["targets"], indent=2))
+    return results
 
 
 def start_servers(

@@ -12,7 +12,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 import pytest
 
-from edgegate_inference.core import spec
+from edgegate_inference.core import config_files, spec
 from edgegate_inference.core.text import TextEncoder
 from edgegate_inference.tools import bert
 
@@ -53,7 +53,7 @@ def model_dir(default_model_repo: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def encoder_and_session(model_dir: Path) -> tuple[TextEncoder, ort.InferenceSession]:
-    model_spec = spec.load(model_dir)
+    model_spec = config_files.load(model_dir)
     assert model_spec.text is not None
     version = model_dir / "1"
     session = ort.InferenceSession(str(version / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -8,7 +8,7 @@ import pytest
 from google.protobuf import text_format
 
 from edgegate_common.errors import InvalidArgument
-from edgegate_inference.core import spec as spec_module
+from edgegate_inference.core import config_files
 from edgegate_inference.core.spec import (
     DEFAULT_PROVIDERS,
     DynamicBatching,
@@ -400,11 +400,11 @@ def test_the_default_version_policy_is_reported_as_the_latest_one() -> None:
 def test_load_prefers_yaml_then_pbtxt_then_defaults(tmp_path: Path) -> None:
     folder = tmp_path / "m"
     folder.mkdir()
-    assert spec_module.load(folder) == ModelSpec(name="m")
+    assert config_files.load(folder) == ModelSpec(name="m")
     (folder / "config.pbtxt").write_text("max_batch_size: 4")
-    assert spec_module.load(folder).max_batch_size == 4
+    assert config_files.load(folder).max_batch_size == 4
     (folder / "config.yaml").write_text("max_batch_size: 8")
-    assert spec_module.load(folder).max_batch_size == 8
+    assert config_files.load(folder).max_batch_size == 8
 
 
 def test_load_errors_name_the_file(tmp_path: Path) -> None:
@@ -412,4 +412,4 @@ def test_load_errors_name_the_file(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "config.yaml").write_text("max_batch_size: nope")
     with pytest.raises(InvalidArgument, match=r"config\.yaml: max_batch_size"):
-        spec_module.load(folder)
+        config_files.load(folder)

@@ -89,17 +89,7 @@ async def run(
     if cloud is not None:
         await cloud.start()
     nats = LocalNatsServer(store_dir=data_dir / "nats", port=ports.ports["nats"])
-    processes = [
-        ServiceProcess(
-            name,
-            nats_url=nats.url,
-            grpc_port=ports.grpc(name),
-            metrics_port=ports.metrics(name),
-            log_file=data_dir / "logs" / f"{name}.log",
-            extra_args=_extra_args(name, data_dir, http_port=ports.ports["http"], cloud=cloud),
-        )
-        for name in SERVICE_PORTS
-    ]
+    processes = _service_processes(data_dir, ports, nats_url=nats.url, cloud=cloud)
     started = Run(
         data_dir=data_dir,
         http_port=ports.ports["http"],
@@ -115,19 +105,47 @@ async def run(
         print(f"edgegate up failed: {exc.message}", file=out)
         healthy = False
     finally:
-        codes = {p.service: p.stop() for p in reversed(processes)}
-        nats.stop()
-        if cloud is not None:
-            await cloud.stop()
-        print(
-            "stopped: " + ", ".join(f"{name} (exit {code})" for name, code in codes.items()),
-            file=out,
-        )
+        await _stop(processes, nats, cloud, out=out)
     if once and healthy:
         print(next_steps.after_stop(started), file=out)
     elif not healthy:
         print(next_steps.logs_line(started), file=out)
     return 0 if healthy else 1
+
+
+def _service_processes(
+    data_dir: Path, ports: ChosenPorts, *, nats_url: str, cloud: CloudStandIn | None
+) -> list[ServiceProcess]:
+    """One process per service, on its chosen ports, logging under the data folder."""
+    return [
+        ServiceProcess(
+            name,
+            nats_url=nats_url,
+            grpc_port=ports.grpc(name),
+            metrics_port=ports.metrics(name),
+            log_file=data_dir / "logs" / f"{name}.log",
+            extra_args=_extra_args(name, data_dir, http_port=ports.ports["http"], cloud=cloud),
+        )
+        for name in SERVICE_PORTS
+    ]
+
+
+async def _stop(
+    processes: list[ServiceProcess],
+    nats: LocalNatsServer,
+    cloud: CloudStandIn | None,
+    *,
+    out: TextIO,
+) -> None:
+    """Stop the services (last started first), then NATS and the cloud stand-in."""
+    codes = {p.service: p.stop() for p in reversed(processes)}
+    nats.stop()
+    if cloud is not None:
+        await cloud.stop()
+    print(
+        "stopped: " + ", ".join(f"{name} (exit {code})" for name, code in codes.items()),
+        file=out,
+    )
 
 
 async def _serve(

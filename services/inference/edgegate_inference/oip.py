@@ -3,13 +3,15 @@
 Used by the gRPC servicer and by the NATS adapter (which accepts the same
 `ModelInferRequest` bytes), so both decode tensors the same way. Inputs come
 either all as `raw_input_contents` (what tritonclient sends) or all as typed
-`contents`; outputs always go back raw, as Triton does.
+`contents`; outputs always go back raw, as Triton does (`encode_outputs`, which
+the NATS adapter's `Reply` uses too).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -150,17 +152,37 @@ def _int_param(params: Mapping[str, pb.InferParameter], key: str) -> int:
     return value
 
 
-def encode_response(response: InferResponse) -> pb.ModelInferResponse:
-    reply = pb.ModelInferResponse(
-        model_name=response.model, model_version=response.version, id=response.id
-    )
+class RawTensor(NamedTuple):
+    """One output as it goes on the wire: raw little-endian bytes (BYTES length-prefixed)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: bytes
+
+
+def encode_outputs(response: InferResponse) -> Iterator[RawTensor]:
+    """The response's outputs, in order, as the OIP response and the bus `Reply` carry them.
+
+    The datatype is the model's declared one; else the array's own (an array
+    of str or bytes is BYTES); else "" (a numpy type OIP has no name for).
+    """
     for name, array in response.outputs.items():
         datatype = response.datatypes.get(name) or datatypes.FROM_NUMPY.get(array.dtype, "")
         if not datatype:
             datatype = "BYTES" if array.dtype.kind in "OSU" else ""
-        reply.outputs.add(name=name, datatype=datatype, shape=array.shape)
         if datatype == "BYTES":
-            reply.raw_output_contents.append(datatypes.encode_bytes(array))
+            data = datatypes.encode_bytes(array)
         else:
-            reply.raw_output_contents.append(np.ascontiguousarray(array).tobytes())
+            data = np.ascontiguousarray(array).tobytes()
+        yield RawTensor(name=name, datatype=datatype, shape=array.shape, data=data)
+
+
+def encode_response(response: InferResponse) -> pb.ModelInferResponse:
+    reply = pb.ModelInferResponse(
+        model_name=response.model, model_version=response.version, id=response.id
+    )
+    for tensor in encode_outputs(response):
+        reply.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        reply.raw_output_contents.append(tensor.data)
     return reply

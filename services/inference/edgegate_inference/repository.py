@@ -32,6 +32,7 @@ from edgegate_common.errors import (
     Unavailable,
 )
 from edgegate_common.logging import get_logger
+from edgegate_inference.core import config_files
 from edgegate_inference.core import spec as spec_module
 from edgegate_inference.core.spec import MODEL_FILE
 from edgegate_inference.model import ModelVersion, build_version
@@ -117,7 +118,7 @@ class ModelRepository:
             on_disk = _versions(model_dir)
             error = self._errors.get(name, "")
             try:
-                selected = set(spec_module.load(model_dir).version_policy.select(on_disk))
+                selected = set(config_files.load(model_dir).version_policy.select(on_disk))
             except EdgegateError as exc:
                 selected, error = set(on_disk), error or exc.message
             for v in sorted(set(on_disk) | {int(v) for v in served}):
@@ -182,7 +183,7 @@ class ModelRepository:
                 self._loading.discard(name)
 
     async def _load_locked(self, name: str, model_dir: Path, *, only_if_changed: bool) -> None:
-        spec = spec_module.load(model_dir)
+        spec = config_files.load(model_dir)
         selected = [str(v) for v in spec.version_policy.select(_versions(model_dir))]
         if not selected:
             raise InvalidArgument(

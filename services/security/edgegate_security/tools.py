@@ -65,7 +65,15 @@ example:
 def build_parser(defaults: SecuritySettings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgegate", description="edgegate security tools")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    # What `token issue` and `keys rotate` share: the key ring, and where their record goes.
+    ring = _ring_options(defaults)
+    _add_token_commands(commands, ring=ring, defaults=defaults)
+    _add_keys_commands(commands, ring=ring)
+    _add_audit_commands(commands, defaults=defaults)
+    return parser
+
+
+def _ring_options(defaults: SecuritySettings) -> argparse.ArgumentParser:
+    """What `token issue` and `keys rotate` share: the key ring, and where their record goes."""
     ring = argparse.ArgumentParser(add_help=False)
     ring.add_argument(
         "--keys-dir",
@@ -84,7 +92,15 @@ def build_parser(defaults: SecuritySettings) -> argparse.ArgumentParser:
         action="store_true",
         help="file no audit record: for an offline set-up with no NATS running",
     )
+    return ring
 
+
+def _add_token_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    *,
+    ring: argparse.ArgumentParser,
+    defaults: SecuritySettings,
+) -> None:
     token = commands.add_parser("token", help="issue tokens (local mode, tests)")
     token_commands = token.add_subparsers(dest="action", required=True, metavar="ACTION")
     issue = token_commands.add_parser(
@@ -132,6 +148,10 @@ def build_parser(defaults: SecuritySettings) -> argparse.ArgumentParser:
         help="print one JSON object (token, token_id, expires_at, scopes), not the bare token",
     )
 
+
+def _add_keys_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], *, ring: argparse.ArgumentParser
+) -> None:
     keys = commands.add_parser("keys", help="the service's signing keys")
     keys_commands = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
     rotate = keys_commands.add_parser(
@@ -145,6 +165,10 @@ def build_parser(defaults: SecuritySettings) -> argparse.ArgumentParser:
     )
     rotate.add_argument("--alg", choices=["ES256", "RS256", "EdDSA"], default=None)
 
+
+def _add_audit_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], *, defaults: SecuritySettings
+) -> None:
     audit = commands.add_parser("audit", help="check the audit log")
     audit_commands = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
     verify = audit_commands.add_parser(
@@ -156,7 +180,6 @@ def build_parser(defaults: SecuritySettings) -> argparse.ArgumentParser:
     verify.add_argument("--nats-url", default=defaults.nats_url)
     verify.add_argument("--stream", default=subjects.STREAM_AUDIT, help="the audit stream's name")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -218,9 +218,10 @@ def _to_reply(envelope: env.Envelope, response: InferResponse) -> env.Reply:
     reply.created_at.GetCurrentTime()
     reply.metadata[subjects.REPLY_QUEUE_S] = f"{response.queue_s:.6f}"
     reply.metadata[subjects.REPLY_COMPUTE_S] = f"{response.compute_s:.6f}"
-    encoded = oip.encode_response(response)
-    for tensor, raw in zip(encoded.outputs, encoded.raw_output_contents, strict=True):
-        reply.parts.add().tensor.CopyFrom(
-            env.Tensor(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape, raw_data=raw)
-        )
+    for output in oip.encode_outputs(response):
+        tensor = reply.parts.add().tensor
+        tensor.name = output.name
+        tensor.datatype = output.datatype
+        tensor.shape.extend(output.shape)
+        tensor.raw_data = output.data
     return reply

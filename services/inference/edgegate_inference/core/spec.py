@@ -1,9 +1,10 @@
 """What a model's config says: the typed, validated form of `config.yaml`.
 
 A model folder holds `config.yaml` (this schema) or Triton's `config.pbtxt`
-(see `triton_config`); both become one `ModelSpec`. The field names follow
-Triton's model configuration where it has the same concept, with units in
-the names (`max_queue_delay_us`), so that Triton users recognise them:
+(see `triton_config`); both become one `ModelSpec`, and `config_files.load`
+picks the file. Those two build on this module, never the reverse. The field
+names follow Triton's model configuration where it has the same concept, with
+units in the names (`max_queue_delay_us`), so that Triton users recognise them:
 
     max_batch_size: 64
     dynamic_batching:
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml  # type: ignore[import-untyped]
@@ -236,10 +236,9 @@ class ModelSpec(_Frozen):
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
-# The repository layout: <repo>/<model>/<config file>, <repo>/<model>/<version>/model.onnx.
+# The repository layout: <repo>/<model>/<config file>, <repo>/<model>/<version>/model.onnx
+# (the config files and their reading: `config_files`).
 MODEL_FILE = "model.onnx"
-YAML_CONFIG_FILES = ("config.yaml", "config.yml")
-CONFIG_FILES = (*YAML_CONFIG_FILES, "config.pbtxt")
 
 
 def valid_model_name(name: str) -> bool:
@@ -268,17 +267,3 @@ def validate(data: Mapping[str, Any], *, source: str) -> ModelSpec:
             for err in exc.errors()
         )
         raise InvalidArgument(f"{source}: {problems}") from None
-
-
-def load(model_dir: Path) -> ModelSpec:
-    """The spec of the model in `model_dir`: config.yaml, else config.pbtxt, else defaults."""
-    from edgegate_inference.core import triton_config  # the pbtxt form is the rarer one
-
-    for filename in YAML_CONFIG_FILES:
-        path = model_dir / filename
-        if path.is_file():
-            return parse_yaml(path.read_text(), source=str(path), name=model_dir.name)
-    pbtxt = model_dir / "config.pbtxt"
-    if pbtxt.is_file():
-        return triton_config.parse_pbtxt(pbtxt.read_text(), source=str(pbtxt), name=model_dir.name)
-    return ModelSpec(name=model_dir.name)

@@ -32,6 +32,29 @@ def check_inputs(
     pipeline pads variable lengths itself (`pads_variable_dims`), so all its
     requests share one key, and its BYTES input must hold text (`check_texts`).
     """
+    _check_names(model=model, declared=declared, inputs=inputs, max_batch_size=max_batch_size)
+    batch_sizes: set[int] = set()
+    key: list[tuple[str, tuple[int, ...]]] = []
+    for t in declared:
+        array = inputs[t.name]
+        _check_datatype(model=model, declared=t, array=array, sent=datatypes.get(t.name, ""))
+        size, dims = _check_shape(
+            model=model, declared=t, array=array, max_batch_size=max_batch_size
+        )
+        if size is not None:
+            batch_sizes.add(size)
+        if -1 in t.dims and not pads_variable_dims:
+            key.append((t.name, dims))
+        if pads_variable_dims and t.datatype == "BYTES":
+            check_texts(model=model, name=t.name, array=array)
+    batch = _batch_size(model=model, batch_sizes=batch_sizes, max_batch_size=max_batch_size)
+    return batch, tuple(key)
+
+
+def _check_names(
+    *, model: str, declared: Sequence[TensorSpec], inputs: Mapping[str, Array], max_batch_size: int
+) -> None:
+    """The request sends every declared input and nothing else."""
     expected = {t.name: t for t in declared}
     unknown = sorted(set(inputs) - set(expected))
     if unknown:
@@ -44,38 +67,49 @@ def check_inputs(
         raise InvalidArgument(
             f"model {model!r}: missing input {t.name!r} ({t.datatype} {_dims(t, max_batch_size)})"
         )
-    batch_sizes: set[int] = set()
-    key: list[tuple[str, tuple[int, ...]]] = []
-    for t in declared:
-        array = inputs[t.name]
-        sent = datatypes.get(t.name, "")
-        if sent != t.datatype:
+
+
+def _check_datatype(*, model: str, declared: TensorSpec, array: Array, sent: str) -> None:
+    """The input was sent as the declared datatype, and its data is of that type."""
+    if sent != declared.datatype:
+        raise InvalidArgument(
+            f"model {model!r}: input {declared.name!r} has datatype {sent}, "
+            f"expected {declared.datatype}"
+        )
+    if array.dtype != NUMPY[declared.datatype]:
+        raise InvalidArgument(
+            f"model {model!r}: input {declared.name!r} is not {declared.datatype} data"
+        )
+
+
+def _check_shape(
+    *, model: str, declared: TensorSpec, array: Array, max_batch_size: int
+) -> tuple[int | None, tuple[int, ...]]:
+    """The input's batch size (None when the model does not batch) and its other dims,
+    which must match the declared dims (-1 matches any length)."""
+    shape = tuple(int(d) for d in array.shape)
+    dims = shape
+    batch = None
+    if max_batch_size > 0:
+        if not shape or shape[0] < 1:
             raise InvalidArgument(
-                f"model {model!r}: input {t.name!r} has datatype {sent}, expected {t.datatype}"
+                f"model {model!r}: input {declared.name!r} shape {list(shape)} lacks the batch "
+                f"dimension; expected {_dims(declared, max_batch_size)}"
             )
-        if array.dtype != NUMPY[t.datatype]:
-            raise InvalidArgument(f"model {model!r}: input {t.name!r} is not {t.datatype} data")
-        shape = tuple(int(d) for d in array.shape)
-        dims = shape
-        if max_batch_size > 0:
-            if not shape or shape[0] < 1:
-                raise InvalidArgument(
-                    f"model {model!r}: input {t.name!r} shape {list(shape)} lacks the batch "
-                    f"dimension; expected {_dims(t, max_batch_size)}"
-                )
-            batch_sizes.add(shape[0])
-            dims = shape[1:]
-        if len(dims) != len(t.dims) or any(
-            e not in (-1, d) for e, d in zip(t.dims, dims, strict=True)
-        ):
-            raise InvalidArgument(
-                f"model {model!r}: input {t.name!r} has shape {list(shape)}, "
-                f"expected {_dims(t, max_batch_size)}"
-            )
-        if -1 in t.dims and not pads_variable_dims:
-            key.append((t.name, dims))
-        if pads_variable_dims and t.datatype == "BYTES":
-            check_texts(model=model, name=t.name, array=array)
+        batch = shape[0]
+        dims = shape[1:]
+    if len(dims) != len(declared.dims) or any(
+        e not in (-1, d) for e, d in zip(declared.dims, dims, strict=True)
+    ):
+        raise InvalidArgument(
+            f"model {model!r}: input {declared.name!r} has shape {list(shape)}, "
+            f"expected {_dims(declared, max_batch_size)}"
+        )
+    return batch, dims
+
+
+def _batch_size(*, model: str, batch_sizes: set[int], max_batch_size: int) -> int:
+    """The one batch size all inputs agree on (1 when the model does not batch)."""
     if len(batch_sizes) > 1:
         raise InvalidArgument(
             f"model {model!r}: inputs disagree on the batch size ({sorted(batch_sizes)})"
@@ -85,7 +119,7 @@ def check_inputs(
         raise InvalidArgument(
             f"model {model!r}: batch size {batch} exceeds max_batch_size {max_batch_size}"
         )
-    return batch, tuple(key)
+    return batch
 
 
 def check_texts(*, model: str, name: str, array: Array) -> None:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgegate_common.errors import InvalidArgument, NotFound
-from edgegate_inference.core import spec as model_spec
-from edgegate_inference.core.spec import CONFIG_FILES, MODEL_FILE, ModelSpec
+from edgegate_inference.core import config_files
+from edgegate_inference.core.config_files import CONFIG_FILES
+from edgegate_inference.core.spec import MODEL_FILE, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def load_spec(model_dir: Path) -> ModelSpec | None:
     """The config in `model_dir`, or None where it has none (a loose model file's folder)."""
     if not any((model_dir / name).is_file() for name in CONFIG_FILES):
         return None
-    return model_spec.load(model_dir)
+    return config_files.load(model_dir)
 
 
 def locate(path: Path) -> OnnxModel:
