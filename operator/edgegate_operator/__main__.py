@@ -53,21 +53,7 @@ async def run(settings: OperatorSettings) -> None:
     kube = Kube(client)
     try:
         nats = await OperatorBus.open(bus, keep_s=settings.observations_keep_s)
-        rollouts = Reconciler(
-            kube=kube,
-            bus=nats,
-            workload=Workload(
-                image=settings.inference_image,
-                nats_url=settings.inference_nats_url,
-                metrics_snapshot_s=settings.inference_metrics_snapshot_s,
-            ),
-            status=StatusWriter(kube, min_interval_s=settings.status_min_interval_s),
-            post_event=lambda body, e: kube.post_event(
-                body, type=e.type, reason=e.reason, message=e.message
-            ),
-            metrics=metrics,
-            analysis_grace_s=settings.analysis_grace_s,
-        )
+        rollouts = _reconciler(settings, kube, nats, metrics)
         namespaces = settings.watched_namespaces
         gate = PeeringGate(
             kube,
@@ -87,19 +73,12 @@ async def run(settings: OperatorSettings) -> None:
         resync = asyncio.get_running_loop().create_task(
             resync_forever(rollouts, every_s=settings.resync_s, namespaces=namespaces, gate=gate)
         )
-        await kopf.operator(
-            registry=build_registry(
-                resync_s=settings.resync_s,
-                configuration=client.configuration,
-                peering_lifetime_s=settings.peering_lifetime_s,
-            ),
-            memo=kopf.Memo(rollouts=rollouts, quotas=QuotaReconciler(kube, nats)),
-            **peering_options(settings, identity=identity, priority=gate.priority),
-            liveness_endpoint=(
-                f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
-            ),
-            clusterwide=not namespaces,
-            namespaces=namespaces,
+        await _run_kopf(
+            settings,
+            client.configuration,
+            kopf.Memo(rollouts=rollouts, quotas=QuotaReconciler(kube, nats)),
+            identity=identity,
+            priority=gate.priority,
         )
     finally:
         if resync is not None:
@@ -108,6 +87,53 @@ async def run(settings: OperatorSettings) -> None:
         kube.close()
         if server is not None:
             server.stop()
+
+
+def _reconciler(
+    settings: OperatorSettings, kube: Kube, nats: OperatorBus, metrics: OperatorMetrics
+) -> Reconciler:
+    """The rollout reconciler: Deployments for each version, status, events, metrics."""
+    return Reconciler(
+        kube=kube,
+        bus=nats,
+        workload=Workload(
+            image=settings.inference_image,
+            nats_url=settings.inference_nats_url,
+            metrics_snapshot_s=settings.inference_metrics_snapshot_s,
+        ),
+        status=StatusWriter(kube, min_interval_s=settings.status_min_interval_s),
+        post_event=lambda body, e: kube.post_event(
+            body, type=e.type, reason=e.reason, message=e.message
+        ),
+        metrics=metrics,
+        analysis_grace_s=settings.analysis_grace_s,
+    )
+
+
+async def _run_kopf(
+    settings: OperatorSettings,
+    configuration: Any,
+    memo: kopf.Memo,
+    *,
+    identity: str,
+    priority: int,
+) -> None:
+    """kopf's own loop with our handlers, peering and liveness endpoint, until it stops."""
+    namespaces = settings.watched_namespaces
+    await kopf.operator(
+        registry=build_registry(
+            resync_s=settings.resync_s,
+            configuration=configuration,
+            peering_lifetime_s=settings.peering_lifetime_s,
+        ),
+        memo=memo,
+        **peering_options(settings, identity=identity, priority=priority),
+        liveness_endpoint=(
+            f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+        ),
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+    )
 
 
 def peering_options(settings: OperatorSettings, *, identity: str, priority: int) -> dict[str, Any]:
