@@ -19,11 +19,18 @@ import numpy as np
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from edgegate_common.errors import Code, EdgegateError, Internal, InvalidArgument, retry_after_s
+from edgegate_common.errors import (
+    Code,
+    EdgegateError,
+    Internal,
+    InvalidArgument,
+    retry_after_s,
+)
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.chat_http import ChatHttp
 from edgegate_gateway.adapters.http_json import error_response, field, json_object, text_inputs
 from edgegate_gateway.adapters.tasks_http import BACKEND_NAMES, TasksHttp
+from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
 from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.core.rules import ASSISTANT
 from edgegate_gateway.pipeline import Pipeline
@@ -50,18 +57,20 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def make_app(
     pipeline: Pipeline,
     *,
+    taskstore: TaskstoreClient,
     max_body_bytes: int,
     body_timeout_s: float = 30.0,
     assistant: Assistant | None = None,
 ) -> web.Application:
     """The HTTP app; every route's body must arrive whole within `body_timeout_s`."""
     app = web.Application(
-        client_max_size=max_body_bytes, middlewares=[_errors, _body_within(body_timeout_s)]
+        client_max_size=max_body_bytes,
+        middlewares=[_errors, _body_within(body_timeout_s)],
     )
     api = OpenAiHttp(pipeline, assistant_model=ASSISTANT if assistant else None)
     app.router.add_get("/v1/models", api.models)
     app.router.add_post("/v1/embeddings", api.embeddings)
-    TasksHttp(pipeline).add_routes(app)
+    TasksHttp(pipeline, taskstore=taskstore).add_routes(app)
     if assistant is not None:
         ChatHttp(assistant).add_routes(app)
     return app
@@ -99,12 +108,6 @@ class OpenAiHttp:
         envelope.metadata["openai.endpoint"] = "embeddings"
         for text in texts:
             envelope.parts.add(text=text)
-        self._pipeline.route(envelope)
-        if envelope.route.model == ASSISTANT:
-            raise InvalidArgument(
-                f"{model!r} is the chat assistant; embeddings need an embedding model",
-                details={"param": "model"},
-            )
         handled = await self._pipeline.handle(
             envelope, credential=request.headers.get("Authorization", "")
         )
