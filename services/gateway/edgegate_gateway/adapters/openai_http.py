@@ -24,6 +24,7 @@ from edgegate_common.errors import (
     EdgegateError,
     Internal,
     InvalidArgument,
+    Unauthenticated,
     retry_after_s,
 )
 from edgegate_common.logging import get_logger
@@ -65,7 +66,7 @@ def make_app(
     """The HTTP app; every route's body must arrive whole within `body_timeout_s`."""
     app = web.Application(
         client_max_size=max_body_bytes,
-        middlewares=[_errors, _body_within(body_timeout_s)],
+        middlewares=[_errors, _body_within(body_timeout_s), _strangers_first(pipeline)],
     )
     api = OpenAiHttp(pipeline, assistant_model=ASSISTANT if assistant else None)
     app.router.add_get("/v1/models", api.models)
@@ -148,6 +149,43 @@ def _body_within(timeout_s: float) -> Middleware:
         return await handler(request)
 
     return read_body
+
+
+# Refusals of what a request holds: a stranger is told UNAUTHENTICATED instead.
+_ABOUT_THE_REQUEST = frozenset(
+    {Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE, Code.FAILED_PRECONDITION, Code.NOT_FOUND}
+)
+BEARER_ROUTES = "/v1/"  # the routes that take the caller's bearer token
+
+
+def _strangers_first(pipeline: Pipeline) -> Middleware:
+    """A refusal of what a request holds goes to a known caller only: anyone else gets
+    401, as if the token had been checked first.
+
+    Handlers check a request's shape before the security service sees it (it
+    admits a message and authenticates its sender in one round trip), and the
+    taskstore checks its own. That order must not tell a stranger which models
+    exist or what a request should look like, so a 400 or 404 on a route that
+    takes a bearer token is given only once the token authenticates. Only a
+    refusal pays the extra round trip; if security cannot answer, it stands.
+    """
+
+    @web.middleware
+    async def authenticated(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except EdgegateError as refused:
+            if refused.code not in _ABOUT_THE_REQUEST or not request.path.startswith(BEARER_ROUTES):
+                raise
+            try:
+                await pipeline.authenticate(request.headers.get("Authorization", ""))
+            except Unauthenticated:
+                raise
+            except EdgegateError:
+                pass  # security cannot tell now: the refusal stands
+            raise
+
+    return authenticated
 
 
 @web.middleware
