@@ -155,7 +155,7 @@ def _body_within(timeout_s: float) -> Middleware:
 _ABOUT_THE_REQUEST = frozenset(
     {Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE, Code.FAILED_PRECONDITION, Code.NOT_FOUND}
 )
-BEARER_ROUTES = "/v1/"  # the routes that take the caller's bearer token
+_BEARER = "/v1/"  # the routes that take the caller's bearer token
 
 
 def _strangers_first(pipeline: Pipeline) -> Middleware:
@@ -175,7 +175,7 @@ def _strangers_first(pipeline: Pipeline) -> Middleware:
         try:
             return await handler(request)
         except EdgegateError as refused:
-            if refused.code not in _ABOUT_THE_REQUEST or not request.path.startswith(BEARER_ROUTES):
+            if refused.code not in _ABOUT_THE_REQUEST or not request.path.startswith(_BEARER):
                 raise
             try:
                 await pipeline.authenticate(request.headers.get("Authorization", ""))
