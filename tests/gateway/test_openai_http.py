@@ -14,11 +14,18 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import openai
 import pytest
-from suite_stack import Stack, assistant_client, start_stack
+from suite_stack import (
+    Stack,
+    assistant_args,
+    assistant_client,
+    one_passage_knowledge,
+    start_stack,
+)
 
 from edgegate_common import subjects
 from edgegate_protos.common.v1 import envelope_pb2 as env
@@ -322,3 +329,69 @@ def test_every_refusal_that_may_pass_later_says_when_to_retry(stack: Stack, base
     assert frame["type"] == "error" and frame["code"] == "UNAVAILABLE", frame
     assert float(frame["retry_after_s"]) > 0  # type: ignore[arg-type]
     assert delay_s > 0
+
+
+def _request(url: str, body: bytes, authorization: str | None) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    method = "POST" if body else "GET"
+    request = urllib.request.Request(url, data=body or None, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        with refused:  # it holds the connection
+            return refused.code, json.loads(refused.read())["error"]
+
+
+# Requests each route refuses for what they hold: (path, body; empty for a GET).
+REFUSED_REQUESTS = {
+    "embeddings-assistant": ("/embeddings", b'{"model": "edgegate-assistant", "input": "x"}'),
+    "embeddings-model-type": ("/embeddings", b'{"model": 5, "input": "x"}'),
+    "embeddings-malformed": ("/embeddings", b"{not json"),
+    "tasks-assistant": ("/tasks", b'{"model": "edgegate-assistant", "input": "x"}'),
+    "tasks-priority": ("/tasks", b'{"model": "toy_text", "input": "x", "priority": "urgent"}'),
+    "tasks-list-status": ("/tasks?status=done", b""),
+    "tasks-list-page": ("/tasks?page_size=x", b""),
+}
+
+
+@pytest.mark.parametrize("authorization", ["Bearer not-a-token", None], ids=["forged", "none"])
+@pytest.mark.parametrize("case", sorted(REFUSED_REQUESTS))
+def test_a_stranger_gets_401_whatever_its_request_holds(
+    base_url: str, case: str, authorization: str | None
+) -> None:
+    """The caller is known before anything about its request is refused: a bad model or a bad
+    body from a stranger is 401, never the 400 a known caller gets (below)."""
+    path, body = REFUSED_REQUESTS[case]
+    status, error = _request(base_url + path, body, authorization)
+    assert status == 401, error
+    assert error["type"] == "authentication_error"
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_REQUESTS))
+def test_a_known_caller_is_told_what_is_wrong_with_its_request(
+    stack: Stack, base_url: str, case: str
+) -> None:
+    path, body = REFUSED_REQUESTS[case]
+    token = stack.token("infer:*", "tasks:read", "tasks:write")
+    status, error = _request(base_url + path, body, f"Bearer {token}")
+    assert status == 400, error
+    if "assistant" in case:  # routed to the assistant, which answers chat only
+        assert "chat assistant" in error["message"] and error["param"] == "model"
+
+
+def test_chat_tells_a_stranger_401_before_it_checks_the_model(stack: Stack, tmp_path: Path) -> None:
+    """Chat checks its model and messages before its question is admitted: a stranger is
+    still told 401 first; a known caller gets the 404 and 400."""
+    _, port = stack.start_gateway(*assistant_args(one_passage_knowledge(tmp_path, "An answer.")))
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    other_model = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+    no_messages = json.dumps({"model": "edgegate-assistant", "messages": []})
+    for body in (other_model, no_messages):
+        status, error = _request(url, body.encode(), "Bearer not-a-token")
+        assert status == 401, error
+    known = f"Bearer {stack.token('infer:*')}"
+    assert _request(url, other_model.encode(), known)[0] == 404
+    assert _request(url, no_messages.encode(), known)[0] == 400

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -16,7 +17,7 @@ from edgegate_gateway import __version__
 from edgegate_gateway.adapters.breakers import BreakerControls
 from edgegate_gateway.adapters.chat_later import ChatLater
 from edgegate_gateway.adapters.discord import DiscordInteractions, DiscordSettings
-from edgegate_gateway.adapters.fallback import FallbackSettings, make_fallback
+from edgegate_gateway.adapters.fallback import Fallback, FallbackSettings, make_fallback
 from edgegate_gateway.adapters.http_server import GatewayRunner
 from edgegate_gateway.adapters.mqtt import MqttAdapter, MqttSettings
 from edgegate_gateway.adapters.openai_http import make_app
@@ -24,6 +25,7 @@ from edgegate_gateway.adapters.outbox import Outbox
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.routes import RouteTable
 from edgegate_gateway.adapters.slack import SlackEvents, SlackSettings
+from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
 from edgegate_gateway.adapters.telegram import TelegramSettings, TelegramWebhook
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.adapters.websocket import WebSocketAdapter
@@ -34,149 +36,238 @@ from edgegate_gateway.conversations import Conversations
 from edgegate_gateway.core.breaker import BreakerPolicy
 from edgegate_gateway.core.rules import Rules
 from edgegate_gateway.local import LocalInference
-from edgegate_gateway.pipeline import Pipeline, Timeouts
+from edgegate_gateway.pipeline import Pipeline
 from edgegate_gateway.servicer import GatewayServicer
 from edgegate_gateway.shadow import ShadowTraffic
+from edgegate_gateway.spool import OfflineSpool
 from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = get_logger(__name__)
 
 Webhook = TelegramWebhook | SlackEvents | DiscordInteractions | WhatsAppWebhook
+# A taskstore call's own share of its timeout; the security round trip it makes comes on top.
+TASKSTORE_TIMEOUT_S = 5.0
 
 
 def build(settings: GatewaySettings) -> ServiceRuntime:
+    """The gateway service: everything below starts once NATS is connected (the pipeline
+    needs the bus), still before gRPC serves, and stops on SIGTERM."""
     runtime = ServiceRuntime(settings, version=__version__)
 
     async def start(bus: Bus) -> None:
-        readiness = ModelReadiness(bus)
-        await readiness.start()
-        limiter = await RateLimiter.open(bus.js)
-        await limiter.start()
-        routes = await RouteTable.open(bus.js)
-        await routes.start()
-        s = settings
-        policy = BreakerPolicy(
-            window_s=s.breaker_window_s,
-            min_calls=s.breaker_min_calls,
-            failure_rate=s.breaker_failure_rate,
-            slow_call_s=s.breaker_slow_call_s,
-            slow_call_rate=s.breaker_slow_call_rate,
-            open_s=s.breaker_open_s,
-            max_open_s=s.breaker_max_open_s,
-            probes=s.breaker_probes,
-        )
-        local = LocalInference(
-            bus=bus,
-            readiness=readiness,
-            policy=policy,
-            timeout_s=s.inference_timeout_s,
-            instance=runtime.instance,
-        )
-        cloud = FallbackSettings(
-            base_url=s.fallback_url or "",
-            api_key=s.fallback_key(),
-            model=s.fallback_model,
-            max_concurrency=s.fallback_max_concurrency,
-            timeout_s=s.fallback_timeout_s,
-            chat_model=s.fallback_chat_model,
-        )
-        fallback = make_fallback(s.fallback_protocol, cloud) if s.fallback_url else None
-        breakers = await BreakerControls.open(bus.js, local=local, policy=policy, cloud=cloud)
-        await breakers.start()
-        shadow = ShadowTraffic(
-            bus=bus,
-            readiness=readiness,
-            local=local,
-            instance=runtime.instance,
-            min_cosine=s.shadow_min_cosine,
-            max_in_flight=s.shadow_max_in_flight,
-            registry=runtime.registry,
-        )
-        shadow.start(snapshot_s=s.agreement_snapshot_s)
-        outbox = None
-        if s.outbox_dir is not None:
-            outbox = Outbox(s.outbox_dir, max_entries=s.outbox_max_entries)
-        pipeline = Pipeline(
-            bus=bus,
-            outbox=outbox,
-            rules=Rules.load(s.routing_rules) if s.routing_rules else None,
-            readiness=readiness,
-            local=local,
-            fallback=fallback,
-            limiter=limiter,
-            routes=routes,
-            shadow=shadow,
-            breakers=breakers,
-            timeouts=Timeouts(security_s=settings.security_timeout_s),
-        )
-        assistant = None
-        if s.knowledge_dir is not None:
-            assistant = Assistant(
-                bus=bus,
-                readiness=readiness,
-                pipeline=pipeline,
-                folder=s.knowledge_dir,
-                model=s.assistant_model,
-                min_score=s.assistant_min_score,
-                fallback=fallback,
-                escalate=s.assistant_escalate,
-            )
-            assistant.start()
-        conversations = Conversations(bus=bus, pipeline=pipeline, assistant=assistant)
-        # The pipeline needs the bus, so the servicer is registered here: still
-        # before gRPC starts serving.
-        runtime.grpc.add(
-            gateway_pb2_grpc.add_GatewayServicer_to_server,
-            GatewayServicer(conversations),
-            service_name=gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,
-        )
-        app = make_app(
-            pipeline,
-            max_body_bytes=s.max_body_bytes,
-            body_timeout_s=s.body_timeout_s,
-            assistant=assistant,
-        )
-        WebSocketAdapter(conversations, max_frame_bytes=s.max_body_bytes).add_routes(app)
-        mqtt = _mqtt(s, bus, conversations)
-        if mqtt is not None:
-            mqtt.start()
-        webhooks, later = await _webhooks(s, bus, assistant)
-        for webhook in webhooks:
-            webhook.add_routes(app)
-        runner = GatewayRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
-        await site.start()
-        log.info("http serving", port=_bound_port(runner, settings.http_port), routes=_routes(app))
-
-        replayer = asyncio.create_task(_replay_outbox(bus, pipeline)) if outbox else None
-
-        async def stop() -> None:
-            if replayer is not None:
-                replayer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await replayer
-            await runner.cleanup()
-            if mqtt is not None:
-                await mqtt.close()
-            if later is not None:
-                await later.close()
-            for webhook in webhooks:
-                await webhook.close()
-            if assistant is not None:
-                await assistant.stop()
-            await limiter.stop()
-            await routes.stop()
-            await shadow.stop()
-            await breakers.stop()
-            if fallback is not None:
-                await fallback.close()
-            await readiness.stop()
-
-        runtime.on_stop(stop)
+        gateway = await _start_gateway(settings, runtime, bus)
+        runtime.on_stop(gateway.stop)
 
     runtime.on_start(start)
     return runtime
+
+
+@dataclass(frozen=True, slots=True)
+class _Watches:
+    """What the gateway follows in NATS: served models, shared rate limits, version weights."""
+
+    readiness: ModelReadiness
+    limiter: RateLimiter
+    routes: RouteTable
+
+
+@dataclass(frozen=True, slots=True)
+class _Inference:
+    """How a message reaches a model: local replicas behind breakers, the cloud, shadows."""
+
+    local: LocalInference
+    breakers: BreakerControls
+    shadow: ShadowTraffic
+    fallback: Fallback | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Running:
+    """What `_start_gateway` started, stopped in the order that drains it."""
+
+    watches: _Watches
+    inference: _Inference
+    assistant: Assistant | None
+    runner: GatewayRunner
+    mqtt: MqttAdapter | None
+    webhooks: list[Webhook]
+    later: ChatLater | None
+    replayer: asyncio.Task[None] | None
+
+    async def stop(self) -> None:
+        if self.replayer is not None:
+            self.replayer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.replayer
+        await self.runner.cleanup()
+        if self.mqtt is not None:
+            await self.mqtt.close()
+        if self.later is not None:
+            await self.later.close()
+        for webhook in self.webhooks:
+            await webhook.close()
+        if self.assistant is not None:
+            await self.assistant.stop()
+        await self.watches.limiter.stop()
+        await self.watches.routes.stop()
+        await self.inference.shadow.stop()
+        await self.inference.breakers.stop()
+        if self.inference.fallback is not None:
+            await self.inference.fallback.close()
+        await self.watches.readiness.stop()
+
+
+async def _start_gateway(s: GatewaySettings, runtime: ServiceRuntime, bus: Bus) -> _Running:
+    """Every part of the gateway, started in the order each needs the others."""
+    watches = await _start_watches(bus)
+    inference = await _start_inference(s, runtime, bus, watches.readiness)
+    taskstore = TaskstoreClient(bus, timeout_s=s.security_timeout_s + TASKSTORE_TIMEOUT_S)
+    spool = _offline_spool(s, bus, taskstore)
+    pipeline = Pipeline(
+        bus=bus,
+        readiness=watches.readiness,
+        local=inference.local,
+        taskstore=taskstore,
+        security_timeout_s=s.security_timeout_s,
+        limiter=watches.limiter,
+        routes=watches.routes,
+        fallback=inference.fallback,
+        spool=spool,
+        rules=Rules.load(s.routing_rules) if s.routing_rules else None,
+        shadow=inference.shadow,
+        breakers=inference.breakers,
+    )
+    assistant = _start_assistant(s, bus, watches.readiness, pipeline, inference.fallback)
+    conversations = Conversations(bus=bus, pipeline=pipeline, assistant=assistant)
+    runtime.grpc.add(
+        gateway_pb2_grpc.add_GatewayServicer_to_server,
+        GatewayServicer(conversations),
+        service_name=gateway_pb2.DESCRIPTOR.services_by_name["Gateway"].full_name,
+    )
+    app = make_app(
+        pipeline,
+        taskstore=taskstore,
+        max_body_bytes=s.max_body_bytes,
+        body_timeout_s=s.body_timeout_s,
+        assistant=assistant,
+    )
+    WebSocketAdapter(conversations, max_frame_bytes=s.max_body_bytes).add_routes(app)
+    mqtt = _mqtt(s, bus, conversations)
+    if mqtt is not None:
+        mqtt.start()
+    webhooks, later = await _webhooks(s, bus, assistant)
+    for webhook in webhooks:
+        webhook.add_routes(app)
+    runner = await _serve_http(s, app)
+    replayer = None
+    if spool is not None:
+        replayer = asyncio.create_task(_replay_outbox(bus, spool, pipeline))
+    return _Running(watches, inference, assistant, runner, mqtt, webhooks, later, replayer)
+
+
+async def _start_watches(bus: Bus) -> _Watches:
+    readiness = ModelReadiness(bus)
+    await readiness.start()
+    limiter = await RateLimiter.open(bus.js)
+    await limiter.start()
+    routes = await RouteTable.open(bus.js)
+    await routes.start()
+    return _Watches(readiness, limiter, routes)
+
+
+async def _start_inference(
+    s: GatewaySettings, runtime: ServiceRuntime, bus: Bus, readiness: ModelReadiness
+) -> _Inference:
+    """Local inference behind its breakers (their controls and per-model fallbacks from
+    NATS KV), the gateway's own cloud fallback, and shadow traffic with its agreement."""
+    policy = _breaker_policy(s)
+    local = LocalInference(
+        bus=bus,
+        readiness=readiness,
+        policy=policy,
+        timeout_s=s.inference_timeout_s,
+        instance=runtime.instance,
+    )
+    cloud = _cloud(s)
+    fallback = make_fallback(s.fallback_protocol, cloud) if s.fallback_url else None
+    breakers = await BreakerControls.open(bus.js, local=local, policy=policy, cloud=cloud)
+    await breakers.start()
+    shadow = ShadowTraffic(
+        bus=bus,
+        readiness=readiness,
+        local=local,
+        instance=runtime.instance,
+        min_cosine=s.shadow_min_cosine,
+        max_in_flight=s.shadow_max_in_flight,
+        registry=runtime.registry,
+    )
+    shadow.start(snapshot_s=s.agreement_snapshot_s)
+    return _Inference(local, breakers, shadow, fallback)
+
+
+def _breaker_policy(s: GatewaySettings) -> BreakerPolicy:
+    return BreakerPolicy(
+        window_s=s.breaker_window_s,
+        min_calls=s.breaker_min_calls,
+        failure_rate=s.breaker_failure_rate,
+        slow_call_s=s.breaker_slow_call_s,
+        slow_call_rate=s.breaker_slow_call_rate,
+        open_s=s.breaker_open_s,
+        max_open_s=s.breaker_max_open_s,
+        probes=s.breaker_probes,
+    )
+
+
+def _cloud(s: GatewaySettings) -> FallbackSettings:
+    return FallbackSettings(
+        base_url=s.fallback_url or "",
+        api_key=s.fallback_key(),
+        model=s.fallback_model,
+        max_concurrency=s.fallback_max_concurrency,
+        timeout_s=s.fallback_timeout_s,
+        chat_model=s.fallback_chat_model,
+    )
+
+
+def _offline_spool(s: GatewaySettings, bus: Bus, taskstore: TaskstoreClient) -> OfflineSpool | None:
+    """The disk outbox for while NATS is away, when a folder is configured for it."""
+    if s.outbox_dir is None:
+        return None
+    outbox = Outbox(s.outbox_dir, max_entries=s.outbox_max_entries)
+    return OfflineSpool(outbox, bus=bus, taskstore=taskstore)
+
+
+def _start_assistant(
+    s: GatewaySettings,
+    bus: Bus,
+    readiness: ModelReadiness,
+    pipeline: Pipeline,
+    fallback: Fallback | None,
+) -> Assistant | None:
+    """The assistant, when a knowledge folder is configured; it embeds the folder now."""
+    if s.knowledge_dir is None:
+        return None
+    assistant = Assistant(
+        bus=bus,
+        readiness=readiness,
+        pipeline=pipeline,
+        folder=s.knowledge_dir,
+        model=s.assistant_model,
+        min_score=s.assistant_min_score,
+        fallback=fallback,
+        escalate=s.assistant_escalate,
+    )
+    assistant.start()
+    return assistant
+
+
+async def _serve_http(s: GatewaySettings, app: web.Application) -> GatewayRunner:
+    runner = GatewayRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, s.http_host, s.http_port)
+    await site.start()
+    log.info("http serving", port=_bound_port(runner, s.http_port), routes=_routes(app))
+    return runner
 
 
 def _mqtt(s: GatewaySettings, bus: Bus, conversations: Conversations) -> MqttAdapter | None:
@@ -240,14 +331,16 @@ async def _webhooks(
     return webhooks, later
 
 
-async def _replay_outbox(bus: Bus, pipeline: Pipeline, every_s: float = 1.0) -> None:
+async def _replay_outbox(
+    bus: Bus, spool: OfflineSpool, pipeline: Pipeline, every_s: float = 1.0
+) -> None:
     """While NATS is connected, hand what the outbox kept to the taskstore."""
     while True:
         await asyncio.sleep(every_s)
         if not bus.connected:
             continue
         try:
-            await pipeline.replay_outbox()
+            await spool.replay(admit=pipeline.readmit)
         except Exception:
             log.exception("outbox replay failed; it runs again")
 

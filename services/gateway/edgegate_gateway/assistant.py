@@ -107,10 +107,11 @@ class Assistant:
         if len(envelope.parts) != 1 or len(texts) != 1 or not texts[0].strip():
             raise InvalidArgument("a question for the assistant is one non-empty text part")
         # The question is embedded by the assistant's model, through the whole
-        # pipeline (admitted, masked, rate-limited); the envelope keeps what was admitted.
+        # pipeline but its routing rules (admitted, masked, rate-limited); the
+        # envelope keeps what was admitted.
         envelope.route.model, envelope.route.version = self.model, ""
         try:
-            reply = (await self._pipeline.handle(envelope, credential=credential)).reply
+            reply = (await self._pipeline.run(envelope, credential=credential)).reply
         except NotFound:
             # The operator's own model: not served means offline, not unknown.
             raise Unavailable(

@@ -32,9 +32,8 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
-from edgegate_common.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from edgegate_common.errors import InvalidArgument, ResourceExhausted, Unavailable
 from edgegate_gateway.assistant import Assistant
-from edgegate_gateway.core.rules import ASSISTANT
 from edgegate_gateway.pipeline import Handled, Offline, Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
@@ -94,13 +93,12 @@ class Conversations:
         return (await self._run(envelope, credential=credential, defer=defer)).reply
 
     async def _run(self, envelope: env.Envelope, *, credential: str, defer: bool) -> Handled:
-        self._pipeline.route(envelope)
-        if envelope.route.model == ASSISTANT:
-            if self._assistant is None:
-                raise NotFound("this gateway has no assistant (no knowledge folder is configured)")
-            return Handled(await self._assistant.reply(envelope, credential=credential))
         return await self._pipeline.handle(
-            envelope, credential=credential, defer=defer, offline=Offline.DEFER
+            envelope,
+            credential=credential,
+            defer=defer,
+            offline=Offline.DEFER,
+            assistant=self._assistant,
         )
 
     async def send(self, envelope: env.Envelope, *, credential: str, defer: bool = False) -> Ack:

@@ -1,32 +1,39 @@
-"""One pipeline for every adapter: admit, route, run, answer.
+"""One pipeline for every adapter: route, admit, run, answer.
 
-An adapter builds an `Envelope` from what it received and hands it here with
-the caller's credential. The pipeline:
+An adapter builds an `Envelope` from what it received and hands it to
+`handle` with the caller's credential. The pipeline:
 
-1. asks the security service to admit it, in one round trip. That call
+1. routes it by the routing rules (`core/rules.py`): its model (or the
+   assistant) by channel, command prefix and the model asked for. A message
+   routed to the assistant is answered by the assistant the adapter passes
+   (it admits the message itself); an adapter that runs models only passes
+   none, and the message is refused once the caller is known.
+2. asks the security service to admit it, in one round trip. That call
    authenticates the token, authorises `infer:<model>`, inspects the content
    and masks PII. A refusal is a typed error; redacted parts replace the
    originals.
-2. spends one request of the tenant's (and the API key's) rate limit, shared
+3. spends one request of the tenant's (and the API key's) rate limit, shared
    by all gateway replicas (`adapters/rate_limits.py`).
-3. routes it to a model version: the one the envelope names, else one
-   chosen by the model's weights in `edgegate-routes` (stable / canary),
-   else the highest one an inference replica announces. A share of the
-   messages routed by weight may be copied to a shadow version once
-   answered (`shadow.py`); the caller never waits for the copy.
-4. runs it on the inference service over NATS, behind a circuit breaker per
+4. chooses the model version: the one the envelope names, else one chosen
+   by the model's weights in `edgegate-routes` (stable / canary), else the
+   highest one an inference replica announces. A share of the messages
+   routed by weight may be copied to a shadow version once answered
+   (`shadow.py`); the caller never waits for the copy.
+5. runs it on the inference service over NATS, behind a circuit breaker per
    model version (`local.py`). When the caller asked for async work it goes
-   to the taskstore instead. When local inference cannot answer (breaker
-   open, nobody serving, failing, a full queue), the cloud fallback answers
-   if one is configured and the deadline allows. Otherwise the taskstore
-   takes it, if the adapter can answer later (`Offline.DEFER`).
-5. inspects a text answer on its way out (the security service masks or
+   to the taskstore instead (`adapters/taskstore_client.py`). When local
+   inference cannot answer (breaker open, nobody serving, failing, a full
+   queue), the cloud fallback answers if one is configured and the deadline
+   allows. Otherwise the taskstore takes it, if the adapter can answer later
+   (`Offline.DEFER`).
+6. inspects a text answer on its way out (the security service masks or
    withholds it, as it does for what comes in).
 
-When NATS itself is unreachable, a message that may wait (a task, a
-deferrable send) from a caller admitted recently is written to the disk
-outbox (`adapters/outbox.py`) and the caller gets its task id; once NATS is
-back, `replay_outbox` admits each one in full and hands it to the taskstore.
+`run` is steps 2 to 6 for a message already addressed (the assistant's own
+embedding of a question). When NATS itself is unreachable, a message that may
+wait is handed to the offline spool (`spool.py`), which keeps it on disk and
+replays it through `readmit` once NATS is back; the pipeline only tells it
+whom it admitted.
 
 What comes back is a `Reply`, or an `EdgegateError` that each adapter maps
 to its own protocol (HTTP status, gRPC code, an error frame). Nothing here
@@ -35,13 +42,11 @@ knows HTTP.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from google.protobuf.message import Message
 
@@ -55,23 +60,22 @@ from edgegate_common.errors import (
     InvalidArgument,
     NoResponders,
     NotFound,
-    ResourceExhausted,
     Unavailable,
 )
 from edgegate_common.inspection import passed
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.breakers import BreakerControls
 from edgegate_gateway.adapters.fallback import Fallback
-from edgegate_gateway.adapters.outbox import Outbox
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.routes import RouteTable
+from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
 from edgegate_gateway.core.routing import Shadow
-from edgegate_gateway.core.rules import Rules
+from edgegate_gateway.core.rules import ASSISTANT, Rules
 from edgegate_gateway.local import Elsewhere, LocalInference
 from edgegate_gateway.shadow import ShadowTraffic
+from edgegate_gateway.spool import OfflineSpool
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
-from edgegate_protos.gateway.v1 import gateway_pb2 as gpb
 from edgegate_protos.security.v1 import security_pb2 as spb
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
 
@@ -79,19 +83,7 @@ log = get_logger(__name__)
 
 # Below this much time left before its deadline, a message is not sent to the cloud.
 MIN_FALLBACK_BUDGET_S = 0.5
-# How long an admitted caller may still leave messages in the outbox while NATS is away.
-REMEMBER_CALLER_S = 3600.0
-MAX_REMEMBERED_CALLERS = 10_000
-# What the taskstore takes (its defaults): checked before the outbox accepts a message.
-MAX_TASK_ENVELOPE_BYTES = 256 * 1024
-MAX_REPLAY_REFUSALS = 30  # an outbox entry refused as too much this often is set aside
 Rep = TypeVar("Rep", bound=Message)
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    security_s: float = 2.0
-    taskstore_s: float = 5.0
 
 
 class Offline(enum.Enum):
@@ -101,21 +93,17 @@ class Offline(enum.Enum):
     DEFER = "defer"  # the adapter can answer later: hand it to the taskstore
 
 
+class LocalAnswerer(Protocol):
+    """Answers what is routed to the assistant; admits the message itself (`Assistant`)."""
+
+    async def reply(self, envelope: env.Envelope, *, credential: str) -> env.Reply: ...
+
+
 def _remaining_s(envelope: env.Envelope) -> float | None:
     """What the envelope's deadline leaves, in seconds (None: no deadline)."""
     if not envelope.HasField("deadline"):
         return None
     return envelope.deadline.ToNanoseconds() / 1e9 - time.time()
-
-
-def _check_deferrable(envelope: env.Envelope) -> None:
-    """What the taskstore would refuse, refused before the outbox accepts it."""
-    if not envelope.parts or not envelope.route.model:
-        raise InvalidArgument("a message kept for later needs parts and a model")
-    if len(envelope.idempotency_key) > subjects.MAX_IDEMPOTENCY_KEY:
-        raise InvalidArgument(f"idempotency_key is longer than {subjects.MAX_IDEMPOTENCY_KEY}")
-    if envelope.ByteSize() > MAX_TASK_ENVELOPE_BYTES:
-        raise InvalidArgument(f"the message is larger than {MAX_TASK_ENVELOPE_BYTES} bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,34 +131,29 @@ class Pipeline:
         *,
         bus: Bus,
         readiness: ModelReadiness,
-        timeouts: Timeouts,
         local: LocalInference,
+        taskstore: TaskstoreClient,
+        security_timeout_s: float = 2.0,
         limiter: RateLimiter | None = None,
         routes: RouteTable | None = None,
         fallback: Fallback | None = None,
-        outbox: Outbox | None = None,
+        spool: OfflineSpool | None = None,
         rules: Rules | None = None,
         shadow: ShadowTraffic | None = None,
         breakers: BreakerControls | None = None,
     ) -> None:
         self._bus = bus
         self._readiness = readiness
-        self._timeouts = timeouts
         self._local = local
+        self._taskstore = taskstore
+        self._security_timeout_s = security_timeout_s
         self._limiter = limiter
         self._routes = routes
         self._fallback = fallback
-        self._outbox = outbox
+        self._spool = spool
         self._rules = rules or Rules()
         self._shadow = shadow
         self._breakers = breakers
-        # Callers admitted lately (bearer token → principal, until when), for the outbox.
-        self._callers: dict[str, tuple[principal_pb2.Principal, float]] = {}
-        self._replay_refusals: Counter[str] = Counter()  # outbox file → RESOURCE_EXHAUSTED seen
-
-    def route(self, envelope: env.Envelope) -> None:
-        """Apply the routing rules to a message as it enters (adapters call this once)."""
-        self._rules.route(envelope)
 
     def models(self) -> list[str]:
         """The models some inference replica serves now."""
@@ -192,15 +175,45 @@ class Pipeline:
         credential: str,
         defer: bool = False,
         offline: Offline = Offline.REFUSE,
+        assistant: LocalAnswerer | None = None,
     ) -> Handled:
-        """Admit `envelope`, run it on its model (or defer it): the reply, and the task
-        that keeps the message when it was deferred."""
+        """Route `envelope` by the rules and answer it (or defer it): the reply, and the
+        task that keeps the message when it was deferred.
+
+        What the rules send to the assistant is `assistant`'s to answer. A
+        caller that passes none runs models only: the message is refused
+        (INVALID_ARGUMENT), once the caller is known, so that a stranger is
+        told UNAUTHENTICATED and nothing about the model it named.
+        """
+        self._rules.route(envelope)
+        if envelope.route.model != ASSISTANT:
+            return await self.run(envelope, credential=credential, defer=defer, offline=offline)
+        if assistant is None:
+            await self.authenticate(credential)
+            raise InvalidArgument(
+                f"{ASSISTANT!r} is the chat assistant; it answers chat "
+                "(/v1/chat/completions, /ws, gRPC Converse) where the gateway has one, "
+                "not this call",
+                details={"param": "model"},
+            )
+        return Handled(await assistant.reply(envelope, credential=credential))
+
+    async def run(
+        self,
+        envelope: env.Envelope,
+        *,
+        credential: str,
+        defer: bool = False,
+        offline: Offline = Offline.REFUSE,
+    ) -> Handled:
+        """Admit an envelope already addressed to its model (no rules apply) and run it
+        there, or defer it: what `handle` does once the message is routed."""
         try:
             # With NATS away this fails at once, before any I/O.
             await self._admit(envelope, credential)
         except Unavailable:
-            if offline is Offline.DEFER and self._nats_away():
-                return _deferred(envelope, await self._keep_for_later(envelope, credential))
+            if offline is Offline.DEFER and self._spool is not None and self._spool.nats_away:
+                return _deferred(envelope, await self._spool.keep(envelope, credential=credential))
             raise
         if defer:
             return _deferred(envelope, await self.store(envelope, credential=credential))
@@ -220,6 +233,22 @@ class Pipeline:
         if shadow is not None and self._shadow is not None:
             self._shadow.copy(envelope, reply, chosen=chosen, shadow=shadow)
         return await self._checked(envelope, reply)
+
+    async def store(
+        self, envelope: env.Envelope, *, credential: str, answer: env.Reply | None = None
+    ) -> tpb.Task:
+        """Hand an admitted envelope to the taskstore: a task to run later, or, with
+        `answer`, one answered here, kept as completed (its event published).
+
+        Conversations deliver every result from the taskstore, so an answer
+        given inline is stored there too; the same idempotency key stores it once.
+        """
+        return await self._taskstore.submit(envelope, credential=credential, answer=answer)
+
+    async def readmit(self, envelope: env.Envelope, credential: str) -> None:
+        """Admit again a message accepted earlier (the offline spool's, on replay): the
+        caller may have lost the right meanwhile; its rate was spent when it came."""
+        await self._admit(envelope, credential, limited=False)
 
     async def _checked(self, envelope: env.Envelope, reply: env.Reply) -> Handled:
         """An answer given now, its parts as they may leave (see `inspect_output`)."""
@@ -278,133 +307,6 @@ class Pipeline:
                     return chosen, weights.shadow
         return self._readiness.version_to_run(model, named), None
 
-    async def submit(self, envelope: env.Envelope, *, credential: str) -> tpb.Task:
-        """Admit `envelope` and hand it to the taskstore: the task, to follow later."""
-        try:
-            # With NATS away this fails at once, before any I/O.
-            await self._admit(envelope, credential)
-        except Unavailable:
-            if self._nats_away():
-                return await self._keep_for_later(envelope, credential)
-            raise
-        return await self.store(envelope, credential=credential)
-
-    def _nats_away(self) -> bool:
-        return self._outbox is not None and not self._bus.connected
-
-    async def _keep_for_later(self, envelope: env.Envelope, credential: str) -> tpb.Task:
-        """NATS is unreachable: keep the message in the outbox; the task it will become.
-
-        Called after `_admit` failed, which gave the envelope its id and arrival time.
-        """
-        assert self._outbox is not None
-        token = bearer_token(credential)
-        principal = self._recent_caller(token)
-        user = envelope.user or principal.subject
-        envelope.tenant, envelope.user = principal.tenant, user
-        _check_deferrable(envelope)
-        task = tpb.Task(
-            id=subjects.task_id(principal.tenant, user, envelope.idempotency_key or envelope.id),
-            tenant=principal.tenant,
-            user=user,
-            status=tpb.TASK_STATUS_PENDING,
-            priority=envelope.priority or env.PRIORITY_NORMAL,
-        )
-        task.envelope.CopyFrom(envelope)
-        task.created_at.GetCurrentTime()
-        task.updated_at.CopyFrom(task.created_at)
-        entry = gpb.OutboxEntry(envelope=envelope, credential=token, task_id=task.id)
-        entry.accepted_at.CopyFrom(task.created_at)
-        await asyncio.to_thread(self._outbox.put, entry)  # fsyncs: off the event loop
-        log.warning("nats unreachable: message kept in the outbox", task=task.id)
-        return task
-
-    def _recent_caller(self, token: str) -> principal_pb2.Principal:
-        known = self._callers.get(token)
-        if known is None or known[1] < time.monotonic():
-            raise Unavailable(
-                "NATS is unreachable and this credential was not admitted lately; try again"
-            )
-        return known[0]
-
-    def _remember(self, token: str, principal: principal_pb2.Principal) -> None:
-        until = time.monotonic() + REMEMBER_CALLER_S
-        if principal.HasField("expires_at"):
-            until = min(until, time.monotonic() + principal.expires_at.ToSeconds() - time.time())
-        self._callers.pop(token, None)
-        self._callers[token] = (principal, until)
-        while len(self._callers) > MAX_REMEMBERED_CALLERS:
-            del self._callers[next(iter(self._callers))]
-
-    async def replay_outbox(self) -> int:
-        """Hand what the outbox keeps to the taskstore; how many went. Stops while NATS is away."""
-        if self._outbox is None or not self._outbox.count():
-            return 0
-        replayed = 0
-        for stored in self._outbox.pending():
-            envelope, credential = stored.entry.envelope, stored.entry.credential
-            try:
-                await self._admit(envelope, credential, limited=False)
-                task = await self.store(envelope, credential=credential)
-            except Unavailable as exc:
-                log.info("outbox replay waits", why=exc.message, left=self._outbox.count())
-                break
-            except ResourceExhausted as exc:
-                # The store is full (it frees up), or this message is too big for it (it
-                # never will): the next ones go on, and a message refused too often is set aside.
-                self._replay_refusals[stored.path.name] += 1
-                if self._replay_refusals[stored.path.name] < MAX_REPLAY_REFUSALS:
-                    log.info("outbox entry waits", task=stored.entry.task_id, why=exc.message)
-                    continue
-                self._outbox.reject(stored.path, f"{exc.code.name}: {exc.message}")
-                continue
-            except EdgegateError as exc:
-                log.error(
-                    "outbox entry refused on replay", task=stored.entry.task_id, why=exc.message
-                )
-                self._outbox.reject(stored.path, f"{exc.code.name}: {exc.message}")
-                continue
-            if task.id != stored.entry.task_id:
-                log.error(
-                    "outbox replay named another task", kept=stored.entry.task_id, got=task.id
-                )
-            self._outbox.done(stored.path)
-            replayed += 1
-        if replayed:
-            log.info("outbox replayed", messages=replayed, left=self._outbox.count())
-        return replayed
-
-    async def store(
-        self, envelope: env.Envelope, *, credential: str, answer: env.Reply | None = None
-    ) -> tpb.Task:
-        """Hand an admitted envelope to the taskstore: a task to run later, or, with
-        `answer`, one answered here, kept as completed (its event published).
-
-        Conversations deliver every result from the taskstore, so an answer
-        given inline is stored there too; the same idempotency key stores it once.
-        """
-        return await self.task_call(
-            subjects.TASKSTORE_SUBMIT,
-            tpb.SubmitRequest(envelope=envelope, answer=answer),
-            tpb.Task,
-            credential=credential,
-        )
-
-    async def task_call(
-        self, subject: str, request: Message, reply_type: type[Rep], *, credential: str
-    ) -> Rep:
-        """A taskstore call on the caller's behalf (Get, List, Cancel...), with their token."""
-        try:
-            return await self._bus.request(
-                subject,
-                request,
-                reply_type,
-                timeout_s=self._timeouts.security_s + self._timeouts.taskstore_s,
-                headers={"Authorization": f"Bearer {bearer_token(credential)}"},
-            )
-        except (NoResponders, DeadlineExceeded):
-            raise Unavailable("the taskstore is not answering; try again") from None
-
     async def _admit(
         self, envelope: env.Envelope, credential: str, *, limited: bool = True
     ) -> None:
@@ -425,15 +327,15 @@ class Pipeline:
         principal = admitted.principal
         envelope.tenant = principal.tenant
         envelope.user = envelope.user or principal.subject
-        if self._outbox is not None:
-            self._remember(bearer_token(credential), principal)
+        if self._spool is not None:
+            self._spool.remember(credential, principal)
         if limited and self._limiter is not None:
             await self._limiter.admit(principal.tenant, key=principal.token_id or principal.subject)
 
     async def _security(self, subject: str, request: Message, reply_type: type[Rep]) -> Rep:
         try:
             return await self._bus.request(
-                subject, request, reply_type, timeout_s=self._timeouts.security_s
+                subject, request, reply_type, timeout_s=self._security_timeout_s
             )
         except (NoResponders, DeadlineExceeded):
             raise Unavailable("the security service is not answering; try again") from None

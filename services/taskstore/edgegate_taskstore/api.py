@@ -21,7 +21,7 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from edgegate_common import subjects
+from edgegate_common import tasks
 from edgegate_common.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -50,7 +50,7 @@ PAGE_HEADROOM_BYTES = 16 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    max_envelope_bytes: int = 256 * 1024
+    max_envelope_bytes: int = tasks.MAX_ENVELOPE_BYTES
     # A List reply stops growing here: NATS's max payload (and gRPC's 4 MiB default), less
     # headroom. A page always holds at least one task, whatever its size (records are
     # kept below NATS's max payload).
@@ -117,20 +117,7 @@ class TaskStoreApi:
 
     def _check(self, envelope: env.Envelope) -> None:
         """What makes an envelope no task at all, refused before anyone inspects it."""
-        if not envelope.parts:
-            raise InvalidArgument("the envelope has no parts", details={"field": "envelope.parts"})
-        if not envelope.route.model:
-            raise InvalidArgument(
-                "a task needs a model (envelope.route.model)", details={"field": "envelope.route"}
-            )
-        if len(envelope.idempotency_key) > subjects.MAX_IDEMPOTENCY_KEY:
-            raise InvalidArgument(f"idempotency_key is longer than {subjects.MAX_IDEMPOTENCY_KEY}")
-        size = envelope.ByteSize()
-        if size > self._limits.max_envelope_bytes:
-            raise InvalidArgument(  # a limit no retry passes: not RESOURCE_EXHAUSTED
-                f"the envelope is {size} bytes; tasks take at most "
-                f"{self._limits.max_envelope_bytes}"
-            )
+        tasks.check_envelope(envelope, max_bytes=self._limits.max_envelope_bytes)
 
     def _new_task(self, envelope: env.Envelope, admitted: Admitted) -> pb.Task:
         """The pending task for `envelope` as security admitted it (its parts masked)."""
@@ -141,25 +128,11 @@ class TaskStoreApi:
         if not user:
             raise InvalidArgument("the task has no user: the token names no subject")
         _check_user(principal, user)
-        task = pb.Task(
-            id=subjects.task_id(principal.tenant, user, envelope.idempotency_key or envelope.id),
-            tenant=principal.tenant,
-            user=user,
-            status=status.PENDING,
-            priority=envelope.priority or env.PRIORITY_NORMAL,
-        )
-        task.envelope.CopyFrom(envelope)
+        task = tasks.new_task(envelope, tenant=principal.tenant, user=user)
         del task.envelope.parts[:]
         task.envelope.parts.extend(admitted.parts)
         self._check(task.envelope)  # masking may have changed its size
         task.admitted_by.CopyFrom(principal)
-        task.envelope.tenant, task.envelope.user = principal.tenant, user
-        if not task.envelope.id:
-            task.envelope.id = task.id
-        task.created_at.GetCurrentTime()
-        task.updated_at.CopyFrom(task.created_at)
-        if not task.envelope.HasField("received_at"):
-            task.envelope.received_at.CopyFrom(task.created_at)
         return task
 
     async def get(self, request: pb.GetRequest, *, credential: str) -> pb.Task:

@@ -7,6 +7,7 @@ from typing import ClassVar, Self
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from edgegate_common import tasks
 from edgegate_common.config import ServiceSettings
 
 
@@ -24,7 +25,7 @@ class TaskstoreSettings(ServiceSettings):
     dead_letter_ttl_s: float = Field(default=14 * 24 * 3600, gt=0)
     events_ttl_s: float = Field(default=7 * 24 * 3600, gt=0, description="replayable events")
     duplicate_window_s: float = Field(default=120.0, gt=0, description="Nats-Msg-Id window")
-    max_envelope_bytes: int = Field(default=256 * 1024, gt=0)
+    max_envelope_bytes: int = Field(default=tasks.MAX_ENVELOPE_BYTES, gt=0)
 
     # Workers
     workers: int = Field(default=16, ge=0, description="tasks run at once; 0: API only")

@@ -19,11 +19,19 @@ import numpy as np
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from edgegate_common.errors import Code, EdgegateError, Internal, InvalidArgument, retry_after_s
+from edgegate_common.errors import (
+    Code,
+    EdgegateError,
+    Internal,
+    InvalidArgument,
+    Unauthenticated,
+    retry_after_s,
+)
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.chat_http import ChatHttp
 from edgegate_gateway.adapters.http_json import error_response, field, json_object, text_inputs
 from edgegate_gateway.adapters.tasks_http import BACKEND_NAMES, TasksHttp
+from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
 from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.core.rules import ASSISTANT
 from edgegate_gateway.pipeline import Pipeline
@@ -50,18 +58,20 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def make_app(
     pipeline: Pipeline,
     *,
+    taskstore: TaskstoreClient,
     max_body_bytes: int,
     body_timeout_s: float = 30.0,
     assistant: Assistant | None = None,
 ) -> web.Application:
     """The HTTP app; every route's body must arrive whole within `body_timeout_s`."""
     app = web.Application(
-        client_max_size=max_body_bytes, middlewares=[_errors, _body_within(body_timeout_s)]
+        client_max_size=max_body_bytes,
+        middlewares=[_errors, _body_within(body_timeout_s), _strangers_first(pipeline)],
     )
     api = OpenAiHttp(pipeline, assistant_model=ASSISTANT if assistant else None)
     app.router.add_get("/v1/models", api.models)
     app.router.add_post("/v1/embeddings", api.embeddings)
-    TasksHttp(pipeline).add_routes(app)
+    TasksHttp(pipeline, taskstore=taskstore).add_routes(app)
     if assistant is not None:
         ChatHttp(assistant).add_routes(app)
     return app
@@ -99,12 +109,6 @@ class OpenAiHttp:
         envelope.metadata["openai.endpoint"] = "embeddings"
         for text in texts:
             envelope.parts.add(text=text)
-        self._pipeline.route(envelope)
-        if envelope.route.model == ASSISTANT:
-            raise InvalidArgument(
-                f"{model!r} is the chat assistant; embeddings need an embedding model",
-                details={"param": "model"},
-            )
         handled = await self._pipeline.handle(
             envelope, credential=request.headers.get("Authorization", "")
         )
@@ -145,6 +149,43 @@ def _body_within(timeout_s: float) -> Middleware:
         return await handler(request)
 
     return read_body
+
+
+# Refusals of what a request holds: a stranger is told UNAUTHENTICATED instead.
+_ABOUT_THE_REQUEST = frozenset(
+    {Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE, Code.FAILED_PRECONDITION, Code.NOT_FOUND}
+)
+_BEARER = "/v1/"  # the routes that take the caller's bearer token
+
+
+def _strangers_first(pipeline: Pipeline) -> Middleware:
+    """A refusal of what a request holds goes to a known caller only: anyone else gets
+    401, as if the token had been checked first.
+
+    Handlers check a request's shape before the security service sees it (it
+    admits a message and authenticates its sender in one round trip), and the
+    taskstore checks its own. That order must not tell a stranger which models
+    exist or what a request should look like, so a 400 or 404 on a route that
+    takes a bearer token is given only once the token authenticates. Only a
+    refusal pays the extra round trip; if security cannot answer, it stands.
+    """
+
+    @web.middleware
+    async def authenticated(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except EdgegateError as refused:
+            if refused.code not in _ABOUT_THE_REQUEST or not request.path.startswith(_BEARER):
+                raise
+            try:
+                await pipeline.authenticate(request.headers.get("Authorization", ""))
+            except Unauthenticated:
+                raise
+            except EdgegateError:
+                pass  # security cannot tell now: the refusal stands
+            raise
+
+    return authenticated
 
 
 @web.middleware

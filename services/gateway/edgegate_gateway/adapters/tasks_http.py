@@ -14,11 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from edgegate_common import subjects
 from edgegate_common.errors import InvalidArgument
 from edgegate_gateway.adapters.http_json import field, json_object, text_field, text_inputs
-from edgegate_gateway.core.rules import ASSISTANT
-from edgegate_gateway.pipeline import Pipeline
+from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
+from edgegate_gateway.pipeline import Offline, Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
 
@@ -45,8 +44,9 @@ BACKEND_NAMES = {
 
 
 class TasksHttp:
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, *, taskstore: TaskstoreClient) -> None:
         self._pipeline = pipeline
+        self._taskstore = taskstore
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/tasks", self.submit)
@@ -65,23 +65,18 @@ class TasksHttp:
         )
         for text in text_inputs(body.get("input")):
             envelope.parts.add(text=text)
-        self._pipeline.route(envelope)
-        if envelope.route.model == ASSISTANT:
-            raise InvalidArgument(
-                "the assistant answers at once (/v1/chat/completions); tasks run models",
-                details={"param": "model"},
-            )
-        task = await self._pipeline.submit(envelope, credential=_credential(request))
+        handled = await self._pipeline.handle(
+            envelope, credential=_credential(request), defer=True, offline=Offline.DEFER
+        )
+        task = handled.task
+        assert task is not None  # deferred work is always kept as a task
         return web.json_response(
             task_json(task), status=202, headers={"Location": f"/v1/tasks/{task.id}"}
         )
 
     async def get(self, request: web.Request) -> web.Response:
-        task = await self._pipeline.task_call(
-            subjects.TASKSTORE_GET,
-            tpb.GetRequest(id=request.match_info["task_id"]),
-            tpb.Task,
-            credential=_credential(request),
+        task = await self._taskstore.get(
+            request.match_info["task_id"], credential=_credential(request)
         )
         return web.json_response(task_json(task))
 
@@ -94,9 +89,7 @@ class TasksHttp:
             page_token=query.get("page_token", ""),
             after_revision=_integer(query, "after_revision"),
         )
-        page = await self._pipeline.task_call(
-            subjects.TASKSTORE_LIST, listing, tpb.ListResponse, credential=_credential(request)
-        )
+        page = await self._taskstore.list(listing, credential=_credential(request))
         return web.json_response(
             {
                 "object": "list",

@@ -1,0 +1,70 @@
+"""The taskstore, as the gateway calls it: NATS request-reply on the caller's behalf.
+
+Every call carries the caller's own token (`Authorization`), so the
+taskstore admits it as that caller: the gateway can store, read or list no
+task the caller could not. A taskstore that does not answer (nobody
+subscribed, or no reply in time) is UNAVAILABLE here, once, for every
+caller; the taskstore's own refusals come back as the typed errors the bus
+carries.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from google.protobuf.message import Message
+
+from edgegate_common import subjects
+from edgegate_common.bus import Bus
+from edgegate_common.credentials import bearer_token
+from edgegate_common.errors import DeadlineExceeded, NoResponders, Unavailable
+from edgegate_protos.common.v1 import envelope_pb2 as env
+from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
+
+Rep = TypeVar("Rep", bound=Message)
+
+
+class TaskstoreClient:
+    def __init__(self, bus: Bus, *, timeout_s: float) -> None:
+        """`timeout_s` covers a call whole: the taskstore's work and its own call to security."""
+        self._bus = bus
+        self._timeout_s = timeout_s
+
+    async def submit(
+        self, envelope: env.Envelope, *, credential: str, answer: env.Reply | None = None
+    ) -> tpb.Task:
+        """Store an admitted envelope: a task to run later, or, with `answer`, one answered
+        already, kept as completed (its result event published).
+
+        The same idempotency key names the same task, so a repeat stores nothing twice.
+        """
+        return await self._call(
+            subjects.TASKSTORE_SUBMIT,
+            tpb.SubmitRequest(envelope=envelope, answer=answer),
+            tpb.Task,
+            credential=credential,
+        )
+
+    async def get(self, task_id: str, *, credential: str) -> tpb.Task:
+        return await self._call(
+            subjects.TASKSTORE_GET, tpb.GetRequest(id=task_id), tpb.Task, credential=credential
+        )
+
+    async def list(self, listing: tpb.ListRequest, *, credential: str) -> tpb.ListResponse:
+        return await self._call(
+            subjects.TASKSTORE_LIST, listing, tpb.ListResponse, credential=credential
+        )
+
+    async def _call(
+        self, subject: str, request: Message, reply_type: type[Rep], *, credential: str
+    ) -> Rep:
+        try:
+            return await self._bus.request(
+                subject,
+                request,
+                reply_type,
+                timeout_s=self._timeout_s,
+                headers={"Authorization": f"Bearer {bearer_token(credential)}"},
+            )
+        except (NoResponders, DeadlineExceeded):
+            raise Unavailable("the taskstore is not answering; try again") from None
