@@ -66,6 +66,13 @@ class Output(Protocol[RefIn]):
 
 
 class Session(Generic[Ref]):
+    """One client's messages and results, under `credential`.
+
+    `redelivered`: the transport delivers again what the session did not
+    settle (ack or refuse), as MQTT at QoS 1 does. Then a send meeting an
+    outage waits it out, and `close` cancels the sends still running.
+    """
+
     def __init__(
         self,
         conversations: Conversations,
@@ -80,8 +87,8 @@ class Session(Generic[Ref]):
         self._redelivered = redelivered
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._sending: set[asyncio.Task[None]] = set()
-        # Messages not acked yet, by idempotency key: their results wait for the ack.
-        self._acking: dict[str, asyncio.Event] = {}
+        # Messages not acked yet, by idempotency key: their results wait for the acks.
+        self._acking: dict[str, list[asyncio.Event]] = {}
         self._awaiting: set[str] = set()  # acked task ids whose result has not been emitted
         self._emitted = _Remembered(MAX_REMEMBERED)
         self._changed = asyncio.Event()  # a send ended or an awaited result went out
@@ -111,7 +118,7 @@ class Session(Generic[Ref]):
         if not envelope.idempotency_key:  # known before sending: its result waits for the ack
             envelope.idempotency_key = uuid.uuid4().hex
         acked = asyncio.Event()
-        self._acking.setdefault(envelope.idempotency_key, acked)
+        self._acking.setdefault(envelope.idempotency_key, []).append(acked)
         sending = asyncio.create_task(self._send(envelope, defer, ref, acked))
         self._sending.add(sending)
         sending.add_done_callback(self._sent)
@@ -121,9 +128,9 @@ class Session(Generic[Ref]):
 
         Raises what the output raises; the result then counts as not emitted.
         """
-        acking = self._acking.get(result.task.envelope.idempotency_key)
-        if acking is not None:  # answered at once: the result beat its own ack here
-            await acking.wait()
+        # Answered at once, the result may beat its own ack here (or a resend's).
+        for acked in list(self._acking.get(result.task.envelope.idempotency_key, ())):
+            await acked.wait()
         await self._emit(result.sequence, result.task)
 
     async def drained(self) -> None:
@@ -159,7 +166,9 @@ class Session(Generic[Ref]):
         except Exception as exc:  # the output failed: the client is gone
             log.info("conversation output failed", error=repr(exc))
         finally:
-            if self._acking.get(key) is acked:
+            waiting = self._acking[key]
+            waiting.remove(acked)
+            if not waiting:
                 del self._acking[key]
             acked.set()
             self._slots.release()
