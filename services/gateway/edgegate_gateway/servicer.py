@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -72,13 +72,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
         session = Session(self._conversations, responses, credential=credential)
         # Following before reading: whatever the client sent has its result delivered.
         await session.follow(principal, conversation, after_sequence=after)
+        session.start()
+        reading = asyncio.create_task(_read(session, conversation, first, request_iterator))
         try:
-            session.start()
-            async for response in responses.until(
-                _read(session, conversation, first, request_iterator)
-            ):
-                yield response
+            async with contextlib.aclosing(responses.until(reading)) as stream:
+                async for response in stream:
+                    yield response
         finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reading
+            responses.close()
             await session.close()
 
 
@@ -110,14 +114,13 @@ class _Responses:
     async def fail(self, exc: EdgegateError) -> None:
         await self._put(exc)
 
-    async def until(self, ending: Coroutine[Any, Any, None]) -> AsyncIterator[pb.ConverseResponse]:
-        """The responses as they come, until `ending` returns and every one before it went."""
-        ended = asyncio.create_task(ending)
+    async def until(self, reading: asyncio.Task[None]) -> AsyncGenerator[pb.ConverseResponse]:
+        """The responses as they come, until `reading` is done and every one before it went."""
         getting: asyncio.Future[pb.ConverseResponse | EdgegateError] | None = None
         try:
             while True:
                 getting = asyncio.ensure_future(self._queue.get())
-                await asyncio.wait({getting, ended}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({getting, reading}, return_when=asyncio.FIRST_COMPLETED)
                 if not getting.done():
                     break
                 yield _response(getting.result())
@@ -126,13 +129,12 @@ class _Responses:
         finally:
             if getting is not None:
                 getting.cancel()
-            # Sends that finish after the stream ended write nowhere (and never wait).
-            self._closed = True
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            ended.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await ended
+
+    def close(self) -> None:
+        """Sends that finish after the stream ended write nowhere, and none waits."""
+        self._closed = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
 
     async def _put(self, item: pb.ConverseResponse | EdgegateError) -> None:
         if not self._closed:
