@@ -107,6 +107,7 @@ class Driver:
         self.world = world
         self.conversation = conversation
         self.frames: list[Frame] = []  # every frame read since `open`
+        self._exit = AsyncExitStack()  # what `open` entered
         # A user of its own: keys (and so task ids) of one case never name another's tasks.
         self._token = world.stack.token("infer:*", "tasks:read", "tasks:write", sub=conversation)
 
@@ -142,6 +143,10 @@ class Driver:
 
     async def receive(self) -> Frame:
         raise NotImplementedError
+
+    async def leave(self) -> None:
+        """Let go of whatever is still open (after a failure, say)."""
+        await self._exit.aclose()
 
     async def until(
         self, done: Callable[[list[Frame]], bool], *, timeout_s: float = 30.0
@@ -192,7 +197,7 @@ class GrpcDriver(Driver):
 
     async def close(self) -> list[Frame]:
         self._call.cancel()
-        await self._exit.aclose()
+        await self.leave()
         return []  # nothing read is not seen: the client resumes after the last it took
 
     async def receive(self) -> Frame:
@@ -242,7 +247,7 @@ class WebSocketDriver(Driver):
         await self._ws.send_json({"type": "send", "id": ref, "model": TEXT_MODEL})
 
     async def close(self) -> list[Frame]:
-        await self._exit.aclose()
+        await self.leave()
         return []  # nothing read is not seen: the client resumes after the last it took
 
     async def receive(self) -> Frame:
@@ -306,7 +311,7 @@ class MqttDriver(Driver):
         raise AssertionError("no queued reply")
 
     async def close(self) -> list[Frame]:
-        await self._exit.aclose()
+        await self.leave()
         # Received (and so acknowledged to the broker) but not read yet: the device has them.
         kept = []
         while len(self._client.messages):
@@ -375,8 +380,7 @@ DRIVERS: dict[str, type[Driver]] = {
 async def driver(request: pytest.FixtureRequest, world: World) -> AsyncIterator[Driver]:
     client = DRIVERS[request.param](world, f"{request.param}-{uuid.uuid4().hex[:10]}")
     yield client
-    if hasattr(client, "_exit"):
-        await client._exit.aclose()
+    await client.leave()
 
 
 def _ack(frames: list[Frame], ref: str) -> Frame | None:
