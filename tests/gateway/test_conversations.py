@@ -1,4 +1,6 @@
-"""Conversations over WebSocket `/ws` and gRPC `Converse`: acks, results, resume, bad frames.
+"""Conversations over WebSocket `/ws` and gRPC `Converse`: what only these two do (a resend on
+a new session, the assistant, routing rules, authentication, a stream's end) and the details
+of their frames. What every transport shares is `test_conversation_behaviour.py`.
 
 Real processes: nats-server, security, inference, taskstore and the gateway
 (with the assistant answering from a one-passage knowledge base).
@@ -133,21 +135,6 @@ async def test_the_assistant_answers_over_websocket(stack: Stack, gateway: tuple
     assert answer["metadata"]["source"] == "faq.md#1" and "score" in answer["metadata"]
 
 
-async def test_a_resend_with_the_same_key_is_one_task_with_one_result(
-    stack: Stack, gateway: tuple[str, str]
-) -> None:
-    url, _ = gateway
-    async with connect(url, _token(stack)) as client:
-        await client.next("ready")
-        for _ in range(2):
-            await client.send(type="send", model=TEXT_MODEL, text="once", idempotency_key="k-dup")
-        first, second = await client.next("ack"), await client.next("ack")
-        await client.next("result")
-        later = await client.quiet(1.5)
-    assert first["task_id"] == second["task_id"]
-    assert not [f for f in later if f["type"] == "result"]
-
-
 async def test_a_resend_after_a_lost_ack_gets_the_earlier_result_at_once(
     stack: Stack, gateway: tuple[str, str]
 ) -> None:
@@ -181,44 +168,6 @@ async def test_a_resend_after_a_lost_ack_gets_the_earlier_result_at_once(
 
 async def _all(call: Any) -> list[gateway_pb2.ConverseResponse]:
     return [response async for response in call]
-
-
-async def test_a_client_that_reconnects_gets_what_it_missed_once(
-    stack: Stack, gateway: tuple[str, str]
-) -> None:
-    url, _ = gateway
-    token = _token(stack, sub="bob")
-    conversation = f"resume-{uuid.uuid4().hex[:8]}"
-    async with connect(url, token, conversation=conversation) as client:
-        await client.next("ready")
-        await client.send(type="send", model=TEXT_MODEL, text="first")
-        seen = (await client.next("result"))["sequence"]
-        # Queued work: the client leaves right after the ack, before the result.
-        for text in ("second", "third"):
-            await client.send(type="send", model=TEXT_MODEL, text=text, defer=True)
-            await client.next("ack")
-    # Another conversation of the same user must not leak into this one.
-    async with connect(url, token, conversation="elsewhere") as other:
-        await other.next("ready")
-        await other.send(type="send", model=TEXT_MODEL, text="not yours")
-        await other.next("result")
-    await asyncio.sleep(1.0)  # both queued tasks finish while nobody listens
-
-    async with connect(url, token, conversation=conversation, after_sequence=seen) as client:
-        ready = await client.next("ready")
-        missed = [await client.next("result"), await client.next("result")]
-        extra = await client.quiet(1.5)
-    assert ready["conversation"] == conversation and ready["after_sequence"] == seen
-    texts = sorted(r["task"]["id"] for r in missed)
-    assert len(set(texts)) == 2
-    assert all(r["sequence"] > seen for r in missed)
-    assert not [f for f in extra if f["type"] == "result"]
-
-    # Resuming from the last one seen replays nothing already delivered.
-    last = max(r["sequence"] for r in missed)
-    async with connect(url, token, conversation=conversation, after_sequence=last) as client:
-        await client.next("ready")
-        assert not [f for f in await client.quiet(1.5) if f["type"] == "result"]
 
 
 async def test_bad_frames_get_error_frames_and_the_session_goes_on(
@@ -307,43 +256,6 @@ async def test_converse_acks_and_answers_every_message_then_ends(
     assert {r.reply.task_id for r in answered} == {a.task_id for a in acks}
     assert all(r.sequence > 0 and r.reply.backend == env.BACKEND_LOCAL for r in answered)
     assert [r.error.code for r in refused] == [env.ERROR_CODE_INVALID_ARGUMENT]
-
-
-async def test_converse_resume_delivers_what_was_missed(
-    stack: Stack, gateway: tuple[str, str]
-) -> None:
-    _, target = gateway
-    token = _token(stack, sub="carol")
-    conversation = f"grpc-{uuid.uuid4().hex[:8]}"
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = gateway_pb2_grpc.GatewayStub(channel)
-        first = text_envelope("before")
-        first.conversation = conversation
-        call = stub.Converse(
-            _converse_requests(gateway_pb2.ConverseRequest(envelope=first)),
-            metadata=bearer(token),
-        )
-        seen = max([r.sequence async for r in call])
-        # Sent with Send (deferred) while no Converse stream is open.
-        missed = text_envelope("while away")
-        missed.conversation = conversation
-        sent = await stub.Send(
-            gateway_pb2.SendRequest(envelope=missed, defer=True), metadata=bearer(token)
-        )
-        resume = gateway_pb2.ConverseRequest(
-            resume=gateway_pb2.Resume(conversation=conversation, after_sequence=seen)
-        )
-        leave = asyncio.Event()
-
-        async def resuming() -> AsyncIterator[gateway_pb2.ConverseRequest]:
-            yield resume
-            await leave.wait()  # a resuming client keeps its side open while it listens
-
-        call = stub.Converse(resuming(), metadata=bearer(token))
-        got = await asyncio.wait_for(call.read(), timeout=20)
-        leave.set()
-        call.cancel()
-    assert got.reply.task_id == sent.reply.task_id and got.sequence > seen
 
 
 async def test_converse_without_a_token_is_unauthenticated(gateway: tuple[str, str]) -> None:

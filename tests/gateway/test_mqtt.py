@@ -82,13 +82,6 @@ class Device:
                 if body["type"] == kind:
                     return body
 
-    async def drain(self, seconds: float) -> list[dict[str, Any]]:
-        await asyncio.sleep(seconds)
-        got = []
-        while not self.replies.empty():
-            got.append(self.replies.get_nowait())
-        return got
-
 
 @asynccontextmanager
 async def device(broker: Mosquitto, name: str) -> AsyncIterator[Device]:
@@ -152,18 +145,6 @@ async def test_the_assistant_answers_a_device(broker: Mosquitto) -> None:
         await dev.request({"id": "q", "model": "edgegate-assistant", "text": "where is my answer?"})
         result = await dev.reply("result")
     assert result["task"]["result"]["outputs"] == [{"type": "text", "text": ANSWER}]
-
-
-@pytest.mark.slow
-@pytest.mark.usefixtures("ready")
-async def test_a_repeated_request_is_one_task_with_one_result(broker: Mosquitto) -> None:
-    async with device(broker, "dev-4") as dev:
-        for _ in range(3):
-            await dev.request({"id": "same", "model": TEXT_MODEL, "text": "once"})
-        first = await dev.reply("result")
-        rest = await dev.drain(1.5)
-    assert first["id"] == "same"
-    assert not [r for r in rest if r["type"] == "result"]
 
 
 @pytest.mark.slow

@@ -1,8 +1,10 @@
 """Conversations: messages in, acks and results out, resumable after a disconnect.
 
-The WebSocket adapter (`/ws`) and gRPC `Converse` share this. The taskstore
-is the conversation's log, so a result survives the connection that asked
-for it:
+The WebSocket adapter (`/ws`), gRPC `Converse` and MQTT share this through
+a `Session` (`sessions.py`), which holds the delivery rules on top of it:
+the in-flight cap, ack before result, each result once. The taskstore is
+the conversation's log, so a result survives the connection that asked for
+it:
 
 - `send` runs one message through the pipeline. An answer given at once
   (local inference, the cloud fallback, the assistant) is stored in the

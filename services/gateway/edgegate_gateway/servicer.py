@@ -8,22 +8,26 @@ taskstore, whose task id the reply carries.
 accepted envelope and a reply per finished task out. A client that
 reconnects sends `Resume` first with the last sequence it saw. The stream
 ends when the client has closed its side and every acked message has had
-its reply.
+its reply. What WebSocket and MQTT share comes from the session
+(`sessions.py`): at most 32 envelopes run at once (reading pauses past
+that), an envelope's reply never comes before its ack, each task's reply
+comes once per stream, and a resend of a task that finished before is acked,
+then answered with its reply (sequence 0).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from edgegate_common.errors import EdgegateError, Internal, Unavailable
-from edgegate_common.logging import get_logger
+from edgegate_common.errors import EdgegateError
 from edgegate_common.rpc import authorization
-from edgegate_gateway.conversations import Conversations, Result, conversation_id
+from edgegate_gateway.conversations import Ack, Conversations, conversation_id
+from edgegate_gateway.sessions import Session
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.gateway.v1 import gateway_pb2 as pb
 from edgegate_protos.gateway.v1 import gateway_pb2_grpc
@@ -34,10 +38,7 @@ if TYPE_CHECKING:
 else:
     Context = grpc.aio.ServicerContext
 
-log = get_logger(__name__)
-
-MAX_IN_FLIGHT = 32  # envelopes one stream may have running; past it, reading pauses
-MAX_QUEUED_RESPONSES = 256
+MAX_QUEUED_RESPONSES = 256  # past it, the session waits (and its results feed fills)
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
@@ -67,138 +68,109 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServicer):
             after = first.resume.after_sequence
         else:
             conversation = conversation_id(first.envelope.conversation)
+        responses = _Responses(conversation)
+        session = Session(self._conversations, responses, credential=credential)
         # Following before reading: whatever the client sent has its result delivered.
-        follow = await self._conversations.follow(principal, conversation, after_sequence=after)
-        stream = _Conversation(self._conversations, credential, conversation)
+        await session.follow(principal, conversation, after_sequence=after)
+        session.start()
+        reading = asyncio.create_task(_read(session, conversation, first, request_iterator))
         try:
-            async for response in stream.run(first, request_iterator, follow.results()):
-                yield response
+            async with contextlib.aclosing(responses.until(reading)) as stream:
+                async for response in stream:
+                    yield response
         finally:
-            await follow.close()
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reading
+            responses.close()
+            await session.close()
 
 
-class _Conversation:
-    """One Converse stream: reads envelopes, runs them, merges acks and results."""
+class _Responses:
+    """A Converse stream's side of its session: acks, replies and refusals, in one queue."""
 
-    def __init__(self, conversations: Conversations, credential: str, conversation: str) -> None:
-        self._conversations = conversations
-        self._credential = credential
+    def __init__(self, conversation: str) -> None:
         self._conversation = conversation
-        self._out: asyncio.Queue[pb.ConverseResponse | EdgegateError] = asyncio.Queue(
+        self._queue: asyncio.Queue[pb.ConverseResponse | EdgegateError] = asyncio.Queue(
             maxsize=MAX_QUEUED_RESPONSES
         )
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
-        self._sending: set[asyncio.Task[None]] = set()
-        self._awaiting: set[str] = set()  # acked task ids whose reply has not come yet
-        self._delivered: set[str] = set()  # task ids whose reply came (maybe before the ack)
-        self._reading_done = False
-        self._changed = asyncio.Event()
+        self._closed = False
 
-    async def run(
-        self,
-        first: pb.ConverseRequest,
-        requests: AsyncIterator[pb.ConverseRequest],
-        results: AsyncIterator[Result],
-    ) -> AsyncIterator[pb.ConverseResponse]:
-        reader = asyncio.create_task(self._read(first, requests))
-        pump = asyncio.create_task(self._pump(results))
+    async def ack(self, ref: env.Envelope, ack: Ack) -> None:
+        response = pb.Ack(
+            envelope_id=ack.envelope_id,
+            idempotency_key=ack.idempotency_key,
+            task_id=ack.task_id,
+            conversation=self._conversation,
+        )
+        await self._put(pb.ConverseResponse(ack=response))
+
+    async def result(self, sequence: int, task: tpb.Task) -> None:
+        await self._put(pb.ConverseResponse(sequence=sequence, reply=_task_reply(task)))
+
+    async def error(self, ref: env.Envelope, exc: EdgegateError) -> None:
+        await self._put(pb.ConverseResponse(reply=_refused(ref, exc)))
+
+    async def fail(self, exc: EdgegateError) -> None:
+        await self._put(exc)
+
+    async def until(self, reading: asyncio.Task[None]) -> AsyncGenerator[pb.ConverseResponse]:
+        """The responses as they come, until `reading` is done and every one before it went."""
+        getting: asyncio.Future[pb.ConverseResponse | EdgegateError] | None = None
         try:
-            while not self._finished():
-                getting = asyncio.ensure_future(self._out.get())
-                changed = asyncio.ensure_future(self._changed.wait())
-                await asyncio.wait({getting, changed}, return_when=asyncio.FIRST_COMPLETED)
-                changed.cancel()
-                self._changed.clear()
+            while True:
+                getting = asyncio.ensure_future(self._queue.get())
+                await asyncio.wait({getting, reading}, return_when=asyncio.FIRST_COMPLETED)
                 if not getting.done():
-                    getting.cancel()
-                    continue
-                item = getting.result()
-                if isinstance(item, EdgegateError):
-                    raise item
-                yield item
+                    break
+                yield _response(getting.result())
+            while not self._queue.empty():
+                yield _response(self._queue.get_nowait())
         finally:
-            for task in (reader, pump, *self._sending):
-                task.cancel()
-            for task in (reader, pump, *self._sending):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            if getting is not None:
+                getting.cancel()
 
-    def _finished(self) -> bool:
-        idle = self._reading_done and not self._sending and not self._awaiting
-        return idle and self._out.empty()
+    def close(self) -> None:
+        """Sends that finish after the stream ended write nowhere, and none waits."""
+        self._closed = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
 
-    async def _read(
-        self, first: pb.ConverseRequest, requests: AsyncIterator[pb.ConverseRequest]
-    ) -> None:
-        try:
-            if first.WhichOneof("kind") == "envelope":
-                await self._start(first.envelope)
-            async for request in requests:
-                if request.WhichOneof("kind") == "envelope":
-                    await self._start(request.envelope)
-        finally:
-            self._reading_done = True
-            self._changed.set()
+    async def _put(self, item: pb.ConverseResponse | EdgegateError) -> None:
+        if not self._closed:
+            await self._queue.put(item)
 
-    async def _start(self, envelope: env.Envelope) -> None:
-        await self._slots.acquire()
-        sending = asyncio.create_task(self._send(envelope))
-        self._sending.add(sending)
 
-        def done(task: asyncio.Task[None]) -> None:
-            self._sending.discard(task)
-            self._changed.set()
+async def _read(
+    session: Session[env.Envelope],
+    conversation: str,
+    first: pb.ConverseRequest,
+    requests: AsyncIterator[pb.ConverseRequest],
+) -> None:
+    """Submit the client's envelopes; done once it closed its side and all were answered."""
+    if first.WhichOneof("kind") == "envelope":
+        await _submit(session, first.envelope, conversation)
+    async for request in requests:
+        if request.WhichOneof("kind") == "envelope":
+            await _submit(session, request.envelope, conversation)
+    await session.drained()
 
-        sending.add_done_callback(done)
 
-    async def _send(self, received: env.Envelope) -> None:
-        envelope = env.Envelope()
-        envelope.CopyFrom(received)
-        envelope.channel = env.CHANNEL_GRPC
-        envelope.conversation = self._conversation
-        try:
-            ack = await self._conversations.send(envelope, credential=self._credential)
-            if ack.finished is not None and ack.task_id not in self._delivered:
-                # A resend whose result went out before: deliver it from here.
-                self._delivered.add(ack.task_id)
-                await self._out.put(pb.ConverseResponse(reply=_task_reply(ack.finished)))
-            elif ack.task_id not in self._delivered:
-                self._awaiting.add(ack.task_id)
-            response = pb.ConverseResponse(
-                ack=pb.Ack(
-                    envelope_id=ack.envelope_id,
-                    idempotency_key=ack.idempotency_key,
-                    task_id=ack.task_id,
-                    conversation=self._conversation,
-                )
-            )
-        except EdgegateError as exc:
-            response = pb.ConverseResponse(reply=_refused(envelope, exc))
-        except Exception:
-            log.exception("converse send failed")
-            response = pb.ConverseResponse(
-                reply=_refused(envelope, Internal("the gateway failed; see its log"))
-            )
-        finally:
-            self._slots.release()
-        await self._out.put(response)
+async def _submit(
+    session: Session[env.Envelope], received: env.Envelope, conversation: str
+) -> None:
+    envelope = env.Envelope()
+    envelope.CopyFrom(received)
+    envelope.channel = env.CHANNEL_GRPC
+    envelope.conversation = conversation
+    # The envelope is its own reference: a refusal names the id the pipeline gave it.
+    await session.submit(envelope, defer=False, ref=envelope)
 
-    async def _pump(self, results: AsyncIterator[Result]) -> None:
-        try:
-            async for result in results:
-                if result.task.id in self._delivered:
-                    continue  # a resend's, delivered from its ack
-                await self._out.put(
-                    pb.ConverseResponse(sequence=result.sequence, reply=_task_reply(result.task))
-                )
-                self._delivered.add(result.task.id)
-                self._awaiting.discard(result.task.id)
-                self._changed.set()
-        except EdgegateError as exc:
-            await self._out.put(exc)
-        except Exception as exc:
-            log.warning("converse results stopped", error=repr(exc))
-            await self._out.put(Unavailable("the results feed broke; reconnect and resume"))
+
+def _response(item: pb.ConverseResponse | EdgegateError) -> pb.ConverseResponse:
+    if isinstance(item, EdgegateError):
+        raise item
+    return item
 
 
 def _task_reply(task: tpb.Task) -> env.Reply:

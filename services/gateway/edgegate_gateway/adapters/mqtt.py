@@ -20,8 +20,19 @@ while handling it.
 
 Results come from the taskstore's events through one durable JetStream
 consumer shared by every gateway replica: each finished task is published
-once by whichever replica takes it, and results that finish while every
-gateway is down are published when one returns.
+by whichever replica takes it, and results that finish while every gateway
+is down are published when one returns. A device away from the broker gets
+them when it returns if its own session is persistent (QoS 1, not a clean
+session): MQTT's resume.
+
+What gRPC `Converse` and WebSocket share comes from the session
+(`sessions.py`), one per broker connection: at most 32 requests are
+handled at once (past that the gateway stops reading), a request's `queued`
+comes before its result (where one replica handles both), a replica
+publishes each task's result once, and a repeated request whose task
+finished before gets `queued` (if deferred) and then its result again,
+unless this replica published it already (a device that resends may have
+missed it).
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ from typing import Any
 import aiomqtt
 import nats.errors
 import nats.js.errors
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from edgegate_common import subjects
@@ -45,16 +57,15 @@ from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.http_json import text_field
 from edgegate_gateway.adapters.json_messages import error_frame, frame_object, message_envelope
 from edgegate_gateway.adapters.tasks_http import task_json
-from edgegate_gateway.conversations import Ack, Conversations
+from edgegate_gateway.conversations import Ack, Conversations, Result
+from edgegate_gateway.sessions import Session
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.common.v1 import principal_pb2
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
 
 log = get_logger(__name__)
 
-MAX_IN_FLIGHT = 64  # requests being handled at once; past it, reading pauses
 RECONNECT_S = (0.5, 10.0)  # first and longest wait between broker connection attempts
-RETRY_S = (0.5, 10.0)  # first and longest wait before a request meeting UNAVAILABLE is retried
 ID_METADATA = "mqtt.id"
 
 
@@ -88,15 +99,28 @@ def read_request(frame: dict[str, Any], device: str) -> tuple[env.Envelope, bool
     return envelope, defer, message_id
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A request as the broker delivered it: acknowledged to it once settled."""
+
+    client: aiomqtt.Client  # the connection it came on (message ids are per connection)
+    message: aiomqtt.Message
+    device: str | None
+    id: str = ""
+
+
 class MqttAdapter:
+    """One session for the broker connection: every device's requests share its in-flight cap
+    and its memory of results published, and each reply goes to the topic of its device."""
+
     def __init__(self, settings: MqttSettings, *, bus: Bus, conversations: Conversations) -> None:
         self._settings = settings
         self._bus = bus
         self._conversations = conversations
-        self._client: aiomqtt.Client | None = None
-        self._connected = asyncio.Event()
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
-        self._handling: set[asyncio.Task[None]] = set()
+        self._replies = _Replies(settings.prefix)
+        self._session = Session(
+            conversations, self._replies, credential=settings.credential, redelivered=True
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: Any = None
 
@@ -105,11 +129,12 @@ class MqttAdapter:
         self._tasks = [loop.create_task(self._receive()), loop.create_task(self._deliver())]
 
     async def close(self) -> None:
-        for task in [*self._tasks, *self._handling]:
+        for task in self._tasks:
             task.cancel()
-        for task in [*self._tasks, *self._handling]:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._session.close()  # requests not settled: the broker delivers them again
         if self._subscription is not None:
             # A pull subscription left open keeps the connection's drain waiting.
             with contextlib.suppress(Exception):
@@ -137,90 +162,38 @@ class MqttAdapter:
                 async with client:
                     # A shared subscription: replicas take turns, none sees a request twice.
                     await client.subscribe(f"$share/edgegate/{s.prefix}/+/request", qos=1)
-                    self._client = client
-                    self._connected.set()
+                    self._replies.connected(client)
                     log.info("mqtt subscribed", host=s.host, port=s.port, prefix=s.prefix)
                     wait_s = RECONNECT_S[0]
                     async for message in client.messages:
-                        await self._slots.acquire()
-                        handling = asyncio.create_task(self._handle(client, message))
-                        self._handling.add(handling)
-                        handling.add_done_callback(self._handling.discard)
+                        await self._take(client, message)
             except aiomqtt.MqttError as exc:
                 log.warning("mqtt broker unreachable", error=str(exc), retry_in_s=wait_s)
             finally:
-                self._connected.clear()
-                self._client = None
+                self._replies.connected(None)
             await asyncio.sleep(wait_s)
             wait_s = min(wait_s * 2, RECONNECT_S[1])
 
-    async def _handle(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+    async def _take(self, client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+        """Read one request and hand it to the session, which waits while too many run."""
         device = device_of(str(message.topic), self._settings.prefix)
-        message_id = ""
-        settled = False  # the broker may forget the request: stored, or refused for good
+        request = _Request(client, message, device)
         try:
             if device is None:
                 raise InvalidArgument(f"{message.topic} is not a request topic")
             payload = message.payload if isinstance(message.payload, bytes) else b""
             frame = frame_object(payload)
-            if isinstance(frame.get("id"), str):
-                message_id = frame["id"]  # echoed even when the rest is refused
+            if isinstance(frame.get("id"), str):  # echoed even when the rest is refused
+                request = _Request(client, message, device, frame["id"])
             envelope, defer, _ = read_request(frame, device)
-            ack = await self._send(envelope, defer)
-            settled = True
-            if ack.deferred:
-                queued = {"type": "queued", "id": message_id, "task_id": ack.task_id}
-                with contextlib.suppress(Unavailable, aiomqtt.MqttError):
-                    await self._reply(device, queued)  # the result follows in any case
-            # A redelivered request that finished before (ack.finished) gets nothing more:
-            # its result was published to the reply topic when it finished.
         except EdgegateError as exc:
-            settled = True
-            await self._refuse(device, message_id, exc)
-        except Exception:
-            settled = True
-            log.exception("mqtt request failed", topic=str(message.topic))
-            await self._refuse(device, message_id, Internal("the gateway failed; see its log"))
-        finally:
-            self._slots.release()
-            if settled:  # cancelled (shutting down): not acked, the broker delivers it again
-                with contextlib.suppress(Exception):
-                    client._client.ack(message.mid, message.qos)
-
-    async def _send(self, envelope: env.Envelope, defer: bool) -> Ack:
-        """Hand the request on, waiting out an outage of a service (the broker keeps it meanwhile).
-
-        Each try starts from the request as received: a failed try may have
-        changed its copy (routed, admitted, masked).
-        """
-        wait_s = RETRY_S[0]
-        while True:
-            attempt = env.Envelope()
-            attempt.CopyFrom(envelope)
-            try:
-                return await self._conversations.send(
-                    attempt, credential=self._settings.credential, defer=defer
-                )
-            except Unavailable as exc:
-                log.info("mqtt request waits", why=exc.message, retry_in_s=wait_s)
-                await asyncio.sleep(wait_s)
-                wait_s = min(wait_s * 2, RETRY_S[1])
-
-    async def _refuse(self, device: str | None, message_id: str, exc: EdgegateError) -> None:
-        if device is None:
-            log.warning("mqtt message on an unknown topic dropped", why=exc.message)
+            await self._replies.error(request, exc)
             return
-        try:
-            await self._reply(device, error_frame(exc, message_id))
-        except (Unavailable, aiomqtt.MqttError):
-            log.warning("mqtt error reply not sent: the broker is away", device=device)
-
-    async def _reply(self, device: str, body: dict[str, Any]) -> None:
-        client = self._client
-        if client is None:
-            raise Unavailable("not connected to the MQTT broker")
-        topic = f"{self._settings.prefix}/{device}/reply"
-        await client.publish(topic, json.dumps(body), qos=1)
+        except Exception:
+            log.exception("mqtt request unreadable", topic=str(message.topic))
+            await self._replies.error(request, Internal("the gateway failed; see its log"))
+            return
+        await self._session.submit(envelope, defer=defer, ref=request)
 
     # Results out
 
@@ -264,7 +237,7 @@ class MqttAdapter:
 
     async def _deliver_from(self, subscription: Any) -> None:
         while True:
-            await self._connected.wait()
+            await self._replies.wait_connected()
             try:
                 messages = await subscription.fetch(16, timeout=5)
             except (TimeoutError, nats.errors.TimeoutError):
@@ -276,28 +249,22 @@ class MqttAdapter:
                 await asyncio.sleep(1.0)
                 continue
             for message in messages:
-                task = tpb.Task()
-                try:
-                    task.ParseFromString(message.data)
-                except Exception:
-                    await message.ack()
-                    continue
-                try:
-                    await self._deliver_result(task)
-                except (Unavailable, aiomqtt.MqttError):
-                    await message.nak(delay=1.0)  # the broker is away: later
-                    continue
-                await message.ack()
+                await self._deliver_one(message)
 
-    async def _deliver_result(self, task: tpb.Task) -> None:
-        if task.envelope.channel != env.CHANNEL_MQTT:
+    async def _deliver_one(self, message: Msg) -> None:
+        task = tpb.Task()
+        try:
+            task.ParseFromString(message.data)
+        except Exception:
+            await message.ack()
             return
-        body = {
-            "type": "result",
-            "id": task.envelope.metadata.get(ID_METADATA, ""),
-            "task": task_json(task),
-        }
-        await self._reply(task.envelope.conversation, body)
+        if task.envelope.channel == env.CHANNEL_MQTT:
+            try:
+                await self._session.deliver(Result(message.metadata.sequence.stream, task))
+            except (Unavailable, aiomqtt.MqttError):
+                await message.nak(delay=1.0)  # the broker is away: later
+                return
+        await message.ack()
 
     async def _principal(self) -> principal_pb2.Principal:
         while True:
@@ -309,3 +276,69 @@ class MqttAdapter:
             except EdgegateError as exc:
                 log.error("mqtt_credential is refused; MQTT results wait", why=exc.message)
                 await asyncio.sleep(30.0)
+
+
+class _Replies:
+    """The adapter's side of its session: replies published to each device's reply topic."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+
+    def connected(self, client: aiomqtt.Client | None) -> None:
+        self._client = client
+        if client is None:
+            self._connected.clear()
+        else:
+            self._connected.set()
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    async def ack(self, ref: _Request, ack: Ack) -> None:
+        try:
+            if ack.deferred:
+                queued = {"type": "queued", "id": ref.id, "task_id": ack.task_id}
+                with contextlib.suppress(Unavailable, aiomqtt.MqttError):
+                    await self._publish(ref.device or "", queued)  # the result follows anyway
+        finally:
+            _settle(ref)
+
+    async def result(self, sequence: int, task: tpb.Task) -> None:
+        """Published to the task's device; raises while the broker is away."""
+        body = {
+            "type": "result",
+            "id": task.envelope.metadata.get(ID_METADATA, ""),
+            "task": task_json(task),
+        }
+        await self._publish(task.envelope.conversation, body)
+
+    async def error(self, ref: _Request, exc: EdgegateError) -> None:
+        try:
+            if ref.device is None:
+                log.warning("mqtt message on an unknown topic dropped", why=exc.message)
+                return
+            try:
+                await self._publish(ref.device, error_frame(exc, ref.id))
+            except (Unavailable, aiomqtt.MqttError):
+                log.warning("mqtt error reply not sent: the broker is away", device=ref.device)
+        finally:
+            _settle(ref)
+
+    async def fail(self, exc: EdgegateError) -> None:
+        # Never called: results come through the adapter's own consumer (`Session.deliver`).
+        log.error("mqtt results stopped", why=exc.message)
+
+    async def _publish(self, device: str, body: dict[str, Any]) -> None:
+        client = self._client
+        if client is None:
+            raise Unavailable("not connected to the MQTT broker")
+        await client.publish(f"{self._prefix}/{device}/reply", json.dumps(body), qos=1)
+
+
+def _settle(request: _Request) -> None:
+    """Tell the broker it may forget the request: stored, or refused for good. One that is
+    not settled (the gateway stopped while handling it) is delivered again."""
+    with contextlib.suppress(Exception):
+        request.client._client.ack(request.message.mid, request.message.qos)
