@@ -267,3 +267,24 @@ async def test_converse_without_a_token_is_unauthenticated(gateway: tuple[str, s
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await call.read()
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.fixture(scope="module")
+def gateway_without_assistant(stack: Stack) -> str:
+    """The WebSocket URL of a gateway with no knowledge folder."""
+    _, port = stack.start_gateway()
+    return f"ws://127.0.0.1:{port}/ws"
+
+
+async def test_a_gateway_without_an_assistant_says_so(
+    stack: Stack, gateway_without_assistant: str
+) -> None:
+    """No knowledge folder: a message for the assistant is NOT_FOUND, and the session goes on."""
+    async with connect(gateway_without_assistant, _token(stack)) as client:
+        await client.next("ready")
+        await client.send(type="send", id="q", model="edgegate-assistant", text="anyone there?")
+        error = await client.next("error")
+        await client.send(type="ping", id="p")
+        await client.next("pong")
+    assert error["id"] == "q" and error["code"] == "NOT_FOUND"
+    assert "no assistant" in error["message"]

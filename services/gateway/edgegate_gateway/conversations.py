@@ -34,7 +34,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
-from edgegate_common.errors import InvalidArgument, ResourceExhausted, Unavailable
+from edgegate_common.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.pipeline import Handled, Offline, Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
@@ -75,6 +75,18 @@ def conversation_id(requested: str) -> str:
     return requested
 
 
+class _NoAssistant:
+    """Stands in for the assistant on a gateway configured without one: a known caller
+    is told so (a stranger, UNAUTHENTICATED)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    async def reply(self, envelope: env.Envelope, *, credential: str) -> env.Reply:
+        await self._pipeline.authenticate(credential)
+        raise NotFound("this gateway has no assistant (no knowledge folder is configured)")
+
+
 class Conversations:
     def __init__(self, *, bus: Bus, pipeline: Pipeline, assistant: Assistant | None) -> None:
         self._bus = bus
@@ -100,7 +112,7 @@ class Conversations:
             credential=credential,
             defer=defer,
             offline=Offline.DEFER,
-            assistant=self._assistant,
+            assistant=self._assistant or _NoAssistant(self._pipeline),
         )
 
     async def send(self, envelope: env.Envelope, *, credential: str, defer: bool = False) -> Ack:
