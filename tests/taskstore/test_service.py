@@ -69,7 +69,12 @@ async def test_a_submitted_task_completes_and_its_event_matches_the_record(stack
             assert task.status == pb.TASK_STATUS_PENDING
             assert (task.tenant, task.user) == (TENANT, "alice")
             event = await asyncio.wait_for(events.get(), timeout=20)
-            stored = await stub.Get(pb.GetRequest(id=task.id), metadata=bearer(token))
+
+            async def reported() -> pb.Task | None:  # the record notes it after publishing
+                stored = await stub.Get(pb.GetRequest(id=task.id), metadata=bearer(token))
+                return stored if stored.reported else None
+
+            stored = await eventually(reported, what="the record to note its event")
     assert event.id == task.id
     # The event is the finished record; the record's last write only noted it reported.
     assert event.revision < stored.revision and stored.reported and event.reported
