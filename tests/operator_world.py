@@ -31,8 +31,9 @@ import openai
 from crd_schema import checker
 from inference_support import TEXT_CONFIG, minilm_tokenizer
 from kmock_cluster import MODELDEPLOYMENTS, KMockCluster
-from kubelet import Kubelet, wait_for
+from kubelet import Kubelet
 from suite_stack import Stack, start_stack
+from waiting import wait_until
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
@@ -209,7 +210,7 @@ class World:
     def wait_status(
         self, name: str, what: str, check: Any, timeout_s: float = 60
     ) -> dict[str, Any]:
-        result: dict[str, Any] = wait_for(
+        result: dict[str, Any] = wait_until(
             lambda: (s := self.status(name)) and check(s) and s, timeout_s=timeout_s, what=what
         )
         self.check_schema(name)

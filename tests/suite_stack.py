@@ -10,8 +10,7 @@ started by the test that needs it.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TypeVar
 import grpc
 import openai
 from inference_support import build_test_repository
+from waiting import eventually, wait_until  # eventually: also imported from here
 
 from edgegate_common.bus import Bus
 from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
@@ -176,20 +176,6 @@ def bearer(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
 
 
-async def eventually(
-    check: Callable[[], Awaitable[T | None]], *, timeout_s: float = 20.0, what: str = ""
-) -> T:
-    """Poll `check` until it returns something other than None."""
-    give_up_at = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result is not None:
-            return result
-        if time.monotonic() > give_up_at:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.05)
-
-
 async def all_completed(
     taskstore: taskstore_pb2_grpc.TaskStoreStub,
     ids: list[str],
@@ -252,17 +238,18 @@ def assistant_client(
 
 def first_answer(chat: openai.OpenAI, question: str = "ready?") -> str:
     """The assistant's answer to `question`, once its passages are embedded (503 until then)."""
-    give_up_at = time.monotonic() + 30
-    while True:
+
+    def ask() -> list[str] | None:
         try:
             completion = chat.chat.completions.create(
                 model="edgegate-assistant", messages=[{"role": "user", "content": question}]
             )
-            return completion.choices[0].message.content or ""
         except openai.InternalServerError:
-            if time.monotonic() > give_up_at:
-                raise
-            time.sleep(0.2)
+            return None
+        return [completion.choices[0].message.content or ""]
+
+    (answer,) = wait_until(ask, timeout_s=30, interval_s=0.2, what="the assistant's first answer")
+    return str(answer)
 
 
 @contextmanager

@@ -30,9 +30,9 @@ from hypothesis import strategies as st
 from kmock_cluster import KMockCluster
 from kopf._cogs.aiokits.aiotoggles import Toggle
 from kopf._core.engines import peering as kopf_peering
-from kubelet import wait_for
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
+from waiting import wait_until
 
 from edgegate_common.local import free_port
 from edgegate_operator.__main__ import peering_options
@@ -592,14 +592,14 @@ def test_two_replicas_one_acts_and_the_other_takes_over_when_it_dies(
     )
     replicas = [high, low]
     try:
-        ids = wait_for(
+        ids = wait_until(
             lambda: (found := peer_identities(cluster)).keys() >= {100, 200} and found,
             timeout_s=60,
             what="both replicas' records in the peering object",
         )
         high_agent, low_agent = (f"edgegate-operator/{ids[p]}" for p in (200, 100))
-        wait_for(lambda: reads.by_agent()[high_agent], timeout_s=30, what="the first reconcile")
-        wait_for(lambda: low.paused_by(200), timeout_s=30, what="the low one paused")
+        wait_until(lambda: reads.by_agent()[high_agent], timeout_s=30, what="the first reconcile")
+        wait_until(lambda: low.paused_by(200), timeout_s=30, what="the low one paused")
         time.sleep(SETTLE_S)  # reconciles started in the start-up overlap finish
 
         # Both are up and peered: only the high one reads its resources, for seconds on end.
@@ -617,14 +617,14 @@ def test_two_replicas_one_acts_and_the_other_takes_over_when_it_dies(
         high.process.wait()
         killed_at = time.monotonic()
         reads.mark()
-        wait_for(
+        wait_until(
             lambda: reads.by_agent()[low_agent],
             timeout_s=LIFETIME_S + READ_S + RESYNC_S + 5,
             what="the low one's first reconcile after the kill",
         )
         took_s = time.monotonic() - killed_at
         assert took_s <= LIFETIME_S + READ_S + RESYNC_S + 2, took_s
-        wait_for(lambda: low.logged("resync resumed"), timeout_s=READ_S + 2, what="resumed")
+        wait_until(lambda: low.logged("resync resumed"), timeout_s=READ_S + 2, what="resumed")
         assert low.resync_active() == 1.0
 
         # A newer replica of a higher priority (a rolling update) takes over; SIGTERM hands
@@ -633,7 +633,7 @@ def test_two_replicas_one_acts_and_the_other_takes_over_when_it_dies(
             tmp_path, nats_url=shared_nats.url, kubeconfig=kubeconfig, priority=300, lifetime_s=60
         )
         replicas.append(newest)
-        wait_for(lambda: low.paused_by(300), timeout_s=60, what="the low one paused again")
+        wait_until(lambda: low.paused_by(300), timeout_s=60, what="the low one paused again")
         time.sleep(SETTLE_S)
         newest_agent = f"edgegate-operator/{peer_identities(cluster)[300]}"
         reads.mark()
@@ -646,7 +646,7 @@ def test_two_replicas_one_acts_and_the_other_takes_over_when_it_dies(
         assert newest.process.wait(timeout=15) == 0
         stopped_at = time.monotonic()
         reads.mark()
-        wait_for(lambda: reads.by_agent()[low_agent], timeout_s=10, what="resumed after SIGTERM")
+        wait_until(lambda: reads.by_agent()[low_agent], timeout_s=10, what="resumed after SIGTERM")
         assert time.monotonic() - stopped_at < 10  # its record said alive for 60 s more
         assert 300 not in peer_identities(cluster)
     finally:
