@@ -236,7 +236,7 @@ def test_too_little_traffic_is_inconclusive_pauses_and_never_promotes(world: Wor
     assert status["inconclusiveChecks"] == 2
     assert "inconclusive" in status["message"].lower(), status["message"]
     assert status["stableVersion"] == "1" and status["canaryVersion"] == "2"
-    time.sleep(3)  # another window's worth: still held, still not promoted
+    time.sleep(3)  # the behaviour: another window passes, still held, still not promoted
     assert world.status("quiet")["phase"] == "Paused"
     assert world.route("quiet")["weights"]["1"] == 90
 

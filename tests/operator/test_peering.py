@@ -32,7 +32,7 @@ from kopf._cogs.aiokits.aiotoggles import Toggle
 from kopf._core.engines import peering as kopf_peering
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
-from waiting import wait_until
+from waiting import eventually, wait_until
 
 from edgegate_common.local import free_port
 from edgegate_operator.__main__ import peering_options
@@ -373,19 +373,22 @@ async def test_the_resync_skips_its_work_while_paused_and_logs_each_change() -> 
         task = asyncio.create_task(
             resync_forever(reconciler, every_s=0.01, namespaces=[], gate=gate)  # type: ignore[arg-type]
         )
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # the behaviour: ten rounds pass and none reconciles
         assert reconciler.reconciles == 0
         assert reconciler.metrics.resync_active._value.get() == 0
 
         gate.answer = standing(None, identity=ME, priority=100, now=NOW)
-        await asyncio.sleep(0.1)
-        assert reconciler.reconciles > 3
+        await eventually(lambda: reconciler.reconciles > 3, timeout_s=5, what="reconciles")
         assert reconciler.metrics.resync_active._value.get() == 1
 
         gate.answer = Standing.paused("a peer of priority 300")
-        await asyncio.sleep(0.05)
+        await eventually(
+            lambda: any(e.get("reason") == "a peer of priority 300" for e in logs),
+            timeout_s=5,
+            what="the resync to pause",
+        )
         done = reconciler.reconciles
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # the behaviour: ten rounds pass and none reconciles
         assert reconciler.reconciles == done
         task.cancel()
     events = [(e["event"], e.get("reason")) for e in logs if "resync" in e["event"]]
@@ -600,11 +603,13 @@ def test_two_replicas_one_acts_and_the_other_takes_over_when_it_dies(
         high_agent, low_agent = (f"edgegate-operator/{ids[p]}" for p in (200, 100))
         wait_until(lambda: reads.by_agent()[high_agent], timeout_s=30, what="the first reconcile")
         wait_until(lambda: low.paused_by(200), timeout_s=30, what="the low one paused")
-        time.sleep(SETTLE_S)  # reconciles started in the start-up overlap finish
+        # Reconciles started in the start-up overlap finish; nothing outside the
+        # processes shows when, so this stays a sleep.
+        time.sleep(SETTLE_S)
 
         # Both are up and peered: only the high one reads its resources, for seconds on end.
         reads.mark()
-        time.sleep(4 * RESYNC_S + READ_S)
+        time.sleep(4 * RESYNC_S + READ_S)  # the behaviour: who reads during this window
         seen = reads.by_agent()
         assert seen[high_agent] >= 3, seen
         assert seen[low_agent] == 0, seen
@@ -634,10 +639,10 @@ def test_two_replicas_one_acts_and_the_other_takes_over_when_it_dies(
         )
         replicas.append(newest)
         wait_until(lambda: low.paused_by(300), timeout_s=60, what="the low one paused again")
-        time.sleep(SETTLE_S)
+        time.sleep(SETTLE_S)  # as above: the overlap's reconciles finish
         newest_agent = f"edgegate-operator/{peer_identities(cluster)[300]}"
         reads.mark()
-        time.sleep(2 * RESYNC_S + READ_S)
+        time.sleep(2 * RESYNC_S + READ_S)  # the behaviour: who reads during this window
         seen = reads.by_agent()
         assert seen[newest_agent] >= 1, seen
         assert seen[low_agent] == 0, seen
