@@ -185,6 +185,8 @@ async def all_completed(
     what: str,
 ) -> list[pb.Task]:
     """The tasks `ids`, once every one is completed and reported (read with `token`)."""
+    if not ids:
+        return []
 
     async def check() -> list[pb.Task] | None:
         tasks = [await taskstore.Get(pb.GetRequest(id=i), metadata=bearer(token)) for i in ids]

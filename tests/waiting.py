@@ -22,16 +22,16 @@ async def eventually(
     interval_s: float = 0.05,
     what: str = "",
 ) -> T:
-    """Poll `check` (plain or async) until it returns something other than None or False.
+    """Poll `check` (plain or async) until it returns something truthy; return that.
 
-    Returns that result, so a check can hand back what it found (a record, a task).
+    A check can hand back what it found (a record, a list of lines) or None for "not yet".
     """
     give_up_at = time.monotonic() + timeout_s
     while True:
         result = check()
         if inspect.isawaitable(result):
             result = await result
-        if result is not None and result is not False:
+        if result:
             return result  # type: ignore[return-value]
         if time.monotonic() > give_up_at:
             raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what or check}")
