@@ -263,33 +263,38 @@ def chat_stack(
     webhook_args: tuple[str, ...],
     inference: bool = True,
 ) -> Iterator[tuple[Stack, int]]:
-    """A stack whose gateway answers chat webhooks with one known passage; yields it and the
-    gateway's HTTP port.
-
-    The knowledge base holds `answer` alone and any score answers, so every
-    question gets `answer`. The webhook credential is a `bots` tenant token for `bot`.
-    """
-    knowledge = one_passage_knowledge(folder, answer)
+    """A stack of its own whose gateway answers chat webhooks with one known passage; yields
+    it and the gateway's HTTP port (see `chat_gateway`)."""
     stack = start_stack(folder, taskstores=0, inference=inference)
     try:
-        _, port = stack.start_gateway(
-            *assistant_args(knowledge),
-            "--webhook-credential", stack.token("infer:*", tenant="bots", sub=bot),
-            *webhook_args,
-        )  # fmt: skip
-        if inference:  # the knowledge base is embedded: questions get answers, not a queue
-            probe = stack.token("infer:*", tenant="bots", sub="probe")
-            base_url = f"http://127.0.0.1:{port}/v1"
-            first_answer(openai.OpenAI(base_url=base_url, api_key=probe, max_retries=0))
-        yield stack, port
+        with chat_gateway(stack, folder, answer=answer, bot=bot, webhook_args=webhook_args) as port:
+            yield stack, port
     finally:
         stack.stop()
 
 
 @contextmanager
 def chat_gateway(
-    folder: Path, *, answer: str, bot: str, webhook_args: tuple[str, ...]
+    stack: Stack, folder: Path, *, answer: str, bot: str, webhook_args: tuple[str, ...]
 ) -> Iterator[int]:
-    """`chat_stack`, for the tests that need only the gateway's HTTP port."""
-    with chat_stack(folder, answer=answer, bot=bot, webhook_args=webhook_args) as (_, port):
+    """A gateway on `stack` that answers chat webhooks with one known passage; its HTTP port.
+
+    The knowledge base (in `folder`) holds `answer` alone and any score answers, so every
+    question gets `answer`. The webhook credential is a `bots` tenant token for `bot`.
+    The gateway stops on the way out; the stack stays.
+    """
+    knowledge = one_passage_knowledge(folder, answer)
+    proc, port = stack.start_gateway(
+        *assistant_args(knowledge),
+        "--webhook-credential", stack.token("infer:*", tenant="bots", sub=bot),
+        *webhook_args,
+    )  # fmt: skip
+    try:
+        if stack.inference is not None:  # the knowledge base is embedded: answers, not a queue
+            probe = stack.token("infer:*", tenant="bots", sub="probe")
+            base_url = f"http://127.0.0.1:{port}/v1"
+            first_answer(openai.OpenAI(base_url=base_url, api_key=probe, max_retries=0))
         yield port
+    finally:
+        proc.stop()
+        stack.gateways.remove(proc)

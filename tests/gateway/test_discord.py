@@ -16,7 +16,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from standins import HttpStandIn
-from suite_stack import chat_gateway, chat_stack
+from suite_stack import Stack, chat_gateway, chat_stack
 from waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -26,10 +26,12 @@ PUBLIC_HEX = KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def url(tmp_path_factory: pytest.TempPathFactory, chat_base: Stack) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("discord")
     args = ("--discord-public-key", PUBLIC_HEX)
-    with chat_gateway(folder, answer=ANSWER, bot="discord-app", webhook_args=args) as port:
+    with chat_gateway(
+        chat_base, folder, answer=ANSWER, bot="discord-app", webhook_args=args
+    ) as port:
         yield f"http://127.0.0.1:{port}/webhooks/discord"
 
 

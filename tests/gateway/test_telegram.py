@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from standins import HttpStandIn
-from suite_stack import chat_gateway, chat_stack
+from suite_stack import Stack, chat_gateway, chat_stack
 from waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -57,14 +57,18 @@ def bot_api() -> Iterator[BotApi]:
 
 
 @pytest.fixture(scope="module")
-def webhook(tmp_path_factory: pytest.TempPathFactory, bot_api: BotApi) -> Iterator[str]:
+def webhook(
+    tmp_path_factory: pytest.TempPathFactory, chat_base: Stack, bot_api: BotApi
+) -> Iterator[str]:
     webhook_args = (
         "--telegram-secret-token", SECRET,
         "--telegram-bot-token", BOT,
         "--telegram-api-base", bot_api.url,
     )  # fmt: skip
     folder = tmp_path_factory.mktemp("telegram")
-    with chat_gateway(folder, answer=ANSWER, bot="telegram-bot", webhook_args=webhook_args) as port:
+    with chat_gateway(
+        chat_base, folder, answer=ANSWER, bot="telegram-bot", webhook_args=webhook_args
+    ) as port:
         yield f"http://127.0.0.1:{port}/webhooks/telegram"
 
 
