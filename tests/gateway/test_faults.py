@@ -70,7 +70,9 @@ async def test_kill_9_of_inference_under_load_loses_no_message(stack: Stack) -> 
         await eventually(lambda: _deferred(answered[before_kill:]), what="a deferred answer")
         await asyncio.to_thread(stack.start_inference)
         restarted = len(answered)
-        await eventually(lambda: _local(answered[restarted:]), what="a local answer again")
+        await eventually(
+            lambda: _local(answered[restarted:]), timeout_s=60, what="a local answer again"
+        )
         sending.clear()
         await asyncio.gather(*clients)
 
