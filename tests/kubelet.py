@@ -21,7 +21,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,15 +198,3 @@ def _crashed(pod: Pod) -> bool:
 def _stop(pod: Pod) -> None:
     if pod.process is not None:
         pod.process.stop(timeout_s=5)
-
-
-def wait_for(check: Any, *, timeout_s: float, what: str, every_s: float = 0.1) -> Any:
-    """Poll `check()` until it returns something truthy; AssertionError naming `what` if not."""
-    give_up = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > give_up:
-            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
-        time.sleep(every_s)

@@ -27,12 +27,15 @@ from typing import Any
 
 import kubernetes
 import model_factory as mf
+import nats.errors
+import nats.js.errors
 import openai
 from crd_schema import checker
 from inference_support import TEXT_CONFIG, minilm_tokenizer
 from kmock_cluster import MODELDEPLOYMENTS, KMockCluster
-from kubelet import Kubelet, wait_for
+from kubelet import Kubelet
 from suite_stack import Stack, start_stack
+from waiting import wait_until
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
@@ -117,7 +120,7 @@ class Traffic:
             except openai.APIError as exc:
                 with self._lock:
                     self.failures.append(f"{type(exc).__name__}: {exc}")
-            time.sleep(0.005)
+            time.sleep(0.005)  # pacing: steady traffic, not a flood
 
     def stop(self) -> None:
         self._stop.set()
@@ -209,7 +212,7 @@ class World:
     def wait_status(
         self, name: str, what: str, check: Any, timeout_s: float = 60
     ) -> dict[str, Any]:
-        result: dict[str, Any] = wait_for(
+        result: dict[str, Any] = wait_until(
             lambda: (s := self.status(name)) and check(s) and s, timeout_s=timeout_s, what=what
         )
         self.check_schema(name)
@@ -228,7 +231,7 @@ class World:
                 kv = await bus.js.key_value(bucket)
                 try:
                     entry = await kv.get(subjects.ident(model))
-                except Exception:
+                except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
                     return None
                 return dict(json.loads(entry.value or b"{}"))
             finally:
@@ -261,7 +264,7 @@ class RouteLog:
         while not self._stop.is_set():
             try:
                 entry = await watcher.updates(timeout=0.2)
-            except Exception:
+            except nats.errors.TimeoutError:  # nothing new: look at the stop flag again
                 continue
             if entry is not None and entry.value:
                 self.seen.append((time.time(), json.loads(entry.value)))

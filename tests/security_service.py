@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import grpc
 from certs import Certs, make_certs
+from waiting import eventually
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus, client_tls_context
@@ -143,11 +143,10 @@ async def wait_for_record(
     bus: Bus, *, after: int, match: Callable[[AuditRecord], bool], timeout_s: float = 5.0
 ) -> AuditRecord:
     """The first record after `after` that `match`es; the writer stores asynchronously."""
-    give_up_at = time.monotonic() + timeout_s
-    while True:
-        for record in await audit_records(bus, after=after):
-            if match(record):
-                return record
-        if time.monotonic() > give_up_at:
-            raise AssertionError(f"no matching audit record after stream sequence {after}")
-        await asyncio.sleep(0.05)
+
+    async def first_match() -> AuditRecord | None:
+        return next((r for r in await audit_records(bus, after=after) if match(r)), None)
+
+    return await eventually(
+        first_match, timeout_s=timeout_s, what=f"a matching audit record after sequence {after}"
+    )

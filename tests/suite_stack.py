@@ -10,8 +10,7 @@ started by the test that needs it.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TypeVar
 import grpc
 import openai
 from inference_support import build_test_repository
+from waiting import eventually, wait_until  # eventually: also imported from here
 
 from edgegate_common.bus import Bus
 from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
@@ -176,20 +176,6 @@ def bearer(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
 
 
-async def eventually(
-    check: Callable[[], Awaitable[T | None]], *, timeout_s: float = 20.0, what: str = ""
-) -> T:
-    """Poll `check` until it returns something other than None."""
-    give_up_at = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result is not None:
-            return result
-        if time.monotonic() > give_up_at:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.05)
-
-
 async def all_completed(
     taskstore: taskstore_pb2_grpc.TaskStoreStub,
     ids: list[str],
@@ -199,6 +185,8 @@ async def all_completed(
     what: str,
 ) -> list[pb.Task]:
     """The tasks `ids`, once every one is completed and reported (read with `token`)."""
+    if not ids:
+        return []
 
     async def check() -> list[pb.Task] | None:
         tasks = [await taskstore.Get(pb.GetRequest(id=i), metadata=bearer(token)) for i in ids]
@@ -252,17 +240,18 @@ def assistant_client(
 
 def first_answer(chat: openai.OpenAI, question: str = "ready?") -> str:
     """The assistant's answer to `question`, once its passages are embedded (503 until then)."""
-    give_up_at = time.monotonic() + 30
-    while True:
+
+    def ask() -> list[str] | None:
         try:
             completion = chat.chat.completions.create(
                 model="edgegate-assistant", messages=[{"role": "user", "content": question}]
             )
-            return completion.choices[0].message.content or ""
         except openai.InternalServerError:
-            if time.monotonic() > give_up_at:
-                raise
-            time.sleep(0.2)
+            return None
+        return [completion.choices[0].message.content or ""]
+
+    (answer,) = wait_until(ask, timeout_s=30, interval_s=0.2, what="the assistant's first answer")
+    return str(answer)
 
 
 @contextmanager
@@ -274,33 +263,38 @@ def chat_stack(
     webhook_args: tuple[str, ...],
     inference: bool = True,
 ) -> Iterator[tuple[Stack, int]]:
-    """A stack whose gateway answers chat webhooks with one known passage; yields it and the
-    gateway's HTTP port.
-
-    The knowledge base holds `answer` alone and any score answers, so every
-    question gets `answer`. The webhook credential is a `bots` tenant token for `bot`.
-    """
-    knowledge = one_passage_knowledge(folder, answer)
+    """A stack of its own whose gateway answers chat webhooks with one known passage; yields
+    it and the gateway's HTTP port (see `chat_gateway`)."""
     stack = start_stack(folder, taskstores=0, inference=inference)
     try:
-        _, port = stack.start_gateway(
-            *assistant_args(knowledge),
-            "--webhook-credential", stack.token("infer:*", tenant="bots", sub=bot),
-            *webhook_args,
-        )  # fmt: skip
-        if inference:  # the knowledge base is embedded: questions get answers, not a queue
-            probe = stack.token("infer:*", tenant="bots", sub="probe")
-            base_url = f"http://127.0.0.1:{port}/v1"
-            first_answer(openai.OpenAI(base_url=base_url, api_key=probe, max_retries=0))
-        yield stack, port
+        with chat_gateway(stack, folder, answer=answer, bot=bot, webhook_args=webhook_args) as port:
+            yield stack, port
     finally:
         stack.stop()
 
 
 @contextmanager
 def chat_gateway(
-    folder: Path, *, answer: str, bot: str, webhook_args: tuple[str, ...]
+    stack: Stack, folder: Path, *, answer: str, bot: str, webhook_args: tuple[str, ...]
 ) -> Iterator[int]:
-    """`chat_stack`, for the tests that need only the gateway's HTTP port."""
-    with chat_stack(folder, answer=answer, bot=bot, webhook_args=webhook_args) as (_, port):
+    """A gateway on `stack` that answers chat webhooks with one known passage; its HTTP port.
+
+    The knowledge base (in `folder`) holds `answer` alone and any score answers, so every
+    question gets `answer`. The webhook credential is a `bots` tenant token for `bot`.
+    The gateway stops on the way out; the stack stays.
+    """
+    knowledge = one_passage_knowledge(folder, answer)
+    proc, port = stack.start_gateway(
+        *assistant_args(knowledge),
+        "--webhook-credential", stack.token("infer:*", tenant="bots", sub=bot),
+        *webhook_args,
+    )  # fmt: skip
+    try:
+        if stack.inference is not None:  # the knowledge base is embedded: answers, not a queue
+            probe = stack.token("infer:*", tenant="bots", sub="probe")
+            base_url = f"http://127.0.0.1:{port}/v1"
+            first_answer(openai.OpenAI(base_url=base_url, api_key=probe, max_retries=0))
         yield port
+    finally:
+        proc.stop()
+        stack.gateways.remove(proc)

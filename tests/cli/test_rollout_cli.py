@@ -578,7 +578,7 @@ def test_status_watch_redraws_on_a_change_and_ends_cleanly_on_ctrl_c(
             seen += _wait_for_line(lines, "Step:", "4/10")
             set_status(api, replace(mid_rollout(now_ms), step=5, phase=Phase.PAUSED))
             seen += _wait_for_line(lines, "Step:", "5/10")
-            time.sleep(1)  # five more reads of an unchanged resource: no new picture
+            time.sleep(1)  # the behaviour: five more reads of it unchanged draw no new picture
         finally:
             watcher.send_signal(signal.SIGINT)
             code = watcher.wait(timeout=20)

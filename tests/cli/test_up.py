@@ -30,21 +30,6 @@ def _edgegate_up(
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
 
 
-def test_up_once_starts_everything_and_reports_four_serving(tmp_path: Path) -> None:
-    result = _edgegate_up(tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.split()}
-    for service in ("gateway", "inference", "taskstore", "security"):
-        assert "SERVING" in rows[service] and "serving v0.1.0" in rows[service], result.stdout
-    assert (
-        "stopped: gateway (exit 0), taskstore (exit 0), inference (exit 0), security (exit 0)"
-        in result.stdout
-    )
-    assert (tmp_path / "nats" / "jetstream").is_dir()  # the JetStream store is where we said
-    assert "OpenAI-compatible HTTP  http://127.0.0.1:" in result.stdout
-    assert "edgegate model build-default" in result.stdout  # no model here: says how to get it
-
-
 @contextmanager
 def _occupied(port: int) -> Iterator[None]:
     """Something else listening on `port`, as another program on a laptop would."""
@@ -57,11 +42,22 @@ def _occupied(port: int) -> Iterator[None]:
         yield
 
 
-def test_a_taken_default_port_is_replaced_by_a_free_one_and_said(tmp_path: Path) -> None:
+def test_up_once_starts_everything_and_replaces_taken_default_ports(tmp_path: Path) -> None:
+    """One `up --once` (it starts the whole suite) for both: everything serves and stops,
+    and the default ports another program holds are replaced by free ones, and said."""
     with _occupied(8080), _occupied(50051):
         result = _edgegate_up(tmp_path)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
+    rows = {line.split()[0]: line for line in out.splitlines() if line.split()}
+    for service in ("gateway", "inference", "taskstore", "security"):
+        assert "SERVING" in rows[service] and "serving v0.1.0" in rows[service], out
+    assert (
+        "stopped: gateway (exit 0), taskstore (exit 0), inference (exit 0), security (exit 0)"
+        in out
+    )
+    assert (tmp_path / "nats" / "jetstream").is_dir()  # the JetStream store is where we said
+    assert "edgegate model build-default" in out  # no model here: says how to get it
     http = re.search(r"port 8080 is taken: the gateway's HTTP API .* listens on (\d+) instead "
                      r"\(--http-port chooses\)", out)  # fmt: skip
     assert http, out

@@ -14,8 +14,10 @@ from certs import make_certs
 from harness import NatsLike, raw_request
 from nats.aio.msg import Msg
 from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
+from waiting import eventually
 
 from edgegate_common.bus import Bus, RequestContext, client_tls_context
 from edgegate_common.errors import (
@@ -89,7 +91,7 @@ async def test_the_deadline_reaches_the_handler_and_stops_slow_work(bus: Bus) ->
     async def slow(_: Ask, ctx: RequestContext) -> Status:
         seen.append(ctx.remaining_s())
         try:
-            await asyncio.sleep(5)
+            await asyncio.sleep(5)  # the behaviour: work that outlives the deadline
         except asyncio.CancelledError:
             cancelled.set()
             raise
@@ -117,7 +119,7 @@ async def _request_in_flight(server: Bus, client: Bus, subject: str) -> asyncio.
 
     async def slowish(_: Ask, __: RequestContext) -> Status:
         started.set()
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # the behaviour: still working when close() begins
         return Status(serving=True)
 
     await server.serve(subject, Ask, slowish)
@@ -161,7 +163,7 @@ async def test_stop_serving_finishes_requests_and_keeps_the_connection(
 
 async def test_many_requests_are_handled_concurrently(bus: Bus) -> None:
     async def pause(_: Ask, __: RequestContext) -> Status:
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # the behaviour: handlers that wait, concurrently
         return Status(serving=True)
 
     await bus.serve("test.bus.pause", Ask, pause)
@@ -181,8 +183,13 @@ async def test_one_trace_spans_caller_and_handler(bus: Bus, spans: InMemorySpanE
     tracer = trace.get_tracer("test")
     with tracer.start_as_current_span("caller") as caller:
         await bus.request("test.bus.traced", Ask(), Status, timeout_s=2)
-    await asyncio.sleep(0.05)
-    by_name = {s.name: s for s in spans.get_finished_spans()}
+
+    def both_spans() -> dict[str, ReadableSpan] | None:
+        by_name = {s.name: s for s in spans.get_finished_spans()}
+        wanted = {"process test.bus.traced", "send test.bus.traced"}
+        return by_name if wanted <= by_name.keys() else None
+
+    by_name = await eventually(both_spans, timeout_s=5, what="the caller's and handler's spans")
     server, client = by_name["process test.bus.traced"], by_name["send test.bus.traced"]
     trace_id = caller.get_span_context().trace_id
     assert server.context.trace_id == client.context.trace_id == trace_id
@@ -193,10 +200,7 @@ async def test_requests_fail_fast_while_disconnected(nats_server: NatsLike) -> N
     bus = await Bus.connect(servers=[nats_server.url], name="test", connect_timeout_s=5)
     try:
         nats_server.kill()
-        for _ in range(100):
-            if not bus.connected:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: not bus.connected, timeout_s=5, what="the bus to notice")
         with pytest.raises(Unavailable, match="not connected to NATS"):
             await bus.request("test.bus.any", Ask(), Status, timeout_s=5)
     finally:

@@ -68,7 +68,7 @@ async def test_it_waits_for_a_server_that_comes_up(
     await servicer.set("", NOT_SERVING)
 
     async def come_up() -> None:
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the behaviour: the server comes up while the probe waits
         await servicer.set("", SERVING)
 
     riser = asyncio.create_task(come_up())

@@ -13,8 +13,10 @@ import pytest
 from certs import make_certs
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
+from waiting import eventually
 
 from edgegate_common import telemetry
 from edgegate_common.errors import NotFound, ResourceExhausted, Unavailable
@@ -41,7 +43,7 @@ class Behaviours(gateway_pb2_grpc.GatewayServicer):
             case "crash":
                 raise RuntimeError("password=hunter2")
             case "slow":
-                await asyncio.sleep(5)
+                await asyncio.sleep(5)  # the behaviour: work that outlives the caller's deadline
             case "busy":
                 raise ResourceExhausted("queue full", details={"retry_after_s": "0.25"})
             case "away":
@@ -212,10 +214,14 @@ async def test_traceparent_metadata_continues_the_callers_trace(
         metadata: dict[str, str] = {}
         telemetry.inject(metadata)
         await stub.Send(_send("ok"), metadata=tuple(metadata.items()))
-    await asyncio.sleep(0.05)
     caller_ctx = caller.get_span_context()
-    in_trace = [s for s in spans.get_finished_spans() if s.context.trace_id == caller_ctx.trace_id]
-    server_span = next(s for s in in_trace if s.name == f"{GATEWAY}/Send")
+
+    def server_span_of_the_trace() -> ReadableSpan | None:
+        finished = spans.get_finished_spans()
+        in_trace = [s for s in finished if s.context.trace_id == caller_ctx.trace_id]
+        return next((s for s in in_trace if s.name == f"{GATEWAY}/Send"), None)
+
+    server_span = await eventually(server_span_of_the_trace, timeout_s=5, what="the server span")
     assert server_span.parent is not None and server_span.parent.span_id == caller_ctx.span_id
 
 
@@ -307,10 +313,7 @@ async def test_calls_the_client_abandons_are_counted_as_cancelled(
         labels = {"grpc_service": GATEWAY, "grpc_method": "Send", "grpc_code": code}
         return registry.get_sample_value("edgegate_grpc_server_handled_total", labels)
 
-    for _ in range(50):
-        if count("CANCELLED"):
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: count("CANCELLED"), timeout_s=5, what="the cancelled call counted")
     assert count("CANCELLED") == 1
     assert count("OK") is None
 

@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from standins import HttpStandIn
 from suite_stack import Stack, start_stack
+from waiting import wait_until
 
 from edgegate_common import subjects
 from edgegate_protos.gateway.v1 import gateway_pb2 as gpb
@@ -98,10 +99,10 @@ def test_the_breaker_opens_on_failures_serves_from_the_cloud_and_closes_again(
 ) -> None:
     token = stack.token("infer:*")
     events: list[gpb.BreakerEvent] = []
-    done = threading.Event()
-    listener = threading.Thread(target=_listen, args=(stack, events, done))
+    listening, done = threading.Event(), threading.Event()
+    listener = threading.Thread(target=_listen, args=(stack, events, listening, done))
     listener.start()
-    time.sleep(0.5)
+    assert listening.wait(10), "the breaker events listener never subscribed"
     status, headers, _ = _embed(base_url, token)
     assert (status, headers["Edgegate-Backend"]) == (200, "local")
     assert stack.inference is not None and stack.inference.pid is not None
@@ -116,12 +117,12 @@ def test_the_breaker_opens_on_failures_serves_from_the_cloud_and_closes_again(
         assert time.monotonic() - started < 0.4  # open: straight to the cloud, no timeout
     finally:
         os.kill(stack.inference.pid, signal.SIGCONT)
-    time.sleep(1.2)  # open time over: the next call is a probe
+    time.sleep(1.2)  # the behaviour: the open time runs out, so the next call is a probe
     status, headers, _ = _embed(base_url, token, "probe")
     assert (status, headers["Edgegate-Backend"]) == (200, "local")
     assert cloud.requests[0]["auth"] == "Bearer cloud-secret"
     assert cloud.requests[0]["body"]["model"] == "text-embedding-3-small"
-    time.sleep(0.3)
+    wait_until(lambda: len(events) >= 3, timeout_s=5, what="the breaker closing again")
     done.set()
     listener.join(10)
     states = [(e.model, e.state) for e in events]
@@ -129,7 +130,12 @@ def test_the_breaker_opens_on_failures_serves_from_the_cloud_and_closes_again(
     assert "failure rate" in events[0].reason
 
 
-def _listen(stack: Stack, events: list[gpb.BreakerEvent], done: threading.Event) -> None:
+def _listen(
+    stack: Stack,
+    events: list[gpb.BreakerEvent],
+    listening: threading.Event,
+    done: threading.Event,
+) -> None:
     async def listen() -> None:
         async with stack.bus() as bus:
 
@@ -137,6 +143,8 @@ def _listen(stack: Stack, events: list[gpb.BreakerEvent], done: threading.Event)
                 events.append(gpb.BreakerEvent.FromString(msg.data))
 
             await bus.subscribe(subjects.GATEWAY_BREAKER_EVENTS, cb=on_event)
+            await bus.flush()
+            listening.set()
             await asyncio.to_thread(done.wait)
 
     asyncio.run(listen())

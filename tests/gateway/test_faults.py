@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from suite_stack import Stack, all_completed, bearer, start_stack, text_envelope
+from waiting import eventually
 
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -27,6 +28,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = start_stack(tmp_path_factory.mktemp("gateway-faults"), taskstores=1)
     yield running
     running.stop()
+
+
+def _deferred(answers: list[env.Reply]) -> list[str]:
+    """The task ids of the answers that became tasks."""
+    return [r.task_id for r in answers if r.backend == env.BACKEND_TASKSTORE]
+
+
+def _local(answers: list[env.Reply]) -> list[env.Reply]:
+    return [r for r in answers if r.backend == env.BACKEND_LOCAL]
 
 
 async def test_kill_9_of_inference_under_load_loses_no_message(stack: Stack) -> None:
@@ -52,18 +62,22 @@ async def test_kill_9_of_inference_under_load_loses_no_message(stack: Stack) -> 
     async with grpc.aio.insecure_channel(gateway.target) as channel:
         stub = gateway_pb2_grpc.GatewayStub(channel)
         clients = [asyncio.create_task(client(stub)) for _ in range(CLIENTS)]
-        await asyncio.sleep(1.5)
+        await eventually(lambda: len(answered) >= 2 * CLIENTS, what="answers before the kill")
         before_kill = len(answered)
         assert stack.inference is not None
         await asyncio.to_thread(stack.inference.kill)
-        await asyncio.sleep(3.0)  # in-flight requests time out; new ones become tasks
+        # In-flight requests time out; new ones become tasks.
+        await eventually(lambda: _deferred(answered[before_kill:]), what="a deferred answer")
         await asyncio.to_thread(stack.start_inference)
-        await asyncio.sleep(1.5)
+        restarted = len(answered)
+        await eventually(
+            lambda: _local(answered[restarted:]), timeout_s=60, what="a local answer again"
+        )
         sending.clear()
         await asyncio.gather(*clients)
 
-    deferred = [r.task_id for r in answered if r.backend == env.BACKEND_TASKSTORE]
-    local = [r for r in answered if r.backend == env.BACKEND_LOCAL]
+    deferred = _deferred(answered)
+    local = _local(answered)
     assert not failures, failures[:5]
     assert before_kill > 0 and deferred and local
     assert all(r.parts for r in local)

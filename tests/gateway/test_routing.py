@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 from inference_support import build_test_repository
 from suite_stack import Stack, start_stack
+from waiting import wait_until
 
 from edgegate_common import subjects
 from edgegate_gateway.core.routing import Weights
@@ -96,9 +96,15 @@ def test_a_weight_change_applies_within_a_second_without_restart(stack: Stack) -
     token = stack.token("infer:*")
     assert _versions(targets, token, 10) == {"2": 10}  # no route: the highest version
     _route(stack, {"1": 100, "2": 0})
-    time.sleep(1.0)
+    wait_until(
+        lambda: _versions(targets, token, 2) == {"1": 2}, timeout_s=1.0, what="all to version 1"
+    )
     assert _versions(targets, token, 10) == {"1": 10}
     _route(stack, {"1": 50, "2": 50})
-    time.sleep(1.0)
+    wait_until(
+        lambda: set(_versions(targets, token, 10)) == {"1", "2"},
+        timeout_s=1.0,
+        what="both versions answering",
+    )
     split = _versions(targets, token, 60)
     assert split["1"] >= 15 and split["2"] >= 15

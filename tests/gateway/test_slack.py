@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from standins import HttpStandIn
-from suite_stack import chat_gateway
+from suite_stack import Stack, chat_gateway
 
 from edgegate_common.errors import Unauthenticated
 from edgegate_gateway.adapters.slack import signature, verify
@@ -88,14 +88,18 @@ def web_api() -> Iterator[WebApi]:
 
 
 @pytest.fixture(scope="module")
-def events_url(tmp_path_factory: pytest.TempPathFactory, web_api: WebApi) -> Iterator[str]:
+def events_url(
+    tmp_path_factory: pytest.TempPathFactory, chat_base: Stack, web_api: WebApi
+) -> Iterator[str]:
     webhook_args = (
         "--slack-signing-secret", SECRET,
         "--slack-bot-token", "xoxb-test",
         "--slack-api-base", web_api.url,
     )  # fmt: skip
     folder = tmp_path_factory.mktemp("slack")
-    with chat_gateway(folder, answer=ANSWER, bot="slack-app", webhook_args=webhook_args) as port:
+    with chat_gateway(
+        chat_base, folder, answer=ANSWER, bot="slack-app", webhook_args=webhook_args
+    ) as port:
         yield f"http://127.0.0.1:{port}/webhooks/slack"
 
 

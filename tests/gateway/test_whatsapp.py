@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from standins import HttpStandIn
-from suite_stack import chat_gateway
+from suite_stack import Stack, chat_gateway
 
 from edgegate_gateway.adapters.whatsapp import signature
 
@@ -49,7 +49,9 @@ def graph() -> Iterator[GraphApi]:
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory, graph: GraphApi) -> Iterator[str]:
+def url(
+    tmp_path_factory: pytest.TempPathFactory, chat_base: Stack, graph: GraphApi
+) -> Iterator[str]:
     args = (
         "--whatsapp-app-secret", APP_SECRET,
         "--whatsapp-verify-token", VERIFY,
@@ -57,7 +59,9 @@ def url(tmp_path_factory: pytest.TempPathFactory, graph: GraphApi) -> Iterator[s
         "--whatsapp-api-base", f"{graph.url}/v21.0",
     )  # fmt: skip
     folder = tmp_path_factory.mktemp("whatsapp")
-    with chat_gateway(folder, answer=ANSWER, bot="whatsapp-number", webhook_args=args) as port:
+    with chat_gateway(
+        chat_base, folder, answer=ANSWER, bot="whatsapp-number", webhook_args=args
+    ) as port:
         yield f"http://127.0.0.1:{port}/webhooks/whatsapp"
 
 

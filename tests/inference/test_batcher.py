@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from waiting import eventually
 
 from edgegate_common.errors import (
     DeadlineExceeded,
@@ -55,7 +56,7 @@ class Model:
         if HOLD in items:
             self._release.wait(HOLD_LIMIT_S)
             self.held_returned = True
-        time.sleep(self.sleep_s)
+        time.sleep(self.sleep_s)  # the model's compute time
         return {"y": inputs["x"] * 2}
 
     def release(self) -> None:
@@ -71,10 +72,7 @@ class Model:
 
 async def until(condition: Callable[[], bool], *, timeout_s: float = 2.0) -> None:
     """Poll a condition that a model thread makes true."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.001)
+    await eventually(condition, timeout_s=timeout_s, interval_s=0.001, what=str(condition))
 
 
 def x(*values: float) -> dict[str, Array]:
@@ -175,7 +173,7 @@ async def test_companions_arriving_within_the_delay_join_the_batch() -> None:
     model = Model()
     async with serving(model, config=batching(max_queue_delay_us=100_000)) as batcher:
         first = submit(batcher, 1)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # the behaviour: the companion arrives later, within the delay
         await asyncio.gather(first, submit(batcher, 2))
     assert model.calls == [[1, 2]]
 
@@ -316,7 +314,7 @@ async def test_a_request_timeout_applies_only_when_overrides_are_allowed(
     async with serving(model, config=config) as batcher:
         held = await hold(batcher, model)
         request = submit(batcher, 1, timeout_us=20_000)
-        await asyncio.sleep(0.06)
+        await asyncio.sleep(0.06)  # the behaviour: the request outlives its 20 ms timeout
         model.release()
         await held
         if expired:
@@ -407,7 +405,7 @@ async def _finish_order(*, preserve_ordering: bool) -> list[str]:
         fast = submit(batcher, 2)  # instance B, done at once
         fast.add_done_callback(lambda _: finished.append("fast"))
         await until(lambda: stats.execution_count == 1)  # the fast call has returned
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # the behaviour: room for its answer to go out (or be held)
         model.release()
         await asyncio.gather(slow, fast)
     assert model.calls == [[HOLD], [2]]
@@ -698,7 +696,7 @@ async def test_served_requests_report_their_queue_and_compute_time() -> None:
     async with serving(model, config=batching()) as batcher:
         held = await hold(batcher, model)
         queued = asyncio.ensure_future(batcher.serve(x(1), size=1))
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # the behaviour: 0.1 s queued behind the held call
         model.release()
         await held
         served = await queued

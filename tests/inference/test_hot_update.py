@@ -14,6 +14,8 @@ import pytest
 import tritonclient.grpc as tc
 from harness import NatsLike
 from inference_support import CONTROL_HEADERS, InferenceServer, start_inference
+from tritonclient.utils import InferenceServerException
+from waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -74,12 +76,29 @@ class _Load:
                 self.errors.append(repr(exc))
 
     def wait_for(self, factor: float, *, timeout_s: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if any(f and f[-1] == factor for f in self.factors):
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"factor {factor} never served; errors: {self.errors[:3]}")
+        wait_until(
+            lambda: any(f and f[-1] == factor for f in self.factors),
+            timeout_s=timeout_s,
+            interval_s=0.05,
+            what=f"factor {factor} to be served (errors: {self.errors[:3]})",
+        )
+
+    def wait_more_answers(self, count: int, *, timeout_s: float = 15.0) -> None:
+        """Until every client has had `count` more answers than it has now."""
+        marks = [len(f) + count for f in self.factors]
+        wait_until(
+            lambda: all(len(f) >= mark for f, mark in zip(self.factors, marks, strict=True)),
+            timeout_s=timeout_s,
+            interval_s=0.05,
+            what=f"{count} more answers for every client (errors: {self.errors[:3]})",
+        )
+
+
+def _reason(client: tc.InferenceServerClient, model: str, version: str = "") -> str:
+    """Why the repository index says `model` (`version`, or any) is not ready; "" if none."""
+    index = client.get_model_repository_index().models
+    matches = (m for m in index if m.name == model and version in ("", m.version))
+    return next((m.reason for m in matches if m.reason), "")
 
 
 def test_new_version_takes_over_without_a_failed_request(polling_server) -> None:  # type: ignore[no-untyped-def]
@@ -88,7 +107,7 @@ def test_new_version_takes_over_without_a_failed_request(polling_server) -> None
         load.wait_for(2.0)
         _add_version(polling_server.repo, 2, mf.scale(factor=4.0))
         load.wait_for(4.0)
-        time.sleep(0.3)  # keep calling after the switch
+        load.wait_more_answers(5)  # every client keeps calling after the switch
     assert load.errors == []
     for seen in load.factors:
         assert set(seen) <= {2.0, 4.0}
@@ -103,20 +122,20 @@ def test_failed_load_keeps_the_old_version_serving(polling_server) -> None:  # t
     with _Load(polling_server.url, threads=2) as load:
         load.wait_for(2.0)
         _add_version(polling_server.repo, 2, b"this is not an onnx model")
-        deadline = time.monotonic() + 10
-        reason = ""
-        while time.monotonic() < deadline and "cannot load" not in reason:
-            index = client.get_model_repository_index().models
-            reason = next((m.reason for m in index if m.name == "scale" and m.version == "2"), "")
-            time.sleep(0.1)
-        assert "cannot load" in reason
-        time.sleep(0.3)
+        wait_until(
+            lambda: "cannot load" in _reason(client, "scale", "2"),
+            timeout_s=10,
+            what="version 2's load failure in the repository index",
+        )
+        load.wait_more_answers(5)  # every client keeps calling after the failure
     assert load.errors == []
     assert {f for seen in load.factors for f in seen} == {2.0}
     assert client.is_model_ready("scale", "1")
     # An explicit load reports the failure to the caller too.
-    with pytest.raises(Exception, match="cannot load"):
+    with pytest.raises(InferenceServerException) as refused:
         client.load_model("scale", headers=CONTROL_HEADERS)
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "2/model.onnx: ONNX Runtime cannot load it" in refused.value.message()
     assert client.is_model_ready("scale", "1")
 
 
@@ -127,25 +146,21 @@ def test_a_broken_model_does_not_stop_the_poller(polling_server) -> None:  # typ
         polling_server.repo, "broken_text", onnx_bytes=mf.toy_encoder(vocab=10), config=text_config
     )
     (broken / "1" / "tokenizer.json").write_text("{ half a tokenizer")  # the library's own error
-    deadline = time.monotonic() + 10
-    reason = ""
-    while time.monotonic() < deadline and "tokenizer" not in reason:
-        index = client.get_model_repository_index().models
-        reason = next((m.reason for m in index if m.name == "broken_text"), "")
-        time.sleep(0.1)
+    reason = wait_until(
+        lambda: "tokenizer" in (found := _reason(client, "broken_text")) and found,
+        timeout_s=10,
+        what="broken_text's load failure in the repository index",
+    )
     assert "tokenizer.json" in reason and "key must be a string" in reason
     # The poller is still alive: a new version of another model is picked up.
     _add_version(polling_server.repo, 2, mf.scale(factor=4.0))
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not client.is_model_ready("scale", "2"):
-        time.sleep(0.1)
-    assert client.is_model_ready("scale", "2")
+    wait_until(lambda: client.is_model_ready("scale", "2"), timeout_s=10, what="scale 2 ready")
 
 
 def test_an_explicit_unload_sticks_while_polling(polling_server) -> None:  # type: ignore[no-untyped-def]
     client = tc.InferenceServerClient(polling_server.url)
     client.unload_model("scale", headers=CONTROL_HEADERS)
-    time.sleep(1.0)  # five polls
+    time.sleep(1.0)  # the behaviour: five polls pass and none loads it again
     assert not client.is_model_ready("scale")
     client.load_model("scale", headers=CONTROL_HEADERS)
     assert client.is_model_ready("scale")

@@ -9,6 +9,7 @@ from pathlib import Path
 import model_factory as mf
 import pytest
 from pydantic import ValidationError
+from waiting import eventually
 
 from edgegate_common.errors import Internal, NotFound
 from edgegate_inference import repository as repository_module
@@ -55,7 +56,10 @@ async def test_a_caller_that_leaves_does_not_leave_a_version_half_closed(tmp_pat
     # A request that holds the old version's queue, so retiring has to drain.
     old_runner = old.runners[0]
 
+    entered = threading.Event()
+
     def held(inputs):  # type: ignore[no-untyped-def]
+        entered.set()
         while not slow.is_set():
             threading.Event().wait(0.01)
         return old_runner(inputs)
@@ -64,9 +68,11 @@ async def test_a_caller_that_leaves_does_not_leave_a_version_half_closed(tmp_pat
     import numpy as np
 
     request = asyncio.ensure_future(old.batcher.infer({"X": np.ones((1, 3), np.float32)}, size=1))
-    await asyncio.sleep(0.05)
+    await eventually(entered.is_set, timeout_s=5, interval_s=0.01, what="the old version running")
     reload = asyncio.ensure_future(repo.load("m"))  # explicit: rebuilds and retires the old
-    await asyncio.sleep(0.3)
+    await eventually(
+        lambda: repo.get("m") is not old, timeout_s=10, interval_s=0.01, what="the switch"
+    )
     reload.cancel()  # the caller's deadline passes mid-drain
     with pytest.raises(asyncio.CancelledError):
         await reload
@@ -74,11 +80,11 @@ async def test_a_caller_that_leaves_does_not_leave_a_version_half_closed(tmp_pat
     await request  # the old version still answered what it had accepted
     old_threads = list(old.batcher._executors[0]._threads)  # type: ignore[attr-defined]
     assert old_threads
-    for _ in range(100):
-        if not any(t.is_alive() for t in old_threads):
-            break
-        await asyncio.sleep(0.05)
-    assert not any(t.is_alive() for t in old_threads), "the retired version's thread lingers"
+    await eventually(
+        lambda: not any(t.is_alive() for t in old_threads),
+        timeout_s=5,
+        what="the retired version's threads to end",
+    )
     assert repo.get("m") is not old
     await repo.close()
     with pytest.raises(NotFound):

@@ -21,7 +21,6 @@ from pathlib import Path
 import model_factory as mf
 import pytest
 from kmock_cluster import MODELDEPLOYMENTS
-from kubelet import wait_for
 from operator_world import (
     VOCAB,
     RouteLog,
@@ -32,6 +31,7 @@ from operator_world import (
     toy,
     write_version,
 )
+from waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -59,19 +59,19 @@ def _one_model_at_a_time(world: World) -> Iterator[None]:
         world.custom.delete_namespaced_custom_object(
             "edgegate.io", "v1alpha1", "edgegate", "modeldeployments", name
         )
-        wait_for(
+        wait_until(
             lambda name=name: world.cluster.get(MODELDEPLOYMENTS, "edgegate", name) is None,
             timeout_s=60,
             what=f"{name} deleted",
         )
-        wait_for(
+        wait_until(
             lambda name=name: (
                 not world.kubelet.processes(f"{name}-v1") + world.kubelet.processes(f"{name}-v2")
             ),
             timeout_s=60,
             what=f"{name}'s pods stopped",
         )
-        wait_for(
+        wait_until(
             lambda name=name: world.route(name) is None,
             timeout_s=10,
             what=f"{name}'s route removed with it",
@@ -147,9 +147,9 @@ def test_a_version_that_fails_on_some_inputs_is_aborted_and_stable_gets_everythi
         world.patch("flaky", {"spec": {"model": {"version": "2", "uri": v2}}})
         status = aborted(world, "flaky")
         answers = traffic.answers
-        wait_for(lambda: traffic.answers > answers + 50, timeout_s=30, what="traffic after")
+        wait_until(lambda: traffic.answers > answers + 50, timeout_s=30, what="traffic after")
         failures_before = len(traffic.failures)
-        wait_for(lambda: traffic.answers > answers + 100, timeout_s=30, what="more traffic")
+        wait_until(lambda: traffic.answers > answers + 100, timeout_s=30, what="more traffic")
     finally:
         traffic.stop()
         routes.stop()
@@ -236,7 +236,7 @@ def test_too_little_traffic_is_inconclusive_pauses_and_never_promotes(world: Wor
     assert status["inconclusiveChecks"] == 2
     assert "inconclusive" in status["message"].lower(), status["message"]
     assert status["stableVersion"] == "1" and status["canaryVersion"] == "2"
-    time.sleep(3)  # another window's worth: still held, still not promoted
+    time.sleep(3)  # the behaviour: another window passes, still held, still not promoted
     assert world.status("quiet")["phase"] == "Paused"
     assert world.route("quiet")["weights"]["1"] == 90
 
@@ -292,7 +292,7 @@ def test_a_deleted_child_is_recreated_and_a_missing_secret_degrades_without_movi
     world.wait_status("keeper", "Degraded cleared", lambda s: _condition(s, "Degraded") == "False")
 
     world.apps.delete_namespaced_deployment("keeper-v1", "edgegate")
-    wait_for(lambda: deployment(world, "keeper-v1"), timeout_s=10, what="keeper-v1 recreated")
+    wait_until(lambda: deployment(world, "keeper-v1"), timeout_s=10, what="keeper-v1 recreated")
 
 
 def _condition(status: dict, kind: str) -> str:
@@ -350,7 +350,7 @@ def test_sre_commands_through_kubectl_edgegate(world: World) -> None:
         sent_at = time.time()
         done = kubectl(world, "rollout", "promote", "steered")
         assert done.returncode == 0, done.stdout + done.stderr
-        wait_for(lambda: routes.weights("2")[-1:] == [100], timeout_s=10, what="100% canary")
+        wait_until(lambda: routes.weights("2")[-1:] == [100], timeout_s=10, what="100% canary")
     finally:
         routes.stop()
     changed_at = next(t for t, doc in routes.seen if doc["weights"].get("2") == 100)
@@ -394,7 +394,7 @@ def test_promote_reaches_the_route_within_a_second_of_the_annotation(world: Worl
         command = json.dumps({"action": "promote", "id": "measure-1"})
         sent_s = time.time()
         world.patch("prompt", {"metadata": {"annotations": {"edgegate.io/command": command}}})
-        wait_for(lambda: routes.weights("2")[-1:] == [100], timeout_s=10, what="100% canary")
+        wait_until(lambda: routes.weights("2")[-1:] == [100], timeout_s=10, what="100% canary")
     finally:
         routes.stop()
     changed_s = next(t for t, doc in routes.seen if doc["weights"].get("2") == 100)

@@ -30,9 +30,9 @@ from hypothesis import strategies as st
 from kmock_cluster import KMockCluster
 from kopf._cogs.aiokits.aiotoggles import Toggle
 from kopf._core.engines import peering as kopf_peering
-from kubelet import wait_for
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
+from waiting import eventually, wait_until
 
 from edgegate_common.local import free_port
 from edgegate_operator.__main__ import peering_options
@@ -373,19 +373,22 @@ async def test_the_resync_skips_its_work_while_paused_and_logs_each_change() -> 
         task = asyncio.create_task(
             resync_forever(reconciler, every_s=0.01, namespaces=[], gate=gate)  # type: ignore[arg-type]
         )
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # the behaviour: ten rounds pass and none reconciles
         assert reconciler.reconciles == 0
         assert reconciler.metrics.resync_active._value.get() == 0
 
         gate.answer = standing(None, identity=ME, priority=100, now=NOW)
-        await asyncio.sleep(0.1)
-        assert reconciler.reconciles > 3
+        await eventually(lambda: reconciler.reconciles > 3, timeout_s=5, what="reconciles")
         assert reconciler.metrics.resync_active._value.get() == 1
 
         gate.answer = Standing.paused("a peer of priority 300")
-        await asyncio.sleep(0.05)
+        await eventually(
+            lambda: any(e.get("reason") == "a peer of priority 300" for e in logs),
+            timeout_s=5,
+            what="the resync to pause",
+        )
         done = reconciler.reconciles
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # the behaviour: ten rounds pass and none reconciles
         assert reconciler.reconciles == done
         task.cancel()
     events = [(e["event"], e.get("reason")) for e in logs if "resync" in e["event"]]
@@ -592,19 +595,21 @@ def test_two_replicas_one_acts_and_the_other_takes_over_when_it_dies(
     )
     replicas = [high, low]
     try:
-        ids = wait_for(
+        ids = wait_until(
             lambda: (found := peer_identities(cluster)).keys() >= {100, 200} and found,
             timeout_s=60,
             what="both replicas' records in the peering object",
         )
         high_agent, low_agent = (f"edgegate-operator/{ids[p]}" for p in (200, 100))
-        wait_for(lambda: reads.by_agent()[high_agent], timeout_s=30, what="the first reconcile")
-        wait_for(lambda: low.paused_by(200), timeout_s=30, what="the low one paused")
-        time.sleep(SETTLE_S)  # reconciles started in the start-up overlap finish
+        wait_until(lambda: reads.by_agent()[high_agent], timeout_s=30, what="the first reconcile")
+        wait_until(lambda: low.paused_by(200), timeout_s=30, what="the low one paused")
+        # Reconciles started in the start-up overlap finish; nothing outside the
+        # processes shows when, so this stays a sleep.
+        time.sleep(SETTLE_S)
 
         # Both are up and peered: only the high one reads its resources, for seconds on end.
         reads.mark()
-        time.sleep(4 * RESYNC_S + READ_S)
+        time.sleep(4 * RESYNC_S + READ_S)  # the behaviour: who reads during this window
         seen = reads.by_agent()
         assert seen[high_agent] >= 3, seen
         assert seen[low_agent] == 0, seen
@@ -617,14 +622,14 @@ def test_two_replicas_one_acts_and_the_other_takes_over_when_it_dies(
         high.process.wait()
         killed_at = time.monotonic()
         reads.mark()
-        wait_for(
+        wait_until(
             lambda: reads.by_agent()[low_agent],
             timeout_s=LIFETIME_S + READ_S + RESYNC_S + 5,
             what="the low one's first reconcile after the kill",
         )
         took_s = time.monotonic() - killed_at
         assert took_s <= LIFETIME_S + READ_S + RESYNC_S + 2, took_s
-        wait_for(lambda: low.logged("resync resumed"), timeout_s=READ_S + 2, what="resumed")
+        wait_until(lambda: low.logged("resync resumed"), timeout_s=READ_S + 2, what="resumed")
         assert low.resync_active() == 1.0
 
         # A newer replica of a higher priority (a rolling update) takes over; SIGTERM hands
@@ -633,11 +638,11 @@ def test_two_replicas_one_acts_and_the_other_takes_over_when_it_dies(
             tmp_path, nats_url=shared_nats.url, kubeconfig=kubeconfig, priority=300, lifetime_s=60
         )
         replicas.append(newest)
-        wait_for(lambda: low.paused_by(300), timeout_s=60, what="the low one paused again")
-        time.sleep(SETTLE_S)
+        wait_until(lambda: low.paused_by(300), timeout_s=60, what="the low one paused again")
+        time.sleep(SETTLE_S)  # as above: the overlap's reconciles finish
         newest_agent = f"edgegate-operator/{peer_identities(cluster)[300]}"
         reads.mark()
-        time.sleep(2 * RESYNC_S + READ_S)
+        time.sleep(2 * RESYNC_S + READ_S)  # the behaviour: who reads during this window
         seen = reads.by_agent()
         assert seen[newest_agent] >= 1, seen
         assert seen[low_agent] == 0, seen
@@ -646,7 +651,7 @@ def test_two_replicas_one_acts_and_the_other_takes_over_when_it_dies(
         assert newest.process.wait(timeout=15) == 0
         stopped_at = time.monotonic()
         reads.mark()
-        wait_for(lambda: reads.by_agent()[low_agent], timeout_s=10, what="resumed after SIGTERM")
+        wait_until(lambda: reads.by_agent()[low_agent], timeout_s=10, what="resumed after SIGTERM")
         assert time.monotonic() - stopped_at < 10  # its record said alive for 60 s more
         assert 300 not in peer_identities(cluster)
     finally:

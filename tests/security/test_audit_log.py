@@ -300,7 +300,7 @@ async def test_the_writer_survives_a_nats_restart(nats_server: NatsLike) -> None
             await log.flush(timeout_s=10)
             nats_server.kill()
             await _append(log, 50, first=50)  # queued while NATS is down
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # the behaviour: the writer tries (and fails) while it is down
             nats_server.start()
             await log.flush(timeout_s=30)
         result = await verify_stream(bus.js, stream=stream.name)

@@ -32,6 +32,7 @@ from security_service import (
     running_service,
     wait_for_record,
 )
+from waiting import eventually
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
@@ -615,11 +616,12 @@ async def _check_bad_input(service: SecurityService, requests: list[pb.AdmitRequ
                 recorded += verdict != pb.VERDICT_ALLOW
                 if verdict == pb.VERDICT_DENY:
                     assert outcome.inspection.reason
+
         # One record per refusal or redaction, none for a clean pass.
-        for _ in range(200):  # the writer stores asynchronously: up to 10 s
-            if await audit_tail(bus) - before >= recorded:
-                break
-            await asyncio.sleep(0.05)
+        async def stored() -> bool:  # the writer stores asynchronously
+            return await audit_tail(bus) - before >= recorded
+
+        await eventually(stored, timeout_s=10, what=f"{recorded} audit records")
         records = await audit_records(bus, after=before)
         assert len(records) == recorded
         assert {r.entry.request_id for r in records} <= {r.envelope.id for r in requests}

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import grpc
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from bots_stack import BotsStack
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
@@ -35,12 +35,9 @@ from suite_stack import (
     TENANT,
     TEXT_MODEL,
     Stack,
-    assistant_args,
     bearer,
     eventually,
     finished,
-    one_passage_knowledge,
-    start_stack,
     text_envelope,
 )
 
@@ -186,25 +183,10 @@ def _covers(granted: str, needed: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
-    folder = tmp_path_factory.mktemp("authz")
-    stack = start_stack(folder)
-    try:
-        discord_key = Ed25519PrivateKey.generate().public_key().public_bytes_raw().hex()
-        _, port = stack.start_gateway(
-            *assistant_args(one_passage_knowledge(folder, "An answer.")),
-            "--webhook-credential", stack.token("infer:*", tenant="bots", sub="bot"),
-            "--telegram-secret-token", "telegram-secret", "--telegram-bot-token", "1:x",
-            "--slack-signing-secret", "slack-secret", "--slack-bot-token", "xoxb-x",
-            "--whatsapp-app-secret", "wa-secret", "--whatsapp-verify-token", "wa-verify",
-            "--whatsapp-access-token", "wa-access",
-            "--discord-public-key", discord_key,
-        )  # fmt: skip
-        running = Suite(stack, port)
-        asyncio.run(_victim(running))
-        yield running
-    finally:
-        stack.stop()
+def suite(shared_bots_stack: BotsStack) -> Suite:
+    running = Suite(shared_bots_stack.stack, shared_bots_stack.http_port)
+    asyncio.run(_victim(running))
+    return running
 
 
 async def _victim(suite: Suite) -> None:

@@ -23,7 +23,6 @@ import itertools
 import json
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,18 +31,21 @@ import aiohttp
 import grpc
 import openai
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from bots_stack import (
+    ANSWER,
+    DISCORD_KEY,
+    SLACK_SECRET,
+    TELEGRAM_SECRET,
+    WHATSAPP_SECRET,
+    BotsStack,
+)
 from suite_stack import (
     TEXT_MODEL,
     Stack,
-    assistant_args,
     first_answer,
-    one_passage_knowledge,
-    start_stack,
 )
 
-from edgegate_common.local import free_port, health_status
+from edgegate_common.local import health_status
 from edgegate_protos.gateway.v1 import gateway_pb2
 from edgegate_protos.oip import grpc_service_pb2
 from edgegate_protos.security.v1 import security_pb2
@@ -51,12 +53,6 @@ from edgegate_protos.taskstore.v1 import taskstore_pb2
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-TELEGRAM_SECRET = "telegram-secret"
-SLACK_SECRET = "slack-signing-secret"
-WHATSAPP_SECRET = "whatsapp-app-secret"
-WHATSAPP_VERIFY = "whatsapp-verify"
-DISCORD_KEY = Ed25519PrivateKey.generate()
-ANSWER = "Support is open from 9 to 5."
 SERVICES = {
     "gateway": gateway_pb2.DESCRIPTOR.services_by_name["Gateway"],
     "taskstore": taskstore_pb2.DESCRIPTOR.services_by_name["TaskStore"],
@@ -74,35 +70,11 @@ class Suite:
 
 
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
-    folder = tmp_path_factory.mktemp("campaign")
-    knowledge = one_passage_knowledge(folder, ANSWER)
-    stack = start_stack(folder, taskstores=1)
-    nowhere = f"http://127.0.0.1:{free_port()}"  # the platforms' send APIs: refused at once
-    public_hex = DISCORD_KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
-    try:
-        gateway, port = stack.start_gateway(
-            *assistant_args(knowledge),
-            "--webhook-credential", stack.token("infer:*", tenant="bots", sub="bot"),
-            "--telegram-secret-token", TELEGRAM_SECRET,
-            "--telegram-bot-token", "123:abc",
-            "--telegram-api-base", nowhere,
-            "--slack-signing-secret", SLACK_SECRET,
-            "--slack-bot-token", "xoxb-test",
-            "--slack-api-base", nowhere,
-            "--whatsapp-app-secret", WHATSAPP_SECRET,
-            "--whatsapp-verify-token", WHATSAPP_VERIFY,
-            "--whatsapp-access-token", "EAAG-test",
-            "--whatsapp-api-base", nowhere,
-            "--discord-public-key", public_hex,
-            "--discord-api-base", nowhere,
-        )  # fmt: skip
-        token = stack.token("infer:*", "tasks:read", "tasks:write")
-        base_url = f"http://127.0.0.1:{port}"
-        first_answer(openai.OpenAI(base_url=f"{base_url}/v1", api_key=token, max_retries=0))
-        yield Suite(stack, base_url, _logged_routes(gateway.log_file), token)
-    finally:
-        stack.stop()
+def suite(shared_bots_stack: BotsStack) -> Suite:
+    stack = shared_bots_stack.stack
+    token = stack.token("infer:*", "tasks:read", "tasks:write")
+    base_url = f"http://127.0.0.1:{shared_bots_stack.http_port}"
+    return Suite(stack, base_url, _logged_routes(shared_bots_stack.gateway.log_file), token)
 
 
 def _logged_routes(log_file: Path) -> list[tuple[str, str]]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
 import pytest
 from conftest import start_services
 from harness import NatsLike
+from waiting import eventually, wait_until
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
@@ -19,14 +19,13 @@ pytestmark = pytest.mark.slow
 
 
 async def _wait_health(proc: ServiceProcess, want: str, *, timeout_s: float) -> str:
-    give_up_at = time.monotonic() + timeout_s
-    status = ""
-    while time.monotonic() < give_up_at:
+    async def reached() -> str | None:
         status = await health_status(proc.target)
-        if status == want:
-            break
-        await asyncio.sleep(0.1)
-    return status
+        return status if status == want else None
+
+    return await eventually(
+        reached, timeout_s=timeout_s, interval_s=0.1, what=f"{proc.service} to be {want}"
+    )
 
 
 async def test_services_reconnect_after_nats_is_killed_and_restarted(
@@ -80,9 +79,7 @@ def _gateway_without_nats(tmp_path: Path, *, connect_timeout_s: int) -> ServiceP
 def test_a_service_without_nats_exits_with_a_clear_error(tmp_path: Path) -> None:
     proc = _gateway_without_nats(tmp_path, connect_timeout_s=1)
     try:
-        give_up_at = time.monotonic() + 20
-        while proc.returncode is None and time.monotonic() < give_up_at:
-            time.sleep(0.1)
+        wait_until(lambda: proc.returncode is not None, timeout_s=20, what="the gateway to exit")
         assert proc.returncode == 1
         assert "cannot reach NATS" in proc.log_file.read_text()
     finally:

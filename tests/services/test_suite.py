@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from harness import NatsLike
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from waiting import eventually
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
@@ -138,17 +139,15 @@ async def test_a_nats_request_keeps_one_trace_id_across_processes(
         await bus.close()
     assert reply.service == service and reply.serving
     # The service logged its handling of our request (JSON, debug level) under our trace id.
-    give_up_at = time.monotonic() + 5
-    while time.monotonic() < give_up_at:
-        handled = [
+    handled = await eventually(
+        lambda: [
             line
             for line in _log_lines(suite[service].log_file)
             if line.get("event") == "status requested" and line.get("trace_id") == trace_id
-        ]
-        if handled:
-            break
-        await asyncio.sleep(0.05)
-    assert handled, f"no log line of {service} carries trace {trace_id}"
+        ],
+        timeout_s=5,
+        what=f"a log line of {service} that carries trace {trace_id}",
+    )
     # The service logged inside a span of its own, a child of our "send" span.
     ours = {
         format(s.context.span_id, "016x")

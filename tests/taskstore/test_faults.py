@@ -103,7 +103,7 @@ async def test_nats_restart_during_a_run_loses_no_accepted_task(stack: Stack) ->
                         task = await stub.Submit(request, metadata=bearer(token), timeout=5)
                     except grpc.aio.AioRpcError as exc:
                         refusals.append(exc.code())
-                        await asyncio.sleep(0.2)
+                        await asyncio.sleep(0.2)  # the behaviour: a client paces its retries
                         continue
                     accepted.append(task.id)
                     break

@@ -126,7 +126,9 @@ async def test_an_answered_submission_is_kept_completed_and_reported_once(stack:
         async with stack.stub() as stub:
             first = await stub.Submit(request, metadata=bearer(token))
             again = await stub.Submit(request, metadata=bearer(token))
-            await asyncio.sleep(0.5)
+            await eventually(
+                lambda: [e for e in events if e.id == first.id], what="the answered task's event"
+            )
             failed = pb.SubmitRequest(envelope=text_envelope("q", key="asked-2"))
             failed.answer.error.code = env.ERROR_CODE_INTERNAL
             with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -307,7 +309,7 @@ async def test_a_task_waits_for_its_model_and_can_be_cancelled(stack: Stack) -> 
             pb.SubmitRequest(envelope=text_envelope("later", version="99")),
             metadata=bearer(token),
         )
-        await asyncio.sleep(1.5)  # a few redelivery rounds: nobody serves toy_text/99
+        await asyncio.sleep(1.5)  # the behaviour: redelivery rounds pass, nobody serves toy_text/99
         waiting = await stub.Get(pb.GetRequest(id=task.id), metadata=bearer(token))
         assert (waiting.status, waiting.attempts) == (pb.TASK_STATUS_PENDING, 0)
         cancelled = await stub.Cancel(pb.CancelRequest(id=task.id), metadata=bearer(token))
@@ -322,26 +324,31 @@ async def test_watch_streams_the_status_changes(stack: Stack) -> None:
     async with stack.stub() as stub:
         before = await stub.List(pb.ListRequest(), metadata=bearer(token))
         start = max((t.revision for t in before.tasks), default=0)
-        seen: list[tuple[str, int]] = []
-        call = stub.Watch(pb.WatchRequest(), metadata=bearer(token))
-        await asyncio.sleep(0.3)
+        seen: list[pb.Task] = []
+        # From `start`: what changes between opening the stream and its subscription
+        # is replayed, so no sleep is needed for the watch to be in place.
+        call = stub.Watch(pb.WatchRequest(after_revision=start), metadata=bearer(token))
         task = await stub.Submit(
             pb.SubmitRequest(envelope=text_envelope("watch me")), metadata=bearer(token)
         )
 
         async def follow() -> None:
             async for change in call:
-                seen.append((change.id, change.status))
-                if finished(change):
+                seen.append(change)
+                if change.id == task.id and finished(change):
                     return
 
         await asyncio.wait_for(follow(), timeout=20)
         call.cancel()
-    statuses = [s for i, s in seen if i == task.id]
+    revisions = [change.revision for change in seen]
+    assert revisions == sorted(set(revisions)), "changes arrive once each, in revision order"
+    assert min(revisions) > start, "nothing from before `after_revision` is replayed"
+    ours = [change for change in seen if change.id == task.id]
+    assert ours[0].revision == task.revision  # the stream starts at the task's creation
+    statuses = [change.status for change in ours]
     assert statuses[0] == pb.TASK_STATUS_PENDING
     assert statuses[-1] == pb.TASK_STATUS_COMPLETED
     assert statuses == sorted(statuses)
-    assert start >= 0
 
 
 def _device_edit(node: str, wall_ms: int, *, title: str, tag: str, unread: int) -> pb.SessionState:

@@ -10,16 +10,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
+import nats.js.errors
 import pytest
 from suite_stack import (
     TENANT,
     Stack,
     bearer,
-    eventually,
     finished,
     start_stack,
     text_envelope,
 )
+from waiting import eventually
 
 from edgegate_common import subjects
 from edgegate_protos.common.v1 import envelope_pb2 as env
@@ -93,7 +94,8 @@ async def test_long_work_is_heartbeaten_not_redelivered(stack: Stack) -> None:
     await stack.add_taskstore()  # a second replica that would take a redelivery
     with inference_frozen(stack):
         tasks = [await _submit(stack, token, text_envelope(f"slow {i}")) for i in range(4)]
-        await asyncio.sleep(4.0)  # ack wait is 2 s; the infer timeout 5 s
+        # The behaviour: twice the ack wait (2 s) passes, within the infer timeout (5 s).
+        await asyncio.sleep(4.0)
     done = [
         await eventually(lambda i=t.id: _finished_or_none(stack, token, i), what="slow tasks")
         for t in tasks
@@ -145,13 +147,26 @@ async def _events_for(stack: Stack, task_id: str) -> list[pb.Task]:
 
 
 async def _stray_queue_message(stack: Stack, task: pb.Task) -> None:
-    """A second queue message for the task's round, as a Submit repeated after the window makes."""
+    """A second queue message for the task's round, as a Submit repeated after the window makes.
+
+    Returns once a worker has taken it and let it go: the queue is a work-queue
+    stream, so a message a worker acknowledged is gone from it.
+    """
     async with stack.bus() as bus:
-        await bus.js.publish(
+        ack = await bus.js.publish(
             subjects.taskstore_queue("normal"),
             task.SerializeToString(),
             headers={"Nats-Msg-Id": f"stray-{task.id}"},
         )
+
+        async def consumed() -> bool:
+            try:
+                await bus.js.get_msg(subjects.STREAM_TASKS, ack.seq)
+            except nats.js.errors.NotFoundError:
+                return True
+            return False
+
+        await eventually(consumed, timeout_s=10, what="a worker to take the stray message")
 
 
 async def test_a_second_queue_message_does_not_run_a_claimed_round_again(stack: Stack) -> None:
@@ -166,8 +181,7 @@ async def test_a_second_queue_message_does_not_run_a_claimed_round_again(stack: 
             return got if got.status == pb.TASK_STATUS_PROCESSING else None
 
         claimed = await eventually(running, what="a worker to claim the task")
-        await _stray_queue_message(stack, task)
-        await asyncio.sleep(1.0)  # a worker takes the stray message while the round runs
+        await _stray_queue_message(stack, task)  # a worker takes it while the round runs
     done = await eventually(lambda: _finished_or_none(stack, token, task.id))
     assert claimed.claim > 0
     assert (done.status, done.attempts, done.claim) == (pb.TASK_STATUS_COMPLETED, 1, claimed.claim)
@@ -180,9 +194,9 @@ async def test_a_finish_is_reported_once_even_after_the_duplicate_window(stack: 
     task = await _submit(stack, token, text_envelope("cancel me", version="99"))  # never ready
     async with stack.stub() as stub:
         await stub.Cancel(pb.CancelRequest(id=task.id), metadata=bearer(token))
-    await asyncio.sleep(3.5)  # past the duplicate window: a repeat publish would be stored
+    # The behaviour: the duplicate window runs out, so a repeated publish would be stored.
+    await asyncio.sleep(3.5)
     await _stray_queue_message(stack, task)
-    await asyncio.sleep(1.5)
     events = await _events_for(stack, task.id)
     assert [e.status for e in events] == [pb.TASK_STATUS_CANCELLED]
     assert (await _get(stack, token, task.id)).reported
