@@ -83,6 +83,7 @@ OVERHEAD_GOAL_MS = 5.0
 SESSIONS_GOAL = 10_000
 RSS_GOAL_BYTES = 1 << 30
 MIB = 1 << 20
+WATCHED = ("gateway", "nats-server")  # whose idle CPU the sessions part reads
 NO_POLL = ("--repository-poll-s", "0")  # the model is there from the start
 Call = Callable[[int], Awaitable[str]]  # the i-th request -> "ok" or what went wrong
 
@@ -367,13 +368,13 @@ async def measure_sessions(args: argparse.Namespace, found: Stack) -> dict[str, 
     stopped_because: str | None = None
     async with aiohttp.ClientSession() as http:
         try:
-            await asyncio.sleep(args.settle_s)
-            steps.append({"sessions": 0, **await snapshot(found, http)})
+            idle = await _idle_cpu(args.settle_s, found)
+            steps.append({"sessions": 0, "idle_cpu_share": idle, **await snapshot(found, http)})
             print(f"sessions: {steps[-1]}", flush=True)
             for target in args.sessions:
                 wanted = target - steps[-1]["sessions"]
                 opened = await workers.open(wanted)
-                await asyncio.sleep(args.settle_s)
+                idle = await _idle_cpu(args.settle_s, found)
                 held = await workers.status()
                 steps.append(
                     {
@@ -382,6 +383,7 @@ async def measure_sessions(args: argparse.Namespace, found: Stack) -> dict[str, 
                         "open_s": opened["seconds"],
                         "failed": opened["failed"],
                         "errors": opened["errors"],
+                        "idle_cpu_share": idle,
                         **await snapshot(found, http),
                     }
                 )
@@ -409,8 +411,7 @@ async def _hold(
     seconds: float, found: Stack, workers: Workers, http: aiohttp.ClientSession
 ) -> dict[str, Any]:
     """Hold the sessions idle for `seconds`: are they all still open, and what does idling cost?"""
-    watched = {name: found.pids[name] for name in ("gateway", "nats-server")}
-    before = {name: cpu_s(pid) for name, pid in watched.items()}
+    before = {name: cpu_s(found.pids[name]) for name in WATCHED}
     consumers: list[int] = []  # each session's feed is a consumer: do they stay?
     started = time.perf_counter()
     while (left := seconds - (time.perf_counter() - started)) > 0:
@@ -423,10 +424,17 @@ async def _hold(
         "jetstream_consumers_min_max": [min(consumers), max(consumers)],
         # Share of one core while the sessions idle (heartbeats, timers).
         "idle_cpu_share": {
-            name: round((cpu_s(pid) - before[name]) / seconds, 3) for name, pid in watched.items()
+            name: round((cpu_s(found.pids[name]) - before[name]) / seconds, 3) for name in WATCHED
         },
         **await snapshot(found, http),
     }
+
+
+async def _idle_cpu(seconds: float, found: Stack) -> dict[str, float]:
+    """Share of one core the gateway and nats-server use over `seconds` while nothing is sent."""
+    before = {name: cpu_s(found.pids[name]) for name in WATCHED}
+    await asyncio.sleep(seconds)
+    return {name: round((cpu_s(found.pids[name]) - before[name]) / seconds, 3) for name in WATCHED}
 
 
 def _per_session(steps: list[dict[str, Any]]) -> dict[str, Any]:
@@ -523,7 +531,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
             [steps[0]["gateway_rss_mib"], sessions["gateway_rss_mib_at_10000_fitted"]],
             color="grey", ls="--", label="gateway, fitted",
         )  # fmt: skip
-    right.set(xlabel="idle authenticated /ws sessions", ylabel="MiB", title="Memory")
+    right.set(xlabel="idle authenticated /ws sessions", ylabel="MiB", title="Idle sessions")
+    cpu = right.twinx()
+    cpu.plot(
+        xs, [s["idle_cpu_share"]["gateway"] for s in steps], "s:", color="tab:green",
+        label="gateway idle CPU",
+    )  # fmt: skip
+    cpu.set(ylabel="share of one core", ylim=(0, 1.05))
+    cpu.legend(fontsize=7, loc="center right")
     for ax in (left, middle, right):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
@@ -572,7 +587,9 @@ def main() -> None:
         help="raise the events stream's consumer limit to this (nats-server's default is "
         "1,000 consumers a stream); 0: leave it",
     )
-    parser.add_argument("--settle-s", type=float, default=3.0, help="wait before each reading")
+    parser.add_argument(
+        "--settle-s", type=float, default=5.0, help="idle time before each reading (CPU over it)"
+    )
     parser.add_argument("--repo", type=Path, default=ROOT / ".edgegate" / "models")
     parser.add_argument("--out", type=Path, default=RESULTS / "gateway.json")
     args = parser.parse_args()
