@@ -69,6 +69,7 @@ bench: setup
 	$(BIN)/python bench/taskstore.py
 	$(BIN)/edgegate model build-default
 	$(BIN)/python bench/inference.py --peer
+	$(BIN)/python bench/gateway.py
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .venv-pytriton .edgegate .mypy_cache .ruff_cache .pytest_cache bench/results
