@@ -16,9 +16,9 @@ from pathlib import Path
 
 import hypothesis
 import pytest
-from harness import NatsLike, docker_available, start_container_nats
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from support.harness import NatsLike, docker_available, start_container_nats
 
 from edgegate_common.bus import Bus
 from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port

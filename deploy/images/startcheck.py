@@ -11,7 +11,7 @@ on /tmp, and the host's network; a local nats-server (JetStream) serves them all
   graph): the model is ready and an inference returns INPUT0 + INPUT1, so ONNX Runtime
   runs in the image; `python -m edgegate_inference.fetch`, the operator's init container,
   copies that model and checks its SHA-256.
-- operator: against KMock (tests/kmock_cluster.py, the in-memory Kubernetes API the
+- operator: against KMock (tests/support/kmock_cluster.py, the in-memory Kubernetes API the
   operator's tests use) through a kubeconfig: /metrics answers, a ModelDeployment applied
   there gets its Deployment, with the inference image, from the operator, and kopf's
   /healthz answers.
@@ -48,8 +48,8 @@ from edgegate_common.local.ports import free_port
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))  # the test harness: KMock, the tiny ONNX models
 
-import model_factory  # noqa: E402
-from kmock_cluster import KMockCluster  # noqa: E402
+from support import model_factory  # noqa: E402
+from support.kmock_cluster import KMockCluster  # noqa: E402
 
 IN_IMAGE = "/run/edgegate-check"  # where volumes go (see engines.Run)
 START_TIMEOUT_S = 180.0

@@ -10,14 +10,14 @@ from pathlib import Path
 import nats.errors
 import pytest
 import structlog
-from certs import make_certs
-from harness import NatsLike, raw_request
 from nats.aio.msg import Msg
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
-from waiting import eventually
+from support.certs import make_certs
+from support.harness import NatsLike, raw_request
+from support.waiting import eventually
 
 from edgegate_common.bus import Bus, RequestContext, client_tls_context
 from edgegate_common.errors import (

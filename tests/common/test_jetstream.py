@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from harness import NatsLike
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
+from support.harness import NatsLike
 
 from edgegate_common.bus import Bus, ensure_key_value, ensure_stream
 from edgegate_common.errors import InvalidArgument, NoResponders

@@ -10,13 +10,13 @@ from typing import Any
 
 import grpc
 import pytest
-from certs import make_certs
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
-from waiting import eventually
+from support.certs import make_certs
+from support.waiting import eventually
 
 from edgegate_common import telemetry
 from edgegate_common.errors import NotFound, ResourceExhausted, Unavailable

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from helm_chart import (
+from support.helm_chart import (
     CHART,
     NAMESPACE,
     RELEASE,

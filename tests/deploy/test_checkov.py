@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from helm_chart import REPO, VALUE_SETS, template
+from support.helm_chart import REPO, VALUE_SETS, template
 
 CHECKOV = Path(os.environ.get("EDGEGATE_CHECKOV", REPO / ".venv-checkov" / "bin" / "checkov"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from helm_chart import REPO
+from support.helm_chart import REPO
 
 TOOL = REPO / "deploy" / "tools" / "values_table.py"
 

@@ -1,14 +1,22 @@
 """The rendered NetworkPolicies allow the paths the services use, and nothing else.
 
 Pods are given the labels the chart gives them (read from the rendered workloads), and each
-path is asked of the policies with Kubernetes' NetworkPolicy semantics (tests/netpolicy.py).
+path is asked of the policies with Kubernetes' NetworkPolicy semantics (tests/support/netpolicy.py).
 """
 
 from __future__ import annotations
 
 import pytest
-from helm_chart import NAMESPACE, RELEASE, component, pod_labels, render, render_set, workloads
-from netpolicy import Endpoint, Network, selects
+from support.helm_chart import (
+    NAMESPACE,
+    RELEASE,
+    component,
+    pod_labels,
+    render,
+    render_set,
+    workloads,
+)
+from support.netpolicy import Endpoint, Network, selects
 
 NAMESPACES = {
     NAMESPACE: {"kubernetes.io/metadata.name": NAMESPACE},

@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from helm_chart import REPO, template
+from support.helm_chart import REPO, template
 
 SCHEMA = Path(
     os.environ.get(

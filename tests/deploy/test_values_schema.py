@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from helm_chart import CHART, EXAMPLES, template
+from support.helm_chart import CHART, EXAMPLES, template
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from suite_stack import Stack, start_stack
+from support.suite_stack import Stack, start_stack
 
 
 @pytest.fixture(scope="package")

@@ -12,8 +12,8 @@ import numpy as np
 import openai
 import pytest
 from aiohttp import web
-from standins import HttpStandIn
-from suite_stack import Stack, assistant_client, start_stack
+from support.standins import HttpStandIn
+from support.suite_stack import Stack, assistant_client, start_stack
 
 from edgegate_gateway.core.knowledge import KnowledgeBase, Passage, read_passages
 

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import model_factory as mf
 import pytest
 import tritonclient.grpc.aio as triton
 from aiohttp import web
-from inference_support import TEXT_CONFIG, minilm_tokenizer
 from nats.js.api import KeyValueConfig, StorageType
-from standins import HttpStandIn
-from suite_stack import Stack, eventually, start_stack
+from support import model_factory as mf
+from support.inference_support import TEXT_CONFIG, minilm_tokenizer
+from support.standins import HttpStandIn
+from support.suite_stack import Stack, eventually, start_stack
 
 from edgegate_common import subjects
 from edgegate_common.bus import ensure_key_value

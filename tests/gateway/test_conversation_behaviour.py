@@ -24,8 +24,8 @@ import aiohttp
 import aiomqtt
 import grpc
 import pytest
-from mqtt_broker import Mosquitto
-from suite_stack import TEXT_MODEL, Stack, bearer, start_stack, text_envelope
+from support.mqtt_broker import Mosquitto
+from support.suite_stack import TEXT_MODEL, Stack, bearer, start_stack, text_envelope
 
 from edgegate_gateway.sessions import MAX_IN_FLIGHT
 from edgegate_protos.common.v1 import envelope_pb2 as env

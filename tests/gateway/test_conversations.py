@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
-from suite_stack import (
+from support.suite_stack import (
     TEXT_MODEL,
     Stack,
     assistant_args,

@@ -15,9 +15,9 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from standins import HttpStandIn
-from suite_stack import Stack, chat_gateway, chat_stack
-from waiting import wait_until
+from support.standins import HttpStandIn
+from support.suite_stack import Stack, chat_gateway, chat_stack
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 ANSWER = "Support answers on weekdays from nine to five."

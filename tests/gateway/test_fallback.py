@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from standins import HttpStandIn
-from suite_stack import Stack, start_stack
-from waiting import wait_until
+from support.standins import HttpStandIn
+from support.suite_stack import Stack, start_stack
+from support.waiting import wait_until
 
 from edgegate_common import subjects
 from edgegate_protos.gateway.v1 import gateway_pb2 as gpb

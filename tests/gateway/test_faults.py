@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from suite_stack import Stack, all_completed, bearer, start_stack, text_envelope
-from waiting import eventually
+from support.suite_stack import Stack, all_completed, bearer, start_stack, text_envelope
+from support.waiting import eventually
 
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc

@@ -14,8 +14,14 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from mqtt_broker import Mosquitto
-from suite_stack import TEXT_MODEL, Stack, assistant_args, one_passage_knowledge, start_stack
+from support.mqtt_broker import Mosquitto
+from support.suite_stack import (
+    TEXT_MODEL,
+    Stack,
+    assistant_args,
+    one_passage_knowledge,
+    start_stack,
+)
 
 from edgegate_gateway.adapters.mqtt import device_of, read_request
 

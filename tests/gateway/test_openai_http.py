@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import openai
 import pytest
-from suite_stack import (
+from support.suite_stack import (
     Stack,
     assistant_args,
     assistant_client,

@@ -20,7 +20,14 @@ from typing import Any
 import grpc
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from suite_stack import TENANT, all_completed, bearer, eventually, start_stack, text_envelope
+from support.suite_stack import (
+    TENANT,
+    all_completed,
+    bearer,
+    eventually,
+    start_stack,
+    text_envelope,
+)
 
 from edgegate_common import subjects
 from edgegate_common.errors import ResourceExhausted

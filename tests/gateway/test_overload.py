@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from inference_support import minilm_tokenizer
-from model_factory import slow_encoder, write_model
-from suite_stack import Stack, start_stack
+from support.inference_support import minilm_tokenizer
+from support.model_factory import slow_encoder, write_model
+from support.suite_stack import Stack, start_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from suite_stack import TENANT, Stack, start_stack
-from waiting import wait_until
+from support.suite_stack import TENANT, Stack, start_stack
+from support.waiting import wait_until
 
 from edgegate_common import subjects
 

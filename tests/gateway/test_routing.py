@@ -9,12 +9,12 @@ from collections import Counter
 from collections.abc import Iterator
 
 import grpc
-import model_factory as mf
 import numpy as np
 import pytest
-from inference_support import build_test_repository
-from suite_stack import Stack, start_stack
-from waiting import wait_until
+from support import model_factory as mf
+from support.inference_support import build_test_repository
+from support.suite_stack import Stack, start_stack
+from support.waiting import wait_until
 
 from edgegate_common import subjects
 from edgegate_gateway.core.routing import Weights

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import aiohttp
 import grpc
-import model_factory as mf
 import numpy as np
 import pytest
-from inference_support import TEXT_CONFIG, minilm_tokenizer
 from nats.js.api import KeyValueConfig, StorageType
-from suite_stack import Stack, bearer, eventually, start_stack
+from support import model_factory as mf
+from support.inference_support import TEXT_CONFIG, minilm_tokenizer
+from support.suite_stack import Stack, bearer, eventually, start_stack
 
 from edgegate_common import subjects
 from edgegate_common.bus import ensure_key_value

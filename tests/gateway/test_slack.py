@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from standins import HttpStandIn
-from suite_stack import Stack, chat_gateway
+from support.standins import HttpStandIn
+from support.suite_stack import Stack, chat_gateway
 
 from edgegate_common.errors import Unauthenticated
 from edgegate_gateway.adapters.slack import signature, verify

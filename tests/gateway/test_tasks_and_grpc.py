@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
-from suite_stack import OTHER_TENANT, Stack, start_stack
+from support.suite_stack import OTHER_TENANT, Stack, start_stack
 
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc

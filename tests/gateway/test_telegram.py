@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from standins import HttpStandIn
-from suite_stack import Stack, chat_gateway, chat_stack
-from waiting import wait_until
+from support.standins import HttpStandIn
+from support.suite_stack import Stack, chat_gateway, chat_stack
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 BOT = "123456:bot-token"

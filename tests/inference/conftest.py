@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from harness import NatsLike
-from inference_support import InferenceServer, build_test_repository, start_inference
+from support.harness import NatsLike
+from support.inference_support import InferenceServer, build_test_repository, start_inference
 
 
 @pytest.fixture(scope="module")

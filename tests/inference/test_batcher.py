@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from waiting import eventually
+from support.waiting import eventually
 
 from edgegate_common.errors import (
     DeadlineExceeded,

@@ -7,12 +7,17 @@ import concurrent.futures
 from collections.abc import Iterator
 
 import grpc
-import model_factory as mf
 import numpy as np
 import pytest
 import tritonclient.grpc as tc
 import tritonclient.grpc.aio as tca
-from inference_support import CONTROL_HEADERS, IDENTITY_TYPES, InferenceServer, start_inference
+from support import model_factory as mf
+from support.inference_support import (
+    CONTROL_HEADERS,
+    IDENTITY_TYPES,
+    InferenceServer,
+    start_inference,
+)
 from tritonclient.grpc import service_pb2 as tpb
 from tritonclient.grpc import service_pb2_grpc as tpb_grpc
 from tritonclient.utils import InferenceServerException

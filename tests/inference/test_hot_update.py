@@ -8,14 +8,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import model_factory as mf
 import numpy as np
 import pytest
 import tritonclient.grpc as tc
-from harness import NatsLike
-from inference_support import CONTROL_HEADERS, InferenceServer, start_inference
+from support import model_factory as mf
+from support.harness import NatsLike
+from support.inference_support import CONTROL_HEADERS, InferenceServer, start_inference
+from support.waiting import wait_until
 from tritonclient.utils import InferenceServerException
-from waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 import tritonclient.grpc as tc
-from inference_support import CONTROL_HEADERS, build_test_repository, start_inference
+from support.inference_support import CONTROL_HEADERS, build_test_repository, start_inference
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus

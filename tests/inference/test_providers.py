@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import model_factory as mf
 import pytest
 import structlog
+from support import model_factory as mf
 
 from edgegate_inference.adapters import onnx_runtime
 from edgegate_inference.adapters.onnx_runtime import OnnxSession, plan_providers

@@ -6,10 +6,10 @@ import asyncio
 import threading
 from pathlib import Path
 
-import model_factory as mf
 import pytest
 from pydantic import ValidationError
-from waiting import eventually
+from support import model_factory as mf
+from support.waiting import eventually
 
 from edgegate_common.errors import Internal, NotFound
 from edgegate_inference import repository as repository_module

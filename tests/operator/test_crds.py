@@ -3,8 +3,8 @@
 The CRDs are the operator's input validation: whatever they let through, the operator must
 cope with, and whatever they refuse, an SRE hears about from `kubectl apply` at once, with the
 field named, instead of from a rollout that stalls later. The schemas are checked as the API
-server would check them (tests/crd_schema.py), the manifests by `kubernetes-validate` against
-Kubernetes 1.31's own CustomResourceDefinition schema.
+server would check them (tests/support/crd_schema.py), the manifests by `kubernetes-validate`
+against Kubernetes 1.31's own CustomResourceDefinition schema.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from crd_schema import (
+from support.crd_schema import (
     CEL_PREDICATES,
     CRDS,
     GROUP,

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-import model_factory as mf
 import pytest
-from kmock_cluster import MODELDEPLOYMENTS
-from operator_world import (
+from support import model_factory as mf
+from support.kmock_cluster import MODELDEPLOYMENTS
+from support.operator_world import (
     VOCAB,
     RouteLog,
     Traffic,
@@ -31,7 +31,7 @@ from operator_world import (
     toy,
     write_version,
 )
-from waiting import wait_until
+from support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -27,12 +27,12 @@ import pytest
 import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kmock_cluster import KMockCluster
 from kopf._cogs.aiokits.aiotoggles import Toggle
 from kopf._core.engines import peering as kopf_peering
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
-from waiting import eventually, wait_until
+from support.kmock_cluster import KMockCluster
+from support.waiting import eventually, wait_until
 
 from edgegate_common.local import free_port
 from edgegate_operator.__main__ import peering_options

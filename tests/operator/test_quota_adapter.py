@@ -16,8 +16,8 @@ from typing import Any
 import kmock
 import pytest
 import yaml
-from kmock_cluster import LIMITRANGES, RESOURCEQUOTAS, TENANTQUOTAS, KMockCluster, status_of
 from nats.js.errors import KeyNotFoundError
+from support.kmock_cluster import LIMITRANGES, RESOURCEQUOTAS, TENANTQUOTAS, KMockCluster, status_of
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus

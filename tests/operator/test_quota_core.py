@@ -17,7 +17,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from crd_schema import checker
+from support.crd_schema import checker
 
 from edgegate_common import subjects
 from edgegate_gateway.core.quota import Limit, Quota

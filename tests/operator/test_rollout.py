@@ -13,10 +13,10 @@ import json
 from typing import Any
 
 import pytest
-from crd_schema import checker
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from support.crd_schema import checker
 
 from edgegate_operator.core import (
     COMMAND_ANNOTATION,

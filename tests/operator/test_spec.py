@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
-from crd_schema import REPO, checker
 from hypothesis import given
 from hypothesis import strategies as st
+from support.crd_schema import REPO, checker
 
 from edgegate_operator.core import (
     AnalysisPolicy,

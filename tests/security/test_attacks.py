@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from security_support import AUDIENCE, ISSUER, FakeClock
+from support.security_support import AUDIENCE, ISSUER, FakeClock
 
 from edgegate_common.errors import PermissionDenied, Unauthenticated
 from edgegate_security.core.jwks import RemoteJwks

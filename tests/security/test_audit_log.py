@@ -15,8 +15,8 @@ from typing import Any, cast
 
 import nats.js.errors
 import pytest
-from harness import NatsLike
 from nats.js.api import Header
+from support.harness import NatsLike
 
 from edgegate_common.bus import Bus
 from edgegate_common.errors import DeadlineExceeded, InvalidArgument, NotFound

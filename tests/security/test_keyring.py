@@ -23,8 +23,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from harness import NatsLike
-from security_support import AUDIENCE, ISSUER
+from support.harness import NatsLike
+from support.security_support import AUDIENCE, ISSUER
 
 from edgegate_common.errors import FailedPrecondition, Unauthenticated
 from edgegate_common.local import ServiceProcess, free_port

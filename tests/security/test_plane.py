@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import pytest
-from security_support import AUDIENCE, ISSUER, FakeClock
+from support.security_support import AUDIENCE, ISSUER, FakeClock
 
 from edgegate_common.errors import Unauthenticated, Unavailable
 from edgegate_security.audit.chain import AuditEntry, EventKind, check_entry, utc_text

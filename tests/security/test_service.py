@@ -18,10 +18,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import grpc
 import jwt
 import pytest
-from harness import raw_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from security_service import (
+from support.harness import raw_request
+from support.security_service import (
     DENY_PATTERN,
     MAX_PART_BYTES,
     OTHER_TENANT,
@@ -32,7 +32,7 @@ from security_service import (
     running_service,
     wait_for_record,
 )
-from waiting import eventually
+from support.waiting import eventually
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus

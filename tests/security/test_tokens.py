@@ -18,7 +18,7 @@ import jwt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from security_support import AUDIENCE, ISSUER, NOW_S, FakeClock
+from support.security_support import AUDIENCE, ISSUER, NOW_S, FakeClock
 
 from edgegate_common.errors import (
     FailedPrecondition,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from bots_stack import BotsStack, bots_stack
+from support.bots_stack import BotsStack, bots_stack
 
 
 @pytest.fixture(scope="package")

@@ -23,14 +23,14 @@ from pathlib import Path
 import aiohttp
 import grpc
 import pytest
-from bots_stack import BotsStack
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from suite_stack import (
+from support.bots_stack import BotsStack
+from support.suite_stack import (
     OTHER_TENANT,
     TENANT,
     TEXT_MODEL,

@@ -31,7 +31,7 @@ import aiohttp
 import grpc
 import openai
 import pytest
-from bots_stack import (
+from support.bots_stack import (
     ANSWER,
     DISCORD_KEY,
     SLACK_SECRET,
@@ -39,7 +39,7 @@ from bots_stack import (
     WHATSAPP_SECRET,
     BotsStack,
 )
-from suite_stack import (
+from support.suite_stack import (
     TEXT_MODEL,
     Stack,
     first_answer,

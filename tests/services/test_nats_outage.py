@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from conftest import start_services
-from harness import NatsLike
-from waiting import eventually, wait_until
+from support.harness import NatsLike
+from support.waiting import eventually, wait_until
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus

@@ -16,10 +16,10 @@ import grpc
 import pytest
 from conftest import start_services
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from harness import NatsLike
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from waiting import eventually
+from support.harness import NatsLike
+from support.waiting import eventually
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus

@@ -12,7 +12,15 @@ from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
-from suite_stack import TENANT, Stack, bearer, eventually, finished, start_stack, text_envelope
+from support.suite_stack import (
+    TENANT,
+    Stack,
+    bearer,
+    eventually,
+    finished,
+    start_stack,
+    text_envelope,
+)
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from suite_stack import TENANT, Stack, bearer, eventually, start_stack, text_envelope
+from support.suite_stack import TENANT, Stack, bearer, eventually, start_stack, text_envelope
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus

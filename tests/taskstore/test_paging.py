@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from suite_stack import TENANT, Stack, bearer, start_stack, text_envelope
+from support.suite_stack import TENANT, Stack, bearer, start_stack, text_envelope
 
 from edgegate_common import subjects
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb

@@ -7,7 +7,7 @@ import contextlib
 import random
 
 import pytest
-from waiting import eventually
+from support.waiting import eventually
 
 from edgegate_common.bus import Bus
 from edgegate_common.errors import FailedPrecondition, NotFound, ResourceExhausted

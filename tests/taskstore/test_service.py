@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from harness import raw_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from suite_stack import (
+from support.harness import raw_request
+from support.suite_stack import (
     OTHER_TENANT,
     TENANT,
     Stack,

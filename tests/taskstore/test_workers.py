@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import nats.js.errors
 import pytest
-from suite_stack import (
+from support.suite_stack import (
     TENANT,
     Stack,
     bearer,
@@ -20,7 +20,7 @@ from suite_stack import (
     start_stack,
     text_envelope,
 )
-from waiting import eventually
+from support.waiting import eventually
 
 from edgegate_common import subjects
 from edgegate_protos.common.v1 import envelope_pb2 as env

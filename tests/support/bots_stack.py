@@ -15,9 +15,15 @@ from pathlib import Path
 import openai
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from suite_stack import Stack, assistant_args, first_answer, one_passage_knowledge, start_stack
 
 from edgegate_common.local import ServiceProcess, free_port
+from support.suite_stack import (
+    Stack,
+    assistant_args,
+    first_answer,
+    one_passage_knowledge,
+    start_stack,
+)
 
 TELEGRAM_SECRET = "telegram-secret"
 SLACK_SECRET = "slack-signing-secret"

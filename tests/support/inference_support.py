@@ -7,10 +7,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import model_factory as mf
 from conftest import start_services
 
 from edgegate_common.local import ServiceProcess
+from support import model_factory as mf
 
 ADD_SUB_CONFIG = """
 max_batch_size: 8

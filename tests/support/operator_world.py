@@ -1,6 +1,6 @@
 """The whole suite for the operator's end-to-end tests, on real parts.
 
-A nats-server and the security service (tests/suite_stack.py), KMock as the
+A nats-server and the security service (tests/support/suite_stack.py), KMock as the
 Kubernetes API (kmock_cluster.py), the kubelet harness running real
 inference processes for the operator's Deployments (kubelet.py), the real
 gateway taking traffic, and `python -m edgegate_operator` as a process of
@@ -26,19 +26,19 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
-import model_factory as mf
 import nats.errors
 import nats.js.errors
 import openai
-from crd_schema import checker
-from inference_support import TEXT_CONFIG, minilm_tokenizer
-from kmock_cluster import MODELDEPLOYMENTS, KMockCluster
-from kubelet import Kubelet
-from suite_stack import Stack, start_stack
-from waiting import wait_until
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
+from support import model_factory as mf
+from support.crd_schema import checker
+from support.inference_support import TEXT_CONFIG, minilm_tokenizer
+from support.kmock_cluster import MODELDEPLOYMENTS, KMockCluster
+from support.kubelet import Kubelet
+from support.suite_stack import Stack, start_stack
+from support.waiting import wait_until
 
 NAMESPACE = "edgegate"
 VOCAB = 30522

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from certs import Certs, make_certs
-from waiting import eventually
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus, client_tls_context
@@ -29,6 +27,8 @@ from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
 from edgegate_protos.security.v1 import security_pb2_grpc
 from edgegate_security.audit.chain import AuditRecord, parse_record
 from edgegate_security.audit.reader import read_stream
+from support.certs import Certs, make_certs
+from support.waiting import eventually
 
 MAX_PART_BYTES = 64 * 1024
 DENY_PATTERN = "internal use only"

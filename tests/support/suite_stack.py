@@ -18,8 +18,6 @@ from typing import TypeVar
 
 import grpc
 import openai
-from inference_support import build_test_repository
-from waiting import eventually, wait_until  # eventually: also imported from here
 
 from edgegate_common.bus import Bus
 from edgegate_common.local import LocalNatsServer, ServiceProcess, free_port
@@ -28,6 +26,8 @@ from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
 from edgegate_protos.taskstore.v1 import taskstore_pb2_grpc
 from edgegate_security.core.keyring import KeyRing
 from edgegate_security.core.tokens import TokenIssuer
+from support.inference_support import build_test_repository
+from support.waiting import eventually, wait_until  # eventually: also imported from here
 
 TENANT = "acme"
 OTHER_TENANT = "globex"

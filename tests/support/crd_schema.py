@@ -35,7 +35,7 @@ import jsonschema
 import yaml
 from jsonschema import Draft202012Validator, ValidationError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "deploy" / "helm" / "edgegate" / "crds"
 GROUP = "edgegate.io"
 VERSION = "v1alpha1"

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "edgegate"
 EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
 NAMESPACE = "edgegate"

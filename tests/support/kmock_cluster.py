@@ -32,7 +32,7 @@ from kmock._internal.k8s_views import _parse_resource
 
 from edgegate_operator.core.patches import merge_patch
 
-CRD_DIR = Path(__file__).resolve().parents[1] / "deploy" / "helm" / "edgegate" / "crds"
+CRD_DIR = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "edgegate" / "crds"
 MODELDEPLOYMENTS = "edgegate.io/v1alpha1/modeldeployments"
 TENANTQUOTAS = "edgegate.io/v1alpha1/tenantquotas"
 DEPLOYMENTS = "apps/v1/deployments"
