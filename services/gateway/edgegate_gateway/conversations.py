@@ -254,8 +254,10 @@ class Follow:
                 await asyncio.wait({waiting, stalled}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stalled.cancel()
-                if not waiting.done():
+                if not waiting.done():  # a cancelled task is only done once it has run
                     waiting.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await waiting
             if waiting.cancelled():
                 continue
             result = waiting.result()
