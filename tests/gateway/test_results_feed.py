@@ -31,6 +31,7 @@ from edgegate_gateway.adapters.events_feed import EventsFeed
 from edgegate_gateway.conversations import MAX_BUFFERED_RESULTS, Follow, Result
 from edgegate_protos.common.v1 import principal_pb2
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
+from edgegate_taskstore.adapters.queue import EVENTS_MAX_CONSUMERS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -311,3 +312,10 @@ def _consumers_are(stack: Stack, count: int) -> Any:
         return await _consumers(stack) == count
 
     return check
+
+
+async def test_the_events_stream_states_its_consumer_limit(stack: Stack) -> None:
+    """The taskstore's own bound, not nats-server's default (which differs between versions)."""
+    async with stack.bus() as bus:
+        info = await bus.js.stream_info(subjects.STREAM_TASK_EVENTS)
+    assert info.config.max_consumers == EVENTS_MAX_CONSUMERS
