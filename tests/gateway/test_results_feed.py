@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -149,6 +149,30 @@ async def test_a_resume_catches_up_and_takes_what_came_meanwhile_once(events_bus
         await feed.close()
     assert [r.sequence for r in taken] == [*missed, live]
     assert info.state.consumer_count == 1, "the catch-up's consumer was left behind"
+
+
+async def test_a_session_that_leaves_during_its_catch_up_leaves_no_consumer(
+    events_bus: Bus,
+) -> None:
+    seen = await _publish(events_bus, "alice", "talk")
+    for _ in range(MAX_BUFFERED_RESULTS + 10):  # more than it buffers: the catch-up waits
+        await _publish(events_bus, "alice", "talk")
+    feed = EventsFeed(events_bus)
+    follow = await _follow(feed, "alice", "talk", after=seen)
+    try:
+        await eventually(_consumer_count_is(events_bus, 2), what="the catch-up's consumer")
+        await follow.close()
+        await eventually(_consumer_count_is(events_bus, 1), what="the catch-up's consumer gone")
+    finally:
+        await feed.close()
+
+
+def _consumer_count_is(bus: Bus, count: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        info = await bus.js.stream_info(subjects.STREAM_TASK_EVENTS)
+        return bool(info.state.consumer_count == count)
+
+    return check
 
 
 async def test_a_reader_too_far_behind_is_told_to_resume(events_bus: Bus) -> None:

@@ -221,16 +221,16 @@ class Follow:
     async def _catch_up(self, feed: EventsFeed, live_after: int) -> None:
         """The results missed up to where the live feed began, then the held live ones."""
         tenant, user = self._principal.tenant, self._principal.subject
+        replayed = feed.replay(tenant, user, after=self._mark, until=live_after)
         try:
-            async for sequence, task in feed.replay(
-                tenant, user, after=self._mark, until=live_after
-            ):
-                if self._stopped.is_set():
-                    return
-                if sequence <= self._mark or task.envelope.conversation != self._conversation:
-                    continue
-                self._mark = sequence
-                await self._buffered.put(Result(sequence, task))  # the reader sets the pace
+            async with contextlib.aclosing(replayed):  # its consumer goes, also on cancel
+                async for sequence, task in replayed:
+                    if self._stopped.is_set():
+                        return
+                    if sequence <= self._mark or task.envelope.conversation != self._conversation:
+                        continue
+                    self._mark = sequence
+                    await self._buffered.put(Result(sequence, task))  # the reader sets the pace
         except Unavailable as exc:
             self.broken(exc)
             return

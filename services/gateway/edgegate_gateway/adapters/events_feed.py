@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Protocol
 
 import nats.errors
@@ -107,7 +107,7 @@ class EventsFeed:
 
     async def replay(
         self, tenant: str, user: str, *, after: int, until: int
-    ) -> AsyncIterator[tuple[int, tpb.Task]]:
+    ) -> AsyncGenerator[tuple[int, tpb.Task]]:
         """The user's events after `after` up to `until` at least, in order, read with a
         consumer of their own that is deleted at the end. UNAVAILABLE if that fails."""
         if after >= until:
@@ -133,9 +133,11 @@ class EventsFeed:
                 reader = await self._bus.js.pull_subscribe_bind(
                     consumer=name, stream=subjects.STREAM_TASK_EVENTS
                 )
+                fetched = _fetched(reader, pending=pending, until=until)
                 try:
-                    async for found in _fetched(reader, pending=pending, until=until):
-                        yield found
+                    async with contextlib.aclosing(fetched):
+                        async for found in fetched:
+                            yield found
                 finally:
                     with contextlib.suppress(Exception):
                         await reader.unsubscribe()
@@ -221,7 +223,9 @@ class EventsFeed:
                 listener.broken(exc)
 
 
-async def _fetched(reader: Any, *, pending: int, until: int) -> AsyncIterator[tuple[int, tpb.Task]]:
+async def _fetched(
+    reader: Any, *, pending: int, until: int
+) -> AsyncGenerator[tuple[int, tpb.Task]]:
     """Fetch until nothing was pending or `until` is reached."""
     while pending > 0:
         try:
