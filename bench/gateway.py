@@ -23,16 +23,18 @@ taskstore and gateway services as processes. In the same run:
    (bench/ws_sessions.py) open authenticated `/ws` sessions (authenticate ->
    ready, one user each) in steps up to `--sessions`, and hold them. After
    each step: the gateway process's RSS (/proc/<pid>/status), nats-server's
-   RSS and its JetStream consumer count (each session follows its user's
-   results with an ordered consumer). At the largest step the sessions are
+   RSS and its JetStream consumer count (the gateway process follows every
+   session's results with one feed). At the largest step the sessions are
    held `--hold-s` (past the gateway's 30 s WebSocket ping) and counted
    again, with the gateway's and nats-server's CPU while idle. Goal: 10,000
    sessions under 1 GiB of gateway RSS.
 
-Writes `--out` (bench/results/gateway.json) and a PNG beside it.
+Writes `--out` (bench/results/gateway.json) and a PNG beside it. `--only`
+runs one part and keeps the other's figures from the `--out` already there.
 
     .venv/bin/python bench/gateway.py [--quick] [--out bench/results/gateway.json]
         [--rounds 2] [--seconds 5] [--concurrency 1 2 4 ...] [--sessions 1000 2500 ...]
+        [--only embeddings|sessions]
 """
 
 from __future__ import annotations
@@ -339,28 +341,22 @@ async def snapshot(found: Stack, http: aiohttp.ClientSession) -> dict[str, Any]:
     }
 
 
-async def consumer_limit(nats_url: str, *, raise_to: int) -> dict[str, int]:
-    """The events stream's consumer limit as the taskstore made it, raised to `raise_to` (0: not).
+async def consumer_limit(nats_url: str) -> int:
+    """The events stream's consumer limit as the taskstore made it (-1: none stated).
 
-    Each session follows its user's results with an ordered consumer on that
-    stream, and nats-server 2.15 caps a stream that sets no limit (or -1) at
-    1,000 consumers: the 1,001st session would fail, on every gateway together.
+    Not raised: the gateway follows all its sessions' results with one
+    consumer, so the limit (1,000) no longer bounds the sessions.
     """
     bus = await nats.connect(nats_url)
     try:
-        js = bus.jetstream()
-        config = (await js.stream_info(subjects.STREAM_TASK_EVENTS)).config
-        as_created = config.max_consumers if config.max_consumers is not None else -1
-        if raise_to:
-            config.max_consumers = raise_to
-            await js.update_stream(config)
+        config = (await bus.jetstream().stream_info(subjects.STREAM_TASK_EVENTS)).config
     finally:
         await bus.close()
-    return {"as_created": as_created, "during_the_benchmark": raise_to or as_created}
+    return config.max_consumers if config.max_consumers is not None else -1
 
 
 async def measure_sessions(args: argparse.Namespace, found: Stack) -> dict[str, Any]:
-    limit = await consumer_limit(found.nats_url, raise_to=args.events_max_consumers)
+    limit = await consumer_limit(found.nats_url)
     count = max(1, math.ceil(max(args.sessions) / SESSIONS_PER_WORKER))
     url = f"ws://127.0.0.1:{found.http_port}/ws"
     workers = await Workers.start(count=count, url=url, keys_dir=found.keys_dir)
@@ -412,7 +408,7 @@ async def _hold(
 ) -> dict[str, Any]:
     """Hold the sessions idle for `seconds`: are they all still open, and what does idling cost?"""
     before = {name: cpu_s(found.pids[name]) for name in WATCHED}
-    consumers: list[int] = []  # each session's feed is a consumer: do they stay?
+    consumers: list[int] = []  # the gateway's feed is one consumer: does it stay one?
     started = time.perf_counter()
     while (left := seconds - (time.perf_counter() - started)) > 0:
         await asyncio.sleep(min(5.0, left))
@@ -549,27 +545,50 @@ def plot(results: dict[str, Any], path: Path) -> None:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     fd_limit = raise_fd_limit()  # the services inherit it: the gateway holds a socket a session
     load_before = os.getloadavg()
+    kept = _kept(args)
     with tempfile.TemporaryDirectory(prefix="edgegate-bench-gateway-") as tmp:
         async with stack(Path(tmp), args.version_dir.parent.parent) as found:
-            embeddings = await measure_embeddings(args, found)
+            parts: dict[str, Any] = {}
+            if args.only != "sessions":
+                parts["embeddings"] = await measure_embeddings(args, found)
             load_between = os.getloadavg()
-            sessions = await measure_sessions(args, found)
-        sessions["gateway_log"] = log_events(Path(tmp) / "gateway.log")
+            if args.only != "embeddings":
+                parts["sessions"] = await measure_sessions(args, found)
+                parts["sessions"]["gateway_log"] = log_events(Path(tmp) / "gateway.log")
+    machine_now = {**machine(), "open_files_limit": fd_limit}
+    if args.only:  # the other part and the run it came from stay as they were
+        rerun = {
+            "only": args.only,
+            "quick": args.quick,
+            "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "machine": machine_now,
+            "load_average": {"start": load_before, "end": os.getloadavg()},
+        }
+        return {**kept, **parts, "reruns": [*kept.get("reruns", []), rerun]}
     return {
         "model": DEFAULT_MODEL,
         "quick": args.quick,
         "seconds_per_level": args.seconds,
         "rounds": args.rounds,
-        "machine": {**machine(), "open_files_limit": fd_limit},
+        "machine": machine_now,
         "load_average": {
             "start": load_before,
             "after_embeddings": load_between,
             "end": os.getloadavg(),
         },
         "client": "this process (embeddings) and worker processes (sessions), same cores",
-        "embeddings": embeddings,
-        "sessions": sessions,
+        **parts,
     }
+
+
+def _kept(args: argparse.Namespace) -> dict[str, Any]:
+    """With `--only`, the results already in `--out`: the part not run is kept from them."""
+    if not args.only:
+        return {}
+    if not args.out.exists():
+        raise SystemExit(f"--only {args.only} keeps the other part from {args.out}: none there")
+    kept: dict[str, Any] = json.loads(args.out.read_text())
+    return kept
 
 
 def main() -> None:
@@ -581,11 +600,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, nargs="+", help="WebSocket session steps")
     parser.add_argument("--hold-s", type=float, help="hold the most sessions this long (45)")
     parser.add_argument(
-        "--events-max-consumers",
-        type=int,
-        default=4 * SESSIONS_GOAL,
-        help="raise the events stream's consumer limit to this (nats-server's default is "
-        "1,000 consumers a stream); 0: leave it",
+        "--only",
+        choices=("embeddings", "sessions"),
+        help="run one part; the other's figures are kept from --out",
     )
     parser.add_argument(
         "--settle-s", type=float, default=5.0, help="idle time before each reading (CPU over it)"

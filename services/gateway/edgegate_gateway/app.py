@@ -17,6 +17,7 @@ from edgegate_gateway import __version__
 from edgegate_gateway.adapters.breakers import BreakerControls
 from edgegate_gateway.adapters.chat_later import ChatLater
 from edgegate_gateway.adapters.discord import DiscordInteractions, DiscordSettings
+from edgegate_gateway.adapters.events_feed import EventsFeed
 from edgegate_gateway.adapters.fallback import Fallback, FallbackSettings, make_fallback
 from edgegate_gateway.adapters.http_server import GatewayRunner
 from edgegate_gateway.adapters.mqtt import MqttAdapter, MqttSettings
@@ -89,6 +90,7 @@ class _Running:
     inference: _Inference
     assistant: Assistant | None
     runner: GatewayRunner
+    feed: EventsFeed
     mqtt: MqttAdapter | None
     webhooks: list[Webhook]
     later: ChatLater | None
@@ -100,6 +102,7 @@ class _Running:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.replayer
         await self.runner.cleanup()
+        await self.feed.close()
         if self.mqtt is not None:
             await self.mqtt.close()
         if self.later is not None:
@@ -138,7 +141,9 @@ async def _start_gateway(s: GatewaySettings, runtime: ServiceRuntime, bus: Bus) 
         breakers=inference.breakers,
     )
     assistant = _start_assistant(s, bus, watches.readiness, pipeline, inference.fallback)
-    conversations = Conversations(bus=bus, pipeline=pipeline, assistant=assistant)
+    # One subscription to the taskstore's events for every session here, started by the first.
+    feed = EventsFeed(bus)
+    conversations = Conversations(pipeline=pipeline, assistant=assistant, feed=feed)
     runtime.grpc.add(
         gateway_pb2_grpc.add_GatewayServicer_to_server,
         GatewayServicer(conversations),
@@ -162,7 +167,7 @@ async def _start_gateway(s: GatewaySettings, runtime: ServiceRuntime, bus: Bus) 
     replayer = None
     if spool is not None:
         replayer = asyncio.create_task(_replay_outbox(bus, spool, pipeline))
-    return _Running(watches, inference, assistant, runner, mqtt, webhooks, later, replayer)
+    return _Running(watches, inference, assistant, runner, feed, mqtt, webhooks, later, replayer)
 
 
 async def _start_watches(bus: Bus) -> _Watches:

@@ -15,7 +15,9 @@ it:
   publishes each finish once on the user's events stream, and that stream's
   sequence number is the result's sequence. A client that reconnects with
   the last sequence it saw gets every later result of the conversation,
-  none twice, whichever gateway replica it reaches.
+  none twice, whichever gateway replica it reaches. Each gateway process
+  reads the stream once (`adapters/events_feed.py`) and hands every
+  conversation followed there its user's events.
 """
 
 from __future__ import annotations
@@ -25,16 +27,9 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
-import nats.errors
-import nats.js.errors
-from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
-
-from edgegate_common import subjects
-from edgegate_common.bus import Bus
 from edgegate_common.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from edgegate_gateway.adapters.events_feed import EventsFeed
 from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.pipeline import Handled, Offline, Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
@@ -88,8 +83,10 @@ class _NoAssistant:
 
 
 class Conversations:
-    def __init__(self, *, bus: Bus, pipeline: Pipeline, assistant: Assistant | None) -> None:
-        self._bus = bus
+    def __init__(
+        self, *, pipeline: Pipeline, assistant: Assistant | None, feed: EventsFeed
+    ) -> None:
+        self._feed = feed
         self._pipeline = pipeline
         self._assistant = assistant
 
@@ -140,90 +137,137 @@ class Conversations:
     ) -> Follow:
         """Start following the conversation's results after `after_sequence` (0: from now on).
 
-        The subscription exists when this returns, so that whatever the caller
-        sends next has its result delivered.
+        The process's events feed has this follow when this returns, so that
+        whatever the caller sends next has its result delivered.
         """
         if not 0 <= after_sequence < 2**63:
             raise InvalidArgument("after_sequence is not a sequence this gateway gave out")
         follow = Follow(conversation, after_sequence)
-        await follow.start(self._bus, principal)
+        await follow.start(self._feed, principal)
         return follow
 
 
 class Follow:
-    """One conversation's results as they are published, each once, in sequence order."""
+    """One conversation's results as they are published, each once, in sequence order.
+
+    They come from the process's `EventsFeed`. A resume first reads what it
+    missed with a replay of its own while the feed's live results wait in
+    `_held`, then hands over to them: nothing at or below the mark twice.
+    """
 
     def __init__(self, conversation: str, after_sequence: int) -> None:
         self._conversation = conversation
-        # Nothing at or below this is delivered: not on resume, nor when the
-        # client library restarts its consumer after a connection blip.
+        # Nothing at or below this is delivered: not on resume, nor what the
+        # replay and the live feed both bring.
         self._mark = after_sequence
         self._buffered: asyncio.Queue[Result] = asyncio.Queue(maxsize=MAX_BUFFERED_RESULTS)
-        self._overflowed = asyncio.Event()
-        self._subscription: Any = None
+        self._overflowed = False
+        self._failure: str | None = None  # why the feed stopped (UNAVAILABLE)
+        self._stopped = asyncio.Event()  # overflowed or failed: nothing more is taken
+        self._held: list[Result] | None = None  # live results while the missed ones are read
+        self._catching_up: asyncio.Task[None] | None = None
+        self._feed: EventsFeed | None = None
+        self._principal = principal_pb2.Principal()
         self._delivered = 0  # the last sequence handed to the reader (set by start)
 
-    async def start(self, bus: Bus, principal: principal_pb2.Principal) -> None:
-        try:
-            if not self._mark:  # from now on: after the stream's last message
-                info = await bus.js.stream_info(subjects.STREAM_TASK_EVENTS)
-                self._mark = info.state.last_seq
-            self._subscription = await bus.js.subscribe(
-                subjects.taskstore_events(principal.tenant, principal.subject),
-                stream=subjects.STREAM_TASK_EVENTS,
-                cb=self._on_event,
-                ordered_consumer=True,
-                config=ConsumerConfig(
-                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self._mark + 1
-                ),
-            )
-        except nats.js.errors.NotFoundError:
-            raise Unavailable("the taskstore has not created its events stream yet") from None
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise Unavailable(f"cannot follow the conversation's results: {exc!r}") from exc
+    async def start(self, feed: EventsFeed, principal: principal_pb2.Principal) -> None:
+        """Register with the feed (it starts if it has not); a resume starts its catch-up."""
+        live_after = await feed.register(principal.tenant, principal.subject, self)
+        self._feed, self._principal = feed, principal
+        if not self._mark:  # from now on: what the feed brings next
+            self._mark = live_after
+        elif self._mark < live_after:
+            self._held = []
+            self._catching_up = asyncio.create_task(self._catch_up(feed, live_after))
         self._delivered = self._mark
 
     async def close(self) -> None:
-        if self._subscription is not None:
-            with contextlib.suppress(Exception):
-                await self._subscription.unsubscribe()
+        if self._catching_up is not None:
+            self._catching_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._catching_up
+        if self._feed is not None:
+            self._feed.unregister(self._principal.tenant, self._principal.subject, self)
 
-    async def _on_event(self, message: Msg) -> None:
-        sequence = message.metadata.sequence.stream
-        if sequence <= self._mark or self._overflowed.is_set():
-            return
-        self._mark = sequence
-        task = tpb.Task()
-        try:
-            task.ParseFromString(message.data)
-        except Exception:
-            return
+    def event(self, sequence: int, task: tpb.Task) -> None:
+        """The feed's next event of this user (the `Listener` side)."""
         if task.envelope.conversation != self._conversation:
             return
+        if self._held is None:
+            self._take(Result(sequence, task))
+        elif len(self._held) < MAX_BUFFERED_RESULTS:
+            self._held.append(Result(sequence, task))
+        else:
+            self._overflow()
+
+    def broken(self, exc: Unavailable) -> None:
+        """The feed stopped: the reader gets UNAVAILABLE once it took what came before."""
+        self._failure = self._failure or exc.message
+        self._stopped.set()
+
+    def _take(self, result: Result) -> None:
+        if result.sequence <= self._mark or self._stopped.is_set():
+            return
+        self._mark = result.sequence
         try:
-            self._buffered.put_nowait(Result(sequence, task))
+            self._buffered.put_nowait(result)
         except asyncio.QueueFull:
-            self._overflowed.set()
+            self._overflow()
+
+    def _overflow(self) -> None:
+        self._overflowed = True
+        self._stopped.set()
+
+    async def _catch_up(self, feed: EventsFeed, live_after: int) -> None:
+        """The results missed up to where the live feed began, then the held live ones."""
+        tenant, user = self._principal.tenant, self._principal.subject
+        replayed = feed.replay(tenant, user, after=self._mark, until=live_after)
+        try:
+            async with contextlib.aclosing(replayed):  # its consumer goes, also on cancel
+                async for sequence, task in replayed:
+                    if self._stopped.is_set():
+                        return
+                    if sequence <= self._mark or task.envelope.conversation != self._conversation:
+                        continue
+                    self._mark = sequence
+                    await self._buffered.put(Result(sequence, task))  # the reader sets the pace
+        except Unavailable as exc:
+            self.broken(exc)
+            return
+        except Exception as exc:
+            self.broken(Unavailable(f"cannot read the missed results: {exc!r}"))
+            return
+        held, self._held = self._held or [], None
+        for result in held:
+            self._take(result)
 
     async def results(self) -> AsyncIterator[Result]:
-        """The results as they come. RESOURCE_EXHAUSTED when the reader falls too far behind;
-        it resumes from the last sequence it received."""
+        """The results as they come. RESOURCE_EXHAUSTED when the reader falls too far behind,
+        UNAVAILABLE when the feed broke; either way it resumes from the last sequence it
+        received."""
         while True:
-            if self._buffered.empty() and self._overflowed.is_set():
-                raise ResourceExhausted(
-                    f"more than {MAX_BUFFERED_RESULTS} results waited for this client; "
-                    f"resume after sequence {self._delivered}"
-                )
+            if self._buffered.empty() and self._stopped.is_set():
+                raise self._stop_error()
             waiting = asyncio.ensure_future(self._buffered.get())
-            stalled = asyncio.ensure_future(self._overflowed.wait())
+            stalled = asyncio.ensure_future(self._stopped.wait())
             try:
                 await asyncio.wait({waiting, stalled}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stalled.cancel()
-                if not waiting.done():
+                if not waiting.done():  # a cancelled task is only done once it has run
                     waiting.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await waiting
             if waiting.cancelled():
                 continue
             result = waiting.result()
             self._delivered = result.sequence
             yield result
+
+    def _stop_error(self) -> ResourceExhausted | Unavailable:
+        if self._overflowed:
+            return ResourceExhausted(
+                f"more than {MAX_BUFFERED_RESULTS} results waited for this client; "
+                f"resume after sequence {self._delivered}"
+            )
+        return Unavailable(f"{self._failure}; resume after sequence {self._delivered}")

@@ -56,6 +56,11 @@ _PRIORITY_NAMES: dict[int, str] = {
 }  # else normal
 _STATUS_HEADER = "Status"
 DEAD_REASON = "Edgegate-Dead-Reason"
+# The events stream's readers: one feed per gateway process and its resumes in progress (at
+# most 32 each, short-lived), one durable per MQTT credential. Stated rather than left to
+# nats-server, whose default moved from no limit to 1,000 (2.15): the same bound on every
+# server, room for 30 gateway processes resuming at full tilt (30 x 33), and a stop to a leak.
+EVENTS_MAX_CONSUMERS = 1000
 
 
 def priority_name(priority: int) -> str:
@@ -88,7 +93,12 @@ class WorkQueue:
         js = bus.js
 
         def stream(
-            name: str, subject: str, *, work_queue: bool = False, max_age_s: float | None = None
+            name: str,
+            subject: str,
+            *,
+            work_queue: bool = False,
+            max_age_s: float | None = None,
+            max_consumers: int | None = None,
         ) -> StreamConfig:
             return StreamConfig(
                 name=name,
@@ -102,6 +112,7 @@ class WorkQueue:
                 storage=StorageType.FILE,
                 num_replicas=storage.replicas,
                 duplicate_window=settings.duplicate_window_s,
+                max_consumers=max_consumers,
             )
 
         for config in (
@@ -115,6 +126,7 @@ class WorkQueue:
                 subjects.STREAM_TASK_EVENTS,
                 subjects.TASKSTORE_EVENTS_ALL,
                 max_age_s=settings.events_ttl_s,
+                max_consumers=EVENTS_MAX_CONSUMERS,
             ),
         ):
             await ensure_stream(js, config)
