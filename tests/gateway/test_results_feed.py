@@ -21,8 +21,8 @@ from typing import Any
 import aiohttp
 import pytest
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
-from suite_stack import OTHER_TENANT, TENANT, TEXT_MODEL, Stack, start_stack
-from waiting import eventually
+from support.suite_stack import OTHER_TENANT, TENANT, TEXT_MODEL, Stack, start_stack
+from support.waiting import eventually
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
