@@ -18,7 +18,9 @@ taskstore and gateway services as processes. In the same run:
    The two paths alternate at each level and the report takes medians over
    `--rounds`. CPU per request of every process (/proc) says where the time
    goes. Goals: the gateway's best goodput >= 0.8 x direct's best; at one
-   caller, p50(gateway) - p50(direct) <= 5 ms.
+   caller, p50(gateway) - p50(direct) <= 5 ms. `--spinning off` runs the
+   model with ONNX Runtime's spinning threads off (its config.yaml as the
+   model ships it spins), as docs/inference.md advises where cores are shared.
 2. Idle WebSocket sessions on the one gateway process: worker processes
    (bench/ws_sessions.py) open authenticated `/ws` sessions (authenticate ->
    ready, one user each) in steps up to `--sessions`, and hold them. After
@@ -34,7 +36,7 @@ runs one part and keeps the other's figures from the `--out` already there.
 
     .venv/bin/python bench/gateway.py [--quick] [--out bench/results/gateway.json]
         [--rounds 2] [--seconds 5] [--concurrency 1 2 4 ...] [--sessions 1000 2500 ...]
-        [--only embeddings|sessions]
+        [--only embeddings|sessions] [--spinning model|off]
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -59,6 +62,7 @@ import aiohttp
 import nats
 import numpy as np
 import tritonclient.grpc.aio as tca
+import yaml  # type: ignore[import-untyped]
 from inference import sentences  # bench/inference.py: sentences of exactly 32 tokens
 from loadgen import DEFAULT_MODEL, ensure_default_model, machine, percentile, start_service
 from tritonclient.utils import InferenceServerException
@@ -591,6 +595,17 @@ def _kept(args: argparse.Namespace) -> dict[str, Any]:
     return kept
 
 
+def without_spinning(version_dir: Path, into: Path) -> Path:
+    """A copy of the model's repository whose config.yaml turns ORT's spinning threads off."""
+    model_dir = version_dir.parent
+    copied = into / model_dir.name
+    shutil.copytree(model_dir, copied)
+    config = yaml.safe_load((copied / "config.yaml").read_text(encoding="utf-8"))
+    config.setdefault("instances", {})["allow_spinning"] = False
+    (copied / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    return copied / version_dir.name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small sweep, seconds per point")
@@ -607,6 +622,13 @@ def main() -> None:
     parser.add_argument(
         "--settle-s", type=float, default=5.0, help="idle time before each reading (CPU over it)"
     )
+    parser.add_argument(
+        "--spinning",
+        choices=("model", "off"),
+        default="model",
+        help="ONNX Runtime's threads: as the model's config.yaml says (spinning, its default), "
+        "or off, as docs/inference.md advises where the cores are shared",
+    )
     parser.add_argument("--repo", type=Path, default=ROOT / ".edgegate" / "models")
     parser.add_argument("--out", type=Path, default=RESULTS / "gateway.json")
     args = parser.parse_args()
@@ -619,7 +641,12 @@ def main() -> None:
     args.sessions = sorted(args.sessions)
     configure_logging(service="bench", level="warning")
     args.version_dir = ensure_default_model(args.repo.resolve())
-    results = asyncio.run(run(args))
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-repo-") as copy:
+        if args.spinning == "off":
+            args.version_dir = without_spinning(args.version_dir, Path(copy))
+        results = asyncio.run(run(args))
+    if "embeddings" in results:
+        results["embeddings"]["spinning"] = args.spinning
     results["targets"] = targets(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
