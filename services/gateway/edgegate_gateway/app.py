@@ -140,10 +140,12 @@ async def _start_gateway(s: GatewaySettings, runtime: ServiceRuntime, bus: Bus) 
         shadow=inference.shadow,
         breakers=inference.breakers,
     )
-    assistant = _start_assistant(s, bus, watches.readiness, pipeline, inference.fallback)
+    assistant = _start_assistant(s, bus, watches.readiness, pipeline, taskstore, inference.fallback)
     # One subscription to the taskstore's events for every session here, started by the first.
     feed = EventsFeed(bus)
-    conversations = Conversations(pipeline=pipeline, assistant=assistant, feed=feed)
+    conversations = Conversations(
+        pipeline=pipeline, taskstore=taskstore, assistant=assistant, feed=feed
+    )
     runtime.grpc.add(
         gateway_pb2_grpc.add_GatewayServicer_to_server,
         GatewayServicer(conversations),
@@ -247,6 +249,7 @@ def _start_assistant(
     bus: Bus,
     readiness: ModelReadiness,
     pipeline: Pipeline,
+    taskstore: TaskstoreClient,
     fallback: Fallback | None,
 ) -> Assistant | None:
     """The assistant, when a knowledge folder is configured; it embeds the folder now."""
@@ -256,6 +259,7 @@ def _start_assistant(
         bus=bus,
         readiness=readiness,
         pipeline=pipeline,
+        taskstore=taskstore,
         folder=s.knowledge_dir,
         model=s.assistant_model,
         min_score=s.assistant_min_score,

@@ -24,6 +24,7 @@ from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.errors import EdgegateError, InvalidArgument, NotFound, Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.fallback import Fallback
+from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
 from edgegate_gateway.core.knowledge import Answer, KnowledgeBase, read_passages
 from edgegate_gateway.core.rules import ASSISTANT
 from edgegate_gateway.pipeline import Pipeline
@@ -56,6 +57,7 @@ class Assistant:
         bus: Bus,
         readiness: ModelReadiness,
         pipeline: Pipeline,
+        taskstore: TaskstoreClient,
         folder: Path,
         model: str,
         min_score: float,
@@ -65,6 +67,7 @@ class Assistant:
         self._bus = bus
         self._readiness = readiness
         self._pipeline = pipeline
+        self._taskstore = taskstore
         self._folder = folder
         self.model = model
         self._min_score = min_score
@@ -155,7 +158,7 @@ class Assistant:
         if asked.idempotency_key:
             envelope.idempotency_key = f"{asked.idempotency_key}/escalation"
         try:
-            task = await self._pipeline.store(envelope, credential=credential)
+            task = await self._taskstore.submit(envelope, credential=credential)
         except EdgegateError as exc:
             log.warning("escalation task not stored", error=exc.message)
             return ""

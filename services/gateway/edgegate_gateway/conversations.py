@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from edgegate_common.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from edgegate_gateway.adapters.events_feed import EventsFeed
+from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
 from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.pipeline import Handled, Offline, Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
@@ -84,10 +85,16 @@ class _NoAssistant:
 
 class Conversations:
     def __init__(
-        self, *, pipeline: Pipeline, assistant: Assistant | None, feed: EventsFeed
+        self,
+        *,
+        pipeline: Pipeline,
+        taskstore: TaskstoreClient,
+        assistant: Assistant | None,
+        feed: EventsFeed,
     ) -> None:
         self._feed = feed
         self._pipeline = pipeline
+        self._taskstore = taskstore
         self._assistant = assistant
 
     async def authenticate(self, credential: str) -> principal_pb2.Principal:
@@ -127,7 +134,9 @@ class Conversations:
             # Only a client's own key can name an earlier task.
             finished = handled.task if repeatable and handled.task.reported else None
             return Ack(envelope.id, envelope.idempotency_key, handled.task.id, True, finished)
-        task = await self._pipeline.store(envelope, credential=credential, answer=handled.reply)
+        # Every result is delivered from the taskstore, so an answer given here is stored
+        # there too, as completed (its event published); the same key stores it once.
+        task = await self._taskstore.submit(envelope, credential=credential, answer=handled.reply)
         # Another envelope id: the key named a task answered before this message.
         earlier = task if task.envelope.id != envelope.id and task.reported else None
         return Ack(envelope.id, envelope.idempotency_key, task.id, False, earlier)

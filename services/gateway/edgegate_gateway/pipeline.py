@@ -216,7 +216,8 @@ class Pipeline:
                 return _deferred(envelope, await self._spool.keep(envelope, credential=credential))
             raise
         if defer:
-            return _deferred(envelope, await self.store(envelope, credential=credential))
+            task = await self._taskstore.submit(envelope, credential=credential)
+            return _deferred(envelope, task)
         model, version = envelope.route.model, envelope.route.version
         chosen, shadow = self._version(model, version)
         if chosen is None:
@@ -233,17 +234,6 @@ class Pipeline:
         if shadow is not None and self._shadow is not None:
             self._shadow.copy(envelope, reply, chosen=chosen, shadow=shadow)
         return await self._checked(envelope, reply)
-
-    async def store(
-        self, envelope: env.Envelope, *, credential: str, answer: env.Reply | None = None
-    ) -> tpb.Task:
-        """Hand an admitted envelope to the taskstore: a task to run later, or, with
-        `answer`, one answered here, kept as completed (its event published).
-
-        Conversations deliver every result from the taskstore, so an answer
-        given inline is stored there too; the same idempotency key stores it once.
-        """
-        return await self._taskstore.submit(envelope, credential=credential, answer=answer)
 
     async def readmit(self, envelope: env.Envelope, credential: str) -> None:
         """Admit again a message accepted earlier (the offline spool's, on replay): the
@@ -293,7 +283,8 @@ class Pipeline:
                 else:
                     return await self._checked(envelope, reply)
         if offline is Offline.DEFER:
-            return _deferred(envelope, await self.store(envelope, credential=credential))
+            task = await self._taskstore.submit(envelope, credential=credential)
+            return _deferred(envelope, task)
         raise error
 
     def _version(self, model: str, named: str) -> tuple[str | None, Shadow | None]:
