@@ -92,6 +92,8 @@ TASKSTORE_GET_STATE = f"{PREFIX}.taskstore.v1.get_state"
 
 # gateway
 GATEWAY_BREAKER_EVENTS = f"{PREFIX}.gateway.v1.breaker"
+# Each replica's per-tenant admitted/throttled counts (TrafficSnapshot), for the console.
+GATEWAY_TRAFFIC = f"{PREFIX}.gateway.v1.traffic"
 
 
 def gateway_agreement(model: str, version: str) -> str:

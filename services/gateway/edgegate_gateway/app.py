@@ -28,11 +28,13 @@ from edgegate_gateway.adapters.routes import RouteTable
 from edgegate_gateway.adapters.slack import SlackEvents, SlackSettings
 from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
 from edgegate_gateway.adapters.telegram import TelegramSettings, TelegramWebhook
+from edgegate_gateway.adapters.traffic import TrafficPublisher
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.adapters.websocket import WebSocketAdapter
 from edgegate_gateway.adapters.whatsapp import WhatsAppSettings, WhatsAppWebhook
-from edgegate_gateway.assistant import Assistant
+from edgegate_gateway.assistant import ESCALATION_MODEL, Assistant
 from edgegate_gateway.config import GatewaySettings
+from edgegate_gateway.console import Console, ConsoleSettings
 from edgegate_gateway.conversations import Conversations
 from edgegate_gateway.core.breaker import BreakerPolicy
 from edgegate_gateway.core.rules import Rules
@@ -95,6 +97,8 @@ class _Running:
     webhooks: list[Webhook]
     later: ChatLater | None
     replayer: asyncio.Task[None] | None
+    console: Console | None
+    traffic: TrafficPublisher
 
     async def stop(self) -> None:
         if self.replayer is not None:
@@ -102,6 +106,9 @@ class _Running:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.replayer
         await self.runner.cleanup()
+        if self.console is not None:
+            await self.console.stop()
+        await self.traffic.stop()
         await self.feed.close()
         if self.mqtt is not None:
             await self.mqtt.close()
@@ -159,6 +166,13 @@ async def _start_gateway(s: GatewaySettings, runtime: ServiceRuntime, bus: Bus) 
         assistant=assistant,
     )
     WebSocketAdapter(conversations, max_frame_bytes=s.max_body_bytes).add_routes(app)
+    console = await _start_console(s, bus, watches, taskstore)
+    if console is not None:
+        console.add_routes(app)
+    traffic = TrafficPublisher(
+        bus, watches.limiter.counts, instance=runtime.instance, every_s=s.traffic_snapshot_s
+    )
+    traffic.start()
     mqtt = _mqtt(s, bus, conversations)
     if mqtt is not None:
         mqtt.start()
@@ -169,7 +183,41 @@ async def _start_gateway(s: GatewaySettings, runtime: ServiceRuntime, bus: Bus) 
     replayer = None
     if spool is not None:
         replayer = asyncio.create_task(_replay_outbox(bus, spool, pipeline))
-    return _Running(watches, inference, assistant, runner, feed, mqtt, webhooks, later, replayer)
+    return _Running(
+        watches,
+        inference,
+        assistant,
+        runner,
+        feed,
+        mqtt,
+        webhooks,
+        later,
+        replayer,
+        console,
+        traffic,
+    )
+
+
+async def _start_console(
+    s: GatewaySettings, bus: Bus, watches: _Watches, taskstore: TaskstoreClient
+) -> Console | None:
+    """The web console under /console, following what it shows on NATS from now on."""
+    if not s.console_enabled:
+        return None
+    console = Console(
+        ConsoleSettings(
+            operator_tenants=s.operator_tenants(),
+            security_timeout_s=s.security_timeout_s,
+            escalation_model=ESCALATION_MODEL,
+        ),
+        bus=bus,
+        readiness=watches.readiness,
+        limiter=watches.limiter,
+        taskstore=taskstore,
+        knowledge=None,
+    )
+    await console.start()
+    return console
 
 
 async def _start_watches(bus: Bus) -> _Watches:

@@ -31,6 +31,17 @@ class GatewaySettings(ServiceSettings):
     # Routing rules: channel / command prefix / model hint → model or pipeline (core/rules.py)
     routing_rules: Path | None = Field(default=None, description="a YAML file; unset: none")
 
+    # The web console under /console (sign-in with an admin token)
+    console_enabled: bool = Field(default=True, description="serve /console")
+    console_operator_tenants: str = Field(
+        default="operators",
+        description="comma-separated tenants whose admins run the whole suite (force breakers, "
+        "see every tenant's quota and traffic); other admins see only their own tenant",
+    )
+    traffic_snapshot_s: float = Field(
+        default=5.0, ge=0, description="how often per-tenant traffic counts are published; 0: never"
+    )
+
     # Calls the pipeline makes
     security_timeout_s: float = Field(default=2.0, gt=0)
     inference_timeout_s: float = Field(default=30.0, gt=0)
@@ -103,6 +114,9 @@ class GatewaySettings(ServiceSettings):
         if self.fallback_api_key is not None and self.fallback_api_key_file is not None:
             raise ValueError("set fallback_api_key or fallback_api_key_file, not both")
         return self
+
+    def operator_tenants(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.console_operator_tenants.split(",") if t.strip())
 
     def fallback_key(self) -> str:
         """The cloud fallback's API key ("" for none), read from its file when it has one.

@@ -446,6 +446,17 @@ class Bus:
     def connected(self) -> bool:
         return bool(self._nc.is_connected)
 
+    def server(self) -> dict[str, str]:
+        """The server this connection is on: its address (no credentials) and version."""
+        url = self._nc.connected_url
+        address = f"{url.scheme}://{url.hostname}:{url.port}" if url is not None else ""
+        try:
+            v = self._nc.connected_server_version
+            version = f"{v.major}.{v.minor}.{v.patch}"
+        except (ValueError, AttributeError, TypeError):  # not connected yet
+            version = ""
+        return {"server": address, "version": version}
+
     @property
     def max_payload(self) -> int:
         """The largest message the server takes, in bytes (its `max_payload`)."""

@@ -31,6 +31,7 @@ from edgegate_common.errors import RETRY_AFTER_KEY, ResourceExhausted
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters import kv_watch
 from edgegate_gateway.core.quota import Bucket, Limit, Quota
+from edgegate_gateway.core.traffic import TrafficCounts
 
 log = get_logger(__name__)
 
@@ -53,6 +54,7 @@ class RateLimiter:
         lease_s: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.counts = TrafficCounts()  # what it admitted and refused, per tenant
         self._quotas_kv = quotas
         self._buckets = buckets
         self._lease_fraction = lease_fraction
@@ -100,9 +102,24 @@ class RateLimiter:
 
     async def admit(self, tenant: str, *, key: str) -> None:
         """Spend one request of `tenant` (and of its API `key`); RESOURCE_EXHAUSTED if over."""
-        quota = self._quotas.get(subjects.ident(tenant)) or self._quotas.get(tenant)
-        if quota is None:
-            return
+        quota = self.quota(tenant)
+        try:
+            if quota is not None:
+                await self._admit(tenant, quota, key=key)
+        except ResourceExhausted:
+            self.counts.throttled(tenant)
+            raise
+        self.counts.admitted(tenant)
+
+    def quota(self, tenant: str) -> Quota | None:
+        """The tenant's quota as the operator wrote it; None: no limit."""
+        return self._quotas.get(subjects.ident(tenant)) or self._quotas.get(tenant)
+
+    def quotas(self) -> dict[str, Quota]:
+        """Every quota, by the tenant key it is stored under."""
+        return dict(self._quotas)
+
+    async def _admit(self, tenant: str, quota: Quota, *, key: str) -> None:
         await self._spend(f"tenant.{subjects.ident(tenant)}", quota.tenant, who=f"tenant {tenant}")
         if quota.per_key is not None and key:
             name = f"key.{subjects.ident(tenant)}.{subjects.ident(key)}"

@@ -1,0 +1,319 @@
+"""Where the console's figures come from: NATS, and the services behind it.
+
+- health: each service's `StatusRequest` (any replica answers);
+- NATS and JetStream: the connection and the account's streams;
+- traffic, latency, models, breaker trips: publications heard here and kept
+  for an hour (`observed.py`);
+- rollouts: the operator's `edgegate-rollouts` bucket, followed live;
+- breaker modes: `edgegate-breakers`, which the console also writes when no
+  ModelDeployment owns the model (the operator would undo the write: it
+  owns those documents; the console shows its `kubectl edgegate` command);
+- quotas: the gateway's rate limiter, which follows `edgegate-quotas`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.kv import KeyValue
+
+from edgegate_common import subjects
+from edgegate_common.bus import Bus
+from edgegate_common.bus.readiness import ModelReadiness
+from edgegate_common.errors import EdgegateError, FailedPrecondition, Unavailable
+from edgegate_common.logging import get_logger
+from edgegate_gateway.adapters import kv_watch
+from edgegate_gateway.adapters.rate_limits import RateLimiter
+from edgegate_gateway.adapters.security_admin import SecurityAdmin
+from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
+from edgegate_gateway.console import views
+from edgegate_gateway.console.auth import Person
+from edgegate_gateway.console.observed import STEP_S, WINDOW_S, Observed, iso_time
+from edgegate_gateway.core import json_input
+from edgegate_gateway.core.quota import Quota
+from edgegate_protos.common.v1 import status_pb2
+from edgegate_protos.gateway.v1 import gateway_pb2 as gpb
+from edgegate_protos.inference.v1 import inference_pb2 as ipb
+from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
+
+log = get_logger(__name__)
+STATUS_TIMEOUT_S = 1.0
+_NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
+
+
+class Knowledge(Protocol):
+    async def add(self, *, question: str, answer: str, source: str) -> str: ...
+
+
+class Sources:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        readiness: ModelReadiness,
+        limiter: RateLimiter,
+        taskstore: TaskstoreClient,
+        security: SecurityAdmin,
+        knowledge: Knowledge | None,
+        escalation_model: str,
+    ) -> None:
+        self.bus = bus
+        self.taskstore = taskstore
+        self.security = security
+        self.escalation_model = escalation_model
+        self.observed = Observed()
+        self._readiness = readiness
+        self._limiter = limiter
+        self._knowledge = knowledge
+        self._rollouts: dict[str, dict[str, Any]] = {}
+        self._subscriptions: list[Subscription] = []
+        self._watch: asyncio.Task[None] | None = None
+        self._breakers_kv: KeyValue | None = None
+
+    async def start(self) -> None:
+        heard: list[tuple[str, Callable[[bytes], None]]] = [
+            (subjects.INFERENCE_METRICS_ALL, _parsed(ipb.MetricsSnapshot, self.observed.metrics)),
+            (subjects.GATEWAY_TRAFFIC, _parsed(gpb.TrafficSnapshot, self.observed.traffic)),
+            (subjects.GATEWAY_BREAKER_EVENTS, _parsed(gpb.BreakerEvent, self.observed.breaker)),
+        ]
+        for subject, take in heard:
+            self._subscriptions.append(await self.bus.subscribe(subject, cb=_callback(take)))
+        self._breakers_kv = await self.bus.js.key_value(subjects.KV_BREAKERS)
+        try:
+            rollouts = await self.bus.js.key_value(subjects.KV_ROLLOUTS)
+        except nats.js.errors.BucketNotFoundError:
+            log.info("no rollouts bucket yet: no operator has run against this NATS")
+        else:
+            self._watch = await kv_watch.follow(rollouts, self._rollout)
+
+    async def stop(self) -> None:
+        await kv_watch.stop(self._watch)
+        for subscription in self._subscriptions:
+            await self.bus.unsubscribe(subscription, drain=False)
+
+    # -- health ----------------------------------------------------------
+
+    async def services(self) -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(self._status(s) for s in subjects.SERVICES)))
+
+    async def _status(self, service: str) -> dict[str, Any]:
+        try:
+            status = await self.bus.request(
+                subjects.status(service),
+                status_pb2.StatusRequest(),
+                status_pb2.ServiceStatus,
+                timeout_s=STATUS_TIMEOUT_S,
+            )
+        except EdgegateError as exc:
+            return {"service": service, "reachable": False, "serving": False, "error": exc.message}
+        return {
+            "service": service,
+            "instance": status.instance,
+            "version": status.version,
+            "serving": status.serving,
+            "started_at": views.iso(status.started_at),
+            "reachable": True,
+            "error": "",
+        }
+
+    async def nats(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {"connected": self.bus.connected, **self.bus.server()}
+        try:
+            account = await self.bus.js.account_info()
+            streams = await self.bus.js.streams_info()
+        except (*_NATS_ERRORS, nats.js.errors.Error) as exc:
+            return {**facts, "jetstream": False, "error": f"JetStream did not answer: {exc!r}"}
+        return {
+            **facts,
+            "jetstream": True,
+            "streams": account.streams,
+            "consumers": account.consumers,
+            "memory_bytes": account.memory,
+            "storage_bytes": account.storage,
+            "messages": sum(s.state.messages for s in streams),
+            "kv_buckets": sorted(
+                s.config.name.removeprefix("KV_")
+                for s in streams
+                if s.config.name and s.config.name.startswith("KV_")
+            ),
+        }
+
+    def series(self) -> dict[str, Any]:
+        return {"step_s": STEP_S, "window_s": WINDOW_S, "points": self.observed.series()}
+
+    # -- rollouts and breakers -------------------------------------------
+
+    def _rollout(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            self._rollouts.pop(key, None)
+            return
+        try:
+            self._rollouts[key] = json_input.decode_object(value, what="a rollout document")
+        except EdgegateError as exc:
+            log.error("rollout document ignored", key=key, error=exc.message)
+
+    def rollouts(self) -> list[dict[str, Any]]:
+        return [views.rollout_view(doc) for _, doc in sorted(self._rollouts.items())]
+
+    def _owner(self, model: str) -> dict[str, Any] | None:
+        """The ModelDeployment that serves `model`, if the operator mirrors one."""
+        return next((d for d in self._rollouts.values() if d.get("model") == model), None)
+
+    async def breakers(self) -> list[dict[str, Any]]:
+        modes = await self._modes()
+        seen = self.observed.breakers()
+        keys = set(seen) | {(m, v) for m in self._readiness.models() for v in self._served(m)}
+        keys |= {(model, v) for model, by_version in modes.items() for v in by_version}
+        return [self._breaker_row(m, v, seen.get((m, v)), modes) for m, v in sorted(keys)]
+
+    def _served(self, model: str) -> list[str]:
+        return self._readiness.served_versions(model)
+
+    def _breaker_row(
+        self, model: str, version: str, seen: Any, modes: dict[str, dict[str, str]]
+    ) -> dict[str, Any]:
+        owner = self._owner(model)
+        managed = f"{owner.get('namespace')}/{owner.get('name')}" if owner else None
+        return {
+            "model": model,
+            "version": version,
+            "state": seen.state if seen else "closed",
+            "mode": modes.get(model, {}).get(version, "auto"),
+            "since": iso_time(seen.since_s) if seen else None,
+            "reason": seen.reason if seen else "",
+            "reported_by": seen.instance if seen else "",
+            "managed_by": managed,
+            "commands": views.breaker_commands(
+                str(owner.get("namespace")), str(owner.get("name")), version
+            )
+            if owner
+            else None,
+        }
+
+    async def _modes(self) -> dict[str, dict[str, str]]:
+        """Forced modes by model name (the document's key is the model's subject token)."""
+        kv = self._kv()
+        names = {subjects.ident(m): m for m in self._readiness.models()}
+        names |= {
+            subjects.ident(str(d.get("model"))): str(d.get("model"))
+            for d in self._rollouts.values()
+        }
+        try:
+            keys = await kv.keys()
+        except nats.js.errors.NoKeysError:
+            return {}
+        except _NATS_ERRORS as exc:
+            raise Unavailable(f"cannot read edgegate-breakers: {exc!r}") from exc
+        found: dict[str, dict[str, str]] = {}
+        for key in keys:
+            doc = await self._breaker_doc(kv, key)
+            raw = doc[0].get("modes") if doc else None
+            if isinstance(raw, dict):
+                found[names.get(key, key)] = {str(v): str(m) for v, m in raw.items()}
+        return found
+
+    async def force_breaker(self, model: str, version: str, mode: str) -> dict[str, Any]:
+        owner = self._owner(model)
+        if owner is not None:
+            command = views.breaker_commands(str(owner["namespace"]), str(owner["name"]), version)
+            raise FailedPrecondition(
+                f"ModelDeployment {owner['namespace']}/{owner['name']} owns the breakers of "
+                f"{model}; the operator would undo a change made here. Run: {command[mode]}"
+            )
+        kv, key = self._kv(), subjects.ident(model)
+        for _ in range(5):  # compare-and-set: another console may write at the same moment
+            found = await self._breaker_doc(kv, key)
+            doc, revision = found if found else ({}, 0)
+            modes = {str(v): str(m) for v, m in (doc.get("modes") or {}).items()}
+            if mode == "auto":
+                modes.pop(version, None)
+            else:
+                modes[version] = mode
+            doc["modes"] = modes
+            payload = json.dumps(doc, sort_keys=True).encode()
+            try:
+                if revision:
+                    await kv.update(key, payload, last=revision)
+                else:
+                    await kv.create(key, payload)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                continue
+            except _NATS_ERRORS as exc:
+                raise Unavailable(f"cannot write edgegate-breakers: {exc!r}") from exc
+            return {"model": model, "version": version, "mode": mode}
+        raise Unavailable("edgegate-breakers kept changing under the console; try again")
+
+    async def _breaker_doc(self, kv: KeyValue, key: str) -> tuple[dict[str, Any], int] | None:
+        try:
+            entry = await kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        try:
+            return json_input.decode_object(
+                entry.value, what="breaker settings"
+            ), entry.revision or 0
+        except EdgegateError:
+            return {}, entry.revision or 0
+
+    def _kv(self) -> KeyValue:
+        if self._breakers_kv is None:
+            raise Unavailable("the console has not started")
+        return self._breakers_kv
+
+    # -- tenants, knowledge, audit ---------------------------------------
+
+    def quotas(self) -> dict[str, Quota]:
+        return self._limiter.quotas()
+
+    async def add_knowledge(self, task: tpb.Task, person: Person) -> str:
+        if self._knowledge is None:
+            return "failed: this gateway has no assistant, so no knowledge base"
+        try:
+            await self._knowledge.add(
+                question=views.question_of(task),
+                answer=views.answer_of(task),
+                source=f"console:{person.subject}",
+            )
+        except EdgegateError as exc:
+            return f"failed: {exc.message}"
+        return "added"
+
+    async def record(self, person: Person, action: str, target: str, *, outcome: str) -> None:
+        """File a console action in the audit log; a failure to is logged loudly."""
+        try:
+            await self.security.record_action(
+                credential=person.credential,
+                action=f"console.{action}",
+                target=target,
+                outcome=outcome,
+            )
+        except EdgegateError as exc:
+            log.error("console action not audited", action=action, target=target, error=exc.message)
+
+
+def _parsed(kind: Any, take: Callable[[Any], None]) -> Callable[[bytes], None]:
+    def parse(data: bytes) -> None:
+        message = kind()
+        message.ParseFromString(data)
+        take(message)
+
+    return parse
+
+
+def _callback(take: Callable[[bytes], None]) -> Callable[[Msg], Awaitable[None]]:
+    async def received(message: Msg) -> None:
+        try:
+            take(message.data)
+        except Exception:  # one unreadable snapshot must not stop the subscription
+            log.warning("console ignored a message", subject=message.subject, exc_info=True)
+
+    return received
