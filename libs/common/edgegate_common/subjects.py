@@ -87,6 +87,7 @@ TASKSTORE_GET = f"{PREFIX}.taskstore.v1.get"
 TASKSTORE_LIST = f"{PREFIX}.taskstore.v1.list"
 TASKSTORE_CANCEL = f"{PREFIX}.taskstore.v1.cancel"
 TASKSTORE_RETRY = f"{PREFIX}.taskstore.v1.retry"
+TASKSTORE_ANSWER = f"{PREFIX}.taskstore.v1.answer"
 TASKSTORE_MERGE_STATE = f"{PREFIX}.taskstore.v1.merge_state"
 TASKSTORE_GET_STATE = f"{PREFIX}.taskstore.v1.get_state"
 

@@ -2,7 +2,8 @@
 
 Each call takes the request and the caller's credential; the gatekeeper
 turns the credential into a principal allowed the call's action
-(`tasks:write` to submit, cancel, retry and merge; `tasks:read` to read).
+(`tasks:write` to submit, cancel, retry and merge; `tasks:read` to read;
+`admin` to answer a task in a person's name).
 The tenant always comes from the principal, never from the request; a
 principal sees its own user's tasks, and an `admin` those of every user of
 its tenant. gRPC (`servicer.py`) and NATS (`adapters/bus.py`) only move
@@ -34,7 +35,7 @@ from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
 from edgegate_taskstore.adapters.gatekeeper import Admitted, Gatekeeper
 from edgegate_taskstore.adapters.queue import WorkQueue
 from edgegate_taskstore.adapters.records import TaskRecords
-from edgegate_taskstore.core import status
+from edgegate_taskstore.core import answers, status
 from edgegate_taskstore.events import report
 from edgegate_taskstore.sessions import SessionStates
 
@@ -157,6 +158,8 @@ class TaskStoreApi:
                 continue
             if wanted and task.status not in wanted:
                 continue
+            if request.model and task.envelope.route.model != request.model:
+                continue
             if since is not None and task.updated_at.ToDatetime() < since:
                 continue
             task_bytes = _field_bytes(task.ByteSize())
@@ -228,6 +231,29 @@ class TaskStoreApi:
         # Only the entry this Retry took back: the new round may already have failed again.
         await self._queue.leave_dead_letter(retried, up_to_seq=dead_seq)
         return retried
+
+    async def answer(self, request: pb.AnswerRequest, *, credential: str) -> pb.Task:
+        """Complete a pending task with a person's answer, reported as a worker reports.
+
+        The answer is inspected as a model's output would be, for the principal
+        the task was admitted for (so PII is masked for its user). The
+        compare-and-set from pending makes one of two racing answers (or a
+        worker's start) win. The task's queue message stays: the next delivery
+        finds the record finished and drops it (reporting it, had this call
+        been cut off before its event was stored), as after a Cancel.
+        """
+        principal = await self._gatekeeper.admit(credential, action=ADMIN)
+        parts = answers.answer_parts(request.answer)
+        task = await self._own(principal, request.id)
+        answers.check_pending(task)  # before security is asked to inspect anything
+        inspected_for = task.admitted_by if task.HasField("admitted_by") else principal
+        parts = await self._gatekeeper.inspect_output(inspected_for, parts)
+
+        def answer(record: pb.Task) -> pb.Task:
+            return answers.answered(record, parts, by=principal.subject)
+
+        completed = await self._records.change(task.tenant, task.id, answer)
+        return await report(completed, queue=self._queue, records=self._records)
 
     async def merge_state(
         self, request: pb.MergeStateRequest, *, credential: str

@@ -45,6 +45,9 @@ class TaskStoreServicer(taskstore_pb2_grpc.TaskStoreServicer):
     async def Retry(self, request: pb.RetryRequest, context: Context) -> pb.Task:
         return await self._api.retry(request, credential=authorization(context))
 
+    async def Answer(self, request: pb.AnswerRequest, context: Context) -> pb.Task:
+        return await self._api.answer(request, credential=authorization(context))
+
     async def MergeState(self, request: pb.MergeStateRequest, context: Context) -> pb.SessionState:
         return await self._api.merge_state(request, credential=authorization(context))
 

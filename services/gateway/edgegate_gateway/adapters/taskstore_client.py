@@ -51,8 +51,21 @@ class TaskstoreClient:
         )
 
     async def list(self, listing: tpb.ListRequest, *, credential: str) -> tpb.ListResponse:
+        """A page of the caller's tenant's tasks; `listing.model` keeps one model's (say
+        the assistant's escalations, for the console's inbox)."""
         return await self._call(
             subjects.TASKSTORE_LIST, listing, tpb.ListResponse, credential=credential
+        )
+
+    async def answer(self, task_id: str, answer: env.Reply, *, credential: str) -> tpb.Task:
+        """A person's answer to a pending task no model runs (an escalation): the caller
+        needs `admin` in the task's tenant. The task comes back completed, and its result
+        reaches the user through the usual result event, once."""
+        return await self._call(
+            subjects.TASKSTORE_ANSWER,
+            tpb.AnswerRequest(id=task_id, answer=answer),
+            tpb.Task,
+            credential=credential,
         )
 
     async def _call(

@@ -30,6 +30,7 @@ async def serve(bus: Bus, api: TaskStoreApi) -> None:
         (subjects.TASKSTORE_LIST, pb.ListRequest, api.list),
         (subjects.TASKSTORE_CANCEL, pb.CancelRequest, api.cancel),
         (subjects.TASKSTORE_RETRY, pb.RetryRequest, api.retry),
+        (subjects.TASKSTORE_ANSWER, pb.AnswerRequest, api.answer),
         (subjects.TASKSTORE_MERGE_STATE, pb.MergeStateRequest, api.merge_state),
         (subjects.TASKSTORE_GET_STATE, pb.GetStateRequest, api.get_state),
     ]
