@@ -127,9 +127,13 @@ async def write_rollout(stack: Stack, **status: Any) -> dict[str, Any]:
             },
             "breakers": [{"version": "2", "state": "closed", "mode": "auto", "reason": ""}],
             "conditions": [
-                {"type": "Progressing", "status": "True", "reason": "StepRunning",
-                 "message": "step 2 of 4: analysis"},
-            ],  # fmt: skip
+                {
+                    "type": "Progressing",
+                    "status": "True",
+                    "reason": "StepRunning",
+                    "message": "step 2 of 4: analysis",
+                },
+            ],
             **status,
         },
     }
@@ -140,7 +144,9 @@ async def write_rollout(stack: Stack, **status: Any) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def signed_in(suite: ConsoleSuite, token: str) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
+async def signed_in(
+    suite: ConsoleSuite, token: str
+) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
     """An HTTP session signed in to the console with `token`, and its CSRF token."""
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         async with http.post(

@@ -42,6 +42,7 @@ from edgegate_common.local import LocalNatsServer, ServiceProcess, health_status
 from edgegate_protos.common.v1 import envelope_pb2, status_pb2
 
 DEMO_KNOWLEDGE = Path(__file__).parent / "demo_knowledge"
+DEV_TENANT = "dev"  # the tenant of the tokens `up` prints; its admins run the console
 
 
 def _extra_args(
@@ -56,6 +57,7 @@ def _extra_args(
             "--http-port", str(http_port),
             "--knowledge-dir", str(_knowledge(data_dir)),
             "--outbox-dir", str(data_dir / "outbox"),
+            "--console-operator-tenants", DEV_TENANT,
         )  # fmt: skip
         if cloud is not None:
             args += ("--fallback-url", cloud.url, *DEMO_GATEWAY_ARGS)
@@ -171,6 +173,10 @@ async def _serve(
     started = replace(started, token=token)
     if token:
         print(f"dev token (tenant dev, 24 h): {token}", file=out)
+    console = dev_token(started.data_dir, nats_url=nats.url, scopes=("admin",), subject="sre")
+    print(f"web console  http://127.0.0.1:{started.http_port}/console  (sign in with:)", file=out)
+    if console:
+        print(f"console token (tenant dev, admin, 24 h): {console}", file=out)
     if healthy:
         healthy = await demo_embeddings(started.data_dir / "models", nats_url=nats.url, out=out)
     if healthy and token and started.have_model and cloud is not None:
@@ -254,12 +260,18 @@ async def demo_embeddings(repo: Path, *, nats_url: str, out: TextIO) -> bool:
     return True
 
 
-def dev_token(data_dir: Path, *, nats_url: str) -> str | None:
+def dev_token(
+    data_dir: Path,
+    *,
+    nats_url: str,
+    scopes: tuple[str, ...] = ("infer:*", "tasks:read", "tasks:write"),
+    subject: str = "developer",
+) -> str | None:
     """A token for trying the suite out, signed by the local security service's keys."""
     command = [
         sys.executable, "-m", "edgegate_security.tools", "token", "issue",
-        "--tenant", "dev", "--sub", "developer",
-        "--scope", "infer:*", "--scope", "tasks:read", "--scope", "tasks:write",
+        "--tenant", DEV_TENANT, "--sub", subject,
+        *(arg for scope in scopes for arg in ("--scope", scope)),
         "--ttl-s", "86400",
         "--keys-dir", str(data_dir / "keys"), "--nats-url", nats_url,
     ]  # fmt: skip

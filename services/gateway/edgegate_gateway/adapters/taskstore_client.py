@@ -50,6 +50,20 @@ class TaskstoreClient:
             subjects.TASKSTORE_GET, tpb.GetRequest(id=task_id), tpb.Task, credential=credential
         )
 
+    async def cancel(self, task_id: str, *, credential: str) -> tpb.Task:
+        return await self._call(
+            subjects.TASKSTORE_CANCEL,
+            tpb.CancelRequest(id=task_id),
+            tpb.Task,
+            credential=credential,
+        )
+
+    async def retry(self, task_id: str, *, credential: str) -> tpb.Task:
+        """Take a failed task back from dead-letter and run it again."""
+        return await self._call(
+            subjects.TASKSTORE_RETRY, tpb.RetryRequest(id=task_id), tpb.Task, credential=credential
+        )
+
     async def list(self, listing: tpb.ListRequest, *, credential: str) -> tpb.ListResponse:
         """A page of the caller's tenant's tasks; `listing.model` keeps one model's (say
         the assistant's escalations, for the console's inbox)."""
