@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.setup-stamp
 
-.PHONY: setup protos lint test test-e2e images demo bench clean
+.PHONY: setup protos lint test test-e2e test-console images demo bench clean
 
 setup: $(SETUP_STAMP) $(PROTOS_STAMP)
 
@@ -47,12 +47,19 @@ $(CHECKOV_STAMP): deploy/tools/checkov-constraints.txt
 	touch $@
 
 test: setup $(CHECKOV_STAMP)
-	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not e2e and not console" $(PYTEST_ARGS)
 
 # The slower end-to-end proofs (whole rollouts through the operator, kopf against KMock,
 # real inference and gateway): minutes, so outside `make test`; .ci/run runs both.
 test-e2e: setup
 	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
+
+# The web console in a real browser: Debian's chromium (apt-get installs it, and npm, when
+# missing, as root), driven by Playwright, every page checked with axe-core (npm ci from
+# tests/console/package-lock.json). deploy/tools/install_browser.py does the installing.
+test-console: setup
+	$(BIN)/python deploy/tools/install_browser.py --console-dir tests/console
+	$(BIN)/pytest -m console $(PYTEST_ARGS)
 
 # Every service's container image, each then started and checked (deploy/images/build.py):
 # docker or podman when one works, else buildah (apt-get installs it when missing).
