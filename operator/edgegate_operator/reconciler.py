@@ -16,7 +16,8 @@ replica counts, breaker states) at most once per `min_interval_s` (a
 message quoting those counts is a change of its own and goes at once).
 Deployments the decision no longer serves are deleted only after the
 status is written, so that a restarted operator never routes to a version
-already gone.
+already gone. The decided status, rate limit or not, is mirrored into NATS
+KV `edgegate-rollouts` for the console (`rollouts`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from edgegate_operator.core import (
 )
 from edgegate_operator.core.patches import merge_patch
 from edgegate_operator.metrics import OperatorMetrics
+from edgegate_operator.rollouts import RolloutMirror
 
 log = get_logger(__name__)
 
@@ -102,6 +104,10 @@ class Reconciler:
     _locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
+    mirror: RolloutMirror = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.mirror = RolloutMirror(self.bus)
 
     async def reconcile_latest(self, namespace: str, name: str) -> Decision | None:
         """Reconcile the resource as the API server holds it now; None when it is gone.
@@ -156,6 +162,7 @@ class Reconciler:
         self._refused.pop(key, None)
         new_status = decision.status.to_dict(nulls=True)
         await self.status.write(meta["namespace"], meta["name"], old_status, new_status)
+        await self.mirror.write(body, decision.status, now_s=now_s)
         await self._remove(body, decision)
         if decision.status.last_analysis != _last_analysis(old_status):
             verdict = decision.status.last_analysis
@@ -319,7 +326,7 @@ class Reconciler:
                 await self.kube.delete_children(namespace, child)
 
     async def forget(self, body: Mapping[str, Any]) -> None:
-        """The resource is gone: its route and breaker documents go with it.
+        """The resource is gone: its route, breaker and rollout documents go with it.
 
         Its Deployments and Services are the garbage collector's (owner references); they
         are deleted here as well, for clusters (and tests) without one. Under the
@@ -336,6 +343,7 @@ class Reconciler:
             await self.bus.delete(subjects.KV_ROUTES, subjects.ident(model))
             await self.bus.delete(subjects.KV_BREAKERS, subjects.ident(model))
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        await self.mirror.remove(namespace, name)
         for deployment in await self.kube.deployments(namespace, manifests.owner_selector(name)):
             await self.kube.delete_children(namespace, deployment["metadata"]["name"])
         self.status.forget(namespace, name)

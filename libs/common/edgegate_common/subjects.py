@@ -130,6 +130,9 @@ KV_SESSIONS = "edgegate-sessions"
 KV_ROUTES = "edgegate-routes"
 KV_QUOTAS = "edgegate-quotas"
 KV_BREAKERS = "edgegate-breakers"
+# Each ModelDeployment's spec digest and status, mirrored by the operator (key namespace.name),
+# so that the console and local tools see rollouts without Kubernetes API access.
+KV_ROLLOUTS = "edgegate-rollouts"
 KV_RATE_BUCKETS = "edgegate-rate-buckets"  # the gateway's token buckets, shared by replicas
 KV_WEBHOOK_EVENTS = "edgegate-webhook-events"  # chat platform events the gateway claimed
 

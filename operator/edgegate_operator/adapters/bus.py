@@ -2,8 +2,10 @@
 
 Writes: a route per model (`edgegate-routes`), breaker modes, breaker
 policy and fallback per model (`edgegate-breakers`), rates per tenant
-(`edgegate-quotas`). Each `put` is skipped when the bucket already holds the
-same bytes, so a reconcile every second writes only changes.
+(`edgegate-quotas`), each ModelDeployment's rollout (`edgegate-rollouts`,
+see `edgegate_operator.rollouts`). Each `put` is skipped when the bucket
+already holds the same bytes (or the same but for a time of writing), so a
+reconcile every second writes only changes.
 
 Reads: inference replicas' metric snapshots, gateways' shadow agreement
 counts and breaker events are core-NATS publications; the operator keeps
@@ -49,6 +51,8 @@ OBSERVED_SUBJECTS = (
     subjects.GATEWAY_AGREEMENT_ALL,
     subjects.GATEWAY_BREAKER_EVENTS,
 )
+# The buckets the operator writes, and so creates.
+OWN_BUCKETS = (subjects.KV_ROUTES, subjects.KV_BREAKERS, subjects.KV_QUOTAS, subjects.KV_ROLLOUTS)
 _S = TypeVar("_S", MetricsSnapshot, AgreementSnapshot)
 # A breaker not heard from for this long is taken as closed (its gateway may be gone).
 BREAKER_STALE_S = 600.0
@@ -157,10 +161,12 @@ class OperatorBus:
     @classmethod
     async def open(cls, bus: Bus, *, keep_s: float = 3600.0, replicas: int = 1) -> OperatorBus:
         self = cls(bus, keep_s=keep_s)
-        for bucket in (subjects.KV_ROUTES, subjects.KV_BREAKERS, subjects.KV_QUOTAS):
+        for bucket in OWN_BUCKETS:
             self._kv[bucket] = await ensure_key_value(
                 bus.js,
-                KeyValueConfig(bucket=bucket, storage=StorageType.FILE, replicas=replicas),
+                KeyValueConfig(
+                    bucket=bucket, storage=StorageType.FILE, replicas=replicas, history=1
+                ),
             )
         await ensure_stream(
             bus.js,
@@ -211,13 +217,25 @@ class OperatorBus:
             await asyncio.sleep(0.05)
         log.warning("observations still replaying; analysis may see part of a window")
 
-    async def put(self, bucket: str, key: str, doc: Mapping[str, object]) -> bool:
-        """Write `doc` under `key` unless the bucket holds exactly it; True when written."""
+    async def put(
+        self,
+        bucket: str,
+        key: str,
+        doc: Mapping[str, object],
+        *,
+        ignoring: frozenset[str] = frozenset(),
+    ) -> bool:
+        """Write `doc` under `key` unless the bucket holds exactly it; True when written.
+
+        Top-level keys in `ignoring` (the time a document was written) are no change of
+        their own: a document that differs only there stays as it is, so that a reconcile
+        every second does not rewrite it every second.
+        """
         kv = self._kv[bucket]
-        value = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        value = _encode(doc)
         with contextlib.suppress(KeyNotFoundError):
             entry = await kv.get(key)
-            if entry.value == value:
+            if entry.value == value or (ignoring and _same_but(entry.value, doc, ignoring)):
                 return False
         await kv.put(key, value)
         return True
@@ -229,3 +247,22 @@ class OperatorBus:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self._subscription.unsubscribe()
+
+
+def _encode(doc: Mapping[str, object]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _same_but(stored: bytes | None, doc: Mapping[str, object], ignoring: frozenset[str]) -> bool:
+    """Whether `stored` is `doc` apart from the keys in `ignoring` (unreadable: it is not)."""
+    try:
+        old = json.loads(stored or b"")
+    except ValueError:
+        return False
+    if not isinstance(old, dict):
+        return False
+    return _encode(_without(old, ignoring)) == _encode(_without(doc, ignoring))
+
+
+def _without(doc: Mapping[str, object], keys: frozenset[str]) -> dict[str, object]:
+    return {k: v for k, v in doc.items() if k not in keys}
