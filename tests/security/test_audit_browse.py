@@ -127,4 +127,3 @@ def test_queries_out_of_range_name_the_field(fields: dict[str, object], field: s
 def test_limit_zero_means_the_default() -> None:
     assert _query(limit=0).limit == DEFAULT_LIMIT
     assert _query(limit=MAX_LIMIT).limit == MAX_LIMIT
-
