@@ -308,3 +308,34 @@ async def test_the_writer_survives_a_nats_restart(nats_server: NatsLike) -> None
         await bus.close()
     assert result.intact, result.problem
     assert result.records_checked == 100
+
+
+async def test_flush_waits_for_what_came_before_it_not_for_what_keeps_coming(bus: Bus) -> None:
+    """A busy service never stops appending; a flush (RecordAction's) must still return.
+
+    The queue here is never empty (each round appends more than a burst holds),
+    so a flush that waited for an empty queue would wait for ever.
+    """
+    stream = _stream()
+    log = AuditLog(replica="security-0", stream=stream, max_pending=1_000, max_burst=64)
+    await log.start(bus)
+    stop = asyncio.Event()
+
+    async def keep_appending() -> None:
+        while not stop.is_set():
+            for _ in range(100):
+                await log.append(event=EventKind.DENY, reason=Reason.SCOPE_MISSING)
+            await asyncio.sleep(0)
+
+    busy = asyncio.create_task(keep_appending())
+    try:
+        await asyncio.sleep(0.2)  # the queue fills up
+        await log.append(event=EventKind.ADMIN, reason=Reason.CONSOLE_ACTION, request_id="mine")
+        await log.flush(timeout_s=20)
+        assert log.pending > 0  # still busy: the flush did not wait for the queue to empty
+    finally:
+        stop.set()
+        await busy
+        assert await log.close(timeout_s=30) == 0
+    stored = [parse_record(data) for _, data in await _stored(bus, stream)]
+    assert [r.entry.request_id for r in stored].count("mine") == 1

@@ -49,6 +49,9 @@ class CheckingSink:
         check_entry(entry)  # what AuditLog.append refuses, this refuses
         self.entries.append(entry)
 
+    async def flush(self, *, timeout_s: float | None = None) -> None:
+        """Stored already: `append` keeps each entry at once."""
+
 
 class GarbageIdp:
     """An identity provider whose JWKS endpoint answers with something that is not one."""

@@ -56,6 +56,8 @@ SECURITY_ISSUE_TOKEN = f"{PREFIX}.security.v1.issue_token"
 SECURITY_JWKS = f"{PREFIX}.security.v1.jwks"
 SECURITY_VERIFY_AUDIT = f"{PREFIX}.security.v1.verify_audit"
 SECURITY_RESTORE = f"{PREFIX}.security.v1.restore"
+SECURITY_RECORD_ACTION = f"{PREFIX}.security.v1.record_action"
+SECURITY_LIST_AUDIT = f"{PREFIX}.security.v1.list_audit"
 # Hash-chained audit records; only the security service publishes here (stream STREAM_AUDIT).
 SECURITY_AUDIT = f"{PREFIX}.security.v1.audit"
 

@@ -20,6 +20,7 @@ from edgegate_common.credentials import bearer_token
 from edgegate_common.errors import InvalidArgument, Unauthenticated
 from edgegate_protos.common.v1 import envelope_pb2, principal_pb2
 from edgegate_protos.security.v1 import security_pb2 as pb
+from edgegate_security.audit.browse import AuditPage
 from edgegate_security.core.inspection import Direction, Inspection, Piece, Verdict
 from edgegate_security.core.principal import Principal
 from edgegate_security.core.scopes import INFER_PREFIX
@@ -119,6 +120,31 @@ class SecurityApi:
         restored = await self._plane.restore(caller, request.text)
         return pb.RestoreResponse(text=restored.text, restored=restored.count)
 
+    async def record_action(
+        self, request: pb.RecordActionRequest, *, credential: str
+    ) -> pb.RecordActionResponse:
+        caller = await self._admin(credential)
+        await self._plane.record_action(
+            caller,
+            action=request.action,
+            target=request.target,
+            outcome=request.outcome,
+            details=dict(request.details),
+        )
+        return pb.RecordActionResponse()
+
+    async def list_audit(
+        self, request: pb.ListAuditRequest, *, credential: str
+    ) -> pb.ListAuditResponse:
+        caller = await self._admin(credential)
+        page = await self._plane.list_audit(
+            caller,
+            before_stream_seq=request.before_sequence,
+            limit=request.limit,
+            event=request.event,
+        )
+        return audit_page_to_proto(page)
+
     async def _admin(self, credential: str) -> Principal:
         """The caller of an admin call, from its `authorization` value; a refusal is audited."""
         try:
@@ -173,6 +199,27 @@ def principal_from_proto(message: principal_pb2.Principal) -> Principal:
         expires_at=expires_at,
         token_id=message.token_id,
     )
+
+
+def audit_page_to_proto(page: AuditPage) -> pb.ListAuditResponse:
+    response = pb.ListAuditResponse(next_before_sequence=page.next_before_stream_seq)
+    for listed in page.records:
+        record, entry = listed.record, listed.record.entry
+        response.records.add(
+            seq=record.seq,
+            time=entry.time,
+            event=entry.event,
+            reason=entry.reason,
+            tenant=entry.tenant,
+            subject=entry.subject,
+            token_id=entry.token_id,
+            request_id=entry.request_id,
+            details=dict(entry.details),
+            hash=record.hash,
+            prev=record.prev,
+            stream_sequence=listed.stream_seq,
+        )
+    return response
 
 
 def direction_from_proto(value: pb.Direction.ValueType) -> Direction:

@@ -99,6 +99,7 @@ def build_plane(settings: SecuritySettings, *, ring: KeyRing, audit: AuditLog) -
         ring=ring,
         restorer=pii,
         audit_verifier=audit,
+        audit_browser=audit,
         leeway_s=settings.leeway_s,
     )
 

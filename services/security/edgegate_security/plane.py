@@ -8,7 +8,11 @@ audit record. What gets a record (`audit.EventKind`):
 - `deny`: a refused authorisation, a malformed call, an inspection that denies;
 - `redaction`: an inspection that masked PII, naming the entity types and
   counts (never the values);
-- `admin`: a token issued, tokens restored, the audit chain verified.
+- `admin`: a token issued, tokens restored, the audit chain verified, an
+  action a person took in an admin tool (`record_action`: filed as the caller).
+
+Reading the audit log (`list_audit`) leaves no record: a console page that
+browses it would otherwise bury what it shows under its own reads.
 
 Allowed calls without redactions leave no record: they are the hot path, and
 the metrics count them.
@@ -17,16 +21,11 @@ the metrics count them.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
-import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-from opentelemetry import trace
 
 from edgegate_common.errors import (
     EdgegateError,
@@ -35,22 +34,24 @@ from edgegate_common.errors import (
     Unauthenticated,
     Unavailable,
 )
+from edgegate_security.audit.browse import AuditPage, AuditQuery
 from edgegate_security.audit.chain import EventKind, Verification
 from edgegate_security.core import scopes
+from edgegate_security.core.actions import Action
 from edgegate_security.core.inspection import Direction, Inspection, Inspector, Piece, Verdict
 from edgegate_security.core.keyring import KeyRing
 from edgegate_security.core.principal import Principal
 from edgegate_security.core.reasons import Reason
 from edgegate_security.core.tokens import IssuedToken, TokenIssuer, TokenVerifier
+from edgegate_security.records import identifier, issued_details, trace_id
 
 _MAX_DETAIL_CHARS = 512
+# How long RecordAction waits for its record to be stored before it says it was not.
+_RECORD_ACTION_TIMEOUT_S = 5.0  # under the console client's own 10 s
 # Inspecting a chat message takes microseconds: inline. Longer input can take
 # up to seconds of PII analysis (see inspection.MAX_SCAN_CHARS): a thread.
 _INLINE_INSPECT_BYTES = 8 * 1024
 _REASONS = frozenset(r.value for r in Reason)
-# Up to 128 characters, no control characters, nothing that starts a JWT ("eyJ" is
-# base64url for '{"'): what records may hold of ids the caller chose, as they are.
-_PLAIN_ID = re.compile(r"(?!.*eyJ)[^\x00-\x1f\x7f]{0,128}", re.DOTALL)
 
 
 class AuditSink(Protocol):
@@ -68,6 +69,10 @@ class AuditSink(Protocol):
         details: Mapping[str, str] | None = None,
     ) -> Awaitable[None]: ...
 
+    def flush(self, *, timeout_s: float | None = None) -> Awaitable[None]:
+        """Return once everything appended so far is stored (DeadlineExceeded if not in time)."""
+        ...
+
 
 class Restorer(Protocol):
     """The PII engine, as `restore` uses it."""
@@ -77,6 +82,10 @@ class Restorer(Protocol):
 
 class AuditVerifier(Protocol):
     def verify(self) -> Awaitable[Verification]: ...
+
+
+class AuditBrowser(Protocol):
+    def browse(self, query: AuditQuery) -> Awaitable[AuditPage]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +113,7 @@ class SecurityPlane:
         ring: KeyRing | None = None,
         restorer: Restorer | None = None,
         audit_verifier: AuditVerifier | None = None,
+        audit_browser: AuditBrowser | None = None,
         leeway_s: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -116,6 +126,7 @@ class SecurityPlane:
         self._ring = ring
         self._restorer = restorer
         self._audit_verifier = audit_verifier
+        self._audit_browser = audit_browser
         self._leeway_s = leeway_s
         self._clock = clock
 
@@ -293,6 +304,57 @@ class SecurityPlane:
         )
         return result
 
+    async def record_action(
+        self,
+        caller: Principal,
+        *,
+        action: str,
+        target: str,
+        outcome: str,
+        details: Mapping[str, str],
+        request_id: str = "",
+    ) -> None:
+        """File what `caller` did in an admin tool, and return once it is stored.
+
+        The record names the caller's verified token, never anything the
+        request says about who acted. A report that does not read is refused
+        (InvalidArgument naming the field) and filed as a refusal.
+        """
+        try:
+            checked = Action.checked(action=action, target=target, outcome=outcome, details=details)
+        except InvalidArgument as exc:
+            await self._record_refusal(EventKind.DENY, exc, principal=caller, request_id=request_id)
+            raise
+        await self._record(
+            EventKind.ADMIN,
+            Reason.CONSOLE_ACTION,
+            principal=caller,
+            request_id=request_id,
+            details=checked.record_details(),
+        )
+        await self._audit.flush(timeout_s=_RECORD_ACTION_TIMEOUT_S)
+
+    async def list_audit(
+        self,
+        caller: Principal,
+        *,
+        before_stream_seq: int,
+        limit: int,
+        event: str,
+        request_id: str = "",
+    ) -> AuditPage:
+        """A page of the caller's own tenant's audit records, newest first."""
+        if self._audit_browser is None:
+            raise FailedPrecondition("this service keeps no audit stream to browse")
+        try:
+            query = AuditQuery.checked(
+                tenant=caller.tenant, before_stream_seq=before_stream_seq, limit=limit, event=event
+            )
+        except InvalidArgument as exc:
+            await self._record_refusal(EventKind.DENY, exc, principal=caller, request_id=request_id)
+            raise
+        return await self._audit_browser.browse(query)
+
     async def refuse(self, exc: InvalidArgument | Unauthenticated, *, request_id: str = "") -> None:
         """File a request, or a credential, that could not be read (the transports call this)."""
         event = EventKind.AUTHN_FAILURE if isinstance(exc, Unauthenticated) else EventKind.DENY
@@ -338,14 +400,14 @@ class SecurityPlane:
         fields: dict[str, Any] = {
             "event": event,
             "reason": reason,
-            "request_id": _identifier(request_id) or _trace_id(),
+            "request_id": identifier(request_id) or trace_id(),
             "details": {k: v[:_MAX_DETAIL_CHARS] for k, v in (details or {}).items()},
         }
         if principal is not None:
             fields |= {
-                "tenant": _identifier(principal.tenant),
-                "subject": _identifier(principal.subject),
-                "token_id": _identifier(principal.token_id),
+                "tenant": identifier(principal.tenant),
+                "subject": identifier(principal.subject),
+                "token_id": identifier(principal.token_id),
             }
         try:
             await self._audit.append(**fields)
@@ -357,32 +419,3 @@ class SecurityPlane:
                 reason=reason,
                 details={"withheld": "the request's own words could not be stored"},
             )
-
-
-def issued_details(issued: IssuedToken, *, ttl_s: float) -> dict[str, str]:
-    """What an audit record says of a token issued: never the token itself."""
-    p = issued.principal
-    return {
-        "issued_tenant": p.tenant,
-        "issued_subject": p.subject,
-        "issued_token_id": p.token_id,
-        "scopes": json.dumps(sorted(p.scopes)),
-        "ttl_s": f"{ttl_s:g}",
-    }
-
-
-def _identifier(value: str) -> str:
-    """`value` as a record may hold it: short plain ids as they are, anything else hashed.
-
-    Request ids, tenants and subjects can come from the caller (an envelope id,
-    a principal another service passes): a huge one, or one shaped like a
-    token, must neither keep the refusal out of the log nor put a secret in it.
-    """
-    if _PLAIN_ID.fullmatch(value):
-        return value
-    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-def _trace_id() -> str:
-    ctx = trace.get_current_span().get_span_context()
-    return format(ctx.trace_id, "032x") if ctx.is_valid else ""

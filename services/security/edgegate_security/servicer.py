@@ -56,3 +56,13 @@ class SecurityServicer(security_pb2_grpc.SecurityServicer):
 
     async def Restore(self, request: pb.RestoreRequest, context: Context) -> pb.RestoreResponse:
         return await self._api.restore(request, credential=authorization(context))
+
+    async def RecordAction(
+        self, request: pb.RecordActionRequest, context: Context
+    ) -> pb.RecordActionResponse:
+        return await self._api.record_action(request, credential=authorization(context))
+
+    async def ListAudit(
+        self, request: pb.ListAuditRequest, context: Context
+    ) -> pb.ListAuditResponse:
+        return await self._api.list_audit(request, credential=authorization(context))

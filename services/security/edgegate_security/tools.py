@@ -38,7 +38,7 @@ from edgegate_security.config import SecuritySettings
 from edgegate_security.core.keyring import KeyRing
 from edgegate_security.core.reasons import Reason
 from edgegate_security.core.tokens import TokenIssuer
-from edgegate_security.plane import issued_details
+from edgegate_security.records import issued_details
 
 BROKEN = 1
 FAILED = 2

@@ -40,6 +40,8 @@ async def serve(bus: Bus, api: SecurityApi) -> None:
         (subjects.SECURITY_ISSUE_TOKEN, pb.IssueTokenRequest, api.issue_token),
         (subjects.SECURITY_VERIFY_AUDIT, pb.VerifyAuditRequest, api.verify_audit),
         (subjects.SECURITY_RESTORE, pb.RestoreRequest, api.restore),
+        (subjects.SECURITY_RECORD_ACTION, pb.RecordActionRequest, api.record_action),
+        (subjects.SECURITY_LIST_AUDIT, pb.ListAuditRequest, api.list_audit),
     ]
     for subject, request_type, call in admin:
         await bus.serve(subject, request_type, _admin(call), queue=queue)

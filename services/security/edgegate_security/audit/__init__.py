@@ -2,9 +2,11 @@
 
 `chain` holds the record format and verification (pure); `log` the JetStream
 writer (`AuditLog`); `reader` reads the stream back (`read_stream`,
-`verify_stream`: the stream's own last sequence exposes a cut tail).
+`verify_stream`: the stream's own last sequence exposes a cut tail); `browse`
+pages through one tenant's records newest first (`AuditQuery`, `AuditPage`).
 """
 
+from edgegate_security.audit.browse import AuditPage, AuditQuery, Listed, browse
 from edgegate_security.audit.chain import (
     GENESIS,
     GENESIS_HASH,
@@ -28,13 +30,17 @@ __all__ = [
     "GENESIS_HASH",
     "AuditEntry",
     "AuditLog",
+    "AuditPage",
+    "AuditQuery",
     "AuditRecord",
     "AuditStream",
     "ChainVerifier",
     "Checkpoint",
     "EventKind",
+    "Listed",
     "Problem",
     "Verification",
+    "browse",
     "canonical_json",
     "content_hash",
     "parse_record",

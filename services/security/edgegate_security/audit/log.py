@@ -34,16 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import nats.js.errors
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import (
     Header,
@@ -59,6 +55,8 @@ from edgegate_common.errors import (
     InvalidArgument,
 )
 from edgegate_common.logging import get_logger
+from edgegate_security.audit.acks import Acks, Refusal
+from edgegate_security.audit.browse import AuditPage, AuditQuery, browse
 from edgegate_security.audit.chain import (
     GENESIS,
     AuditEntry,
@@ -75,8 +73,6 @@ from edgegate_security.core.reasons import Reason
 
 log = get_logger(__name__)
 
-# JetStream's refusals when the stream moved on: wrong last sequence, wrong last message id.
-_CONFLICT_CODES = frozenset({10071, 10070})
 _QUICK_RETRIES = 3  # conflicts retried at once before the writer starts to pause
 _MAX_PAUSE_S = 2.0
 
@@ -104,14 +100,6 @@ class AuditStream:
         )
 
 
-class _Refusal(enum.Enum):
-    """Why a record of a burst, and with it every later one, was not stored."""
-
-    CONFLICT = "another writer appended first"
-    OTHER = "refused"  # a 503 while JetStream restarts, or any other API error
-    NO_ACK = "no ack"  # timed out: stored or not, nobody knows yet
-
-
 @dataclass(frozen=True, slots=True)
 class _Tail:
     """The stream's last message and the chain position it holds."""
@@ -120,71 +108,10 @@ class _Tail:
     head: Checkpoint
 
 
-class _Acks:
-    """Acks of pipelined JetStream publishes, on a wildcard inbox of our own.
-
-    nats-py's `publish_async` would do, but in nats-py 2.16 a refused publish
-    never resolves its future (the error is raised inside the reply callback),
-    and a refusal is exactly what the writer has to see.
-    """
-
-    def __init__(self, bus: Bus) -> None:
-        self._bus = bus
-        self._prefix = ""
-        self._subscription: Subscription | None = None
-        self._waiting: dict[str, asyncio.Future[int | _Refusal]] = {}
-        self._count = 0
-
-    async def publish(
-        self, subject: str, data: bytes, headers: dict[str, str]
-    ) -> asyncio.Future[int | _Refusal]:
-        """Publish; the future gives the stored stream sequence, or why it was refused."""
-        if self._subscription is None:
-            self._prefix = self._bus.new_inbox()
-            self._subscription = await self._bus.subscribe(f"{self._prefix}.*", cb=self._on_ack)
-        self._count += 1
-        reply = f"{self._prefix}.{self._count}"
-        future: asyncio.Future[int | _Refusal] = asyncio.get_running_loop().create_future()
-        self._waiting[reply] = future
-        await self._bus.publish(subject, data, reply=reply, headers=headers)
-        return future
-
-    async def _on_ack(self, msg: Msg) -> None:
-        future = self._waiting.pop(msg.subject, None)
-        if future is not None and not future.done():
-            future.set_result(_stored_seq(msg))
-
-    def forget(self) -> None:
-        """Stop waiting for the acks still out; a late one is then ignored."""
-        for future in self._waiting.values():
-            future.cancel()
-        self._waiting.clear()
-
-    async def close(self) -> None:
-        self.forget()
-        if self._subscription is not None:
-            await self._bus.unsubscribe(self._subscription, drain=False)
-
-
 @dataclass(frozen=True, slots=True)
 class _Link:
     js: JetStreamContext
-    acks: _Acks
-
-
-def _stored_seq(msg: Msg) -> int | _Refusal:
-    """The stream sequence a JetStream ack reports, or why the publish was refused."""
-    try:
-        body = json.loads(msg.data)
-    except ValueError:  # a 503 status message: no stream (yet) to take it
-        return _Refusal.OTHER
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        if body["error"].get("err_code") in _CONFLICT_CODES:
-            return _Refusal.CONFLICT
-        log.info("audit publish refused", error=str(body["error"]))
-        return _Refusal.OTHER
-    seq = body.get("seq") if isinstance(body, dict) else None
-    return seq if isinstance(seq, int) and seq > 0 else _Refusal.OTHER
+    acks: Acks
 
 
 def _pause_s(failures: int) -> float:
@@ -218,6 +145,8 @@ class AuditLog:
         self._tail: _Tail | None = None  # None: read it before the next publish
         self._doubt: tuple[list[AuditRecord], int] | None = None  # acks lost; where they'd be
         self._unwritten: list[AuditEntry] = []  # taken from the queue, not yet stored
+        self._queued_total = 0  # entries appended; the nth is stored once written_total >= n
+        self._progress: list[asyncio.Future[None]] = []  # flushes waiting for the writer
         self.written_total = 0  # records stored by this process
         self.conflicts_total = 0  # bursts refused because another writer got there first
 
@@ -240,7 +169,7 @@ class AuditLog:
         """
         if self._task is not None:
             return
-        link = _Link(js=bus.js, acks=_Acks(bus))
+        link = _Link(js=bus.js, acks=Acks(bus))
         await ensure_stream(link.js, self._stream.config())
         self._link = link
         self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-writer")
@@ -273,11 +202,17 @@ class AuditLog:
         )
         check_entry(entry)
         await self._queue.put(entry)
+        self._queued_total += 1  # no await since the put: numbered in queue order
 
     async def flush(self, *, timeout_s: float | None = None) -> None:
-        """Wait until everything appended so far is stored."""
+        """Wait until everything appended so far is stored.
+
+        Only that far: records appended meanwhile, which a busy service never
+        stops doing, do not keep the caller waiting.
+        """
+        target = self._queued_total
         try:
-            await asyncio.wait_for(self._queue.join(), timeout_s)
+            await asyncio.wait_for(self._written(target), timeout_s)
         except TimeoutError:
             raise DeadlineExceeded(
                 f"{self.pending} audit records still unwritten after {timeout_s:g}s"
@@ -307,6 +242,16 @@ class AuditLog:
         return await verify_stream(
             self._nats.js, stream=self._stream.name, after=after, from_stream_seq=from_stream_seq
         )
+
+    async def browse(self, query: AuditQuery) -> AuditPage:
+        """One page of this log's records, newest first; see `browse.browse`."""
+        return await browse(self._nats.js, query, stream=self._stream.name)
+
+    async def _written(self, count: int) -> None:
+        while self.written_total < count:
+            future = asyncio.get_running_loop().create_future()
+            self._progress.append(future)
+            await future
 
     # -- the writer ------------------------------------------------------
 
@@ -341,11 +286,19 @@ class AuditLog:
             self._unwritten = self._unwritten[stored:]
             self.written_total += stored
             if stored:
+                self._wake_flushes()
+            if stored:
                 failures = 0  # progress (a conflict may still leave some): go on at once
                 continue
             failures += 1
             if failures > _QUICK_RETRIES:
                 await asyncio.sleep(_pause_s(failures))
+
+    def _wake_flushes(self) -> None:
+        for future in self._progress:
+            if not future.done():
+                future.set_result(None)
+        self._progress.clear()
 
     async def _attempt(self, entries: list[AuditEntry]) -> int:
         """One try at storing a prefix of `entries`; return its length (0 after a conflict)."""
@@ -368,16 +321,16 @@ class AuditLog:
         self._tail = None
         if stopped is None:
             self._tail = _Tail(tail.stream_seq + acked, records[-1].checkpoint)
-        elif stopped is _Refusal.NO_ACK:
+        elif stopped is Refusal.NO_ACK:
             log.info("audit acks missing; looking the records up", count=len(records) - acked)
             self._doubt = (records[acked:], tail.stream_seq + acked + 1)
-        elif stopped is _Refusal.CONFLICT:
+        elif stopped is Refusal.CONFLICT:
             self.conflicts_total += 1
         return acked
 
     async def _publish(
         self, records: list[AuditRecord], *, after_stream_seq: int
-    ) -> tuple[int, _Refusal | None]:
+    ) -> tuple[int, Refusal | None]:
         """Publish pipelined; return how many were stored, and what stopped the rest."""
         futures = []
         try:
@@ -393,8 +346,8 @@ class AuditLog:
             await asyncio.wait(futures, timeout=self._ack_timeout_s)
             acked = 0
             for future in futures:
-                result = future.result() if future.done() else _Refusal.NO_ACK
-                if isinstance(result, _Refusal):
+                result = future.result() if future.done() else Refusal.NO_ACK
+                if isinstance(result, Refusal):
                     return acked, result  # refused: so is everything after it (or unknown)
                 acked += 1
             return acked, None
@@ -435,6 +388,3 @@ class AuditLog:
         except InvalidArgument as exc:
             raise FailedPrecondition(f"{where} is not an audit record: {exc.message}") from None
         return _Tail(last, record.checkpoint)
-
-
-# -- reading -------------------------------------------------------------

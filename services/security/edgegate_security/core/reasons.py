@@ -40,3 +40,4 @@ class Reason(enum.StrEnum):
     KEY_ROTATED = "key_rotated"
     DETOKENIZED = "detokenized"
     AUDIT_VERIFIED = "audit_verified"
+    CONSOLE_ACTION = "console_action"  # a person's action in an admin tool (the web console)
