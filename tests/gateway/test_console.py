@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from support.console_stack import (
+    THROTTLED_TENANT,
     ConsoleSuite,
     WsClient,
     signed_in,
@@ -175,14 +176,14 @@ async def test_an_escalated_websocket_question_answered_in_the_console_reaches_i
 
 
 async def test_the_pages_show_what_the_suite_did(suite: ConsoleSuite) -> None:
-    globex = suite.user(tenant=OTHER_TENANT, sub="gina")
+    throttled = suite.user(tenant=THROTTLED_TENANT, sub="gina")
     async with aiohttp.ClientSession() as http:
         statuses = []
         for _ in range(3):
             async with http.post(
                 f"{suite.base}/v1/embeddings",
                 json={"model": TEXT_MODEL, "input": "hello"},
-                headers={"Authorization": f"Bearer {globex}"},
+                headers={"Authorization": f"Bearer {throttled}"},
             ) as response:
                 statuses.append(response.status)
     assert 429 in statuses
@@ -191,10 +192,10 @@ async def test_the_pages_show_what_the_suite_did(suite: ConsoleSuite) -> None:
 
         async def throttled() -> dict[str, Any] | None:
             _, body = await _get(http, f"{suite.base}/console/api/tenants")
-            row = next((t for t in body["tenants"] if t["tenant"] == OTHER_TENANT), None)
+            row = next((t for t in body["tenants"] if t["tenant"] == THROTTLED_TENANT), None)
             return row if row and row["throttled"] >= 1 else None
 
-        row = await eventually(throttled, timeout_s=20, what="globex's 429 on the tenants page")
+        row = await eventually(throttled, timeout_s=20, what="initech's 429 on the tenants page")
         assert row["quota"]["rate_per_s"] == 0.01
 
         async def served() -> dict[str, Any] | None:

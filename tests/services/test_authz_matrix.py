@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
@@ -41,6 +42,7 @@ from support.suite_stack import (
     text_envelope,
 )
 
+from edgegate_gateway.console.auth import COOKIE, csrf_token
 from edgegate_protos import INFERENCE_POOL
 from edgegate_protos.gateway.v1 import gateway_pb2
 from edgegate_protos.oip import grpc_service_pb2 as opb
@@ -91,6 +93,8 @@ GRPC_RULES: dict[str, Rule] = {
     "edgegate.security.v1.Security/GetJwks": PUBLIC,
     "edgegate.security.v1.Security/VerifyAudit": Rule("admin", ("admin",)),
     "edgegate.security.v1.Security/Restore": Rule("admin", ("admin",), "own"),
+    "edgegate.security.v1.Security/RecordAction": Rule("admin", ("admin",), "own"),
+    "edgegate.security.v1.Security/ListAudit": Rule("admin", ("admin",), "own"),
     # taskstore
     "edgegate.taskstore.v1.TaskStore/Submit": Rule(
         "bearer", ("tasks:write", f"infer:{TEXT_MODEL}"), "refused"
@@ -160,7 +164,29 @@ HTTP_RULES: dict[str, Rule] = {
     "POST /webhooks/discord": Rule("signature"),
     "POST /webhooks/whatsapp": Rule("signature"),
     "GET /webhooks/whatsapp": Rule("signature"),  # the verify-token handshake
-}
+    # The console: signing in, out and its files are open; pages and API need the session
+    # cookie of an admin token (a bearer header is not a session), actions its CSRF token too.
+    **dict.fromkeys((
+        "GET /console", "GET /console/", "GET /console/login", "POST /console/login",
+        "POST /console/logout", "GET /console/static",
+    ), PUBLIC),
+    **{f"GET /console/{page}": Rule("console-page", ("admin",)) for page in (
+        "overview", "models", "rollouts", "tenants", "tasks", "escalations", "breakers", "audit",
+    )},
+    **{f"GET /console/api/{read}": Rule("console", ("admin",)) for read in (
+        "me", "overview", "models", "rollouts", "breakers",
+    )},
+    **{f"GET /console/api/{read}": Rule("console", ("admin",), "own") for read in (
+        "tenants", "tasks", "escalations", "audit",
+    )},
+    **{f"POST /console/api/{act}": Rule("console", ("admin",), "refused") for act in (
+        "tasks/{id}/cancel", "tasks/{id}/retry", "escalations/{id}/answer",
+        "escalations/{id}/knowledge",
+    )},
+    # Breakers belong to the suite: only the console's operator tenants (none here) act on them.
+    "POST /console/api/breakers/{model}/{version}": Rule("console", ("admin",), "refused"),
+    "POST /console/api/audit/verify": Rule("console", ("admin",)),
+}  # fmt: skip
 
 
 @dataclass
@@ -459,6 +485,8 @@ HTTP_BODIES: dict[str, dict[str, object]] = {
         "messages": [{"role": "user", "content": "probe"}],
     },
     "POST /v1/tasks": {"model": TEXT_MODEL, "input": "probe", "idempotency_key": "probe"},
+    "POST /console/api/escalations/{id}/answer": {"text": "probe"},
+    "POST /console/api/breakers/{model}/{version}": {"mode": "open"},
 }
 
 
@@ -466,9 +494,12 @@ async def _probe_http(
     suite: Suite, route: str, rule: Rule, http: aiohttp.ClientSession
 ) -> list[str]:
     method, path = route.split(" ", 1)
-    path = path.replace("{task_id}", suite.victim_task)
+    path = path.replace("{task_id}", suite.victim_task).replace("{id}", suite.victim_task)
+    path = path.replace("{model}", TEXT_MODEL).replace("{version}", "1")
     other = suite.token(*ALL_SCOPES, "admin", tenant=OTHER_TENANT, sub="alice")
     wrong: list[str] = []
+    if rule.kind == "public":
+        return wrong
 
     async def expect(case: str, allowed: set[int], token: str | None, **kw: object) -> str:
         headers = dict(kw.pop("headers", {}))  # type: ignore[call-overload]
@@ -483,6 +514,8 @@ async def _probe_http(
 
     if path == "/ws":
         return await _probe_ws(suite, rule, http, other)
+    if rule.kind.startswith("console"):
+        return wrong + await _probe_console(route, rule, expect, suite, other)
     if rule.kind == "signature":
         if method == "GET":  # WhatsApp's handshake: the verify token is the secret
             query = {"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"}
@@ -499,6 +532,33 @@ async def _probe_http(
     if rule.tenant == "refused":
         await expect("another tenant", {403, 404}, other)
     elif rule.tenant == "own" and MARKER in await expect("another tenant", {200}, other):
+        wrong.append(f"{route}: another tenant saw the victim's data")
+    return wrong
+
+
+async def _probe_console(
+    route: str, rule: Rule, expect: Callable[..., Any], suite: Suite, other: str
+) -> list[str]:
+    """A console door: the session cookie of an admin token, and for actions its CSRF token."""
+    wrong: list[str] = []
+
+    def session(token: str) -> dict[str, str]:
+        return {"Cookie": f"{COOKIE}={token}", "X-CSRF-Token": csrf_token(token)}
+
+    page = rule.kind == "console-page"
+    refused = {303} if page else {401}
+    await expect("no session", refused, None, allow_redirects=False)
+    admin = suite.token(*ALL_SCOPES, "admin", sub="ops")
+    await expect("a bearer header, no session", refused, admin, allow_redirects=False)
+    for scope in rule.scopes:
+        lacking = session(suite.lacking(scope))
+        await expect(f"without {scope}", {303} if page else {403}, None, headers=lacking,
+                     allow_redirects=False)  # fmt: skip
+    if rule.tenant == "refused":
+        await expect("another tenant", {403, 404}, None, headers=session(other))
+    elif rule.tenant == "own" and MARKER in await expect(
+        "another tenant", {200}, None, headers=session(other)
+    ):
         wrong.append(f"{route}: another tenant saw the victim's data")
     return wrong
 

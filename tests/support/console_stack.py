@@ -4,8 +4,8 @@ Real processes on a real nats-server: security, inference (the small test
 models, publishing metric snapshots every second), one taskstore, and one
 gateway whose assistant answers from a tiny knowledge base with `toy_text`
 at a threshold nothing reaches, so every question escalates. Tenant `acme`
-is the console's operator tenant; `globex` is an ordinary tenant with a
-quota of one request, so that its second request is a 429.
+is the console's operator tenant; `globex` an ordinary one; `initech` has
+a quota of one request, so that its second request is a 429.
 
 What a cluster's operator would write is written by the tests themselves,
 as the operator writes it: a rollout document in `edgegate-rollouts`.
@@ -27,7 +27,6 @@ from nats.js.api import KeyValueConfig
 from edgegate_common import subjects
 from edgegate_common.bus import ensure_key_value
 from support.suite_stack import (
-    OTHER_TENANT,
     TENANT,
     TEXT_MODEL,
     Stack,
@@ -41,7 +40,8 @@ ADMIN_SCOPES = ("admin",)
 KNOWN_Q = "How do I reset the device?"
 KNOWN_A = "Hold the power button for ten seconds."
 ROLLOUT_KEY = "ml.toy-text"
-GLOBEX_QUOTA = {"rate_per_s": 0.01, "burst": 1}
+THROTTLED_TENANT = "initech"
+THROTTLED_QUOTA = {"rate_per_s": 0.01, "burst": 1}
 
 
 @dataclass
@@ -90,10 +90,10 @@ def start_console_suite(folder: Path) -> ConsoleSuite:
 
 
 async def _prepare(stack: Stack) -> None:
-    """globex's quota (as a TenantQuota would write it), and the assistant ready to answer."""
+    """initech's quota, as a TenantQuota would write it."""
     async with stack.bus() as bus:
         quotas = await ensure_key_value(bus.js, KeyValueConfig(bucket=subjects.KV_QUOTAS))
-        await quotas.put(OTHER_TENANT, json.dumps(GLOBEX_QUOTA).encode())
+        await quotas.put(THROTTLED_TENANT, json.dumps(THROTTLED_QUOTA).encode())
 
 
 async def write_rollout(stack: Stack, **status: Any) -> dict[str, Any]:

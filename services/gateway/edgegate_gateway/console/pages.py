@@ -103,7 +103,7 @@ class ConsolePages:
     async def page(self, request: web.Request) -> web.StreamResponse:
         try:
             person = await self._auth.person(request)
-        except Unauthenticated:
+        except (Unauthenticated, PermissionDenied):
             raise web.HTTPSeeOther(LOGIN) from None
         page = request.path.rsplit("/", 1)[-1]
         return self._render(

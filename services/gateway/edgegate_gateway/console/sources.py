@@ -75,6 +75,7 @@ class Sources:
         self._rollouts: dict[str, dict[str, Any]] = {}
         self._subscriptions: list[Subscription] = []
         self._watch: asyncio.Task[None] | None = None
+        self._finder: asyncio.Task[None] | None = None
         self._breakers_kv: KeyValue | None = None
 
     async def start(self) -> None:
@@ -86,14 +87,25 @@ class Sources:
         for subject, take in heard:
             self._subscriptions.append(await self.bus.subscribe(subject, cb=_callback(take)))
         self._breakers_kv = await self.bus.js.key_value(subjects.KV_BREAKERS)
-        try:
-            rollouts = await self.bus.js.key_value(subjects.KV_ROLLOUTS)
-        except nats.js.errors.BucketNotFoundError:
-            log.info("no rollouts bucket yet: no operator has run against this NATS")
-        else:
+        self._finder = asyncio.get_running_loop().create_task(self._follow_rollouts())
+
+    async def _follow_rollouts(self, every_s: float = 3.0) -> None:
+        """Follow `edgegate-rollouts` once it exists: the operator creates it, maybe later."""
+        while True:
+            try:
+                rollouts = await self.bus.js.key_value(subjects.KV_ROLLOUTS)
+            except nats.js.errors.BucketNotFoundError:
+                await asyncio.sleep(every_s)
+                continue
+            except _NATS_ERRORS as exc:
+                log.info("rollouts bucket not read yet", error=repr(exc))
+                await asyncio.sleep(every_s)
+                continue
             self._watch = await kv_watch.follow(rollouts, self._rollout)
+            return
 
     async def stop(self) -> None:
+        await kv_watch.stop(self._finder)
         await kv_watch.stop(self._watch)
         for subscription in self._subscriptions:
             await self.bus.unsubscribe(subscription, drain=False)
