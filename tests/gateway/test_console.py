@@ -38,14 +38,17 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSuite]:
 
 async def _escalate(suite: ConsoleSuite, question: str, *, token: str) -> str:
     """Ask the assistant something it cannot answer: the escalation task's id."""
-    async with aiohttp.ClientSession() as http, http.post(
-        f"{suite.base}/v1/chat/completions",
-        json={
-            "model": "edgegate-assistant",
-            "messages": [{"role": "user", "content": question}],
-        },
-        headers={"Authorization": f"Bearer {token}"},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{suite.base}/v1/chat/completions",
+            json={
+                "model": "edgegate-assistant",
+                "messages": [{"role": "user", "content": question}],
+            },
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response,
+    ):
         body = await response.json()
         assert response.status == 200, body
     escalation = body["edgegate"]["escalation_task"]
@@ -282,3 +285,33 @@ def test_the_console_files_ship_with_the_package() -> None:
 
     names = {p.name for p in Path(pages.STATIC).iterdir()}
     assert {"login.html", "shell.html", "console.js", "console.css"} <= names
+
+
+async def test_an_answer_added_to_the_knowledge_base_answers_the_next_asker(
+    suite: ConsoleSuite,
+) -> None:
+    question = "Which colour is the reset button?"
+    escalation = await _escalate(suite, question, token=suite.user())
+    async with signed_in(suite, suite.admin()) as (http, csrf):
+        url = f"{suite.base}/console/api/escalations/{escalation}/answer"
+        answer = {"text": "The reset button is the red one.", "add_to_knowledge": True}
+        status, body = await _post(http, url, answer, {"X-CSRF-Token": csrf})
+    assert status == 200 and body["knowledge"] == "added", body
+
+    async def answered() -> dict[str, Any] | None:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{suite.base}/v1/chat/completions",
+                json={
+                    "model": "edgegate-assistant",
+                    "messages": [{"role": "user", "content": question}],
+                },
+                headers={"Authorization": f"Bearer {suite.user()}"},
+            ) as response,
+        ):
+            reply = await response.json()
+        return reply if reply["edgegate"]["source"] == "console:sre-alice" else None
+
+    reply = await eventually(answered, timeout_s=30, what="the assistant to learn the answer")
+    assert reply["choices"][0]["message"]["content"] == answer["text"]

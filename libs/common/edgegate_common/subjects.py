@@ -137,6 +137,7 @@ KV_BREAKERS = "edgegate-breakers"
 KV_ROLLOUTS = "edgegate-rollouts"
 KV_RATE_BUCKETS = "edgegate-rate-buckets"  # the gateway's token buckets, shared by replicas
 KV_WEBHOOK_EVENTS = "edgegate-webhook-events"  # chat platform events the gateway claimed
+KV_KNOWLEDGE = "edgegate-knowledge"  # passages people added to the assistant's knowledge
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 

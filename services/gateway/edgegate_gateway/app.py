@@ -17,9 +17,11 @@ from edgegate_gateway import __version__
 from edgegate_gateway.adapters.breakers import BreakerControls
 from edgegate_gateway.adapters.chat_later import ChatLater
 from edgegate_gateway.adapters.discord import DiscordInteractions, DiscordSettings
+from edgegate_gateway.adapters.escalation_replies import EscalationReplies
 from edgegate_gateway.adapters.events_feed import EventsFeed
 from edgegate_gateway.adapters.fallback import Fallback, FallbackSettings, make_fallback
 from edgegate_gateway.adapters.http_server import GatewayRunner
+from edgegate_gateway.adapters.knowledge_kv import KnowledgeAdditions
 from edgegate_gateway.adapters.mqtt import MqttAdapter, MqttSettings
 from edgegate_gateway.adapters.openai_http import make_app
 from edgegate_gateway.adapters.outbox import Outbox
@@ -85,6 +87,24 @@ class _Inference:
 
 
 @dataclass(frozen=True, slots=True)
+class _Chats:
+    """The chat webhooks, and the workers that answer their questions later: kept questions
+    (`chat_later`) and people's answers to escalated ones (`escalation_replies`)."""
+
+    webhooks: list[Webhook]
+    later: ChatLater | None = None
+    replies: EscalationReplies | None = None
+
+    async def close(self) -> None:
+        if self.replies is not None:
+            await self.replies.close()
+        if self.later is not None:
+            await self.later.close()
+        for webhook in self.webhooks:
+            await webhook.close()
+
+
+@dataclass(frozen=True, slots=True)
 class _Running:
     """What `_start_gateway` started, stopped in the order that drains it."""
 
@@ -94,8 +114,7 @@ class _Running:
     runner: GatewayRunner
     feed: EventsFeed
     mqtt: MqttAdapter | None
-    webhooks: list[Webhook]
-    later: ChatLater | None
+    chats: _Chats
     replayer: asyncio.Task[None] | None
     console: Console | None
     traffic: TrafficPublisher
@@ -112,10 +131,7 @@ class _Running:
         await self.feed.close()
         if self.mqtt is not None:
             await self.mqtt.close()
-        if self.later is not None:
-            await self.later.close()
-        for webhook in self.webhooks:
-            await webhook.close()
+        await self.chats.close()
         if self.assistant is not None:
             await self.assistant.stop()
         await self.watches.limiter.stop()
@@ -147,7 +163,9 @@ async def _start_gateway(s: GatewaySettings, runtime: ServiceRuntime, bus: Bus) 
         shadow=inference.shadow,
         breakers=inference.breakers,
     )
-    assistant = _start_assistant(s, bus, watches.readiness, pipeline, taskstore, inference.fallback)
+    assistant = await _start_assistant(
+        s, bus, watches.readiness, pipeline, taskstore, inference.fallback
+    )
     # One subscription to the taskstore's events for every session here, started by the first.
     feed = EventsFeed(bus)
     conversations = Conversations(
@@ -166,7 +184,7 @@ async def _start_gateway(s: GatewaySettings, runtime: ServiceRuntime, bus: Bus) 
         assistant=assistant,
     )
     WebSocketAdapter(conversations, max_frame_bytes=s.max_body_bytes).add_routes(app)
-    console = await _start_console(s, bus, watches, taskstore)
+    console = await _start_console(s, bus, watches, taskstore, assistant)
     if console is not None:
         console.add_routes(app)
     traffic = TrafficPublisher(
@@ -176,30 +194,24 @@ async def _start_gateway(s: GatewaySettings, runtime: ServiceRuntime, bus: Bus) 
     mqtt = _mqtt(s, bus, conversations)
     if mqtt is not None:
         mqtt.start()
-    webhooks, later = await _webhooks(s, bus, assistant)
-    for webhook in webhooks:
+    chats = await _webhooks(s, bus, assistant)
+    for webhook in chats.webhooks:
         webhook.add_routes(app)
     runner = await _serve_http(s, app)
     replayer = None
     if spool is not None:
         replayer = asyncio.create_task(_replay_outbox(bus, spool, pipeline))
     return _Running(
-        watches,
-        inference,
-        assistant,
-        runner,
-        feed,
-        mqtt,
-        webhooks,
-        later,
-        replayer,
-        console,
-        traffic,
+        watches, inference, assistant, runner, feed, mqtt, chats, replayer, console, traffic
     )
 
 
 async def _start_console(
-    s: GatewaySettings, bus: Bus, watches: _Watches, taskstore: TaskstoreClient
+    s: GatewaySettings,
+    bus: Bus,
+    watches: _Watches,
+    taskstore: TaskstoreClient,
+    assistant: Assistant | None,
 ) -> Console | None:
     """The web console under /console, following what it shows on NATS from now on."""
     if not s.console_enabled:
@@ -214,7 +226,8 @@ async def _start_console(
         readiness=watches.readiness,
         limiter=watches.limiter,
         taskstore=taskstore,
-        knowledge=None,
+        # A person's answer joins the assistant's knowledge base, when there is an assistant.
+        knowledge=await KnowledgeAdditions.open(bus.js) if assistant is not None else None,
     )
     await console.start()
     return console
@@ -292,7 +305,7 @@ def _offline_spool(s: GatewaySettings, bus: Bus, taskstore: TaskstoreClient) -> 
     return OfflineSpool(outbox, bus=bus, taskstore=taskstore)
 
 
-def _start_assistant(
+async def _start_assistant(
     s: GatewaySettings,
     bus: Bus,
     readiness: ModelReadiness,
@@ -300,9 +313,11 @@ def _start_assistant(
     taskstore: TaskstoreClient,
     fallback: Fallback | None,
 ) -> Assistant | None:
-    """The assistant, when a knowledge folder is configured; it embeds the folder now."""
+    """The assistant, when a knowledge folder is configured; it embeds the folder now, and
+    the passages added in NATS KV (`edgegate-knowledge`) as they come, until it stops."""
     if s.knowledge_dir is None:
         return None
+    additions = await KnowledgeAdditions.open(bus.js)
     assistant = Assistant(
         bus=bus,
         readiness=readiness,
@@ -313,6 +328,7 @@ def _start_assistant(
         min_score=s.assistant_min_score,
         fallback=fallback,
         escalate=s.assistant_escalate,
+        additions=additions,
     )
     assistant.start()
     return assistant
@@ -342,12 +358,10 @@ def _mqtt(s: GatewaySettings, bus: Bus, conversations: Conversations) -> MqttAda
     return MqttAdapter(settings, bus=bus, conversations=conversations)
 
 
-async def _webhooks(
-    s: GatewaySettings, bus: Bus, assistant: Assistant | None
-) -> tuple[list[Webhook], ChatLater | None]:
+async def _webhooks(s: GatewaySettings, bus: Bus, assistant: Assistant | None) -> _Chats:
     """The chat webhooks whose secrets are set (they answer with the assistant)."""
     if assistant is None or s.webhook_credential is None:
-        return [], None
+        return _Chats([])
     credential = s.webhook_credential.get_secret_value()
     events = await EventClaims.open(bus.js)
     later = await ChatLater.open(bus.js, events)
@@ -385,7 +399,11 @@ async def _webhooks(
             DiscordInteractions(discord, assistant=assistant, events=events, later=later)
         )
     later.start({w.platform: w.answerer() for w in webhooks})
-    return webhooks, later
+    if not webhooks:
+        return _Chats(webhooks, later)
+    replies = EscalationReplies(bus.js, events)
+    replies.start({w.channel: w for w in webhooks})
+    return _Chats(webhooks, later, replies)
 
 
 async def _replay_outbox(

@@ -7,12 +7,19 @@ pipeline like any message (admitted, rate-limited, embedded by local
 inference) and is answered with the closest passage's answer (without the
 question it was filed under), its score and source.
 Below the confidence threshold the answer says so plainly.
+
+Passages people add while the gateway runs (`adapters/knowledge_kv.py`, NATS
+KV `edgegate-knowledge`) join the knowledge base as the watch delivers them:
+embedded the same way, in the background, once the model serves (those
+already in the bucket at start-up are embedded with the folder's). Until a
+new passage is embedded the assistant answers from what it had.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +31,9 @@ from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.errors import EdgegateError, InvalidArgument, NotFound, Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.fallback import Fallback
+from edgegate_gateway.adapters.knowledge_kv import KnowledgeAdditions
 from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
-from edgegate_gateway.core.knowledge import Answer, KnowledgeBase, read_passages
+from edgegate_gateway.core.knowledge import Answer, KnowledgeBase, Passage, read_passages
 from edgegate_gateway.core.rules import ASSISTANT
 from edgegate_gateway.pipeline import Pipeline
 from edgegate_protos.common.v1 import envelope_pb2 as env
@@ -33,6 +41,9 @@ from edgegate_protos.common.v1 import envelope_pb2 as env
 log = get_logger(__name__)
 
 NOT_FOUND = "I could not find an answer to that in the knowledge base."
+RETRY_S = 2.0  # how soon embedding (or following the added passages) is tried again
+# How long the first knowledge base waits for the added passages already in the bucket.
+CAUGHT_UP_WAIT_S = 10.0
 
 
 ESCALATION_MODEL = "edgegate-escalation"
@@ -63,6 +74,7 @@ class Assistant:
         min_score: float,
         fallback: Fallback | None = None,
         escalate: bool = True,
+        additions: KnowledgeAdditions | None = None,
     ) -> None:
         self._bus = bus
         self._readiness = readiness
@@ -74,20 +86,44 @@ class Assistant:
         self._fallback = fallback if fallback is not None and fallback.chats else None
         self._escalate = escalate
         self._knowledge: KnowledgeBase | None = None
-        self._loader: asyncio.Task[None] | None = None
+        self._additions = additions
+        self._added: dict[str, Passage | None] = {}  # by key, not embedded yet (None: removed)
+        self._changed = asyncio.Event()  # `_added` holds something
+        self._caught_up = asyncio.Event()  # the bucket's passages at start-up are in `_added`
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._loader = asyncio.get_running_loop().create_task(self._load())
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._load())]
+        if self._additions is not None:
+            self._tasks.append(loop.create_task(self._follow(self._additions)))
 
     async def stop(self) -> None:
-        if self._loader is not None:
-            self._loader.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._loader
+                await task
+        if self._additions is not None:
+            await self._additions.stop()
 
-    async def ask(self, question: str, *, credential: str) -> Reply:
-        envelope = env.Envelope(channel=env.CHANNEL_HTTP, route=env.RouteHint(model=ASSISTANT))
+    def learn(self, key: str, passage: Passage | None) -> None:
+        """Add `passage` under `key` (None: remove it); it answers once it is embedded."""
+        self._added[key] = passage
+        self._changed.set()
+
+    async def ask(
+        self,
+        question: str,
+        *,
+        credential: str,
+        channel: env.Channel.ValueType = env.CHANNEL_HTTP,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """Answer `question`; `channel` and `metadata` (where an answer can reach the asker)
+        go with it, and with the escalation task if nobody can answer it."""
+        envelope = env.Envelope(channel=channel, route=env.RouteHint(model=ASSISTANT))
         envelope.parts.add(text=question)
+        envelope.metadata.update(metadata or {})
         return await self._answer(envelope, credential)
 
     async def reply(self, envelope: env.Envelope, *, credential: str) -> env.Reply:
@@ -165,20 +201,55 @@ class Assistant:
         return task.id
 
     async def _load(self) -> None:
+        """The folder's passages, then the added ones; then each addition as it comes."""
         passages = read_passages(self._folder)
         log.info("knowledge base read", folder=str(self._folder), passages=len(passages))
+        folder = KnowledgeBase(passages, await self._embedded(passages), min_score=self._min_score)
+        if self._additions is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._caught_up.wait(), CAUGHT_UP_WAIT_S)
+        self._knowledge = await self._with_added(folder)
+        log.info("knowledge base ready", passages=len(self._knowledge.passages))
+        while True:
+            await self._changed.wait()
+            self._knowledge = await self._with_added(self._knowledge)
+
+    async def _with_added(self, knowledge: KnowledgeBase) -> KnowledgeBase:
+        """`knowledge` with the passages added (and removed) since it was built."""
+        self._changed.clear()
+        changes = dict(self._added)
+        added = [p for p in changes.values() if p is not None]
+        updated = knowledge.without(changes.keys()).with_passages(
+            added, await self._embedded(added)
+        )
+        for key, passage in changes.items():
+            if self._added.get(key) is passage:  # not changed again while it was embedded
+                del self._added[key]
+        if changes:
+            log.info("knowledge base changed", added=len(added), removed=len(changes) - len(added))
+        return updated
+
+    async def _follow(self, additions: KnowledgeAdditions) -> None:
+        """Follow the added passages (the watch runs until `stop`), retrying its start."""
         while True:
             try:
-                vectors = await self._embed([p.text for p in passages]) if passages else None
+                await additions.start(self.learn)
                 break
+            except Exception as exc:
+                log.warning("added knowledge not followed yet", error=repr(exc))
+                await asyncio.sleep(RETRY_S)
+        self._caught_up.set()
+
+    async def _embedded(self, passages: list[Passage]) -> np.ndarray:
+        """The passages' vectors, once the model serves (tried every `RETRY_S` until then)."""
+        if not passages:
+            return np.zeros((0, 1), dtype=np.float32)
+        while True:
+            try:
+                return await self._embed([p.text for p in passages])
             except EdgegateError as exc:
                 log.info("knowledge base waits for its model", model=self.model, why=exc.message)
-                await asyncio.sleep(2.0)
-        empty = np.zeros((0, 1), dtype=np.float32)
-        self._knowledge = KnowledgeBase(
-            passages, vectors if vectors is not None else empty, min_score=self._min_score
-        )
-        log.info("knowledge base ready", passages=len(passages))
+                await asyncio.sleep(RETRY_S)
 
     async def _embed(self, texts: list[str], batch: int = 32) -> np.ndarray:
         """The gateway's own documents: straight to inference, no tenant's quota spent."""

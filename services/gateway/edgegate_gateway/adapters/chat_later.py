@@ -60,7 +60,7 @@ KEEP_S = 24 * 3600  # a question unanswered this long is dropped (and logged)
 class Answerer:
     """How one platform answers a kept question: ask the assistant, then send the answer."""
 
-    ask: Callable[[str], Awaitable[str]]
+    ask: Callable[[str, Mapping[str, Any]], Awaitable[str]]  # (question, reply_to)
     send: Callable[[str, Mapping[str, Any]], Awaitable[None]]
 
 
@@ -171,7 +171,7 @@ class ChatLater:
             await message.nak(delay=RETRY_S)
             return
         try:
-            text = await answer.ask(question)
+            text = await answer.ask(question, reply_to)
         except PASSING as exc:
             log.info("kept chat question waits", platform=platform, why=exc.message)
             await message.nak(delay=RETRY_S)

@@ -5,11 +5,18 @@ its own requests and knows its own send API (`send`). The rest is the same
 for all of them and lives here: asking the assistant with the webhook's
 credential, keeping a question for later while the assistant cannot answer
 (`chat_later`), and treating a platform's refusal of an answer as final.
+
+A question goes to the assistant with the webhook's channel and, in the
+envelope's metadata under `REPLY_TO`, the JSON of where its answer goes (the
+same `reply_to` that `send` takes). A question nobody could answer becomes
+an escalation task carrying both, so that a person's answer to it can be
+sent through the platform later (`escalation_replies`).
 """
 
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -20,8 +27,12 @@ from edgegate_gateway.adapters.chat_later import Answerer, ChatLater
 from edgegate_gateway.adapters.platform_api import PlatformApi
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
+from edgegate_protos.common.v1 import envelope_pb2 as env
 
 log = get_logger(__name__)
+
+# Envelope metadata: the JSON object `send` takes to answer the question on its platform.
+REPLY_TO = "chat.reply_to"
 
 
 class Outcome(enum.Enum):
@@ -59,6 +70,7 @@ Settings = TypeVar("Settings", bound=WebhookSettings)
 class ChatWebhook(Generic[Settings]):
     platform: ClassVar[str]  # the name in event claims and kept questions
     api_name: ClassVar[str]  # the send API, for errors and logs
+    channel: ClassVar[env.Channel.ValueType]  # the envelopes' channel
 
     def __init__(
         self,
@@ -82,8 +94,13 @@ class ChatWebhook(Generic[Settings]):
         """How a kept question (`chat_later`) is answered: asked again, then sent."""
         return Answerer(ask=self.ask, send=self.send)
 
-    async def ask(self, question: str) -> str:
-        return (await self._assistant.ask(question, credential=self._credential)).text
+    async def ask(self, question: str, reply_to: Mapping[str, Any] | None) -> str:
+        """The assistant's answer; `reply_to` goes with the question (see `REPLY_TO`)."""
+        metadata = {REPLY_TO: json.dumps(dict(reply_to))} if reply_to else {}
+        asked = await self._assistant.ask(
+            question, credential=self._credential, channel=self.channel, metadata=metadata
+        )
+        return asked.text
 
     async def send(self, text: str, reply_to: Mapping[str, Any]) -> None:
         """Send `text` through the platform's API, as a reply to what `reply_to` names."""
@@ -92,7 +109,7 @@ class ChatWebhook(Generic[Settings]):
     async def answer(self, event_id: str, question: str, reply_to: Mapping[str, Any]) -> Answered:
         """Ask and send; keep the question for later while the assistant cannot answer."""
         try:
-            text = await self.ask(question)
+            text = await self.ask(question, reply_to)
         except Unavailable:
             await self._later.keep(self.platform, event_id, question, reply_to)
             return Answered(Outcome.QUEUED)

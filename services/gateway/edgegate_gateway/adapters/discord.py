@@ -37,6 +37,7 @@ from edgegate_gateway.adapters.chat_webhook import ChatWebhook
 from edgegate_gateway.adapters.http_json import parse_object
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
+from edgegate_protos.common.v1 import envelope_pb2 as env
 
 PING, APPLICATION_COMMAND = 1, 2
 PONG, CHANNEL_MESSAGE_WITH_SOURCE, DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE = 1, 4, 5
@@ -65,6 +66,7 @@ def verify(public_key: Ed25519PublicKey, headers: dict[str, str], body: bytes) -
 class DiscordInteractions(ChatWebhook[DiscordSettings]):
     platform = "discord"
     api_name = "Discord interaction webhook"
+    channel = env.CHANNEL_DISCORD
 
     def __init__(
         self,
@@ -95,15 +97,16 @@ class DiscordInteractions(ChatWebhook[DiscordSettings]):
         question = _option_text(payload.get("data"))
         if question is None:
             raise InvalidArgument("the command needs a text option (the question)")
+        follow_up = _follow_up(payload)
         async with self._events.once(self.platform, interaction_id) as first:
             if not first:
                 content = "This question was answered already."
             else:
                 try:
                     # Discord waits 3 s for the response: a slower answer comes later.
-                    content = await asyncio.wait_for(self.ask(question), ANSWER_WITHIN_S)
+                    asked = self.ask(question, follow_up)
+                    content = await asyncio.wait_for(asked, ANSWER_WITHIN_S)
                 except (Unavailable, TimeoutError):
-                    follow_up = _follow_up(payload)
                     if follow_up is None:
                         raise Unavailable("the assistant cannot answer right now") from None
                     await self._later.keep(self.platform, interaction_id, question, follow_up)

@@ -33,6 +33,7 @@ from edgegate_gateway.adapters.chat_webhook import ChatWebhook
 from edgegate_gateway.adapters.http_json import parse_object
 from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.assistant import Assistant
+from edgegate_protos.common.v1 import envelope_pb2 as env
 
 log = get_logger(__name__)
 
@@ -71,6 +72,7 @@ def verify(secret: str, headers: dict[str, str], body: bytes, *, now_s: float) -
 class SlackEvents(ChatWebhook[SlackSettings]):
     platform = "slack"
     api_name = "Slack chat.postMessage"
+    channel = env.CHANNEL_SLACK
 
     def __init__(
         self,

@@ -29,6 +29,7 @@ from edgegate_common.errors import (
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.chat_webhook import ChatWebhook
 from edgegate_gateway.adapters.http_json import json_object
+from edgegate_protos.common.v1 import envelope_pb2 as env
 
 log = get_logger(__name__)
 
@@ -48,6 +49,7 @@ class TelegramSettings:
 class TelegramWebhook(ChatWebhook[TelegramSettings]):
     platform = "telegram"
     api_name = "Telegram sendMessage"
+    channel = env.CHANNEL_TELEGRAM
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/webhooks/telegram", self.update)

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 from collections import Counter
@@ -32,6 +31,7 @@ from edgegate_common.errors import (
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters.chat_webhook import ChatWebhook, Outcome
 from edgegate_gateway.adapters.http_json import parse_object
+from edgegate_protos.common.v1 import envelope_pb2 as env
 
 log = get_logger(__name__)
 MAX_MESSAGE_CHARS = 4096  # a text message's body is at most this long
@@ -58,10 +58,15 @@ class _Message:
     phone_number_id: str
     text: str
 
+    def reply_to(self) -> dict[str, str]:
+        """Where the answer goes; the text stays out (it travels masked, in the parts)."""
+        return {"id": self.id, "sender": self.sender, "phone_number_id": self.phone_number_id}
+
 
 class WhatsAppWebhook(ChatWebhook[WhatsAppSettings]):
     platform = "whatsapp"
     api_name = "WhatsApp /messages"
+    channel = env.CHANNEL_WHATSAPP
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/webhooks/whatsapp", self.handshake)
@@ -89,7 +94,7 @@ class WhatsAppWebhook(ChatWebhook[WhatsAppSettings]):
             async with self._events.once(self.platform, message.id) as first:
                 if not first:
                     continue
-                answered = await self.answer(message.id, message.text, dataclasses.asdict(message))
+                answered = await self.answer(message.id, message.text, message.reply_to())
                 answers[answered.outcome] += 1
         return web.json_response(
             {
@@ -100,16 +105,15 @@ class WhatsAppWebhook(ChatWebhook[WhatsAppSettings]):
         )
 
     async def send(self, text: str, reply_to: Mapping[str, Any]) -> None:
-        message = _Message(**reply_to)
         body = {
             "messaging_product": "whatsapp",
-            "to": message.sender,
+            "to": reply_to["sender"],
             "type": "text",
             "text": {"body": text[:MAX_MESSAGE_CHARS]},
-            "context": {"message_id": message.id},
+            "context": {"message_id": reply_to["id"]},
         }
         await self._api.post(
-            f"{self._settings.api_base.rstrip('/')}/{message.phone_number_id}/messages",
+            f"{self._settings.api_base.rstrip('/')}/{reply_to['phone_number_id']}/messages",
             body,
             headers={"Authorization": f"Bearer {self._settings.access_token}"},
             error=lambda doc: (doc.get("error") or {}).get("message"),

@@ -9,11 +9,18 @@ but the assistant says only the answer: repeating the question back reads
 like an echo. The passages are embedded once with the default model; a
 question is embedded the same way and answered with the closest passage, its
 cosine score and its source (`file#n`). Below `min_score` there is no answer.
+
+Passages people add while the gateway runs (an escalation's answer, say)
+join a base with `with_passages`; each carries a `key`, so that adding it
+again replaces it and `without` takes it out. A base never changes once
+built: the assistant swaps in the new one, and a question being answered
+meanwhile reads the old one whole.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +39,9 @@ class Passage:
     """One answer the assistant can give, and the question it answers if the file says one."""
 
     answer: str
-    source: str  # "<file name>#<n>", n counting from 1
+    source: str  # "<file name>#<n>", n counting from 1; where an added passage came from
     question: str = ""
+    key: str = ""  # an added passage's id: one passage per key; "" for the folder's
 
     @property
     def text(self) -> str:
@@ -116,3 +124,30 @@ class KnowledgeBase:
         i = int(np.argmax(scores))
         score = float(scores[i])
         return Answer(self.passages[i], score) if score >= self.min_score else None
+
+    def with_passages(self, passages: Sequence[Passage], vectors: np.ndarray) -> KnowledgeBase:
+        """A new base: this one's passages and `passages` (with their `vectors`) after them.
+
+        A passage whose key is already here replaces the one before.
+        """
+        if len(passages) != len(vectors):
+            raise ValueError(f"{len(passages)} passages but {len(vectors)} vectors")
+        if not passages:
+            return self
+        kept = self.without({p.key for p in passages if p.key})
+        if not kept.passages:  # nothing to stack on (an empty base's vectors have no width)
+            return KnowledgeBase(list(passages), vectors, min_score=self.min_score)
+        return KnowledgeBase(
+            [*kept.passages, *passages],
+            np.concatenate([kept._vectors, vectors]),
+            min_score=self.min_score,
+        )
+
+    def without(self, keys: Collection[str]) -> KnowledgeBase:
+        """A new base without the passages that carry one of `keys` (itself if none does)."""
+        rows = [i for i, p in enumerate(self.passages) if not (p.key and p.key in keys)]
+        if len(rows) == len(self.passages):
+            return self
+        return KnowledgeBase(
+            [self.passages[i] for i in rows], self._vectors[rows], min_score=self.min_score
+        )
