@@ -7,6 +7,7 @@ suite through chromium; these check the rules a browser cannot bypass.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ from support.console_stack import (
 )
 from support.suite_stack import OTHER_TENANT, TEXT_MODEL
 from support.waiting import eventually
+
+from edgegate_common import subjects
+from edgegate_gateway.adapters.knowledge_kv import passage_key
 
 pytestmark = pytest.mark.slow
 
@@ -287,9 +291,11 @@ def test_the_console_files_ship_with_the_package() -> None:
     assert {"login.html", "shell.html", "console.js", "console.css"} <= names
 
 
-async def test_an_answer_added_to_the_knowledge_base_answers_the_next_asker(
+async def test_an_answer_added_to_the_knowledge_base_is_kept_for_every_assistant(
     suite: ConsoleSuite,
 ) -> None:
+    """The passage lands in `edgegate-knowledge`, which every replica's assistant learns
+    from (tests/gateway/test_knowledge_additions.py shows the assistant answering with it)."""
     question = "Which colour is the reset button?"
     escalation = await _escalate(suite, question, token=suite.user())
     async with signed_in(suite, suite.admin()) as (http, csrf):
@@ -297,21 +303,10 @@ async def test_an_answer_added_to_the_knowledge_base_answers_the_next_asker(
         answer = {"text": "The reset button is the red one.", "add_to_knowledge": True}
         status, body = await _post(http, url, answer, {"X-CSRF-Token": csrf})
     assert status == 200 and body["knowledge"] == "added", body
-
-    async def answered() -> dict[str, Any] | None:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(
-                f"{suite.base}/v1/chat/completions",
-                json={
-                    "model": "edgegate-assistant",
-                    "messages": [{"role": "user", "content": question}],
-                },
-                headers={"Authorization": f"Bearer {suite.user()}"},
-            ) as response,
-        ):
-            reply = await response.json()
-        return reply if reply["edgegate"]["source"] == "console:sre-alice" else None
-
-    reply = await eventually(answered, timeout_s=30, what="the assistant to learn the answer")
-    assert reply["choices"][0]["message"]["content"] == answer["text"]
+    async with suite.stack.bus() as bus:
+        kv = await bus.js.key_value(subjects.KV_KNOWLEDGE)
+        entry = await kv.get(passage_key(question))
+    assert entry.value is not None
+    kept = json.loads(entry.value)
+    assert (kept["question"], kept["answer"]) == (question, answer["text"])
+    assert kept["source"] == "console:sre-alice"
