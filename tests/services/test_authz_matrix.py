@@ -103,6 +103,7 @@ GRPC_RULES: dict[str, Rule] = {
     "edgegate.taskstore.v1.TaskStore/List": Rule("bearer", ("tasks:read",), "own"),
     "edgegate.taskstore.v1.TaskStore/Watch": Rule("bearer", ("tasks:read",), "own"),
     "edgegate.taskstore.v1.TaskStore/Cancel": Rule("bearer", ("tasks:write",), "refused"),
+    "edgegate.taskstore.v1.TaskStore/Answer": Rule("admin", ("admin",), "refused"),
     "edgegate.taskstore.v1.TaskStore/Retry": Rule(
         "bearer", ("tasks:write", f"infer:{TEXT_MODEL}"), "refused"
     ),
@@ -305,6 +306,11 @@ def _request(suite: Suite, full: str, tenant: str = "") -> Message:
             request.envelope.CopyFrom(envelope)  # type: ignore[attr-defined]
         case "Get" | "Cancel" | "Retry":
             request.id = suite.victim_task  # type: ignore[attr-defined]
+        case "Answer":
+            request.id = suite.victim_task  # type: ignore[attr-defined]
+            request.answer.parts.add(text="probe")  # type: ignore[attr-defined]
+        case "RecordAction":
+            request.action, request.outcome = "probe.action", "ok"  # type: ignore[attr-defined]
         case "GetState":
             request.conversation = "chat"  # type: ignore[attr-defined]
         case "MergeState":

@@ -243,8 +243,8 @@ class TaskStoreApi:
         been cut off before its event was stored), as after a Cancel.
         """
         principal = await self._gatekeeper.admit(credential, action=ADMIN)
+        task = await self._own(principal, request.id)  # another tenant learns nothing more
         parts = answers.answer_parts(request.answer)
-        task = await self._own(principal, request.id)
         answers.check_pending(task)  # before security is asked to inspect anything
         inspected_for = task.admitted_by if task.HasField("admitted_by") else principal
         parts = await self._gatekeeper.inspect_output(inspected_for, parts)
