@@ -18,6 +18,8 @@ from support.console_stack import (
     THROTTLED_TENANT,
     ConsoleSuite,
     WsClient,
+    escalate,
+    make_429s,
     signed_in,
     start_console_suite,
     write_rollout,
@@ -38,26 +40,6 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSuite]:
         yield running
     finally:
         running.stack.stop()
-
-
-async def _escalate(suite: ConsoleSuite, question: str, *, token: str) -> str:
-    """Ask the assistant something it cannot answer: the escalation task's id."""
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{suite.base}/v1/chat/completions",
-            json={
-                "model": "edgegate-assistant",
-                "messages": [{"role": "user", "content": question}],
-            },
-            headers={"Authorization": f"Bearer {token}"},
-        ) as response,
-    ):
-        body = await response.json()
-        assert response.status == 200, body
-    escalation = body["edgegate"]["escalation_task"]
-    assert escalation, body
-    return str(escalation)
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
@@ -115,7 +97,7 @@ async def test_the_session_cookie_is_httponly_strict_and_pages_forbid_foreign_sc
 async def test_an_action_without_the_csrf_token_is_refused_and_changes_nothing(
     suite: ConsoleSuite,
 ) -> None:
-    task = await _escalate(suite, "Does the moon have a return policy?", token=suite.user())
+    task = await escalate(suite, "Does the moon have a return policy?", token=suite.user())
     cancel = f"{suite.base}/console/api/tasks/{task}/cancel"
     async with signed_in(suite, suite.admin()) as (http, csrf):
         for headers in (
@@ -183,17 +165,7 @@ async def test_an_escalated_websocket_question_answered_in_the_console_reaches_i
 
 
 async def test_the_pages_show_what_the_suite_did(suite: ConsoleSuite) -> None:
-    throttled = suite.user(tenant=THROTTLED_TENANT, sub="gina")
-    async with aiohttp.ClientSession() as http:
-        statuses = []
-        for _ in range(3):
-            async with http.post(
-                f"{suite.base}/v1/embeddings",
-                json={"model": TEXT_MODEL, "input": "hello"},
-                headers={"Authorization": f"Bearer {throttled}"},
-            ) as response:
-                statuses.append(response.status)
-    assert 429 in statuses
+    assert 429 in await make_429s(suite)
     await write_rollout(suite.stack)
     async with signed_in(suite, suite.admin()) as (http, csrf):
 
@@ -261,10 +233,10 @@ async def test_the_pages_show_what_the_suite_did(suite: ConsoleSuite) -> None:
 
 
 async def test_a_tenant_admin_sees_only_its_own_tenant(suite: ConsoleSuite) -> None:
-    mine = await _escalate(
+    mine = await escalate(
         suite, "Is there a globex-only discount?", token=suite.user(tenant=OTHER_TENANT)
     )
-    theirs = await _escalate(suite, "Is there an acme-only discount?", token=suite.user())
+    theirs = await escalate(suite, "Is there an acme-only discount?", token=suite.user())
     async with signed_in(suite, suite.admin(tenant=OTHER_TENANT, sub="gus")) as (http, csrf):
         _, inbox = await _get(http, f"{suite.base}/console/api/escalations")
         ids = {e["id"] for e in inbox["escalations"]}
@@ -297,7 +269,7 @@ async def test_an_answer_added_to_the_knowledge_base_is_kept_for_every_assistant
     """The passage lands in `edgegate-knowledge`, which every replica's assistant learns
     from (tests/gateway/test_knowledge_additions.py shows the assistant answering with it)."""
     question = "Which colour is the reset button?"
-    escalation = await _escalate(suite, question, token=suite.user())
+    escalation = await escalate(suite, question, token=suite.user())
     async with signed_in(suite, suite.admin()) as (http, csrf):
         url = f"{suite.base}/console/api/escalations/{escalation}/answer"
         answer = {"text": "The reset button is the red one.", "add_to_knowledge": True}

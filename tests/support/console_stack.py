@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from nats.js.api import KeyValueConfig
@@ -36,6 +37,7 @@ from support.suite_stack import (
 )
 from support.waiting import eventually
 
+T = TypeVar("T")
 ADMIN_SCOPES = ("admin",)
 KNOWN_Q = "How do I reset the device?"
 KNOWN_A = "Hold the power button for ten seconds."
@@ -143,6 +145,41 @@ async def write_rollout(stack: Stack, **status: Any) -> dict[str, Any]:
     return doc
 
 
+async def escalate(suite: ConsoleSuite, question: str, *, token: str) -> str:
+    """Ask the assistant something it cannot answer: the escalation task's id."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{suite.base}/v1/chat/completions",
+            json={
+                "model": "edgegate-assistant",
+                "messages": [{"role": "user", "content": question}],
+            },
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response,
+    ):
+        body = await response.json()
+        assert response.status == 200, body
+    escalation = body["edgegate"]["escalation_task"]
+    assert escalation, body
+    return str(escalation)
+
+
+async def make_429s(suite: ConsoleSuite, *, calls: int = 3) -> list[int]:
+    """Embeddings calls of the throttled tenant, past its quota: their statuses."""
+    token = suite.user(tenant=THROTTLED_TENANT, sub="gina")
+    statuses = []
+    async with aiohttp.ClientSession() as http:
+        for _ in range(calls):
+            async with http.post(
+                f"{suite.base}/v1/embeddings",
+                json={"model": TEXT_MODEL, "input": "hello"},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response:
+                statuses.append(response.status)
+    return statuses
+
+
 @asynccontextmanager
 async def signed_in(
     suite: ConsoleSuite, token: str
@@ -207,3 +244,24 @@ class WsClient:
         async for message in self._ws:
             if message.type == aiohttp.WSMsgType.TEXT:
                 self.frames.append(json.loads(message.data))
+
+
+class BackgroundLoop:
+    """An event loop in a thread of its own, for async clients beside sync Playwright.
+
+    Playwright's sync API runs a loop in the test's thread, so `asyncio.run` cannot be
+    called there while a browser is open; coroutines go to this loop instead.
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T], *, timeout_s: float = 120.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout_s)
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
