@@ -35,7 +35,7 @@ function yScale(values, heightPx, { integer = false } = {}) {
   const max = Math.max(0, ...values.filter((v) => v !== null && Number.isFinite(v)));
   const nice = niceStep(max > 0 ? max : 1, 4);
   const step = integer ? Math.max(1, Math.round(nice)) : nice; // counts have no fractions
-  const top = Math.max(step, Math.ceil(max / step) * step);
+  const top = max > 0 ? Math.max(step, Math.ceil(max / step) * step) : Math.max(1, step);
   const digits = step >= 1 ? 0 : Math.ceil(-Math.log10(step));
   const ticks = [];
   for (let v = 0; v <= top + step / 2; v += step) ticks.push(v);

@@ -110,7 +110,7 @@ class Console {
     this.main.addEventListener("click", (e) => this.onClick(e));
     this.main.addEventListener("submit", (e) => this.onSubmit(e));
     this.main.addEventListener("change", (e) => this.page.onChange && this.page.onChange(e.target));
-    this.main.addEventListener("input", (e) => this.page.onInput && this.page.onInput(e.target));
+    this.main.addEventListener("keydown", (e) => this.onKeydown(e));
     document.addEventListener("visibilitychange", () => this.onVisibility());
     let resizeTimer = null;
     window.addEventListener("resize", () => {
@@ -228,6 +228,15 @@ class Console {
     if (!this.page.onSubmit) return;
     event.preventDefault();
     this.page.onSubmit(event.target);
+  }
+
+  onKeydown(event) {
+    // Ctrl+Enter (⌘+Enter) in a textarea sends its form, as in chat and mail clients.
+    const target = event.target;
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && target instanceof HTMLTextAreaElement && target.form) {
+      event.preventDefault();
+      target.form.requestSubmit();
+    }
   }
 
   setParams(params) {

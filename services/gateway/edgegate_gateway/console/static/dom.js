@@ -45,7 +45,8 @@ function sameKind(a, b) {
 
 function syncAttributes(live, next) {
   for (const { name } of Array.from(live.attributes)) {
-    if (!next.hasAttribute(name)) live.removeAttribute(name);
+    // style is never ours (the CSP forbids it in markup): it is the browser's, e.g. a resized textarea.
+    if (name !== "style" && !next.hasAttribute(name)) live.removeAttribute(name);
   }
   for (const { name, value } of Array.from(next.attributes)) {
     if (live.getAttribute(name) !== value) live.setAttribute(name, value);

@@ -18,7 +18,8 @@ function answerForm(e, ctx, gone) {
     "form",
     { class: "answer-form", "aria-label": `Answer ${e.user || "the user"}` },
     h("label", { for: `answer-${e.id}` }, "Your answer"),
-    h("textarea", { id: `answer-${e.id}`, name: "text", rows: "4", "data-keep": "", "data-id": e.id }),
+    h("textarea", { id: `answer-${e.id}`, name: "text", rows: "4", "data-keep": "", "data-id": e.id, "aria-describedby": `answer-hint-${e.id}` }),
+    h("p", { class: "hint", id: `answer-hint-${e.id}` }, "The answer goes back to the user on their channel. Ctrl+Enter sends."),
     h(
       "div",
       { class: "answer-actions" },

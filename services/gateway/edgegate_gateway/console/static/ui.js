@@ -15,8 +15,8 @@ export function time(iso) {
 }
 
 /**
- * A table inside a focusable, labelled wrapper, so that wide tables scroll sideways on a phone
- * and keyboard users can scroll them too. columns: [{label, num?}], rows: [{key, cells: []}].
+ * A table inside a focusable, labelled wrapper, so that wide tables scroll sideways (keyboard
+ * users can scroll them too); below 640 px the CSS turns each row into a card instead. columns: [{label, num?}], rows: [{key, cells: []}].
  */
 export function table({ id, caption, columns, rows, captionHidden = true }) {
   const head = h(
@@ -40,13 +40,14 @@ export function table({ id, caption, columns, rows, captionHidden = true }) {
   const cap = h("caption", { class: captionHidden ? "visually-hidden" : null }, caption);
   return h(
     "div",
-    { class: "table-wrap", tabindex: "0", role: "region", "aria-label": `${caption} table` },
+    { class: "table-wrap stack", tabindex: "0", role: "region", "aria-label": `${caption} table` },
     h("table", { id }, cap, head, body),
   );
 }
 
 function cellAttrs(column, index, row) {
-  const attrs = { class: column.num ? "num" : column.class || null };
+  // data-label: on a phone each row becomes a card and the CSS prints the column name.
+  const attrs = { class: column.num ? "num" : column.class || null, "data-label": column.label };
   if (index === 0 && row.header !== false) attrs.scope = "row";
   return attrs;
 }
