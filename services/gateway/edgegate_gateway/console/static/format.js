@@ -12,6 +12,12 @@ export function num(value, digits = 0) {
   });
 }
 
+/** A configured number (a quota, a threshold): no padding zeros, "5" rather than "5.00". */
+export function plain(value) {
+  if (value === null || value === undefined || Number.isNaN(value)) return EM_DASH;
+  return Number(value).toLocaleString("en-US", { maximumFractionDigits: 2 });
+}
+
 /** A rate such as requests/s: two decimals below 10, one below 100, none above. */
 export function rate(value) {
   if (value === null || value === undefined) return EM_DASH;

@@ -1,14 +1,14 @@
 // Tenants: quotas against current load, how often each is throttled, and its task backlog.
 import { h } from "./dom.js";
-import { EM_DASH, num, rate } from "./format.js";
+import { EM_DASH, num, plain, rate } from "./format.js";
 import { badge, empty, table } from "./ui.js";
 
 const TASK_STATES = ["pending", "processing", "completed", "failed", "cancelled", "dead"];
 
 function quota(q) {
   if (!q) return h("span", { class: "muted" }, "No quota");
-  const perKey = q.per_key_rate_per_s === null || q.per_key_rate_per_s === undefined ? null : `, per key ${rate(q.per_key_rate_per_s)}/s`;
-  return h("span", null, `${rate(q.rate_per_s)}/s, burst ${num(q.burst)}`, perKey);
+  const perKey = q.per_key_rate_per_s === null || q.per_key_rate_per_s === undefined ? null : `, per key ${plain(q.per_key_rate_per_s)}/s`;
+  return h("span", null, `${plain(q.rate_per_s)}/s, burst ${plain(q.burst)}`, perKey);
 }
 
 export default function tenants(ctx) {
@@ -19,9 +19,9 @@ export default function tenants(ctx) {
       const list = data.tenants || [];
       if (!list.length) return [empty("No tenants yet.", "A tenant appears once a token for it is issued or it sends its first request.")];
       const columns = [
-        { label: "Tenant" }, { label: "Quota" }, { label: "Rate now (req/s)", num: true },
-        { label: "429s, last hour", num: true }, { label: "429s now (/s)", num: true },
-        ...TASK_STATES.map((s) => ({ label: `Tasks ${s}`, num: true })),
+        { label: "Tenant" }, { label: "Quota" }, { label: "Rate (req/s)", num: true },
+        { label: "429s (1 h)", num: true }, { label: "429s (/s)", num: true },
+        ...TASK_STATES.map((s) => ({ label: s[0].toUpperCase() + s.slice(1), num: true })),
       ];
       const rows = list.map((t) => ({
         key: t.tenant,
@@ -35,7 +35,7 @@ export default function tenants(ctx) {
       }));
       return [
         table({ id: "tenants", caption: "Tenants", columns, rows }),
-        h("p", { class: "table-note" }, "Rates are over the last minute. “—” under tasks: the taskstore did not answer for that tenant."),
+        h("p", { class: "table-note" }, "Rate and 429s (/s) are over the last minute, 429s (1 h) over the last hour. Pending … Dead count the tenant's tasks by state; “—” there: the taskstore did not answer for that tenant."),
       ];
     },
   };
