@@ -35,6 +35,9 @@ function markNav(name) {
 class StatusLine {
   constructor(el) {
     this.el = el;
+    this.messageEl = h("span", { id: "status-message" });
+    this.refreshEl = h("span", { id: "status-refresh" });
+    el.replaceChildren(this.messageEl, this.refreshEl);
     this.updatedAt = null;
     this.error = null;
     this.message = null;
@@ -55,18 +58,20 @@ class StatusLine {
     this.show();
   }
   show() {
-    const parts = [];
-    let bad = Boolean(this.error);
-    if (this.message && this.message.until > Date.now()) {
-      parts.push(this.message.text);
-      bad = bad || this.message.error;
-    }
-    if (this.error) parts.push(this.error);
-    else if (this.updatedAt) parts.push(`Updated ${clock(this.updatedAt)}`);
-    const text = parts.join(" · ") || "Loading…";
-    if (this.el.textContent !== text) this.el.textContent = text;
-    this.el.classList.toggle("status-error", bad);
+    // Two spans, each rewritten only when its own text changes: a screen reader then announces
+    // an action's result once, not again with every refresh.
+    const current = this.message && this.message.until > Date.now() ? this.message : null;
+    const message = current ? current.text : "";
+    let refresh = this.error || (this.updatedAt ? `Updated ${clock(this.updatedAt)}` : "Loading…");
+    if (message) refresh = ` · ${refresh}`;
+    setText(this.messageEl, message);
+    setText(this.refreshEl, refresh);
+    this.el.classList.toggle("status-error", Boolean(this.error) || Boolean(current && current.error));
   }
+}
+
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
 }
 
 class Console {

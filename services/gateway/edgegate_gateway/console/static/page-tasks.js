@@ -28,7 +28,7 @@ function actionsCell(task, ctx) {
   const retry = task.can_retry ? h("button", { ...common, "data-action": "retry", id: `retry-${task.id}`, "aria-label": `Retry task ${task.id}` }, "Retry") : null;
   const cancel = task.can_cancel ? h("button", { ...common, "data-action": "cancel", id: `cancel-${task.id}`, "data-confirm-key": `cancel:${task.id}`, "aria-label": `Cancel task ${task.id}` }, "Cancel") : null;
   const asking = task.can_cancel && ctx.isConfirming(`cancel:${task.id}`);
-  const confirm = asking ? confirmRow({ question: "Cancel this task?", confirmLabel: "Yes, cancel it", action: "cancel", data: { id: task.id, "busy-key": `task:${task.id}` } }) : null;
+  const confirm = asking ? confirmRow({ question: "Cancel this task?", confirmLabel: "Yes, cancel", action: "cancel", data: { id: task.id, "busy-key": `task:${task.id}` } }) : null;
   return h("span", { class: "btn-group" }, confirm || [retry, cancel]);
 }
 
@@ -40,7 +40,7 @@ function row(task, ctx) {
       h("code", { title: task.id }, task.id.length > 12 ? `${task.id.slice(0, 12)}…` : task.id),
       badge(task.status, TONES[task.status] || "muted"),
       task.user || "—", task.model || "—", num(task.priority), num(task.attempts),
-      time(task.created_at), time(task.updated_at),
+      h("span", null, time(task.created_at), task.updated_at && task.updated_at !== task.created_at ? h("span", { class: "cell-note" }, "updated ", time(task.updated_at)) : null),
       h(
         "div",
         null,
@@ -54,7 +54,7 @@ function row(task, ctx) {
 
 const COLUMNS = [
   { label: "Task" }, { label: "Status" }, { label: "User" }, { label: "Model" }, { label: "Priority", num: true },
-  { label: "Attempts", num: true }, { label: "Created" }, { label: "Updated" }, { label: "Text and error", class: "text-cell" },
+  { label: "Attempts", num: true }, { label: "Created" }, { label: "Text and error", class: "text-cell" },
   { label: "Actions", class: "actions" },
 ];
 
