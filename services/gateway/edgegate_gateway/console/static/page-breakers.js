@@ -59,10 +59,15 @@ function managedCommands(list) {
   );
 }
 
+/** Failure rate, with the slow-call rate (when the breaker tracks it) and the calls it is over. */
+function rates(b) {
+  const slow = b.slow_rate === null || b.slow_rate === undefined ? "" : `slow ${percent(b.slow_rate)} · `;
+  return h("span", null, percent(b.failure_rate), h("span", { class: "cell-note" }, `${slow}${num(b.calls)} calls`));
+}
+
 const COLUMNS = [
   { label: "Model" }, { label: "Version" }, { label: "State" }, { label: "Mode" }, { label: "Since" },
-  { label: "Reason" }, { label: "Failure rate", num: true }, { label: "Slow rate", num: true },
-  { label: "Calls", num: true }, { label: "Change mode" },
+  { label: "Reason" }, { label: "Failure rate", num: true }, { label: "Change mode" },
 ];
 
 export default function breakers(ctx) {
@@ -79,7 +84,7 @@ export default function breakers(ctx) {
           b.model, b.version, badge(STATE_NAMES[b.state] || b.state, STATE_TONES[b.state] || "muted"),
           b.mode === "auto" ? "Automatic" : `Forced ${b.mode}`, time(b.since),
           b.reason ? h("span", { class: "cell-note" }, b.reason) : "—",
-          percent(b.failure_rate), percent(b.slow_rate), num(b.calls),
+          rates(b),
           b.managed_by ? managedCell(b) : modeButtons(b, ctx),
         ],
       }));
