@@ -2,7 +2,7 @@
 // and a check that the hash chain is intact.
 import { h } from "./dom.js";
 import { num } from "./format.js";
-import { badge, empty, table, time } from "./ui.js";
+import { badge, empty, query, table, time } from "./ui.js";
 
 const EVENTS = [
   ["", "All events"],
@@ -42,7 +42,7 @@ export default function audit(ctx) {
   };
   return {
     title: "Audit",
-    url: () => `/console/api/audit?${new URLSearchParams({ before: ctx.params.get("before") || "", event: ctx.params.get("event") || "" })}`,
+    url: () => query("/console/api/audit", ctx.params, ["before", "event"]),
     controls() {
       const current = ctx.params.get("event") || "";
       verifyButton = h("button", { type: "button", class: "btn", id: "audit-verify", "data-action": "verify" }, "Verify chain");

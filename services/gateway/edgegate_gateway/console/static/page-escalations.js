@@ -81,8 +81,10 @@ export default function escalations(ctx) {
       return h("div", { class: "segmented", role: "group", "aria-label": "Show" }, viewButtons);
     },
     render(data) {
-      const list = (data.escalations || []).slice();
-      if (view() === "answered") {
+      // Filtered here too, so an answered question never shows an answer box whatever the API sent.
+      const answered = view() === "answered";
+      const list = (data.escalations || []).filter((e) => (e.status !== "pending") === answered);
+      if (answered) {
         list.sort(byNewest("answered_at"));
         if (!list.length) return [empty("No answered escalations yet.", "Answers sent from the Open questions list show up here.")];
         return [h("div", { class: "questions" }, list.map((e) => answeredItem(e, ctx)))];

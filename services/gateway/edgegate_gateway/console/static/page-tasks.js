@@ -2,7 +2,7 @@
 // be bookmarked or shared), with Retry and Cancel where the taskstore allows them.
 import { h } from "./dom.js";
 import { num } from "./format.js";
-import { badge, confirmRow, empty, table, time } from "./ui.js";
+import { badge, confirmRow, empty, query, table, time } from "./ui.js";
 
 const STATUSES = ["pending", "processing", "completed", "failed", "cancelled", "dead"];
 const TONES = { pending: "info", processing: "info", completed: "ok", failed: "bad", cancelled: "muted", dead: "bad" };
@@ -72,7 +72,7 @@ export default function tasks(ctx) {
   };
   return {
     title: "Tasks",
-    url: () => `/console/api/tasks?${new URLSearchParams({ status: ctx.params.get("status") || "", user: ctx.params.get("user") || "", model: ctx.params.get("model") || "" })}`,
+    url: () => query("/console/api/tasks", ctx.params, ["status", "user", "model"]),
     controls() {
       form = filterForm(ctx.params);
       return form;

@@ -97,3 +97,14 @@ export function confirmRow({ question, confirmLabel, action, data }) {
     ),
   );
 }
+
+/** An API URL with the named page parameters that are set; empty ones are left out (the API reads "" as a value). */
+export function query(path, params, names) {
+  const picked = new URLSearchParams();
+  for (const name of names) {
+    const value = (params.get(name) || "").trim();
+    if (value) picked.set(name, value);
+  }
+  const text = picked.toString();
+  return text ? `${path}?${text}` : path;
+}
