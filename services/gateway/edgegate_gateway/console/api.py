@@ -81,7 +81,7 @@ class ConsoleApi:
         }
 
     async def models(self, request: web.Request, person: Person) -> dict[str, Any]:
-        return {"models": self._s.observed.model_versions()}
+        return {"models": self._s.model_versions()}
 
     async def rollouts(self, request: web.Request, person: Person) -> dict[str, Any]:
         return {"rollouts": self._s.rollouts(), "source": "NATS KV edgegate-rollouts"}
@@ -127,14 +127,21 @@ class ConsoleApi:
 
     async def escalations(self, request: web.Request, person: Person) -> dict[str, Any]:
         listing = tpb.ListRequest(page_size=LIST_PAGE, model=self._s.escalation_model)
+        view = request.query.get("status", "")
+        if view not in ("", "open", "answered"):
+            raise InvalidArgument("'status' must be open or answered")
+        if view == "open":
+            listing.statuses.append(tpb.TASK_STATUS_PENDING)
         found = await self._all_tasks(person, listing)
+        if view == "answered":
+            found = [t for t in found if t.status != tpb.TASK_STATUS_PENDING]
         return {"escalations": [views.escalation_view(t) for t in _newest(found)[:SHOWN]]}
 
     async def breakers(self, request: web.Request, person: Person) -> dict[str, Any]:
         return {"breakers": await self._s.breakers()}
 
     async def audit(self, request: web.Request, person: Person) -> dict[str, Any]:
-        before = _whole(request.query.get("before", "0"), "before")
+        before = _whole(request.query.get("before") or "0", "before")
         event = request.query.get("event", "")
         listed = await self._s.security.list_audit(
             credential=person.credential, before_sequence=before, limit=50, event=event

@@ -157,6 +157,14 @@ class Sources:
             ),
         }
 
+    def model_versions(self) -> list[dict[str, Any]]:
+        """What the replicas report of each version, with the batch size they announced."""
+        rows = self.observed.model_versions()
+        for row in rows:
+            size = self._readiness.max_batch_size(row["model"], row["version"])
+            row["max_batch_size"] = size or None
+        return rows
+
     def series(self) -> dict[str, Any]:
         return {"step_s": STEP_S, "window_s": WINDOW_S, "points": self.observed.series()}
 
