@@ -62,7 +62,7 @@ def task_view(task: tpb.Task) -> dict[str, Any]:
     }
 
 
-def channel_name(channel: int) -> str:
+def channel_name(channel: env.Channel.ValueType) -> str:
     name = env.Channel.Name(channel) if channel in env.Channel.values() else "CHANNEL_UNSPECIFIED"
     return name.removeprefix("CHANNEL_").lower().replace("unspecified", "unknown")
 
