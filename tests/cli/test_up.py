@@ -177,6 +177,11 @@ def test_up_scenario_runs_every_demo_step(tmp_path: Path, default_model_repo: Pa
     assert "x 429" in out and "429 says Retry-After: " in out
     assert "closed -> open" in out and "half_open -> closed" in out
     assert "completed after 1 attempt(s)" in out
+    # The web console, signed in with the admin token `up` printed, saw the 429s and the trip.
+    assert re.search(r"web console  http://127\.0\.0\.1:\d+/console", out)
+    assert "console token (tenant dev, admin, 24 h; sign in with it): ey" in out
+    throttled = re.search(r"tenant dev: (\d+) x 429 in the last hour", out)
+    assert throttled and int(throttled[1]) > 0
     # The demo ends by saying what next, with this run's data folder, port and token.
     assert QUESTION not in answer  # the FAQ's question line is not echoed back
     what_next = out.split("\nwhat next:\n", 1)[1]

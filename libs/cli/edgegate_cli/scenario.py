@@ -99,6 +99,7 @@ class Demo:
     inference: ServiceProcess
     cloud: CloudStandIn
     out: TextIO
+    console_token: str = ""  # an admin token of the same tenant, for the web console
     client: openai.AsyncOpenAI = field(init=False)
 
     def __post_init__(self) -> None:
@@ -122,6 +123,7 @@ async def run_scenario(demo: Demo) -> bool:
         ("a burst over the tenant's rate limit", rate_limited_burst),
         ("the circuit breaker trips and the cloud stand-in answers", breaker_trip),
         ("an offline task: inference stopped, task queued, restarted, delivered", offline_task),
+        ("the web console saw it all", console_view),
     ]
     passed = True
     for number, (title, step) in enumerate(steps, start=1):
@@ -291,6 +293,35 @@ async def offline_task(demo: Demo) -> bool:
         f"{task['notified']}"
     )
     return bool(task["status"] == "completed")
+
+
+async def console_view(demo: Demo) -> bool:
+    """Sign in to /console as the browser does (a form post, then the session cookie) and
+    read back what the steps above did: the 429s and the breaker trip."""
+    base = demo.http_url.removesuffix("/v1") + "/console"
+    jar = aiohttp.CookieJar(unsafe=True)  # the cookie of 127.0.0.1, an IP address
+    async with aiohttp.ClientSession(cookie_jar=jar) as session:
+        async with session.post(
+            f"{base}/login", data={"token": demo.console_token}, allow_redirects=False
+        ) as signed:
+            if signed.status != 303:
+                raise RuntimeError(f"sign-in refused: HTTP {signed.status}")
+        demo.say(f"  signed in to {base} (session cookie: HttpOnly, SameSite=Strict)")
+        views = {}
+        for page in ("overview", "tenants", "breakers"):
+            async with session.get(f"{base}/api/{page}") as answer:
+                views[page] = await answer.json()
+    serving = [s["service"] for s in views["overview"]["services"] if s["serving"]]
+    dev = next((t for t in views["tenants"]["tenants"] if t["tenant"] == "dev"), {})
+    tripped = [b for b in views["breakers"]["breakers"] if b["reason"]]
+    demo.say(f"  services serving: {', '.join(serving)}")
+    demo.say(f"  tenant dev: {dev.get('throttled', 0)} x 429 in the last hour")
+    for breaker in tripped:
+        demo.say(
+            f"  breaker {breaker['model']} v{breaker['version']}: {breaker['state']} "
+            f"({breaker['reason']})"
+        )
+    return len(serving) == 4 and dev.get("throttled", 0) > 0 and bool(tripped)
 
 
 async def _frame(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:

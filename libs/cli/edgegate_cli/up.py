@@ -174,14 +174,15 @@ async def _serve(
     if token:
         print(f"dev token (tenant dev, 24 h): {token}", file=out)
     console = dev_token(started.data_dir, nats_url=nats.url, scopes=("admin",), subject="sre")
-    print(f"web console  http://127.0.0.1:{started.http_port}/console  (sign in with:)", file=out)
+    print(f"web console  http://127.0.0.1:{started.http_port}/console", file=out)
     if console:
-        print(f"console token (tenant dev, admin, 24 h): {console}", file=out)
+        print(f"console token (tenant dev, admin, 24 h; sign in with it): {console}", file=out)
     if healthy:
         healthy = await demo_embeddings(started.data_dir / "models", nats_url=nats.url, out=out)
     if healthy and token and started.have_model and cloud is not None:
         inference = next(p for p in processes if p.service == "inference")
-        healthy = await run_scenario(Demo(base_url, token, nats.url, inference, cloud, out))
+        demo = Demo(base_url, token, nats.url, inference, cloud, out, console_token=console or "")
+        healthy = await run_scenario(demo)
     elif healthy and token and started.have_model:  # also: the curl printed next works at once
         healthy = await demo_chat(base_url, token=token, out=out)
     if once:

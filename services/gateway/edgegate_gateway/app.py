@@ -15,9 +15,6 @@ from edgegate_common.logging import get_logger
 from edgegate_common.service import ServiceRuntime
 from edgegate_gateway import __version__
 from edgegate_gateway.adapters.breakers import BreakerControls
-from edgegate_gateway.adapters.chat_later import ChatLater
-from edgegate_gateway.adapters.discord import DiscordInteractions, DiscordSettings
-from edgegate_gateway.adapters.escalation_replies import EscalationReplies
 from edgegate_gateway.adapters.events_feed import EventsFeed
 from edgegate_gateway.adapters.fallback import Fallback, FallbackSettings, make_fallback
 from edgegate_gateway.adapters.http_server import GatewayRunner
@@ -27,14 +24,11 @@ from edgegate_gateway.adapters.openai_http import make_app
 from edgegate_gateway.adapters.outbox import Outbox
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.routes import RouteTable
-from edgegate_gateway.adapters.slack import SlackEvents, SlackSettings
 from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
-from edgegate_gateway.adapters.telegram import TelegramSettings, TelegramWebhook
 from edgegate_gateway.adapters.traffic import TrafficPublisher
-from edgegate_gateway.adapters.webhook_events import EventClaims
 from edgegate_gateway.adapters.websocket import WebSocketAdapter
-from edgegate_gateway.adapters.whatsapp import WhatsAppSettings, WhatsAppWebhook
 from edgegate_gateway.assistant import ESCALATION_MODEL, Assistant
+from edgegate_gateway.chats import Chats, start_chats
 from edgegate_gateway.config import GatewaySettings
 from edgegate_gateway.console import Console, ConsoleSettings
 from edgegate_gateway.conversations import Conversations
@@ -49,7 +43,6 @@ from edgegate_protos.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = get_logger(__name__)
 
-Webhook = TelegramWebhook | SlackEvents | DiscordInteractions | WhatsAppWebhook
 # A taskstore call's own share of its timeout; the security round trip it makes comes on top.
 TASKSTORE_TIMEOUT_S = 5.0
 
@@ -87,24 +80,6 @@ class _Inference:
 
 
 @dataclass(frozen=True, slots=True)
-class _Chats:
-    """The chat webhooks, and the workers that answer their questions later: kept questions
-    (`chat_later`) and people's answers to escalated ones (`escalation_replies`)."""
-
-    webhooks: list[Webhook]
-    later: ChatLater | None = None
-    replies: EscalationReplies | None = None
-
-    async def close(self) -> None:
-        if self.replies is not None:
-            await self.replies.close()
-        if self.later is not None:
-            await self.later.close()
-        for webhook in self.webhooks:
-            await webhook.close()
-
-
-@dataclass(frozen=True, slots=True)
 class _Running:
     """What `_start_gateway` started, stopped in the order that drains it."""
 
@@ -114,7 +89,7 @@ class _Running:
     runner: GatewayRunner
     feed: EventsFeed
     mqtt: MqttAdapter | None
-    chats: _Chats
+    chats: Chats
     replayer: asyncio.Task[None] | None
     console: Console | None
     traffic: TrafficPublisher
@@ -194,7 +169,7 @@ async def _start_gateway(s: GatewaySettings, runtime: ServiceRuntime, bus: Bus) 
     mqtt = _mqtt(s, bus, conversations)
     if mqtt is not None:
         mqtt.start()
-    chats = await _webhooks(s, bus, assistant)
+    chats = await start_chats(s, bus, assistant)
     for webhook in chats.webhooks:
         webhook.add_routes(app)
     runner = await _serve_http(s, app)
@@ -356,54 +331,6 @@ def _mqtt(s: GatewaySettings, bus: Bus, conversations: Conversations) -> MqttAda
         password=s.mqtt_password.get_secret_value() if s.mqtt_password else None,
     )
     return MqttAdapter(settings, bus=bus, conversations=conversations)
-
-
-async def _webhooks(s: GatewaySettings, bus: Bus, assistant: Assistant | None) -> _Chats:
-    """The chat webhooks whose secrets are set (they answer with the assistant)."""
-    if assistant is None or s.webhook_credential is None:
-        return _Chats([])
-    credential = s.webhook_credential.get_secret_value()
-    events = await EventClaims.open(bus.js)
-    later = await ChatLater.open(bus.js, events)
-    webhooks: list[Webhook] = []
-    if s.telegram_secret_token and s.telegram_bot_token:
-        settings = TelegramSettings(
-            secret_token=s.telegram_secret_token.get_secret_value(),
-            bot_token=s.telegram_bot_token.get_secret_value(),
-            credential=credential,
-            api_base=s.telegram_api_base,
-        )
-        webhooks.append(TelegramWebhook(settings, assistant=assistant, events=events, later=later))
-    if s.slack_signing_secret and s.slack_bot_token:
-        slack = SlackSettings(
-            signing_secret=s.slack_signing_secret.get_secret_value(),
-            bot_token=s.slack_bot_token.get_secret_value(),
-            credential=credential,
-            api_base=s.slack_api_base,
-        )
-        webhooks.append(SlackEvents(slack, assistant=assistant, events=events, later=later))
-    if s.whatsapp_app_secret and s.whatsapp_verify_token and s.whatsapp_access_token:
-        whatsapp = WhatsAppSettings(
-            app_secret=s.whatsapp_app_secret.get_secret_value(),
-            verify_token=s.whatsapp_verify_token.get_secret_value(),
-            access_token=s.whatsapp_access_token.get_secret_value(),
-            credential=credential,
-            api_base=s.whatsapp_api_base,
-        )
-        webhooks.append(WhatsAppWebhook(whatsapp, assistant=assistant, events=events, later=later))
-    if s.discord_public_key:
-        discord = DiscordSettings(
-            public_key_hex=s.discord_public_key, credential=credential, api_base=s.discord_api_base
-        )
-        webhooks.append(
-            DiscordInteractions(discord, assistant=assistant, events=events, later=later)
-        )
-    later.start({w.platform: w.answerer() for w in webhooks})
-    if not webhooks:
-        return _Chats(webhooks, later)
-    replies = EscalationReplies(bus.js, events)
-    replies.start({w.channel: w for w in webhooks})
-    return _Chats(webhooks, later, replies)
 
 
 async def _replay_outbox(
