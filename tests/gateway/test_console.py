@@ -75,6 +75,21 @@ async def test_only_an_admin_token_signs_in(suite: ConsoleSuite) -> None:
             assert response.headers["Location"] == "/console/login"
 
 
+async def test_a_sign_in_from_another_site_is_refused(suite: ConsoleSuite) -> None:
+    """Another site's page posting its own admin token would put the victim in its session."""
+    async with aiohttp.ClientSession() as http:
+        for header in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+            async with http.post(
+                f"{suite.base}/console/login",
+                data={"token": suite.admin()},
+                headers=header,
+                allow_redirects=False,
+            ) as response:
+                assert response.status == 403
+                assert "another site" in await response.text()
+                assert "Set-Cookie" not in response.headers
+
+
 async def test_the_session_cookie_is_httponly_strict_and_pages_forbid_foreign_scripts(
     suite: ConsoleSuite,
 ) -> None:
@@ -120,17 +135,25 @@ async def test_an_action_without_the_csrf_token_is_refused_and_changes_nothing(
         )
     assert records["subject"] == "sre-alice" and records["tenant"] == "acme"
     assert records["details"]["outcome"] == "ok"
+    async with signed_in(suite, suite.admin()) as (http, _):
+        refused = await _audit_has(http, suite, "console.tasks.cancel", task, "permission_denied")
+    assert refused is not None, "the refused attempts are audited too"
 
 
 async def _audit_has(
-    http: aiohttp.ClientSession, suite: ConsoleSuite, action: str, target: str
+    http: aiohttp.ClientSession,
+    suite: ConsoleSuite,
+    action: str,
+    target: str,
+    outcome: str = "ok",
 ) -> dict[str, Any] | None:
     _, listed = await _get(http, f"{suite.base}/console/api/audit?event=admin")
     return next(
         (
             r
             for r in listed["records"]
-            if r["details"].get("action") == action and r["details"].get("target") == target
+            if (r["details"].get("action"), r["details"].get("target"), r["details"].get("outcome"))
+            == (action, target, outcome)
         ),
         None,
     )
@@ -254,6 +277,14 @@ async def test_a_tenant_admin_sees_only_its_own_tenant(suite: ConsoleSuite) -> N
             {"X-CSRF-Token": csrf},
         )
         assert status == 403 and "operator tenants" in body["error"]["message"]
+        # The knowledge base answers every tenant: a tenant admin's answer does not join it.
+        status, body = await _post(
+            http,
+            f"{suite.base}/console/api/escalations/{mine}/answer",
+            {"text": "No discounts, sorry.", "add_to_knowledge": True},
+            {"X-CSRF-Token": csrf},
+        )
+        assert status == 200 and body["knowledge"].startswith("refused")
 
 
 def test_the_console_files_ship_with_the_package() -> None:

@@ -213,6 +213,20 @@ async def test_only_a_pending_task_takes_an_answer(stack: Stack) -> None:
     assert "cancelled" in (refused.details() or "")
 
 
+async def test_only_an_escalation_takes_a_persons_answer(stack: Stack) -> None:
+    """A task some model will run keeps waiting for that model: no typed text poses as it."""
+    user = _user()
+    envelope = text_envelope("embed me", model="some-model", key=f"not-an-escalation-{user}")
+    async with stack.stub() as stub:
+        task = await stub.Submit(
+            pb.SubmitRequest(envelope=envelope), metadata=bearer(stack.token(sub=user))
+        )
+    refused = await _refusal(stack, task.id, _reply("made up"), stack.token("admin", sub="op"))
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "only escalations" in (refused.details() or "")
+    assert (await _get(stack, task.id, user)).status == pb.TASK_STATUS_PENDING
+
+
 async def test_the_answer_passes_output_inspection_so_pii_is_masked(stack: Stack) -> None:
     user = _user()
     task = await _escalate(stack, user, question="who handles refunds?")

@@ -15,6 +15,9 @@ from edgegate_common.errors import InvalidArgument
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
 
+# The model of a task that waits for a person: the assistant's question nobody could
+# answer. No replica serves it; the taskstore's Answer completes such a task, and only such.
+ESCALATION_MODEL = "edgegate-escalation"
 # The largest envelope a task keeps (the taskstore's default; it may be configured lower).
 MAX_ENVELOPE_BYTES = 256 * 1024
 

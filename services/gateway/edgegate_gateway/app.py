@@ -159,7 +159,7 @@ async def _start_gateway(s: GatewaySettings, runtime: ServiceRuntime, bus: Bus) 
         assistant=assistant,
     )
     WebSocketAdapter(conversations, max_frame_bytes=s.max_body_bytes).add_routes(app)
-    console = await _start_console(s, bus, watches, taskstore, assistant)
+    console = await _start_console(s, bus, watches, taskstore, assistant, inference.local)
     if console is not None:
         console.add_routes(app)
     traffic = TrafficPublisher(
@@ -187,6 +187,7 @@ async def _start_console(
     watches: _Watches,
     taskstore: TaskstoreClient,
     assistant: Assistant | None,
+    local: LocalInference,
 ) -> Console | None:
     """The web console under /console, following what it shows on NATS from now on."""
     if not s.console_enabled:
@@ -201,6 +202,7 @@ async def _start_console(
         readiness=watches.readiness,
         limiter=watches.limiter,
         taskstore=taskstore,
+        local=local,
         # A person's answer joins the assistant's knowledge base, when there is an assistant.
         knowledge=await KnowledgeAdditions.open(bus.js) if assistant is not None else None,
     )

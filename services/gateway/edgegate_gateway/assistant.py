@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgegate_common import subjects
+from edgegate_common import subjects, tasks
 from edgegate_common.bus import Bus
 from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.errors import EdgegateError, InvalidArgument, NotFound, Unavailable
@@ -46,7 +46,7 @@ RETRY_S = 2.0  # how soon embedding (or following the added passages) is tried a
 CAUGHT_UP_WAIT_S = 10.0
 
 
-ESCALATION_MODEL = "edgegate-escalation"
+ESCALATION_MODEL = tasks.ESCALATION_MODEL
 CLOUD_INSTRUCTIONS = (
     "You answer questions from the users of a product in a few sentences. "
     "Its own knowledge base had no answer to this one."

@@ -122,6 +122,17 @@ class LocalInference:
                     breaker.reconfigure(self._policy_of(model))
                     await self._report(model, version, breaker.force(self._mode_of(model, version)))
 
+    def breaker_figures(self, model: str, version: str) -> tuple[int, float | None, float | None]:
+        """This replica's (calls, failure rate, slow-call rate) of a version's breaker window."""
+        breaker = self._breakers.get((model, version))
+        return breaker.figures(self._clock()) if breaker is not None else (0, None, None)
+
+    def breaker_state(self, model: str, version: str) -> str | None:
+        """This replica's breaker state of a version ("closed", "open", "half_open"); None
+        when it has not called the version yet."""
+        breaker = self._breakers.get((model, version))
+        return breaker.state.value if breaker is not None else None
+
     def may_call(self, model: str, version: str) -> bool:
         """Whether a version may be called here at all: no breaker of it is open."""
         if self._mode_of(model, version) is Mode.OPEN:

@@ -27,7 +27,7 @@ from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
 from edgegate_gateway.console.api import ConsoleApi
 from edgegate_gateway.console.auth import ConsoleAuth, Person
 from edgegate_gateway.console.pages import ConsolePages
-from edgegate_gateway.console.sources import Knowledge, Sources
+from edgegate_gateway.console.sources import BreakerFigures, Knowledge, Sources
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,7 @@ class Console:
         limiter: RateLimiter,
         taskstore: TaskstoreClient,
         knowledge: Knowledge | None,
+        local: BreakerFigures,
     ) -> None:
         self._auth = ConsoleAuth(
             bus,
@@ -61,6 +62,7 @@ class Console:
             security=SecurityAdmin(bus, timeout_s=settings.security_timeout_s + 3.0),
             knowledge=knowledge,
             escalation_model=settings.escalation_model,
+            local=local,
         )
 
     async def start(self) -> None:

@@ -28,8 +28,13 @@ log = get_logger(__name__)
 
 Handler = Callable[[web.Request, Person], Awaitable[dict[str, Any]]]
 MAX_ANSWER_CHARS = 8000
-LIST_PAGE = 1000  # tasks read per listing; the page shows the newest
+LIST_PAGE = 1000  # tasks read per listing call; the page shows the newest
+MAX_PAGES = 5
 SHOWN = 200
+_SHARED_KNOWLEDGE = (
+    "the knowledge base answers every tenant's users: only admins of the console's operator "
+    "tenants add to it"
+)
 
 
 class ConsoleApi:
@@ -88,16 +93,15 @@ class ConsoleApi:
 
     async def tenants(self, request: web.Request, person: Person) -> dict[str, Any]:
         traffic = self._s.observed.tenant_traffic()
-        quotas = self._s.quotas()
         names = {person.tenant}
-        if person.operator:
-            names |= set(traffic) | set(quotas)
+        if person.operator:  # quotas are kept by a tenant's subject token: plain names only
+            names |= set(traffic) | {k for k in self._s.quotas() if not k.startswith("_")}
         own = await self._all_tasks(person, tpb.ListRequest(page_size=LIST_PAGE))
         rows = []
         for tenant in sorted(names):
             row: dict[str, Any] = {
                 "tenant": tenant,
-                "quota": views.quota_view(quotas.get(tenant)),
+                "quota": views.quota_view(self._s.quota(tenant)),
                 "rate_per_s": 0.0,
                 "throttled": 0,
                 "throttled_per_s": 0.0,
@@ -123,7 +127,11 @@ class ConsoleApi:
         found = await self._all_tasks(person, listing)
         if model:
             found = [t for t in found if (t.model or t.envelope.route.model).startswith(model)]
-        return {"tasks": [views.task_view(t) for t in _newest(found)[:SHOWN]]}
+        newest = _newest(found)
+        return {
+            "tasks": [views.task_view(t) for t in newest[:SHOWN]],
+            "next_page_token": "more" if len(newest) > SHOWN else "",
+        }
 
     async def escalations(self, request: web.Request, person: Person) -> dict[str, Any]:
         listing = tpb.ListRequest(page_size=LIST_PAGE, model=self._s.escalation_model)
@@ -193,11 +201,19 @@ class ConsoleApi:
         )
         knowledge = "skipped"
         if body.get("add_to_knowledge") is True:
-            knowledge = await self._s.add_knowledge(task, person)
+            knowledge = (
+                await self._s.add_knowledge(task, person)
+                if person.operator
+                else f"refused: {_SHARED_KNOWLEDGE}"
+            )
         return {"escalation": views.escalation_view(task), "knowledge": knowledge}
 
     async def add_knowledge(self, request: web.Request, person: Person) -> dict[str, Any]:
+        if not person.operator:
+            raise PermissionDenied(_SHARED_KNOWLEDGE)
         task = await self._s.taskstore.get(request.match_info["id"], credential=person.credential)
+        if task.envelope.route.model != self._s.escalation_model:
+            raise InvalidArgument("only an answered escalation joins the knowledge base")
         if task.status != tpb.TASK_STATUS_COMPLETED:
             raise InvalidArgument("answer the question first; then it can join the knowledge base")
         return {"knowledge": await self._s.add_knowledge(task, person)}
@@ -239,10 +255,10 @@ class ConsoleApi:
 
         async def act(request: web.Request) -> web.Response:
             person = await self._auth.person(request)
-            self._auth.check_action(request, person)
             action = _action_name(request)
             target = "/".join(request.match_info.values())
             try:
+                self._auth.check_action(request, person)
                 result = await handler(request, person)
             except EdgegateError as exc:
                 await self._s.record(person, action, target, outcome=exc.code.name.lower())
@@ -253,8 +269,15 @@ class ConsoleApi:
         return act
 
     async def _all_tasks(self, person: Person, listing: tpb.ListRequest) -> list[tpb.Task]:
-        listed = await self._s.taskstore.list(listing, credential=person.credential)
-        return list(listed.tasks)
+        """The tenant's tasks the listing matches, up to MAX_PAGES pages (oldest first)."""
+        found: list[tpb.Task] = []
+        for _ in range(MAX_PAGES):
+            listed = await self._s.taskstore.list(listing, credential=person.credential)
+            found.extend(listed.tasks)
+            if not listed.next_page_token:
+                break
+            listing.page_token = listed.next_page_token
+        return found
 
 
 def _action_name(request: web.Request) -> str:

@@ -105,9 +105,7 @@ class ConsoleAuth:
 
     def check_action(self, request: web.Request, person: Person, *, form_value: str = "") -> None:
         """Refuse (PermissionDenied) a state-changing request that did not come from our page."""
-        origin = request.headers.get("Origin")
-        if origin is not None and urlsplit(origin).netloc != request.host:
-            raise PermissionDenied("the request came from another site (Origin does not match)")
+        check_same_site(request)
         sent = request.headers.get(CSRF_HEADER, "") or form_value
         if not sent or not hmac.compare_digest(sent, person.csrf):
             raise PermissionDenied(
@@ -180,6 +178,16 @@ class ConsoleAuth:
             return await self._bus.request(subject, request, kind, timeout_s=self._timeout_s)
         except (NoResponders, DeadlineExceeded):
             raise Unavailable("the security service is not answering; try again shortly") from None
+
+
+def check_same_site(request: web.Request) -> None:
+    """PermissionDenied for a request another site's page made (sign-in included: a forged
+    sign-in would put the victim in the attacker's session)."""
+    origin = request.headers.get("Origin")
+    if origin is not None and urlsplit(origin).netloc != request.host:
+        raise PermissionDenied("the request came from another site (Origin does not match)")
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        raise PermissionDenied("the request came from another site (Sec-Fetch-Site)")
 
 
 def _key(token: str) -> str:

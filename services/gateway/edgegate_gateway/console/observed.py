@@ -172,10 +172,22 @@ class Observed:
         step = self._steps.get(index)
         if step is None:
             step = self._steps[index] = _Step()
-            oldest = int((self._clock() - WINDOW_S) // STEP_S)
-            for stale in [i for i in self._steps if i < oldest]:
-                del self._steps[stale]
+            self._forget_old()
         return step
+
+    def _forget_old(self) -> None:
+        """Drop steps, and replicas not heard from, older than the window (pods come and go)."""
+        since = self._clock() - WINDOW_S
+        oldest = int(since // STEP_S)
+        for stale in [i for i in self._steps if i < oldest]:
+            del self._steps[stale]
+        for key in [k for k, snap in self._metrics.items() if snap.at.ToSeconds() < since]:
+            del self._metrics[key]
+        for name in [n for n, snap in self._traffic.items() if snap.at.ToSeconds() < since]:
+            del self._traffic[name]
+        for by_instance in self._breakers.values():
+            for name in [n for n, b in by_instance.items() if b.since_s < since]:
+                del by_instance[name]
 
     def _recent(self, span_s: float) -> Iterable[_Step]:
         since = int((self._clock() - span_s) // STEP_S)

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from edgegate_common.errors import EdgegateError, PermissionDenied, Unauthenticated
 from edgegate_common.logging import get_logger
-from edgegate_gateway.console.auth import CSRF_FIELD, ConsoleAuth, Person
+from edgegate_gateway.console.auth import CSRF_FIELD, ConsoleAuth, Person, check_same_site
 
 log = get_logger(__name__)
 
@@ -50,7 +50,7 @@ class ConsolePages:
         }
 
     def add_routes(self, app: web.Application) -> None:
-        app.middlewares.append(_console_headers)
+        app.middlewares.insert(0, _console_headers)  # outermost: error answers carry them too
         app.router.add_get("/console", self.home)
         app.router.add_get("/console/", self.home)
         app.router.add_get(LOGIN, self.login_form)
@@ -67,6 +67,10 @@ class ConsolePages:
         return self._render("login", {"error": ""})
 
     async def login(self, request: web.Request) -> web.StreamResponse:
+        try:
+            check_same_site(request)
+        except PermissionDenied as exc:
+            return self._render("login", {"error": f"Not signed in: {exc.message}"}, status=403)
         form = await request.post()
         token = form.get("token")
         if not isinstance(token, str) or not token.strip():

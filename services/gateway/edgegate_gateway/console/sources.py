@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -52,6 +53,16 @@ class Knowledge(Protocol):
     async def add(self, *, question: str, answer: str, source: str) -> str: ...
 
 
+class BreakerFigures(Protocol):
+    """This replica's own breakers (LocalInference)."""
+
+    def breaker_figures(
+        self, model: str, version: str
+    ) -> tuple[int, float | None, float | None]: ...
+
+    def breaker_state(self, model: str, version: str) -> str | None: ...
+
+
 class Sources:
     def __init__(
         self,
@@ -63,6 +74,7 @@ class Sources:
         security: SecurityAdmin,
         knowledge: Knowledge | None,
         escalation_model: str,
+        local: BreakerFigures,
     ) -> None:
         self.bus = bus
         self.taskstore = taskstore
@@ -72,6 +84,7 @@ class Sources:
         self._readiness = readiness
         self._limiter = limiter
         self._knowledge = knowledge
+        self._local = local
         self._rollouts: dict[str, dict[str, Any]] = {}
         self._subscriptions: list[Subscription] = []
         self._watch: asyncio.Task[None] | None = None
@@ -94,19 +107,20 @@ class Sources:
         while True:
             try:
                 rollouts = await self.bus.js.key_value(subjects.KV_ROLLOUTS)
+                self._watch = await kv_watch.follow(rollouts, self._rollout)
+                return
             except nats.js.errors.BucketNotFoundError:
-                await asyncio.sleep(every_s)
-                continue
-            except _NATS_ERRORS as exc:
-                log.info("rollouts bucket not read yet", error=repr(exc))
-                await asyncio.sleep(every_s)
-                continue
-            self._watch = await kv_watch.follow(rollouts, self._rollout)
-            return
+                pass
+            except (*_NATS_ERRORS, nats.js.errors.Error) as exc:
+                log.info("rollouts bucket not followed yet", error=repr(exc))
+            await asyncio.sleep(every_s)
 
     async def stop(self) -> None:
-        await kv_watch.stop(self._finder)
-        await kv_watch.stop(self._watch)
+        for task in (self._finder, self._watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         for subscription in self._subscriptions:
             await self.bus.unsubscribe(subscription, drain=False)
 
@@ -149,6 +163,7 @@ class Sources:
             "consumers": account.consumers,
             "memory_bytes": account.memory,
             "storage_bytes": account.storage,
+            "bytes": account.memory + account.storage,
             "messages": sum(s.state.messages for s in streams),
             "kv_buckets": sorted(
                 s.config.name.removeprefix("KV_")
@@ -204,11 +219,13 @@ class Sources:
         return {
             "model": model,
             "version": version,
-            "state": seen.state if seen else "closed",
+            # Events say what any replica saw lately; this replica's own breaker otherwise.
+            "state": seen.state if seen else self._local.breaker_state(model, version) or "closed",
             "mode": modes.get(model, {}).get(version, "auto"),
             "since": iso_time(seen.since_s) if seen else None,
             "reason": seen.reason if seen else "",
             "reported_by": seen.instance if seen else "",
+            **_figures(self._local.breaker_figures(model, version)),
             "managed_by": managed,
             "commands": views.breaker_commands(
                 str(owner.get("namespace")), str(owner.get("name")), version
@@ -220,11 +237,9 @@ class Sources:
     async def _modes(self) -> dict[str, dict[str, str]]:
         """Forced modes by model name (the document's key is the model's subject token)."""
         kv = self._kv()
-        names = {subjects.ident(m): m for m in self._readiness.models()}
-        names |= {
-            subjects.ident(str(d.get("model"))): str(d.get("model"))
-            for d in self._rollouts.values()
-        }
+        models = set(self._readiness.models())
+        models |= {str(d.get("model") or "") for d in self._rollouts.values()}
+        names = {subjects.ident(m): m for m in models if m}
         try:
             keys = await kv.keys()
         except nats.js.errors.NoKeysError:
@@ -251,7 +266,8 @@ class Sources:
         for _ in range(5):  # compare-and-set: another console may write at the same moment
             found = await self._breaker_doc(kv, key)
             doc, revision = found if found else ({}, 0)
-            modes = {str(v): str(m) for v, m in (doc.get("modes") or {}).items()}
+            raw = doc.get("modes")
+            modes = {str(v): str(m) for v, m in raw.items()} if isinstance(raw, dict) else {}
             if mode == "auto":
                 modes.pop(version, None)
             else:
@@ -275,6 +291,8 @@ class Sources:
             entry = await kv.get(key)
         except nats.js.errors.KeyNotFoundError:
             return None
+        except (*_NATS_ERRORS, nats.js.errors.Error) as exc:
+            raise Unavailable(f"cannot read edgegate-breakers: {exc!r}") from exc
         if not entry.value:
             return None
         try:
@@ -293,6 +311,9 @@ class Sources:
 
     def quotas(self) -> dict[str, Quota]:
         return self._limiter.quotas()
+
+    def quota(self, tenant: str) -> Quota | None:
+        return self._limiter.quota(tenant)
 
     async def add_knowledge(self, task: tpb.Task, person: Person) -> str:
         if self._knowledge is None:
@@ -318,6 +339,11 @@ class Sources:
             )
         except EdgegateError as exc:
             log.error("console action not audited", action=action, target=target, error=exc.message)
+
+
+def _figures(figures: tuple[int, float | None, float | None]) -> dict[str, Any]:
+    calls, failure_rate, slow_rate = figures
+    return {"calls": calls, "failure_rate": failure_rate, "slow_rate": slow_rate}
 
 
 def _parsed(kind: Any, take: Callable[[Any], None]) -> Callable[[bytes], None]:

@@ -133,6 +133,15 @@ class CircuitBreaker:
             return self._open(now_s, f"slow-call rate {slow:.0%} over {len(self._calls)} calls")
         return None
 
+    def figures(self, now_s: float) -> tuple[int, float | None, float | None]:
+        """(calls, failure rate, slow-call rate) over the window as of `now_s`; rates None
+        when no call is in it."""
+        recent = [c for c in self._calls if c[0] >= now_s - self._policy.window_s]
+        if not recent:
+            return 0, None, None
+        failures = sum(1 for _, f, _ in recent if f) / len(recent)
+        return len(recent), failures, sum(1 for _, _, s in recent if s) / len(recent)
+
     @property
     def policy(self) -> BreakerPolicy:
         return self._policy

@@ -11,6 +11,7 @@ does the reading, the inspection and the writing.
 from __future__ import annotations
 
 from edgegate_common.errors import FailedPrecondition, InvalidArgument
+from edgegate_common.tasks import ESCALATION_MODEL
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
 from edgegate_taskstore.core import status
@@ -41,7 +42,16 @@ def answer_parts(answer: env.Reply) -> list[env.Part]:
 
 
 def check_pending(task: pb.Task) -> None:
-    """FAILED_PRECONDITION unless `task` still waits for its answer."""
+    """FAILED_PRECONDITION unless `task` is an escalation that still waits for its answer.
+
+    Only an escalation: a task some model will run must get that model's answer, never
+    words a person typed and the caller would take for the model's output.
+    """
+    if task.envelope.route.model != ESCALATION_MODEL:
+        raise FailedPrecondition(
+            f"task {task.id} is for model {task.envelope.route.model!r}: a person answers only "
+            f"escalations ({ESCALATION_MODEL})"
+        )
     if task.status == status.PENDING:
         return
     if task.status == status.COMPLETED:

@@ -53,7 +53,7 @@ function managedCommands(list) {
         { class: "card", id: `cmds-${slug(b.model)}-${slug(b.version)}`, "data-key": `${b.model}/${b.version}` },
         h("h3", null, `${b.model} v${b.version}`, h("span", { class: "muted" }, ` · ${b.managed_by}`)),
         b.commands.open ? command(b.commands.open, "Force open") : null,
-        b.commands.close ? command(b.commands.close, "Force closed") : null,
+        b.commands.closed ? command(b.commands.closed, "Force closed") : null,
         b.commands.auto ? command(b.commands.auto, "Automatic") : null,
       ))),
   );

@@ -4,8 +4,8 @@ import { h } from "./dom.js";
 import { num } from "./format.js";
 import { badge, confirmRow, empty, query, table, time } from "./ui.js";
 
-const STATUSES = ["pending", "processing", "completed", "failed", "cancelled", "dead"];
-const TONES = { pending: "info", processing: "info", completed: "ok", failed: "bad", cancelled: "muted", dead: "bad" };
+const STATUSES = ["pending", "processing", "completed", "failed", "cancelled"];
+const TONES = { pending: "info", processing: "info", completed: "ok", failed: "bad", cancelled: "muted" };
 
 function filterForm(params) {
   const status = params.get("status") || "";
@@ -39,7 +39,7 @@ function row(task, ctx) {
     cells: [
       h("code", { title: task.id }, task.id.length > 12 ? `${task.id.slice(0, 12)}…` : task.id),
       badge(task.status, TONES[task.status] || "muted"),
-      task.user || "—", task.model || "—", num(task.priority), num(task.attempts),
+      task.user || "—", task.model || "—", task.priority || "normal", num(task.attempts),
       h("span", null, time(task.created_at), task.updated_at && task.updated_at !== task.created_at ? h("span", { class: "cell-note" }, "updated ", time(task.updated_at)) : null),
       h(
         "div",
@@ -53,7 +53,7 @@ function row(task, ctx) {
 }
 
 const COLUMNS = [
-  { label: "Task" }, { label: "Status" }, { label: "User" }, { label: "Model" }, { label: "Priority", num: true },
+  { label: "Task" }, { label: "Status" }, { label: "User" }, { label: "Model" }, { label: "Priority" },
   { label: "Attempts", num: true }, { label: "Created" }, { label: "Text and error", class: "text-cell" },
   { label: "Actions", class: "actions" },
 ];

@@ -3,7 +3,7 @@ import { h } from "./dom.js";
 import { EM_DASH, num, plain, rate } from "./format.js";
 import { badge, empty, table } from "./ui.js";
 
-const TASK_STATES = ["pending", "processing", "completed", "failed", "cancelled", "dead"];
+const TASK_STATES = ["pending", "processing", "completed", "failed", "cancelled"];
 
 function quota(q) {
   if (!q) return h("span", { class: "muted" }, "No quota");
