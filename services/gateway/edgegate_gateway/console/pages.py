@@ -32,7 +32,9 @@ CSP = (
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer the browser sends `Origin: null` even to
+    # our own pages, and the sign-in and actions refuse any Origin but ours.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
