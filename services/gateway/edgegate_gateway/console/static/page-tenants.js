@@ -35,7 +35,7 @@ export default function tenants(ctx) {
       }));
       return [
         table({ id: "tenants", caption: "Tenants", columns, rows }),
-        h("p", { class: "table-note" }, "Rate and 429s (/s) are over the last minute, 429s (1 h) over the last hour. Pending … Dead count the tenant's tasks by state; “—” there: the taskstore did not answer for that tenant."),
+        h("p", { class: "table-note" }, "Rate and 429s (/s) are over the last minute, 429s (1 h) over the last hour. Pending … Cancelled count the tenant's tasks by state, for your own tenant only (“—” for others: no one reads another tenant's tasks)."),
       ];
     },
   };
