@@ -312,7 +312,7 @@ async def console_view(demo: Demo) -> bool:
             async with session.get(f"{base}/api/{page}") as answer:
                 views[page] = await answer.json()
     serving = [s["service"] for s in views["overview"]["services"] if s["serving"]]
-    dev = next((t for t in views["tenants"]["tenants"] if t["tenant"] == "dev"), {})
+    dev: dict[str, Any] = next((t for t in views["tenants"]["tenants"] if t["tenant"] == "dev"), {})
     tripped = [b for b in views["breakers"]["breakers"] if b["reason"]]
     demo.say(f"  services serving: {', '.join(serving)}")
     demo.say(f"  tenant dev: {dev.get('throttled', 0)} x 429 in the last hour")
