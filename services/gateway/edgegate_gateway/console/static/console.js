@@ -35,7 +35,9 @@ function markNav(name) {
 class StatusLine {
   constructor(el) {
     this.el = el;
-    this.messageEl = h("span", { id: "status-message" });
+    // Only this span is a live region: actions' results and refresh errors are announced,
+    // the "Updated hh:mm:ss" beside it (rewritten every refresh) is not.
+    this.messageEl = h("span", { id: "status-message", role: "status" });
     this.refreshEl = h("span", { id: "status-refresh" });
     el.replaceChildren(this.messageEl, this.refreshEl);
     this.updatedAt = null;
@@ -61,9 +63,9 @@ class StatusLine {
     // Two spans, each rewritten only when its own text changes: a screen reader then announces
     // an action's result once, not again with every refresh.
     const current = this.message && this.message.until > Date.now() ? this.message : null;
-    const message = current ? current.text : "";
-    let refresh = this.error || (this.updatedAt ? `Updated ${clock(this.updatedAt)}` : "Loading…");
-    if (message) refresh = ` · ${refresh}`;
+    const message = [current ? current.text : "", this.error || ""].filter(Boolean).join(" · ");
+    let refresh = this.error ? "" : this.updatedAt ? `Updated ${clock(this.updatedAt)}` : "Loading…";
+    if (message && refresh) refresh = ` · ${refresh}`;
     setText(this.messageEl, message);
     setText(this.refreshEl, refresh);
     this.el.classList.toggle("status-error", Boolean(this.error) || Boolean(current && current.error));
