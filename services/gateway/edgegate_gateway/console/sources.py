@@ -17,12 +17,14 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
 from edgegate_common import subjects
@@ -46,6 +48,7 @@ from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
 
 log = get_logger(__name__)
 STATUS_TIMEOUT_S = 1.0
+_METRICS_PREFIX = subjects.INFERENCE_METRICS_ALL.removesuffix(">")
 _NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 
 
@@ -92,15 +95,47 @@ class Sources:
         self._breakers_kv: KeyValue | None = None
 
     async def start(self) -> None:
-        heard: list[tuple[str, Callable[[bytes], None]]] = [
-            (subjects.INFERENCE_METRICS_ALL, _parsed(ipb.MetricsSnapshot, self.observed.metrics)),
-            (subjects.GATEWAY_TRAFFIC, _parsed(gpb.TrafficSnapshot, self.observed.traffic)),
-            (subjects.GATEWAY_BREAKER_EVENTS, _parsed(gpb.BreakerEvent, self.observed.breaker)),
-        ]
-        for subject, take in heard:
-            self._subscriptions.append(await self.bus.subscribe(subject, cb=_callback(take)))
+        await self._hear_observations()
+        traffic = _callback(_parsed(gpb.TrafficSnapshot, self.observed.traffic))
+        self._subscriptions.append(await self.bus.subscribe(subjects.GATEWAY_TRAFFIC, cb=traffic))
         self._breakers_kv = await self.bus.js.key_value(subjects.KV_BREAKERS)
         self._finder = asyncio.get_running_loop().create_task(self._follow_rollouts())
+
+    async def _hear_observations(self) -> None:
+        """Metric snapshots and breaker events: from the operator's stream when there is
+        one, which keeps the last hour, so a console started now has the hour's charts;
+        else as they are published from now on."""
+        take = _callback(self._observation)
+        try:
+            await self.bus.js.stream_info(subjects.STREAM_OBSERVATIONS)
+        except nats.js.errors.NotFoundError:
+            for subject in (subjects.INFERENCE_METRICS_ALL, subjects.GATEWAY_BREAKER_EVENTS):
+                self._subscriptions.append(await self.bus.subscribe(subject, cb=take))
+            return
+        since = datetime.now(tz=UTC) - timedelta(seconds=WINDOW_S)
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_TIME,
+            # RFC 3339 text, which the server reads (nats-py passes a string through).
+            opt_start_time=since.isoformat().replace("+00:00", "Z"),  # type: ignore[arg-type]
+        )
+        self._subscriptions.append(
+            await self.bus.js.subscribe(
+                ">",
+                stream=subjects.STREAM_OBSERVATIONS,
+                cb=take,
+                ordered_consumer=True,
+                config=config,
+            )
+        )
+        # nats-py re-creates an ordered consumer after a gap from the next sequence, with
+        # this config: a start time left in it would make the server refuse that.
+        config.opt_start_time = None
+
+    def _observation(self, message: Msg) -> None:
+        if message.subject.startswith(_METRICS_PREFIX):
+            self.observed.metrics(ipb.MetricsSnapshot.FromString(message.data))
+        elif message.subject == subjects.GATEWAY_BREAKER_EVENTS:
+            self.observed.breaker(gpb.BreakerEvent.FromString(message.data))
 
     async def _follow_rollouts(self, every_s: float = 3.0) -> None:
         """Follow `edgegate-rollouts` once it exists: the operator creates it, maybe later."""
@@ -123,6 +158,7 @@ class Sources:
                     await task
         for subscription in self._subscriptions:
             await self.bus.unsubscribe(subscription, drain=False)
+        self._subscriptions.clear()
 
     # -- health ----------------------------------------------------------
 
@@ -346,19 +382,19 @@ def _figures(figures: tuple[int, float | None, float | None]) -> dict[str, Any]:
     return {"calls": calls, "failure_rate": failure_rate, "slow_rate": slow_rate}
 
 
-def _parsed(kind: Any, take: Callable[[Any], None]) -> Callable[[bytes], None]:
-    def parse(data: bytes) -> None:
+def _parsed(kind: Any, take: Callable[[Any], None]) -> Callable[[Msg], None]:
+    def parse(received: Msg) -> None:
         message = kind()
-        message.ParseFromString(data)
+        message.ParseFromString(received.data)
         take(message)
 
     return parse
 
 
-def _callback(take: Callable[[bytes], None]) -> Callable[[Msg], Awaitable[None]]:
+def _callback(take: Callable[[Msg], None]) -> Callable[[Msg], Awaitable[None]]:
     async def received(message: Msg) -> None:
         try:
-            take(message.data)
+            take(message)
         except Exception:  # one unreadable snapshot must not stop the subscription
             log.warning("console ignored a message", subject=message.subject, exc_info=True)
 
