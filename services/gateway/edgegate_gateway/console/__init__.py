@@ -10,7 +10,8 @@ on NATS already, the operator's rollouts included (`edgegate-rollouts`).
 - `pages.py`: the HTML and the browser's files (`static/`, no CDN);
 - `api.py`: the JSON each page reads, and its actions (each audited);
 - `sources.py`: where the figures come from; `observed.py`: the hour of
-  traffic it keeps; `views.py`: the JSON shapes.
+  traffic it keeps; `breakers.py`: the breakers page and its forced modes;
+  `views.py`: the JSON shapes.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from edgegate_gateway.adapters.security_admin import SecurityAdmin
 from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
 from edgegate_gateway.console.api import ConsoleApi
 from edgegate_gateway.console.auth import ConsoleAuth, Person
+from edgegate_gateway.console.breakers import BreakerFigures
 from edgegate_gateway.console.pages import ConsolePages
-from edgegate_gateway.console.sources import BreakerFigures, Knowledge, Sources
+from edgegate_gateway.console.sources import Knowledge, Sources
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,7 @@
 - traffic, latency, models, breaker trips: publications heard here and kept
   for an hour (`observed.py`);
 - rollouts: the operator's `edgegate-rollouts` bucket, followed live;
-- breaker modes: `edgegate-breakers`, which the console also writes when no
-  ModelDeployment owns the model (the operator would undo the write: it
-  owns those documents; the console shows its `kubectl edgegate` command);
+- breakers: `breakers.py` (state heard here, modes in `edgegate-breakers`);
 - quotas: the gateway's rate limiter, which follows `edgegate-quotas`.
 """
 
@@ -15,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -30,7 +27,7 @@ from nats.js.kv import KeyValue
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
 from edgegate_common.bus.readiness import ModelReadiness
-from edgegate_common.errors import EdgegateError, FailedPrecondition, Unavailable
+from edgegate_common.errors import EdgegateError, Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters import kv_watch
 from edgegate_gateway.adapters.rate_limits import RateLimiter
@@ -38,7 +35,8 @@ from edgegate_gateway.adapters.security_admin import SecurityAdmin
 from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
 from edgegate_gateway.console import views
 from edgegate_gateway.console.auth import Person
-from edgegate_gateway.console.observed import STEP_S, WINDOW_S, Observed, iso_time
+from edgegate_gateway.console.breakers import BreakerBoard, BreakerFigures
+from edgegate_gateway.console.observed import STEP_S, WINDOW_S, Observed
 from edgegate_gateway.core import json_input
 from edgegate_gateway.core.quota import Quota
 from edgegate_protos.common.v1 import status_pb2
@@ -54,16 +52,6 @@ _NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 
 class Knowledge(Protocol):
     async def add(self, *, question: str, answer: str, source: str) -> str: ...
-
-
-class BreakerFigures(Protocol):
-    """This replica's own breakers (LocalInference)."""
-
-    def breaker_figures(
-        self, model: str, version: str
-    ) -> tuple[int, float | None, float | None]: ...
-
-    def breaker_state(self, model: str, version: str) -> str | None: ...
 
 
 class Sources:
@@ -238,110 +226,22 @@ class Sources:
         return next((d for d in self._rollouts.values() if d.get("model") == model), None)
 
     async def breakers(self) -> list[dict[str, Any]]:
-        modes = await self._modes()
-        seen = self.observed.breakers()
-        keys = set(seen) | {(m, v) for m in self._readiness.models() for v in self._served(m)}
-        keys |= {(model, v) for model, by_version in modes.items() for v in by_version}
-        return [self._breaker_row(m, v, seen.get((m, v)), modes) for m, v in sorted(keys)]
-
-    def _served(self, model: str) -> list[str]:
-        return self._readiness.served_versions(model)
-
-    def _breaker_row(
-        self, model: str, version: str, seen: Any, modes: dict[str, dict[str, str]]
-    ) -> dict[str, Any]:
-        owner = self._owner(model)
-        managed = f"{owner.get('namespace')}/{owner.get('name')}" if owner else None
-        return {
-            "model": model,
-            "version": version,
-            # Events say what any replica saw lately; this replica's own breaker otherwise.
-            "state": seen.state if seen else self._local.breaker_state(model, version) or "closed",
-            "mode": modes.get(model, {}).get(version, "auto"),
-            "since": iso_time(seen.since_s) if seen else None,
-            "reason": seen.reason if seen else "",
-            "reported_by": seen.instance if seen else "",
-            **_figures(self._local.breaker_figures(model, version)),
-            "managed_by": managed,
-            "commands": views.breaker_commands(
-                str(owner.get("namespace")), str(owner.get("name")), version
-            )
-            if owner
-            else None,
-        }
-
-    async def _modes(self) -> dict[str, dict[str, str]]:
-        """Forced modes by model name (the document's key is the model's subject token)."""
-        kv = self._kv()
-        models = set(self._readiness.models())
-        models |= {str(d.get("model") or "") for d in self._rollouts.values()}
-        names = {subjects.ident(m): m for m in models if m}
-        try:
-            keys = await kv.keys()
-        except nats.js.errors.NoKeysError:
-            return {}
-        except _NATS_ERRORS as exc:
-            raise Unavailable(f"cannot read edgegate-breakers: {exc!r}") from exc
-        found: dict[str, dict[str, str]] = {}
-        for key in keys:
-            doc = await self._breaker_doc(kv, key)
-            raw = doc[0].get("modes") if doc else None
-            if isinstance(raw, dict):
-                found[names.get(key, key)] = {str(v): str(m) for v, m in raw.items()}
-        return found
+        return await self._board().rows()
 
     async def force_breaker(self, model: str, version: str, mode: str) -> dict[str, Any]:
-        owner = self._owner(model)
-        if owner is not None:
-            command = views.breaker_commands(str(owner["namespace"]), str(owner["name"]), version)
-            raise FailedPrecondition(
-                f"ModelDeployment {owner['namespace']}/{owner['name']} owns the breakers of "
-                f"{model}; the operator would undo a change made here. Run: {command[mode]}"
-            )
-        kv, key = self._kv(), subjects.ident(model)
-        for _ in range(5):  # compare-and-set: another console may write at the same moment
-            found = await self._breaker_doc(kv, key)
-            doc, revision = found if found else ({}, 0)
-            raw = doc.get("modes")
-            modes = {str(v): str(m) for v, m in raw.items()} if isinstance(raw, dict) else {}
-            if mode == "auto":
-                modes.pop(version, None)
-            else:
-                modes[version] = mode
-            doc["modes"] = modes
-            payload = json.dumps(doc, sort_keys=True).encode()
-            try:
-                if revision:
-                    await kv.update(key, payload, last=revision)
-                else:
-                    await kv.create(key, payload)
-            except nats.js.errors.KeyWrongLastSequenceError:
-                continue
-            except _NATS_ERRORS as exc:
-                raise Unavailable(f"cannot write edgegate-breakers: {exc!r}") from exc
-            return {"model": model, "version": version, "mode": mode}
-        raise Unavailable("edgegate-breakers kept changing under the console; try again")
+        return await self._board().force(model, version, mode)
 
-    async def _breaker_doc(self, kv: KeyValue, key: str) -> tuple[dict[str, Any], int] | None:
-        try:
-            entry = await kv.get(key)
-        except nats.js.errors.KeyNotFoundError:
-            return None
-        except (*_NATS_ERRORS, nats.js.errors.Error) as exc:
-            raise Unavailable(f"cannot read edgegate-breakers: {exc!r}") from exc
-        if not entry.value:
-            return None
-        try:
-            return json_input.decode_object(
-                entry.value, what="breaker settings"
-            ), entry.revision or 0
-        except EdgegateError:
-            return {}, entry.revision or 0
-
-    def _kv(self) -> KeyValue:
+    def _board(self) -> BreakerBoard:
         if self._breakers_kv is None:
             raise Unavailable("the console has not started")
-        return self._breakers_kv
+        return BreakerBoard(
+            self._breakers_kv,
+            readiness=self._readiness,
+            local=self._local,
+            seen=self.observed.breakers(),
+            owner=self._owner,
+            managed={str(d.get("model") or "") for d in self._rollouts.values()} - {""},
+        )
 
     # -- tenants, knowledge, audit ---------------------------------------
 
@@ -375,11 +275,6 @@ class Sources:
             )
         except EdgegateError as exc:
             log.error("console action not audited", action=action, target=target, error=exc.message)
-
-
-def _figures(figures: tuple[int, float | None, float | None]) -> dict[str, Any]:
-    calls, failure_rate, slow_rate = figures
-    return {"calls": calls, "failure_rate": failure_rate, "slow_rate": slow_rate}
 
 
 def _parsed(kind: Any, take: Callable[[Any], None]) -> Callable[[Msg], None]:
