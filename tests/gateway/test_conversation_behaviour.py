@@ -24,7 +24,7 @@ import aiohttp
 import aiomqtt
 import grpc
 import pytest
-from support.mqtt_broker import Mosquitto
+from support.mqtt_broker import Mosquitto, gateway_subscribed
 from support.suite_stack import TEXT_MODEL, Stack, bearer, start_stack, text_envelope
 
 from edgegate_gateway.sessions import MAX_IN_FLIGHT
@@ -56,7 +56,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         proc, port = stack.start_gateway(
             "--mqtt-host", "127.0.0.1", "--mqtt-port", str(broker.port), "--mqtt-credential", fleet
         )  # fmt: skip
-        asyncio.run(_mqtt_subscribed(broker.port))
+        asyncio.run(gateway_subscribed(broker.port, prefix=PREFIX, identifier="behaviour-probe"))
         yield World(
             stack=stack,
             ws_url=f"ws://127.0.0.1:{port}/ws",
@@ -68,21 +68,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     finally:
         stack.stop()
         broker.stop()
-
-
-async def _mqtt_subscribed(port: int) -> None:
-    """Wait until the gateway's subscription is in place: a probe's request gets its error."""
-    async with aiomqtt.Client("127.0.0.1", port, identifier="behaviour-probe") as probe:
-        await probe.subscribe(f"{PREFIX}/probe/reply", qos=1)
-        async with asyncio.timeout(30):
-            while True:
-                await probe.publish(f"{PREFIX}/probe/request", b"probe", qos=1)
-                try:
-                    async with asyncio.timeout(0.5):
-                        await anext(probe.messages)
-                    return
-                except TimeoutError:
-                    continue
 
 
 @dataclass(frozen=True)

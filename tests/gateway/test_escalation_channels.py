@@ -21,7 +21,7 @@ import aiomqtt
 import grpc
 import openai
 import pytest
-from support.mqtt_broker import Mosquitto
+from support.mqtt_broker import Mosquitto, gateway_subscribed
 from support.suite_stack import (
     Stack,
     assistant_args,
@@ -73,26 +73,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             max_retries=0,
         )
         first_answer(probe)  # the knowledge base is embedded: the assistant answers
-        asyncio.run(_mqtt_subscribed(broker.port))
+        asyncio.run(gateway_subscribed(broker.port, prefix=PREFIX, identifier="escalation-probe"))
         yield World(stack=stack, broker_port=broker.port, grpc_target=proc.target)
     finally:
         stack.stop()
         broker.stop()
-
-
-async def _mqtt_subscribed(port: int) -> None:
-    """Wait until the gateway's subscription is in place: a probe's request gets its error."""
-    async with aiomqtt.Client("127.0.0.1", port, identifier="escalation-probe") as probe:
-        await probe.subscribe(f"{PREFIX}/probe/reply", qos=1)
-        async with asyncio.timeout(30):
-            while True:
-                await probe.publish(f"{PREFIX}/probe/request", b"probe", qos=1)
-                try:
-                    async with asyncio.timeout(0.5):
-                        await anext(probe.messages)
-                    return
-                except TimeoutError:
-                    continue
 
 
 async def _answer(world: World, task_id: str, text: str, *, tenant: str) -> tpb.Task:

@@ -7,9 +7,12 @@ machine's service.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from pathlib import Path
+
+import aiomqtt
 
 from edgegate_common.local import free_port
 from edgegate_common.local.ports import wait_for_port
@@ -56,3 +59,19 @@ class Mosquitto:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+async def gateway_subscribed(port: int, *, prefix: str, identifier: str) -> None:
+    """Wait until a gateway's subscription on the broker is in place: a probe device's
+    request gets its (error) reply."""
+    async with aiomqtt.Client("127.0.0.1", port, identifier=identifier) as probe:
+        await probe.subscribe(f"{prefix}/probe/reply", qos=1)
+        async with asyncio.timeout(30):
+            while True:
+                await probe.publish(f"{prefix}/probe/request", b"probe", qos=1)
+                try:
+                    async with asyncio.timeout(0.5):
+                        await anext(probe.messages)
+                    return
+                except TimeoutError:
+                    continue
