@@ -150,6 +150,7 @@ def test_up_fails_loudly_when_a_service_cannot_start(tmp_path: Path) -> None:
     assert "edgegate up failed" in result.stdout
 
 
+@pytest.mark.e2e  # `make demo` whole, about half a minute: make test-e2e runs it
 @pytest.mark.timeout(300)
 def test_up_scenario_runs_every_demo_step(tmp_path: Path, default_model_repo: Path) -> None:
     """`make demo`: the scripted scenario against the running suite, every step passing."""
