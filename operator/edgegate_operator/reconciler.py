@@ -138,7 +138,7 @@ class Reconciler:
         meta, spec = body["metadata"], body.get("spec") or {}
         old_status = dict(body.get("status") or {})
         now_s = self.clock()
-        observed, seen = await self._observe(body, old_status, now_s)
+        observed, seen, parsed = await self._observe(body, old_status, now_s)
         decision = reconcile(
             spec=spec,
             status=old_status,
@@ -162,7 +162,7 @@ class Reconciler:
         self._refused.pop(key, None)
         new_status = decision.status.to_dict(nulls=True)
         await self.status.write(meta["namespace"], meta["name"], old_status, new_status)
-        await self.mirror.write(body, decision.status, now_s=now_s)
+        await self.mirror.write(body, decision.status, spec=parsed, now_s=now_s)
         await self._remove(body, decision)
         if decision.status.last_analysis != _last_analysis(old_status):
             verdict = decision.status.last_analysis
@@ -175,9 +175,10 @@ class Reconciler:
 
     async def _observe(
         self, body: Mapping[str, Any], raw_status: Mapping[str, Any], now_s: float
-    ) -> tuple[Observed, dict[str, dict[str, Any] | None]]:
-        """What the decision needs, and the Deployments read for it (by name), which
-        applying the decision then compares with instead of reading them again."""
+    ) -> tuple[Observed, dict[str, dict[str, Any] | None], ModelDeploymentSpec | None]:
+        """What the decision needs, the Deployments read for it (by name), which applying
+        the decision then compares with instead of reading them again, and the spec as
+        read (None: refused), which the mirror describes."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
             status = RolloutStatus.from_dict(raw_status)
@@ -211,7 +212,7 @@ class Reconciler:
             breakers=self.bus.observations.breakers(model, now_s=now_s) if model else {},
             problems=tuple(problems),
         )
-        return observed, seen
+        return observed, seen, spec
 
     def _analysis(
         self, spec: ModelDeploymentSpec, status: RolloutStatus, now_s: float

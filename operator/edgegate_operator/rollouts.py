@@ -26,6 +26,7 @@ from edgegate_common.logging import get_logger
 from edgegate_operator.adapters.bus import OperatorBus
 from edgegate_operator.core import RolloutStatus
 from edgegate_operator.core.mirror import OBSERVED_AT, rollout_document
+from edgegate_operator.core.spec import ModelDeploymentSpec
 from edgegate_operator.core.units import to_ms
 
 log = get_logger(__name__)
@@ -44,14 +45,23 @@ class RolloutMirror:
     timeout_s: float = 2.0
     _failing: set[str] = field(default_factory=set)
 
-    async def write(self, body: Mapping[str, Any], status: RolloutStatus, *, now_s: float) -> bool:
-        """Mirror `status` (the one just decided) for `body`; True when the bucket changed."""
+    async def write(
+        self,
+        body: Mapping[str, Any],
+        status: RolloutStatus,
+        *,
+        spec: ModelDeploymentSpec | None,
+        now_s: float,
+    ) -> bool:
+        """Mirror `status` (the one just decided) for `body`, whose spec the reconcile read
+        as `spec` (None: refused); True when the bucket changed."""
         meta = body["metadata"]
         key = rollout_key(meta["namespace"], meta["name"])
         doc = rollout_document(
             namespace=meta["namespace"],
             name=meta["name"],
             spec=body.get("spec") or {},
+            parsed=spec,
             generation=int(meta.get("generation") or 0),
             status=status,
             observed_at_ms=to_ms(now_s),

@@ -14,12 +14,14 @@ from collections.abc import AsyncIterator
 import nats.js.errors
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from nats.js.api import KeyValueConfig, RetentionPolicy, StreamConfig
+from nats.js.api import RetentionPolicy, StreamConfig
 from support.waiting import eventually
 
 from edgegate_common import subjects
-from edgegate_common.bus import Bus, ensure_key_value, ensure_stream
+from edgegate_common.bus import Bus, ensure_stream
 from edgegate_common.bus.readiness import ModelReadiness
+from edgegate_gateway.adapters.breakers import BreakerControls
+from edgegate_gateway.adapters.fallback import FallbackSettings
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.security_admin import SecurityAdmin
 from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
@@ -56,6 +58,9 @@ def _snapshot(*, requests: int, at_s: float, loaded_s: float) -> ipb.MetricsSnap
 @pytest.fixture
 async def sources(bus: Bus) -> AsyncIterator[Sources]:
     readiness = ModelReadiness(bus)
+    local = LocalInference(
+        bus=bus, readiness=readiness, policy=BreakerPolicy(), timeout_s=1, instance="gw"
+    )
     made = Sources(
         bus=bus,
         readiness=readiness,
@@ -63,9 +68,9 @@ async def sources(bus: Bus) -> AsyncIterator[Sources]:
         taskstore=TaskstoreClient(bus, timeout_s=1),
         security=SecurityAdmin(bus),
         knowledge=None,
-        escalation_model="edgegate-escalation",
-        local=LocalInference(
-            bus=bus, readiness=readiness, policy=BreakerPolicy(), timeout_s=1, instance="gw"
+        local=local,
+        controls=await BreakerControls.open(
+            bus.js, local=local, policy=BreakerPolicy(), cloud=FallbackSettings(base_url="")
         ),
     )
     yield made
@@ -75,7 +80,6 @@ async def sources(bus: Bus) -> AsyncIterator[Sources]:
 async def test_the_last_hour_is_read_back_from_the_operators_stream(
     bus: Bus, sources: Sources
 ) -> None:
-    await ensure_key_value(bus.js, KeyValueConfig(bucket=subjects.KV_BREAKERS))
     await _fresh_observations(bus)
     now = time.time()
     subject = subjects.inference_metrics("toy_text", "1")

@@ -31,7 +31,6 @@ from support.suite_stack import (
     TENANT,
     TEXT_MODEL,
     Stack,
-    _process,
     assistant_args,
     start_stack,
 )
@@ -69,13 +68,7 @@ class ConsoleSuite:
 def start_console_suite(folder: Path) -> ConsoleSuite:
     stack = start_stack(folder, inference=False)
     try:
-        repo = folder / "models"
-        from support.inference_support import build_test_repository
-
-        build_test_repository(repo)
-        stack.inference = _process(
-            stack, "inference", ("--model-repository", str(repo), "--metrics-snapshot-s", "1")
-        )
+        stack.start_inference(metrics_snapshot_s="1")
         knowledge = folder / "knowledge"
         knowledge.mkdir(parents=True, exist_ok=True)
         (knowledge / "faq.md").write_text(f"## {KNOWN_Q}\n\n{KNOWN_A}\n", encoding="utf-8")

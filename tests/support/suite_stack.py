@@ -64,12 +64,15 @@ class Stack:
         granted = scopes or ("infer:*", "tasks:read", "tasks:write")
         return issuer.issue(tenant=tenant, subject=sub, scopes=granted, ttl_s=3600).token
 
-    def start_inference(self) -> ServiceProcess:
+    def start_inference(self, *, metrics_snapshot_s: str = "0") -> ServiceProcess:
+        """The test models; `metrics_snapshot_s` "0" publishes no metric snapshots."""
         repo = self.folder / "models"
         if not repo.exists():
             build_test_repository(repo)
         self.inference = _process(
-            self, "inference", ("--model-repository", str(repo), "--metrics-snapshot-s", "0")
+            self,
+            "inference",
+            ("--model-repository", str(repo), "--metrics-snapshot-s", metrics_snapshot_s),
         )
         return self.inference
 

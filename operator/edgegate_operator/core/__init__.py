@@ -5,6 +5,7 @@ apply the actions it returns; everything a rollout needs to resume after a
 restart lives in the resource's status.
 """
 
+from edgegate_common.histograms import histogram_quantile
 from edgegate_operator.core.actions import (
     COMMAND_ANNOTATION,
     Action,
@@ -22,7 +23,6 @@ from edgegate_operator.core.analysis import (
     AnalysisResult,
     MetricsSnapshot,
     analyse,
-    histogram_quantile,
 )
 from edgegate_operator.core.rollout import Decision, analysis_window, decide, degrade, reconcile
 from edgegate_operator.core.spec import (

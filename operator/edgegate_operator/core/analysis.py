@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from edgegate_common.errors import REQUEST_ERRORS, Code
+from edgegate_common.histograms import histogram_quantile
 from edgegate_operator.core.spec import AnalysisPolicy
 from edgegate_operator.core.status import Verdict
 
@@ -103,33 +104,6 @@ class _Sample:
     at_s: float
     epoch_s: float
     counts: Counter[str]
-
-
-def histogram_quantile(
-    q: float, bounds_s: Sequence[float], counts: Sequence[int]
-) -> tuple[float, bool] | None:
-    """The q-quantile, interpolated inside its bucket as Prometheus does.
-
-    Returns (value, above): `above` is True when the quantile lies past the
-    largest bound, where the value is that bound (all that can be said).
-    None when the histogram is empty.
-    """
-    total = sum(counts)
-    if total == 0 or not bounds_s:
-        return None
-    rank = q * total
-    below = 0
-    for index, count in enumerate(counts):
-        if below + count >= rank and count > 0:
-            if index >= len(bounds_s):
-                return bounds_s[-1], True
-            upper = bounds_s[index]
-            lower = 0.0 if index == 0 else bounds_s[index - 1]
-            if index == 0 and upper <= 0:
-                return upper, False
-            return lower + (upper - lower) * (rank - below) / count, False
-        below += count
-    return bounds_s[-1], True
 
 
 def analyse(

@@ -58,12 +58,17 @@ def rollout_document(
     generation: int,
     status: RolloutStatus,
     observed_at_ms: int,
+    parsed: ModelDeploymentSpec | None = None,
 ) -> dict[str, Any]:
-    """The `edgegate-rollouts` document for a resource with this raw `spec` and `status`."""
+    """The `edgegate-rollouts` document for a resource with this raw `spec` and `status`.
+
+    `parsed` is the spec as the reconcile read it already (None: read it here); a spec
+    that cannot be read gives what can be read of the raw one.
+    """
     model = spec.get("model")
     model = model if isinstance(model, Mapping) else {}
     try:
-        spec_doc = _spec_doc(ModelDeploymentSpec.from_dict(spec))
+        spec_doc = _spec_doc(parsed or ModelDeploymentSpec.from_dict(spec))
     except SpecError:
         spec_doc = {
             "version": _text(model.get("version")),

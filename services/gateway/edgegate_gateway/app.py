@@ -27,7 +27,7 @@ from edgegate_gateway.adapters.routes import RouteTable
 from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
 from edgegate_gateway.adapters.traffic import TrafficPublisher
 from edgegate_gateway.adapters.websocket import WebSocketAdapter
-from edgegate_gateway.assistant import ESCALATION_MODEL, Assistant
+from edgegate_gateway.assistant import Assistant
 from edgegate_gateway.chats import Chats, start_chats
 from edgegate_gateway.config import GatewaySettings
 from edgegate_gateway.console import Console, ConsoleSettings
@@ -159,7 +159,7 @@ async def _start_gateway(s: GatewaySettings, runtime: ServiceRuntime, bus: Bus) 
         assistant=assistant,
     )
     WebSocketAdapter(conversations, max_frame_bytes=s.max_body_bytes).add_routes(app)
-    console = await _start_console(s, bus, watches, taskstore, assistant, inference.local)
+    console = await _start_console(s, bus, watches, taskstore, assistant, inference)
     if console is not None:
         console.add_routes(app)
     traffic = TrafficPublisher(
@@ -187,7 +187,7 @@ async def _start_console(
     watches: _Watches,
     taskstore: TaskstoreClient,
     assistant: Assistant | None,
-    local: LocalInference,
+    inference: _Inference,
 ) -> Console | None:
     """The web console under /console, following what it shows on NATS from now on."""
     if not s.console_enabled:
@@ -196,15 +196,15 @@ async def _start_console(
         ConsoleSettings(
             operator_tenants=s.operator_tenants(),
             security_timeout_s=s.security_timeout_s,
-            escalation_model=ESCALATION_MODEL,
         ),
         bus=bus,
         readiness=watches.readiness,
         limiter=watches.limiter,
         taskstore=taskstore,
-        local=local,
+        local=inference.local,
+        controls=inference.breakers,
         # A person's answer joins the assistant's knowledge base, when there is an assistant.
-        knowledge=await KnowledgeAdditions.open(bus.js) if assistant is not None else None,
+        knowledge=assistant.additions if assistant is not None else None,
     )
     await console.start()
     return console

@@ -92,6 +92,11 @@ class Assistant:
         self._caught_up = asyncio.Event()  # the bucket's passages at start-up are in `_added`
         self._tasks: list[asyncio.Task[None]] = []
 
+    @property
+    def additions(self) -> KnowledgeAdditions | None:
+        """Where passages added at run time are kept (and people add them), if anywhere."""
+        return self._additions
+
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._load())]

@@ -19,10 +19,9 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from edgegate_common import subjects
-from edgegate_common.bus import ensure_key_value
+from edgegate_common.bus import TRANSIENT, ensure_key_value
 from edgegate_common.errors import FailedPrecondition, InvalidArgument, Unavailable
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
-from edgegate_taskstore.adapters.records import TRANSIENT
 from edgegate_taskstore.core import crdt
 
 

@@ -42,7 +42,7 @@ from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 
 from edgegate_common import subjects
-from edgegate_common.bus import Bus
+from edgegate_common.bus import TRANSIENT, Bus
 from edgegate_common.bus.readiness import ModelReadiness
 from edgegate_common.errors import (
     EdgegateError,
@@ -54,7 +54,7 @@ from edgegate_common.logging import get_logger
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
 from edgegate_taskstore.adapters.queue import Puller, WorkQueue
-from edgegate_taskstore.adapters.records import TRANSIENT, TaskRecords
+from edgegate_taskstore.adapters.records import TaskRecords
 from edgegate_taskstore.core import status
 from edgegate_taskstore.core.retry import Backoff, Outcome, classify, overload_delay_s
 from edgegate_taskstore.events import report

@@ -8,6 +8,7 @@ is updated in place (the new release's declaration wins).
 
 from __future__ import annotations
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StreamConfig, StreamInfo
 from nats.js.errors import BadRequestError
@@ -17,6 +18,8 @@ from edgegate_common.logging import get_logger
 
 log = get_logger(__name__)
 
+# What a NATS or JetStream call raises while the server is away or slow: worth a retry.
+TRANSIENT = (nats.errors.Error, TimeoutError, OSError)
 # JetStream API error: "stream name already in use with a different configuration".
 _STREAM_NAME_IN_USE = 10058
 

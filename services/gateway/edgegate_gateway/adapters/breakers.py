@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from edgegate_common import subjects
-from edgegate_common.bus import ensure_key_value
-from edgegate_common.errors import InvalidArgument
+from edgegate_common.bus import TRANSIENT, ensure_key_value
+from edgegate_common.errors import InvalidArgument, Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters import kv_watch
 from edgegate_gateway.adapters.fallback import Fallback, FallbackSettings, make_fallback
@@ -110,6 +112,57 @@ class BreakerControls:
         """The model's own cloud fallback; None: the gateway's (if it has one)."""
         controls = self._controls.get(subjects.ident(model))
         return controls.fallback if controls is not None else None
+
+    def forced_modes(self) -> dict[str, dict[str, str]]:
+        """Each document's modes as last applied, by its key (`subjects.ident(model)`)."""
+        return {
+            key: {version: mode.value for version, mode in controls.modes.items()}
+            for key, controls in self._controls.items()
+            if controls.modes
+        }
+
+    async def force(self, model: str, version: str, mode: Mode) -> None:
+        """Write `version`'s mode into the model's document (AUTO: no entry), keeping the
+        rest; compare-and-set, since another writer may change it at the same moment.
+        Every replica, this one included, applies it through its watch."""
+        key = subjects.ident(model)
+        for _ in range(5):
+            doc, revision = await self._document(key)
+            raw = doc.get("modes")
+            modes = {str(v): str(m) for v, m in raw.items()} if isinstance(raw, dict) else {}
+            if mode is Mode.AUTO:
+                modes.pop(version, None)
+            else:
+                modes[version] = mode.value
+            payload = json.dumps({**doc, "modes": modes}, sort_keys=True).encode()
+            try:
+                if revision:
+                    await self._kv.update(key, payload, last=revision)
+                else:
+                    await self._kv.create(key, payload)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                continue
+            except TRANSIENT as exc:
+                raise Unavailable(f"cannot write edgegate-breakers: {exc!r}") from exc
+            return
+        raise Unavailable("edgegate-breakers kept changing; try again")
+
+    async def _document(self, key: str) -> tuple[dict[str, Any], int]:
+        """The stored document and its revision ({} and 0 when there is none; an unreadable
+        one counts as empty, so that forcing a mode repairs it)."""
+        try:
+            entry = await self._kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return {}, 0
+        except (*TRANSIENT, nats.js.errors.Error) as exc:
+            raise Unavailable(f"cannot read edgegate-breakers: {exc!r}") from exc
+        revision = entry.revision or 0
+        if not entry.value:
+            return {}, revision
+        try:
+            return json_input.decode_object(entry.value, what="breaker settings"), revision
+        except InvalidArgument:
+            return {}, revision
 
     async def _apply(self, key: str, value: bytes | None) -> None:
         try:

@@ -37,9 +37,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from edgegate_common import subjects
 from edgegate_common.errors import EdgegateError
 from edgegate_common.logging import get_logger
+from edgegate_common.tasks import ESCALATION_MODEL
 from edgegate_gateway.adapters.chat_webhook import REPLY_TO, ChatWebhook
 from edgegate_gateway.adapters.webhook_events import EventClaims
-from edgegate_gateway.assistant import ESCALATION_MODEL
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
 

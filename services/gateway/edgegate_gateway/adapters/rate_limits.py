@@ -35,8 +35,6 @@ from edgegate_gateway.core.traffic import TrafficCounts
 
 log = get_logger(__name__)
 
-TRANSIENT = (nats.errors.Error, TimeoutError, OSError)
-
 
 @dataclass
 class _Lease:

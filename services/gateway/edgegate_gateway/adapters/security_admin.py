@@ -17,8 +17,7 @@ from google.protobuf.message import Message
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
-from edgegate_common.credentials import bearer_token
-from edgegate_common.errors import DeadlineExceeded, NoResponders, Unavailable
+from edgegate_common.bus.calls import call_service
 from edgegate_protos.security.v1 import security_pb2 as spb
 
 Rep = TypeVar("Rep", bound=Message)
@@ -88,14 +87,14 @@ class SecurityAdmin:
         credential: str,
         timeout_s: float | None = None,
     ) -> Rep:
-        try:
-            return await self._bus.request(
-                subject,
-                request,
-                reply_type,
-                timeout_s=timeout_s or self._timeout_s,
-                headers={"Authorization": f"Bearer {bearer_token(credential)}"},
-            )
-        except (NoResponders, DeadlineExceeded):
-            # An action may have been recorded all the same: a retry files it twice, never not.
-            raise Unavailable("the security service is not answering; try again") from None
+        # After a timeout an action may have been recorded all the same: a retry files it
+        # twice, never not.
+        return await call_service(
+            self._bus,
+            subject,
+            request,
+            reply_type,
+            service="security service",
+            timeout_s=timeout_s or self._timeout_s,
+            credential=credential,
+        )

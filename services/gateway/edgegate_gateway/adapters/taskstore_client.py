@@ -1,11 +1,8 @@
 """The taskstore, as the gateway calls it: NATS request-reply on the caller's behalf.
 
-Every call carries the caller's own token (`Authorization`), so the
-taskstore admits it as that caller: the gateway can store, read or list no
-task the caller could not. A taskstore that does not answer (nobody
-subscribed, or no reply in time) is UNAVAILABLE here, once, for every
-caller; the taskstore's own refusals come back as the typed errors the bus
-carries.
+Every call carries the caller's own token, so the taskstore admits it as
+that caller: the gateway can store, read or list no task the caller could
+not (`edgegate_common.bus.calls`).
 """
 
 from __future__ import annotations
@@ -16,8 +13,7 @@ from google.protobuf.message import Message
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
-from edgegate_common.credentials import bearer_token
-from edgegate_common.errors import DeadlineExceeded, NoResponders, Unavailable
+from edgegate_common.bus.calls import call_service
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
 
@@ -85,13 +81,12 @@ class TaskstoreClient:
     async def _call(
         self, subject: str, request: Message, reply_type: type[Rep], *, credential: str
     ) -> Rep:
-        try:
-            return await self._bus.request(
-                subject,
-                request,
-                reply_type,
-                timeout_s=self._timeout_s,
-                headers={"Authorization": f"Bearer {bearer_token(credential)}"},
-            )
-        except (NoResponders, DeadlineExceeded):
-            raise Unavailable("the taskstore is not answering; try again") from None
+        return await call_service(
+            self._bus,
+            subject,
+            request,
+            reply_type,
+            service="taskstore",
+            timeout_s=self._timeout_s,
+            credential=credential,
+        )

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from edgegate_common.bus import Bus
 from edgegate_common.bus.readiness import ModelReadiness
+from edgegate_gateway.adapters.breakers import BreakerControls
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.security_admin import SecurityAdmin
 from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
@@ -36,7 +37,6 @@ from edgegate_gateway.console.sources import Knowledge, Sources
 class ConsoleSettings:
     operator_tenants: frozenset[str]
     security_timeout_s: float
-    escalation_model: str
 
 
 class Console:
@@ -50,6 +50,7 @@ class Console:
         taskstore: TaskstoreClient,
         knowledge: Knowledge | None,
         local: BreakerFigures,
+        controls: BreakerControls,
     ) -> None:
         self._auth = ConsoleAuth(
             bus,
@@ -63,8 +64,8 @@ class Console:
             taskstore=taskstore,
             security=SecurityAdmin(bus, timeout_s=settings.security_timeout_s + 3.0),
             knowledge=knowledge,
-            escalation_model=settings.escalation_model,
             local=local,
+            controls=controls,
         )
 
     async def start(self) -> None:

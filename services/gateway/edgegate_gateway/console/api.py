@@ -17,6 +17,7 @@ from aiohttp import web
 
 from edgegate_common.errors import EdgegateError, InvalidArgument, PermissionDenied
 from edgegate_common.logging import get_logger
+from edgegate_common.tasks import ESCALATION_MODEL
 from edgegate_gateway.adapters.http_json import json_object
 from edgegate_gateway.console import views
 from edgegate_gateway.console.auth import ConsoleAuth, Person
@@ -134,7 +135,7 @@ class ConsoleApi:
         }
 
     async def escalations(self, request: web.Request, person: Person) -> dict[str, Any]:
-        listing = tpb.ListRequest(page_size=LIST_PAGE, model=self._s.escalation_model)
+        listing = tpb.ListRequest(page_size=LIST_PAGE, model=ESCALATION_MODEL)
         view = request.query.get("status", "")
         if view not in ("", "open", "answered"):
             raise InvalidArgument("'status' must be open or answered")
@@ -146,7 +147,7 @@ class ConsoleApi:
         return {"escalations": [views.escalation_view(t) for t in _newest(found)[:SHOWN]]}
 
     async def breakers(self, request: web.Request, person: Person) -> dict[str, Any]:
-        return {"breakers": await self._s.breakers()}
+        return {"breakers": self._s.breakers()}
 
     async def audit(self, request: web.Request, person: Person) -> dict[str, Any]:
         before = _whole(request.query.get("before") or "0", "before")
@@ -212,7 +213,7 @@ class ConsoleApi:
         if not person.operator:
             raise PermissionDenied(_SHARED_KNOWLEDGE)
         task = await self._s.taskstore.get(request.match_info["id"], credential=person.credential)
-        if task.envelope.route.model != self._s.escalation_model:
+        if task.envelope.route.model != ESCALATION_MODEL:
             raise InvalidArgument("only an answered escalation joins the knowledge base")
         if task.status != tpb.TASK_STATUS_COMPLETED:
             raise InvalidArgument("answer the question first; then it can join the knowledge base")

@@ -36,13 +36,11 @@ from google.protobuf.message import Message
 
 from edgegate_common import subjects
 from edgegate_common.bus import Bus
+from edgegate_common.bus.calls import call_service
 from edgegate_common.credentials import bearer_token
 from edgegate_common.errors import (
-    DeadlineExceeded,
-    NoResponders,
     PermissionDenied,
     Unauthenticated,
-    Unavailable,
 )
 from edgegate_protos.security.v1 import security_pb2 as spb
 
@@ -174,10 +172,9 @@ class ConsoleAuth:
         )
 
     async def _ask(self, subject: str, request: Message, kind: type[R]) -> R:
-        try:
-            return await self._bus.request(subject, request, kind, timeout_s=self._timeout_s)
-        except (NoResponders, DeadlineExceeded):
-            raise Unavailable("the security service is not answering; try again shortly") from None
+        return await call_service(
+            self._bus, subject, request, kind, service="security service", timeout_s=self._timeout_s
+        )
 
 
 def check_same_site(request: web.Request) -> None:

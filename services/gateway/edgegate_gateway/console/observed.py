@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgegate_common.histograms import histogram_quantile
 from edgegate_protos.gateway.v1 import gateway_pb2 as gpb
 from edgegate_protos.inference.v1 import inference_pb2 as ipb
 
@@ -249,22 +250,12 @@ def _model_row(
 
 
 def _quantile_ms(histogram: Mapping[float, int], q: float) -> float | None:
-    """The q-quantile of a bucketed latency, interpolated inside its bucket, in ms."""
-    total = sum(histogram.values())
-    if total <= 0:
-        return None
-    bounds = sorted(histogram)
-    cumulative, lower, rank = 0, 0.0, q * total
-    for bound in bounds:
-        count = histogram[bound]
-        if count > 0 and cumulative + count >= rank:
-            if bound == float("inf"):
-                return lower * 1000  # above the last bound: the bound is all we know
-            share = (rank - cumulative) / count
-            return (lower + (bound - lower) * share) * 1000
-        cumulative += count
-        lower = bound if bound != float("inf") else lower
-    return lower * 1000
+    """The q-quantile of a merged latency histogram (bound -> count; `inf`: above the
+    last bound), in ms: read as the operator reads a canary's p99."""
+    bounds = sorted(b for b in histogram if b != float("inf"))
+    counts = [histogram[b] for b in bounds] + [histogram.get(float("inf"), 0)]
+    found = histogram_quantile(q, bounds, counts)
+    return None if found is None else found[0] * 1000
 
 
 def _tenant_row() -> dict[str, float]:

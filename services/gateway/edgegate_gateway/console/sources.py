@@ -5,7 +5,8 @@
 - traffic, latency, models, breaker trips: publications heard here and kept
   for an hour (`observed.py`);
 - rollouts: the operator's `edgegate-rollouts` bucket, followed live;
-- breakers: `breakers.py` (state heard here, modes in `edgegate-breakers`);
+- breakers: `breakers.py` (state heard here, modes as `BreakerControls` follows
+  `edgegate-breakers`);
 - quotas: the gateway's rate limiter, which follows `edgegate-quotas`.
 """
 
@@ -22,14 +23,14 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from nats.js.kv import KeyValue
 
 from edgegate_common import subjects
-from edgegate_common.bus import Bus
+from edgegate_common.bus import TRANSIENT, Bus
 from edgegate_common.bus.readiness import ModelReadiness
-from edgegate_common.errors import EdgegateError, Unavailable
+from edgegate_common.errors import EdgegateError
 from edgegate_common.logging import get_logger
 from edgegate_gateway.adapters import kv_watch
+from edgegate_gateway.adapters.breakers import BreakerControls
 from edgegate_gateway.adapters.rate_limits import RateLimiter
 from edgegate_gateway.adapters.security_admin import SecurityAdmin
 from edgegate_gateway.adapters.taskstore_client import TaskstoreClient
@@ -47,7 +48,6 @@ from edgegate_protos.taskstore.v1 import taskstore_pb2 as tpb
 log = get_logger(__name__)
 STATUS_TIMEOUT_S = 1.0
 _METRICS_PREFIX = subjects.INFERENCE_METRICS_ALL.removesuffix(">")
-_NATS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
 
 
 class Knowledge(Protocol):
@@ -64,29 +64,27 @@ class Sources:
         taskstore: TaskstoreClient,
         security: SecurityAdmin,
         knowledge: Knowledge | None,
-        escalation_model: str,
         local: BreakerFigures,
+        controls: BreakerControls,
     ) -> None:
         self.bus = bus
         self.taskstore = taskstore
         self.security = security
-        self.escalation_model = escalation_model
         self.observed = Observed()
         self._readiness = readiness
         self._limiter = limiter
         self._knowledge = knowledge
         self._local = local
+        self._controls = controls
         self._rollouts: dict[str, dict[str, Any]] = {}
         self._subscriptions: list[Subscription] = []
         self._watch: asyncio.Task[None] | None = None
         self._finder: asyncio.Task[None] | None = None
-        self._breakers_kv: KeyValue | None = None
 
     async def start(self) -> None:
         await self._hear_observations()
         traffic = _callback(_parsed(gpb.TrafficSnapshot, self.observed.traffic))
         self._subscriptions.append(await self.bus.subscribe(subjects.GATEWAY_TRAFFIC, cb=traffic))
-        self._breakers_kv = await self.bus.js.key_value(subjects.KV_BREAKERS)
         self._finder = asyncio.get_running_loop().create_task(self._follow_rollouts())
 
     async def _hear_observations(self) -> None:
@@ -134,7 +132,7 @@ class Sources:
                 return
             except nats.js.errors.BucketNotFoundError:
                 pass
-            except (*_NATS_ERRORS, nats.js.errors.Error) as exc:
+            except (*TRANSIENT, nats.js.errors.Error) as exc:
                 log.info("rollouts bucket not followed yet", error=repr(exc))
             await asyncio.sleep(every_s)
 
@@ -178,7 +176,7 @@ class Sources:
         try:
             account = await self.bus.js.account_info()
             streams = await self.bus.js.streams_info()
-        except (*_NATS_ERRORS, nats.js.errors.Error) as exc:
+        except (*TRANSIENT, nats.js.errors.Error) as exc:
             return {**facts, "jetstream": False, "error": f"JetStream did not answer: {exc!r}"}
         return {
             **facts,
@@ -225,17 +223,15 @@ class Sources:
         """The ModelDeployment that serves `model`, if the operator mirrors one."""
         return next((d for d in self._rollouts.values() if d.get("model") == model), None)
 
-    async def breakers(self) -> list[dict[str, Any]]:
-        return await self._board().rows()
+    def breakers(self) -> list[dict[str, Any]]:
+        return self._board().rows()
 
     async def force_breaker(self, model: str, version: str, mode: str) -> dict[str, Any]:
         return await self._board().force(model, version, mode)
 
     def _board(self) -> BreakerBoard:
-        if self._breakers_kv is None:
-            raise Unavailable("the console has not started")
         return BreakerBoard(
-            self._breakers_kv,
+            self._controls,
             readiness=self._readiness,
             local=self._local,
             seen=self.observed.breakers(),

@@ -123,14 +123,13 @@ class CircuitBreaker:
         self._calls.append((now_s, failed, served_s >= p.slow_call_s))
         while self._calls and self._calls[0][0] < now_s - p.window_s:
             self._calls.popleft()
-        if len(self._calls) < p.min_calls:
+        calls, failures, slow = self.figures(now_s)
+        if calls < p.min_calls or failures is None or slow is None:
             return None
-        failures = sum(1 for _, f, _ in self._calls if f) / len(self._calls)
-        slow = sum(1 for _, _, s in self._calls if s) / len(self._calls)
         if failures >= p.failure_rate:
-            return self._open(now_s, f"failure rate {failures:.0%} over {len(self._calls)} calls")
+            return self._open(now_s, f"failure rate {failures:.0%} over {calls} calls")
         if slow >= p.slow_call_rate:
-            return self._open(now_s, f"slow-call rate {slow:.0%} over {len(self._calls)} calls")
+            return self._open(now_s, f"slow-call rate {slow:.0%} over {calls} calls")
         return None
 
     def figures(self, now_s: float) -> tuple[int, float | None, float | None]:

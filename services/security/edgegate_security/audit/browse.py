@@ -18,9 +18,10 @@ import nats.js.errors
 from nats.js import JetStreamContext
 
 from edgegate_common import subjects
-from edgegate_common.errors import InvalidArgument, NotFound, Unavailable
+from edgegate_common.bus import TRANSIENT
+from edgegate_common.errors import InvalidArgument, Unavailable
 from edgegate_security.audit.chain import AuditRecord, EventKind, parse_record
-from edgegate_security.audit.reader import TRANSIENT
+from edgegate_security.audit.reader import stream_state
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -122,12 +123,7 @@ def _readable(data: bytes | None) -> AuditRecord | None:
 
 async def _bounds(js: JetStreamContext, stream: str) -> tuple[int, int]:
     """The stream's first and last sequences; (1, 0) when it is empty."""
-    try:
-        state = (await js.stream_info(stream)).state
-    except nats.js.errors.NotFoundError:
-        raise NotFound(f"there is no audit stream {stream}") from None
-    except TRANSIENT as exc:
-        raise Unavailable(f"cannot read the audit stream {stream}: {exc!r}") from exc
+    state = await stream_state(js, stream)
     last = state.last_seq or 0
     return (max(1, state.first_seq or 1), last)
 

@@ -48,7 +48,7 @@ from nats.js.api import (
 )
 
 from edgegate_common import subjects
-from edgegate_common.bus import Bus, ensure_stream
+from edgegate_common.bus import TRANSIENT, Bus, ensure_stream
 from edgegate_common.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -68,7 +68,7 @@ from edgegate_security.audit.chain import (
     parse_record,
     utc_text,
 )
-from edgegate_security.audit.reader import TRANSIENT, verify_stream
+from edgegate_security.audit.reader import verify_stream
 from edgegate_security.core.reasons import Reason
 
 log = get_logger(__name__)
@@ -287,7 +287,6 @@ class AuditLog:
             self.written_total += stored
             if stored:
                 self._wake_flushes()
-            if stored:
                 failures = 0  # progress (a conflict may still leave some): go on at once
                 continue
             failures += 1

@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, StreamState
 
 from edgegate_common import subjects
+from edgegate_common.bus import TRANSIENT
 from edgegate_common.errors import NotFound, Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_security.audit.chain import GENESIS, ChainVerifier, Checkpoint, Verification
@@ -23,10 +24,9 @@ from edgegate_security.audit.chain import GENESIS, ChainVerifier, Checkpoint, Ve
 log = get_logger(__name__)
 
 # Failures that may pass: the writer retries them, readers report them as Unavailable.
-TRANSIENT = (nats.errors.Error, TimeoutError, OSError)
 
 
-async def _stream_state(js: JetStreamContext, stream: str) -> StreamState:
+async def stream_state(js: JetStreamContext, stream: str) -> StreamState:
     try:
         return (await js.stream_info(stream)).state
     except nats.js.errors.NotFoundError:
@@ -49,7 +49,7 @@ async def read_stream(
     through an ordered consumer: ephemeral, no acks, and re-created by the
     client after a gap, so a long read survives a reconnect.
     """
-    last = (await _stream_state(js, stream)).last_seq if up_to_seq is None else up_to_seq
+    last = (await stream_state(js, stream)).last_seq if up_to_seq is None else up_to_seq
     if not last or from_stream_seq > last:
         return
     try:  # is anything left to read? (else the consumer would only wait)
@@ -104,7 +104,7 @@ async def verify_stream(
     records a retention limit removed). NotFound or Unavailable when the
     stream cannot be read; a damaged stream is a result, never an exception.
     """
-    last = (await _stream_state(js, stream)).last_seq or 0
+    last = (await stream_state(js, stream)).last_seq or 0
     verifier = ChainVerifier(after=after)
     messages = read_stream(
         js,

@@ -39,13 +39,13 @@ from nats.js.api import (
 )
 
 from edgegate_common import subjects
-from edgegate_common.bus import Bus, ensure_stream
+from edgegate_common.bus import TRANSIENT, Bus, ensure_stream
 from edgegate_common.bus.headers import MSG_ID
 from edgegate_common.errors import FailedPrecondition, Unavailable
 from edgegate_common.logging import get_logger
 from edgegate_protos.common.v1 import envelope_pb2 as env
 from edgegate_protos.taskstore.v1 import taskstore_pb2 as pb
-from edgegate_taskstore.adapters.records import TRANSIENT, Storage, store_error
+from edgegate_taskstore.adapters.records import Storage, store_error
 from edgegate_taskstore.core import status
 
 log = get_logger(__name__)

@@ -35,7 +35,7 @@ from nats.js.api import (
 from nats.js.kv import KeyValue
 
 from edgegate_common import subjects
-from edgegate_common.bus import ensure_stream
+from edgegate_common.bus import TRANSIENT, ensure_stream
 from edgegate_common.errors import (
     EdgegateError,
     Internal,
@@ -48,7 +48,6 @@ from edgegate_taskstore.core import status
 
 EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 # Failures of the store that may pass (a reconnect, a leader election).
-TRANSIENT = (nats.errors.Error, TimeoutError, OSError)
 
 Change = Callable[[pb.Task], pb.Task | None]
 

@@ -83,4 +83,9 @@ export function age(iso, now = new Date()) {
   return `${Math.floor(hours / 24)} d`;
 }
 
+/** A name as an id part: lower case, runs of anything else one "-" (model-all-minilm-l6-v2). */
+export function slug(text) {
+  return String(text).toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "");
+}
+
 export { EM_DASH };

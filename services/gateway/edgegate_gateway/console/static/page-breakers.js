@@ -1,7 +1,7 @@
 // Breakers: each model version's circuit breaker, with the mode an SRE can force. Breakers that
 // a ModelDeployment owns are changed through kubectl, so those rows show the commands instead.
 import { h } from "./dom.js";
-import { num, percent } from "./format.js";
+import { num, percent, slug } from "./format.js";
 import { badge, command, confirmRow, empty, table, time } from "./ui.js";
 
 const STATE_TONES = { closed: "ok", open: "bad", half_open: "warn" };
@@ -11,10 +11,6 @@ const MODES = [
   { mode: "closed", label: "Force closed" },
   { mode: "auto", label: "Automatic" },
 ];
-
-function slug(text) {
-  return String(text).toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "");
-}
 
 function modeButtons(b, ctx) {
   const key = `${b.model}/${b.version}`;
@@ -52,9 +48,7 @@ function managedCommands(list) {
         "div",
         { class: "card", id: `cmds-${slug(b.model)}-${slug(b.version)}`, "data-key": `${b.model}/${b.version}` },
         h("h3", null, `${b.model} v${b.version}`, h("span", { class: "muted" }, ` · ${b.managed_by}`)),
-        b.commands.open ? command(b.commands.open, "Force open") : null,
-        b.commands.closed ? command(b.commands.closed, "Force closed") : null,
-        b.commands.auto ? command(b.commands.auto, "Automatic") : null,
+        ...MODES.map(({ mode, label }) => (b.commands[mode] ? command(b.commands[mode], label) : null)),
       ))),
   );
 }

@@ -1,12 +1,8 @@
 // Models: every loaded model version with its load, latency and batch-size histogram.
 import { barChart } from "./charts.js";
 import { h } from "./dom.js";
-import { ms, num } from "./format.js";
+import { ms, num, slug } from "./format.js";
 import { badge, empty, table, time } from "./ui.js";
-
-function slug(text) {
-  return text.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "");
-}
 
 function modelsTable(models) {
   const columns = [
